@@ -1,0 +1,1 @@
+"""Actor implementations: instruments, pipeline, edge and scripting actors live below here."""

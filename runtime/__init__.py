@@ -1,0 +1,98 @@
+"""benchd's actor kernel on trio: actors, two-lane mailboxes, refs, messages, parameters.
+
+The layer everything else builds on; it imports nothing from ``supervisors``, ``actors`` or
+any other package of the project (``python -m runtime``, the composition root, excepted).
+"""
+
+from ._actor import Actor
+from ._actor_loop import run_actor
+from ._cell import ActorState, ActorStatistics, FailureRecord
+from ._errors import (
+    ActorError,
+    ActorUnavailable,
+    AskTimeout,
+    BenchError,
+    EmergencyStopLatched,
+    Interrupted,
+    NotFoundError,
+    ReadbackMismatch,
+    ReadOnlyError,
+    ReplyTypeError,
+    RequestError,
+    SupervisorGaveUp,
+    UnhandledMessage,
+    ValidationError,
+    describe_failure,
+)
+from ._messages import (
+    Abort,
+    EmergencyStop,
+    Hazardous,
+    Message,
+    Ping,
+    PriorityMessage,
+    Request,
+    ResetEmergencyStop,
+)
+from ._observable import Observable, ObservableClosed, Sample, Source, Subscription
+from ._parameter import Parameter, ParameterInfo, ParameterSnapshot
+from ._parameter_tree import (
+    GetParameter,
+    ListParameters,
+    ParameterTree,
+    SetParameter,
+    SnapshotParameters,
+    WatchParameter,
+)
+from ._ref import DEFAULT_ASK_TIMEOUT, ActorRef
+from ._system import ActorSystem, EmergencyStopReport, StopAcknowledgement
+
+__all__ = [
+    "DEFAULT_ASK_TIMEOUT",
+    "Abort",
+    "Actor",
+    "ActorError",
+    "ActorRef",
+    "ActorState",
+    "ActorStatistics",
+    "ActorSystem",
+    "ActorUnavailable",
+    "AskTimeout",
+    "BenchError",
+    "EmergencyStop",
+    "EmergencyStopLatched",
+    "EmergencyStopReport",
+    "FailureRecord",
+    "GetParameter",
+    "Hazardous",
+    "Interrupted",
+    "ListParameters",
+    "Message",
+    "NotFoundError",
+    "Observable",
+    "ObservableClosed",
+    "Parameter",
+    "ParameterInfo",
+    "ParameterSnapshot",
+    "ParameterTree",
+    "Ping",
+    "PriorityMessage",
+    "ReadOnlyError",
+    "ReadbackMismatch",
+    "ReplyTypeError",
+    "Request",
+    "RequestError",
+    "ResetEmergencyStop",
+    "Sample",
+    "SetParameter",
+    "SnapshotParameters",
+    "Source",
+    "StopAcknowledgement",
+    "Subscription",
+    "SupervisorGaveUp",
+    "UnhandledMessage",
+    "ValidationError",
+    "WatchParameter",
+    "describe_failure",
+    "run_actor",
+]

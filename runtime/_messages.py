@@ -1,0 +1,114 @@
+"""Message base classes and the messages every actor understands.
+
+Messages are immutable values: declare them as ``@dataclass(frozen=True, slots=True)``
+subclasses of :class:`Message` (a fire-and-forget notice) or of ``Request[R]`` (expects a reply
+of type ``R``). The reply type is read once from the class declaration and checked when the
+handler returns, so a handler that answers ``GetPosition`` with a string fails loudly in the
+actor instead of confusing the asker three layers up.
+
+Which lane a message travels is a property of its type, not of the call site:
+:class:`PriorityMessage` subclasses (EmergencyStop, Abort) always take the priority lane, so no
+caller can accidentally queue an emergency stop behind a backlog.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """Base of every message. Subclasses are frozen slotted dataclasses."""
+
+
+class Request(Message, Generic[R]):
+    """A message that expects a reply of type ``R`` (``class Get(Request[float])``).
+
+    ``reply_type`` holds the runtime-checkable form of ``R``: a class or tuple of classes, or
+    ``None`` when ``R`` cannot be checked (``Any``, a type variable).
+    """
+
+    __slots__ = ()
+    reply_type: ClassVar[type | tuple[type, ...] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            if typing.get_origin(base) is Request:
+                (argument,) = typing.get_args(base)
+                cls.reply_type = _checkable(argument)
+
+
+class PriorityMessage(Message):
+    """Travels the priority lane: handled before queued messages, preempts the one in flight."""
+
+    __slots__ = ()
+
+
+class Hazardous:
+    """Mixin for commands that move or emit; refused while the emergency stop is latched."""
+
+    __slots__ = ()
+
+
+def _checkable(annotation: object) -> type | tuple[type, ...] | None:
+    """Turn a reply annotation into something ``isinstance`` accepts, or ``None`` to skip."""
+    if annotation is None or annotation is type(None):
+        return type(None)
+    if annotation is float:
+        return (float, int)  # PEP 484 numeric tower: an int is an acceptable float
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        parts = [_checkable(a) for a in typing.get_args(annotation)]
+        if any(p is None for p in parts):
+            return None
+        flat: list[type] = []
+        for part in parts:
+            flat.extend(part if isinstance(part, tuple) else (part,))  # type: ignore[arg-type]
+        return tuple(flat)
+    if origin is not None:
+        return origin if isinstance(origin, type) else None  # list[int] -> list
+    return annotation if isinstance(annotation, type) else None
+
+
+def reply_conforms(request: Request[Any], reply: object) -> bool:
+    expected = type(request).reply_type
+    if expected is None:
+        return True
+    if isinstance(reply, bool) and expected in ((float, int), int):
+        return False  # True is an int to Python, never a position or a count to us
+    return isinstance(reply, expected)
+
+
+# -- messages the kernel handles for every actor ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyStop(Request[None], PriorityMessage):
+    """Put the hardware in its safe state now and latch until ResetEmergencyStop."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Abort(Request[None], PriorityMessage):
+    """Cancel the work in flight (a move, an exposure) without latching."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResetEmergencyStop(Request[None]):
+    """Clear the latch. Travels the normal lane: everything queued before it is refused."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ping(Request[str]):
+    """Liveness probe: the reply proves the actor's loop is turning."""

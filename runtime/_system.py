@@ -1,0 +1,151 @@
+"""ActorSystem: the registry of actor cells and the system-wide emergency stop.
+
+The registry hands out refs by name (refs stay valid across restarts, see ``_cell.py``). The
+emergency stop lives here, not in any actor, because it must reach every device *directly*:
+it is put on each actor's priority lane in one synchronous pass — no await between the first
+actor and the last, so nothing queued anywhere can delay any of them — and only then are the
+acknowledgements awaited.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import trio
+
+from ._cell import ActorCell, ActorStatistics
+from ._errors import BenchError, NotFoundError
+from ._mailbox import Envelope
+from ._messages import EmergencyStop, ResetEmergencyStop
+from ._ref import ActorRef
+from ._reply import ReplySlot
+
+logger = logging.getLogger("runtime.estop")
+
+
+@dataclass(frozen=True, slots=True)
+class StopAcknowledgement:
+    actor: str
+    ok: bool
+    seconds: float  # from the broadcast to the actor's reply (or to the deadline)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyStopReport:
+    reason: str
+    acknowledgements: tuple[StopAcknowledgement, ...]
+
+    @property
+    def all_stopped(self) -> bool:
+        return all(a.ok for a in self.acknowledgements)
+
+
+class ActorSystem:
+    def __init__(self) -> None:
+        self._cells: dict[str, ActorCell] = {}
+
+    def cell(self, name: str, capacity: int) -> ActorCell:
+        """Get or create the cell for ``name`` (kernel use: supervisors call this)."""
+        existing = self._cells.get(name)
+        if existing is not None:
+            return existing
+        cell = self._cells[name] = ActorCell(name, capacity)
+        return cell
+
+    def ref(self, name: str) -> ActorRef:
+        try:
+            return ActorRef(self._cells[name])
+        except KeyError:
+            known = ", ".join(sorted(self._cells)) or "none"
+            raise NotFoundError(f"no actor named {name!r}; actors: {known}") from None
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._cells)
+
+    def statistics(self) -> tuple[ActorStatistics, ...]:
+        return tuple(cell.statistics() for cell in self._cells.values())
+
+    @property
+    def latched(self) -> bool:
+        return any(cell.latched is not None for cell in self._cells.values())
+
+    async def emergency_stop(
+        self, reason: str, *, timeout: float = 2.0, only: Iterable[str] | None = None
+    ) -> EmergencyStopReport:
+        """Stop every actor (or the ``only`` ones) now, latch, and report who acknowledged.
+
+        Never raises for an actor that fails or is down: the report says so, because an
+        emergency stop must reach every other actor whatever one of them does.
+        """
+        targets = [self._cells[n] for n in only] if only is not None else list(self._cells.values())
+        message = EmergencyStop(reason)
+        sent = trio.current_time()
+        slots = []
+        for cell in targets:  # one synchronous pass: no checkpoint until every lane has it
+            slot = ReplySlot()
+            cell.deliver_priority(Envelope(message, slot))
+            slots.append((cell.name, slot))
+        logger.warning("emergency stop sent to %d actors: %s", len(slots), reason)
+        acknowledgements = await _gather(slots, sent, timeout)
+        report = EmergencyStopReport(reason, acknowledgements)
+        for ack in acknowledgements:
+            if ack.ok:
+                logger.warning("e-stop %s acknowledged in %.3f ms", ack.actor, ack.seconds * 1e3)
+            else:
+                logger.error("e-stop %s NOT acknowledged: %s", ack.actor, ack.error)
+        return report
+
+    async def reset_emergency_stop(
+        self, reason: str = "", *, timeout: float = 5.0
+    ) -> tuple[str, ...]:
+        """Clear every latch; the names of actors still latched afterwards (should be none).
+
+        The reset travels the normal lanes, so hazardous work queued before it stays refused.
+        A down actor cannot answer: its latch is cleared directly.
+        """
+        failures: list[str] = []
+
+        async def reset(cell: ActorCell) -> None:
+            if cell.mailbox.closed:
+                cell.latched = None
+                return
+            try:
+                await ActorRef(cell).ask(ResetEmergencyStop(reason), timeout=timeout)
+            except BenchError as exc:
+                failures.append(cell.name)
+                logger.error("e-stop reset of %s failed: %s", cell.name, exc)
+
+        async with trio.open_nursery() as nursery:
+            for cell in self._cells.values():
+                if cell.latched is not None:
+                    nursery.start_soon(reset, cell)
+        return tuple(failures)
+
+
+async def _gather(
+    slots: list[tuple[str, ReplySlot]], sent: float, timeout: float
+) -> tuple[StopAcknowledgement, ...]:
+    results: dict[str, StopAcknowledgement] = {}
+
+    async def wait_one(name: str, slot: ReplySlot) -> None:
+        try:
+            await slot.wait()
+        except Exception as exc:
+            results[name] = StopAcknowledgement(name, False, trio.current_time() - sent, str(exc))
+        else:
+            results[name] = StopAcknowledgement(name, True, trio.current_time() - sent)
+
+    with trio.move_on_after(math.inf if timeout is None else timeout):
+        async with trio.open_nursery() as nursery:
+            for name, slot in slots:
+                nursery.start_soon(wait_one, name, slot)
+    late = trio.current_time() - sent
+    return tuple(
+        results.get(name)
+        or StopAcknowledgement(name, False, late, f"no acknowledgement within {timeout:g} s")
+        for name, _ in slots
+    )

@@ -1,0 +1,80 @@
+"""Every test is checked for tasks and threads it leaves behind."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+PROJECT_PACKAGES = tuple(
+    str(Path(__file__).resolve().parent.parent / name)
+    for name in ("runtime", "supervisors", "actors")
+)
+
+
+def _all_tasks() -> list[trio.lowlevel.Task]:
+    found: list[trio.lowlevel.Task] = []
+    pending = [trio.lowlevel.current_root_task()]
+    while pending:
+        task = pending.pop()
+        if task is None:
+            continue
+        found.append(task)
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return found
+
+
+def _project_frames(task: trio.lowlevel.Task) -> list[str]:
+    return [
+        f"{frame.f_code.co_filename}:{lineno} {frame.f_code.co_name}"
+        for frame, lineno in task.iter_await_frames()
+        if frame.f_code.co_filename.startswith(PROJECT_PACKAGES)
+    ]
+
+
+def _fail_on_leaked_tasks(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Wrap an async test: project tasks it started must be gone when its body returns.
+
+    Tasks that fixtures started before the body (a running actor system) are allowed; a task
+    the body started and left running (an actor never stopped, a forgotten helper) is a leak,
+    even though pytest-trio would cancel it quietly afterwards.
+    """
+
+    @functools.wraps(test)
+    async def checked(**kwargs: object) -> None:
+        before = set(_all_tasks())
+        await test(**kwargs)
+        await trio.testing.wait_all_tasks_blocked()
+        leaked = {
+            task.name: frames
+            for task in _all_tasks()
+            if task not in before and (frames := _project_frames(task))
+        }
+        assert not leaked, f"the test left tasks running project code: {leaked}"
+
+    return checked
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.obj = _fail_on_leaked_tasks(item.obj)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves non-daemon threads alive (worker threads of a closed actor)."""
+    threads_before = set(threading.enumerate())
+    yield
+    threads = [
+        t
+        for t in threading.enumerate()
+        if t not in threads_before and not t.daemon and t.is_alive()
+    ]
+    assert not threads, f"threads left behind: {threads}"

@@ -1,0 +1,78 @@
+"""``python -m runtime`` as a user runs it: starts, logs its actors, stops cleanly."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_daemon(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "runtime", *args],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float = 30.0) -> list[str]:
+    assert process.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return seen
+    raise AssertionError(f"{needle!r} never logged; got:\n{''.join(seen)}")
+
+
+def test_runs_for_a_duration_then_exits_cleanly() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "--duration", "0.5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    log = done.stderr
+    assert "no instrument drivers yet: running the demo tree 'demo'" in log
+    assert "demo.stage is running" in log and "demo.sweeper is running" in log
+    assert "benchd ready with 2 actors" in log
+    assert log.rstrip().endswith("benchd stopped cleanly")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_every_actor_and_exits_zero(signum: signal.Signals) -> None:
+    with start_daemon() as process:
+        try:
+            wait_for_line(process, "benchd ready")
+            process.send_signal(signum)
+            rest = wait_for_line(process, "benchd stopped cleanly")
+            assert process.wait(timeout=30) == 0
+        finally:
+            process.kill()
+    assert any(f"received {signum.name}: stopping" in line for line in rest)
+
+
+def test_bad_arguments_say_what_is_allowed() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "--duration", "-1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--duration must be a positive number of seconds, got -1.0" in done.stderr
