@@ -86,7 +86,6 @@ class ActorCell:
         "restarts",
         "state",
         "stop_requested",
-        "waiting",
     )
 
     def __init__(self, name: str, capacity: int) -> None:
@@ -105,10 +104,8 @@ class ActorCell:
         self.last_activity = 0.0
         # Parameter values a user or script set, carried from one instance to the next.
         self.desired: DesiredValues = {}
-        # Cancel scopes of the running instance: the handler in flight (cancelled by a
-        # priority message) and the idle wait (cancelled by a graceful stop request).
+        # The running instance's scope around normal handlers; a priority message cancels it.
         self.in_flight: trio.CancelScope | None = None
-        self.waiting: trio.CancelScope | None = None
         self.stop_requested = False
         self.mailbox.on_priority = self._preempt
 
@@ -126,8 +123,7 @@ class ActorCell:
     def request_stop(self) -> None:
         """Graceful stop: finish the handler in flight, then leave the loop."""
         self.stop_requested = True
-        if self.waiting is not None:
-            self.waiting.cancel()
+        self.mailbox.wake()
 
     def statistics(self) -> ActorStatistics:
         box = self.mailbox

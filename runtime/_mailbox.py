@@ -41,6 +41,7 @@ class Mailbox:
         "_priority",
         "_receiver_lot",
         "_sender_lot",
+        "_wake",
         "capacity",
         "dropped_on_close",
         "name",
@@ -58,6 +59,7 @@ class Mailbox:
         self._receiver_lot = trio.lowlevel.ParkingLot()
         self._sender_lot = trio.lowlevel.ParkingLot()
         self._closed_reason: str | None = None
+        self._wake = False
         self.refused = 0
         self.dropped_on_close = 0
         # Set by the running actor: called when a priority message arrives so the normal
@@ -132,23 +134,33 @@ class Mailbox:
 
     # -- receiving -------------------------------------------------------------------------
 
-    async def receive(self) -> tuple[Envelope, bool]:
-        """The next envelope and whether it came from the priority lane (priority first)."""
+    async def receive_normal(self) -> Envelope | None:
+        """The next normal envelope; None at once if a priority message is waiting or
+        :meth:`wake` was called (the caller handles the priority lane or its stop request)."""
         await trio.lowlevel.checkpoint_if_cancelled()
         parked = False
         while True:
-            if self._priority:
-                envelope, priority = self._priority.popleft(), True
-                break
+            if self._priority or self._wake:
+                self._wake = False
+                return None
             if self._normal:
-                envelope, priority = self._normal.popleft(), False
+                envelope = self._normal.popleft()
                 self._sender_lot.unpark()
                 break
             await self._receiver_lot.park()
             parked = True
         if not parked:
             await trio.lowlevel.cancel_shielded_checkpoint()
-        return envelope, priority
+        return envelope
+
+    def wake(self) -> None:
+        """Make a waiting (or the next) :meth:`receive_normal` return None."""
+        self._wake = True
+        self._receiver_lot.unpark()
+
+    def push_front(self, envelope: Envelope) -> None:
+        """Put back an envelope just received, to be handled after the priority lane."""
+        self._normal.appendleft(envelope)
 
     def has_priority(self) -> bool:
         return bool(self._priority)

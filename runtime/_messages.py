@@ -50,6 +50,15 @@ class PriorityMessage(Message):
     __slots__ = ()
 
 
+class KernelRequest:
+    """Mixin for requests the kernel answers for every actor (Ping, parameters, e-stop reset).
+
+    One ``isinstance`` against it keeps the common path (a user message) cheap.
+    """
+
+    __slots__ = ()
+
+
 class Hazardous:
     """Mixin for commands that move or emit; refused while the emergency stop is latched."""
 
@@ -103,12 +112,12 @@ class Abort(Request[None], PriorityMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class ResetEmergencyStop(Request[None]):
+class ResetEmergencyStop(Request[None], KernelRequest):
     """Clear the latch. Travels the normal lane: everything queued before it is refused."""
 
     reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class Ping(Request[str]):
+class Ping(Request[str], KernelRequest):
     """Liveness probe: the reply proves the actor's loop is turning."""

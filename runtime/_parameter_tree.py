@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ._errors import EmergencyStopLatched, NotFoundError, RequestError
-from ._messages import Request
+from ._messages import KernelRequest, Request
 from ._observable import Source, Subscription
 from ._parameter import Parameter, ParameterInfo, ParameterSnapshot
 
@@ -22,29 +22,29 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class ListParameters(Request[tuple]):  # type: ignore[type-arg]
+class ListParameters(Request[tuple], KernelRequest):  # type: ignore[type-arg]
     """Reply: tuple[ParameterInfo, ...] in declaration order."""
 
 
 @dataclass(frozen=True, slots=True)
-class GetParameter(Request[ParameterSnapshot]):
+class GetParameter(Request[ParameterSnapshot], KernelRequest):
     name: str
 
 
 @dataclass(frozen=True, slots=True)
-class SetParameter(Request[ParameterSnapshot]):
+class SetParameter(Request[ParameterSnapshot], KernelRequest):
     name: str
     value: Any
     source: Source = Source.USER
 
 
 @dataclass(frozen=True, slots=True)
-class SnapshotParameters(Request[dict]):  # type: ignore[type-arg]
+class SnapshotParameters(Request[dict], KernelRequest):  # type: ignore[type-arg]
     """Reply: {name: plain dict of the snapshot}, ready for a manifest or a preset file."""
 
 
 @dataclass(frozen=True, slots=True)
-class WatchParameter(Request[Subscription]):  # type: ignore[type-arg]
+class WatchParameter(Request[Subscription], KernelRequest):  # type: ignore[type-arg]
     """Reply: a latest-value subscription; it ends when the actor instance stops."""
 
     name: str
