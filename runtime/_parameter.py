@@ -241,14 +241,14 @@ class Parameter(Generic[T]):
 
     def _matches(self, requested: T, actual: T) -> bool:
         if isinstance(requested, (int, float)) and isinstance(actual, (int, float)):
-            return abs(requested - actual) <= self.tolerance
+            return abs(float(requested) - float(actual)) <= self.tolerance
         return requested == actual
 
     def _units(self) -> str:
         return f" {self.units}" if self.units else ""
 
     def _dtype_name(self) -> str:
-        return _DTYPE_NAMES.get(self.dtype, getattr(self.dtype, "__name__", repr(self.dtype)))  # type: ignore[call-overload]
+        return _DTYPE_NAMES.get(self.dtype, getattr(self.dtype, "__name__", repr(self.dtype)))
 
     def __repr__(self) -> str:
         return f"<Parameter {self.name}={self.value!r}{self._units()}>"

@@ -1,4 +1,4 @@
-"""Checks on the code itself: lint-clean, and the layers import only downward."""
+"""Checks on the code itself: lint-clean, strictly typed, layers importing only downward."""
 
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ def test_ruff_format_is_applied() -> None:
     done = subprocess.run(
         [_tool("ruff"), "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
     )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy_strict_is_clean() -> None:
+    done = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
