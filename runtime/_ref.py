@@ -55,8 +55,8 @@ class ActorRef:
         """
         envelope = Envelope(message, None)
         if isinstance(message, PriorityMessage):
-            await trio.lowlevel.checkpoint()
-            self._cell.deliver_priority(envelope)
+            self._cell.deliver_priority(envelope)  # delivered first: a cancelled caller still stops
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return
         await self._cell.mailbox.put(envelope)
 

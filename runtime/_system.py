@@ -57,8 +57,11 @@ class ActorSystem:
         return cell
 
     def ref(self, name: str) -> ActorRef:
+        return ActorRef(self._lookup(name))
+
+    def _lookup(self, name: str) -> ActorCell:
         try:
-            return ActorRef(self._cells[name])
+            return self._cells[name]
         except KeyError:
             known = ", ".join(sorted(self._cells)) or "none"
             raise NotFoundError(f"no actor named {name!r}; actors: {known}") from None
@@ -81,7 +84,10 @@ class ActorSystem:
         Never raises for an actor that fails or is down: the report says so, because an
         emergency stop must reach every other actor whatever one of them does.
         """
-        targets = [self._cells[n] for n in only] if only is not None else list(self._cells.values())
+        if only is None:
+            targets = list(self._cells.values())
+        else:
+            targets = [self._lookup(name) for name in only]
         message = EmergencyStop(reason)
         sent = trio.current_time()
         slots = []

@@ -137,12 +137,19 @@ class Supervisor:
         self.children = [_Child(child, system) for child in spec.children]
         self._events_send, self._events = trio.open_memory_channel[_Exit | _StopRequest](math.inf)
         self._restart_times: deque[float] = deque()
+        self._stopping = False
+        self._backoff_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
 
     # -- public ---------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Graceful stop: children stop in reverse order, then :meth:`run` returns."""
+        """Graceful stop: children stop in reverse order, then :meth:`run` returns.
+
+        A restart waiting out its backoff is abandoned rather than finished first.
+        """
+        self._stopping = True
+        self._backoff_scope.cancel()
         self._events_send.send_nowait(_StopRequest())
 
     def statistics(self) -> SupervisorStatistics:
@@ -231,7 +238,12 @@ class Supervisor:
             self.spec.max_restarts,
             self.spec.period,
         )
-        await trio.sleep(delay)
+        with trio.CancelScope() as self._backoff_scope:
+            if self._stopping:
+                self._backoff_scope.cancel()
+            await trio.sleep(delay)
+        if self._stopping:
+            return None  # the stop request is next in the queue; the children stay down
         for sibling in affected:
             if sibling is not child and sibling.spec.restart is Restart.TEMPORARY:
                 sibling.set_state(ActorState.DOWN, "stopped with a sibling; temporary")

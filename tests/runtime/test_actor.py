@@ -339,3 +339,18 @@ async def test_ref_unknown_name_lists_known_actors():
     system.cell("esp300.axis1", capacity=1)
     with pytest.raises(LookupError, match=r"no actor named 'axis9'; actors: esp300\.axis1"):
         system.ref("axis9")
+
+
+async def test_a_cancelled_caller_still_delivers_its_emergency_stop(stage, journal, autojump_clock):
+    system, _ = stage
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await system.ref("stage").tell(EmergencyStop("caller going away"))
+    await system.ref("stage").ask(Ping())
+    assert "estop stage caller going away" in journal.events
+
+
+async def test_emergency_stop_of_unknown_actor_names_the_known_ones(stage):
+    system, _ = stage
+    with pytest.raises(LookupError, match="no actor named 'esp300'; actors: stage"):
+        await system.emergency_stop("x", only=["esp300"])

@@ -331,3 +331,15 @@ def test_duplicate_names_are_refused():
                 pass
 
         trio.run(main)
+
+
+async def test_stopping_during_a_backoff_does_not_wait_it_out(autojump_clock):
+    journal = Journal()
+    slow = Backoff(initial=5.0, maximum=5.0, jitter=0.0)
+    async with open_actor_system(stages(journal, "a", "b"), backoff=slow) as system:
+        await crash(system, "a")
+        await trio.testing.wait_all_tasks_blocked()
+        leaving = trio.current_time()
+    assert trio.current_time() - leaving < 0.01
+    assert journal.events.count("start a") == 1  # the pending restart was abandoned
+    assert all(s.state is ActorState.DOWN for s in system.statistics())
