@@ -63,6 +63,7 @@ class Parameter(Generic[T]):
     hardware; ``read`` fetches the actual value (if omitted, a successful write is trusted).
     ``tolerance`` is the absolute difference accepted between a number written and read back.
     ``hazardous`` parameters (emission, motion) are refused while the e-stop is latched.
+    ``allow_nan`` lets a measured value say "no valid reading" (limits do not apply to NaN).
     """
 
     def __init__(
@@ -77,6 +78,7 @@ class Parameter(Generic[T]):
         read_only: bool = False,
         hazardous: bool = False,
         tolerance: float = 0.0,
+        allow_nan: bool = False,
         description: str = "",
         write: Writer[T] | None = None,
         read: Reader[T] | None = None,
@@ -95,6 +97,7 @@ class Parameter(Generic[T]):
         self.read_only = read_only
         self.hazardous = hazardous
         self.tolerance = tolerance
+        self.allow_nan = allow_nan
         self.description = description
         self._write = write
         self._read = read
@@ -160,7 +163,7 @@ class Parameter(Generic[T]):
         if self.read_only and not _initial:
             raise ReadOnlyError(f"{self.name} is read-only")
         checked = self._coerce(value)
-        if self.limits is not None:
+        if self.limits is not None and not (self.allow_nan and math.isnan(checked)):  # type: ignore[arg-type]
             low, high = self.limits
             if not low <= checked <= high:  # type: ignore[operator]
                 raise ValidationError(
@@ -185,6 +188,8 @@ class Parameter(Generic[T]):
         if dtype is float:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 number = float(value)
+                if math.isnan(number) and self.allow_nan:
+                    return number  # type: ignore[return-value]
                 if not math.isfinite(number):
                     raise ValidationError(f"{self.name}: {value!r} is not a finite number")
                 return number  # type: ignore[return-value]

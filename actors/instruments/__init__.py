@@ -1,0 +1,1 @@
+"""Instrument drivers: one module per instrument, all on the shared serial transport."""

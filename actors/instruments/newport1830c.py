@@ -1,0 +1,283 @@
+"""Newport 1830-C optical power meter: a Readable in watts, with its settings as Parameters.
+
+Protocol: ../shared/reference/newport-1830c.md. The meter is silent for every set command and
+reports a bad command only in its status byte, so each write here is followed by ``Q?`` and a
+refusal becomes a clear error instead of a setting silently not applied. Readings carry the
+status flags (saturated, over-range, busy) instead of hiding them; the units are forced to watts
+(``U1``) because the meaning of ``U2``/``U3`` is disputed between sources.
+
+Streaming: set ``streaming`` true and the actor polls ``D?`` back to back (``poll_interval``
+apart) and publishes every reading to its ``power`` parameter; clients subscribe to that. Polls
+go through the actor's own mailbox, so they never collide with a client's request on the port.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import time
+
+import trio
+
+from runtime import Message, Parameter, RequestError
+
+from ..capabilities import Capability, DeviceActor, Read, Reading
+from .transport import SerialSettings, SerialTransport
+
+logger = logging.getLogger(__name__)
+
+PARAMETER_ERROR, COMMAND_ERROR, SATURATED, OVER_RANGE, BUSY = 1, 2, 4, 8, 32
+FLAG_NAMES = ((SATURATED, "saturated"), (OVER_RANGE, "over_range"), (BUSY, "busy"))
+
+
+class Filter(enum.Enum):
+    SLOW = "slow"  # 16-reading running average
+    MEDIUM = "medium"  # 4 readings
+    FAST = "fast"  # no averaging
+
+
+FILTER_CODES = {Filter.SLOW: 1, Filter.MEDIUM: 2, Filter.FAST: 3}
+
+
+class DeviceRefused(RequestError):
+    """The instrument flagged a command as bad (status byte), so the setting did not apply."""
+
+
+def serial_settings(port: str, **overrides: object) -> SerialSettings:
+    """The lab's settings: 9600 8N1, no flow control, LF both ways."""
+    options: dict[str, object] = {
+        "baudrate": 9600,
+        "write_terminator": b"\n",
+        "read_terminator": b"\n",
+        "reply_timeout": 1.0,
+    }
+    options.update(overrides)
+    return SerialSettings(port, **options)  # type: ignore[arg-type]
+
+
+class Newport1830C(DeviceActor):
+    driver = "newport_1830c"
+    capabilities = (Capability.READABLE, Capability.PARAMETERIZED)
+    units = "W"
+
+    def __init__(
+        self, settings: SerialSettings, *, wavelength_limits: tuple[int, int] = (300, 1100)
+    ) -> None:
+        self.settings = settings
+        self._transport: SerialTransport | None = None
+        add = self.parameters.add
+        self.wavelength = add(
+            Parameter(
+                "wavelength",
+                int,
+                800,
+                units="nm",
+                limits=wavelength_limits,
+                description="calibration wavelength of the detector",
+                write=self._write_wavelength,
+                read=self._read_wavelength,
+            )
+        )
+        self.range = add(
+            Parameter(
+                "range",
+                int,
+                0,
+                limits=(0, 8),
+                description="0 = auto-range; 1 (most sensitive) to 8, one decade apart",
+                write=self._write_range,
+            )
+        )
+        self.attenuator = add(
+            Parameter(
+                "attenuator",
+                bool,
+                False,
+                description="the detector's attenuator cap is fitted",
+                write=self._write_attenuator,
+                read=self._read_attenuator,
+            )
+        )
+        self.filter = add(
+            Parameter(
+                "filter",
+                Filter,
+                Filter.FAST,
+                description="averaging of successive readings",
+                write=self._write_filter,
+                read=self._read_filter,
+            )
+        )
+        self.streaming = add(
+            Parameter(
+                "streaming",
+                bool,
+                False,
+                description="poll and publish readings continuously",
+            )
+        )
+        self.poll_interval = add(
+            Parameter(
+                "poll_interval",
+                float,
+                0.0,
+                units="s",
+                limits=(0.0, 3600.0),
+                description="pause between streamed readings (0: as fast as the line allows)",
+            )
+        )
+        self.keepalive = add(
+            Parameter(
+                "keepalive",
+                float,
+                5.0,
+                units="s",
+                limits=(0.0, 3600.0),
+                description="check the link this often while idle (0: never)",
+            )
+        )
+        self.power = add(
+            Parameter(
+                "power",
+                float,
+                math.nan,
+                units="W",
+                read_only=True,
+                allow_nan=True,
+                description="last reading (NaN until the first one)",
+            )
+        )
+        self.present_range = add(
+            Parameter(
+                "present_range",
+                int,
+                0,
+                read_only=True,
+                description="range in use (1-8)",
+            )
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        self._transport = await SerialTransport.open(self.name, self.settings)
+        zero = await self._port.query(b"Z?")
+        if zero.strip() not in (b"0", b"1"):  # the meter has no *IDN?; Z? is the known probe
+            raise self._port.protocol_error(
+                "does not answer like a Newport 1830-C", command=b"Z?", received=zero
+            )
+        self.identity = "Newport 1830-C"
+        await self._command(b"U1")  # watts: the only units all sources agree on
+        for parameter in (self.wavelength, self.attenuator, self.filter):
+            await parameter.refresh()
+        self.nursery.start_soon(self._stream)
+        self.start_keepalive(lambda: 0.0 if self.streaming.value else self.keepalive.value)
+        logger.info("%s: %s on %s", self.name, self.identity, self.settings.port)
+
+    async def on_stop(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
+
+    async def on_emergency_stop(self, reason: str) -> None:
+        """A passive sensor: nothing to stop. Readings go on (useful during an incident)."""
+        logger.info("%s: nothing to stop (%s)", self.name, reason)
+
+    # -- messages --------------------------------------------------------------------------------
+
+    async def handle(self, message: Message) -> object:
+        if isinstance(message, Read):
+            return await self.read()
+        return await super().handle(message)
+
+    async def check_link(self) -> None:
+        await self._status()
+
+    async def read(self) -> Reading:
+        text = await self._port.query(b"D?")
+        status = await self._status()
+        flags = tuple(name for bit, name in FLAG_NAMES if status & bit)
+        try:
+            value = float(text)
+        except ValueError:
+            word = text.strip().upper()
+            if word not in (b"OVER", b"SAT", b"ERR", b"UNDER"):
+                raise self._port.protocol_error(
+                    "power reading is not a number", command=b"D?", received=text
+                ) from None
+            value, flags = math.nan, (*flags, word.decode().lower())
+        self.power.report(value)
+        return Reading(value, "W", time.time(), flags)
+
+    async def _stream(self) -> None:
+        while True:
+            await self.streaming.observable.wait_for(bool)
+            while self.streaming.value:
+                await self.ref.ask(Read())
+                await trio.sleep(self.poll_interval.value)
+
+    # -- the wire --------------------------------------------------------------------------------
+
+    @property
+    def _port(self) -> SerialTransport:
+        if self._transport is None:
+            raise RuntimeError(f"{self.name}: not connected")
+        return self._transport
+
+    async def _status(self) -> int:
+        reply = await self._port.query(b"Q?")
+        try:
+            status = int(reply)
+        except ValueError:
+            raise self._port.protocol_error(
+                "status byte is not a number", command=b"Q?", received=reply
+            ) from None
+        if self.range.value == 0 or status & (SATURATED | OVER_RANGE):
+            range_reply = await self._port.query(b"R?")
+            if range_reply.strip().isdigit():
+                self.present_range.report(int(range_reply))
+        return status
+
+    async def _command(self, command: bytes) -> None:
+        """Send a set command and make the meter's silent refusal loud."""
+        await self._port.write(command)
+        status = await self._status()
+        if status & (PARAMETER_ERROR | COMMAND_ERROR):
+            await self._port.write(b"C")
+            what = "parameter error" if status & PARAMETER_ERROR else "command error"
+            raise DeviceRefused(f"{self.name} refused {command.decode()}: {what} (status {status})")
+
+    async def _query_int(self, command: bytes) -> int:
+        reply = await self._port.query(command)
+        try:
+            return int(reply)
+        except ValueError:
+            raise self._port.protocol_error(
+                "expected an integer", command=command, received=reply
+            ) from None
+
+    async def _write_wavelength(self, nm: int) -> None:
+        await self._command(b"W%04d" % nm)
+
+    async def _read_wavelength(self) -> int:
+        return await self._query_int(b"W?")
+
+    async def _write_range(self, value: int) -> None:
+        await self._command(b"R%d" % value)
+
+    async def _write_attenuator(self, on: bool) -> None:
+        await self._command(b"A1" if on else b"A0")
+
+    async def _read_attenuator(self) -> bool:
+        return await self._query_int(b"A?") == 1
+
+    async def _write_filter(self, value: Filter) -> None:
+        await self._command(b"F%d" % FILTER_CODES[value])
+
+    async def _read_filter(self) -> Filter:
+        code = await self._query_int(b"F?")
+        for member, number in FILTER_CODES.items():
+            if number == code:
+                return member
+        raise self._port.protocol_error("unknown filter code", command=b"F?", received=b"%d" % code)

@@ -1,0 +1,1 @@
+"""Wire-protocol simulators: each instrument on a pseudo-terminal, driven by the real drivers."""

@@ -1,0 +1,186 @@
+"""A pseudo-terminal that speaks an instrument's wire protocol.
+
+The driver opens the pty's slave side exactly as it would open ``/dev/ttyUSB0``, so the real
+driver code — pyserial, the transport, the parsing — runs in tests and on the simulated bench.
+A subclass says what a command does (``respond``); this base does the framing, the timing and
+the faults a real serial link produces.
+
+The simulator is addressed through a stable symlink (``link``) rather than the ``/dev/pts/N``
+name, because that name changes when the "cable" is pulled and plugged back in; a driver
+configured with the link finds the instrument again after :meth:`reconnect`, like a udev name.
+
+Time comes from ``trio.current_time()``, so motion and lags follow trio's MockClock in tests.
+(Use a MockClock with a small ``autojump_threshold``, e.g. 0.01 s: a pty delivers bytes through
+the kernel, and a clock that jumps at once could fire a reply timeout before they arrive.)
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+import tempfile
+import tty
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Faults:
+    """Switches a test flips to make the link misbehave. Counts are decremented per reply."""
+
+    silent: bool = False  # answer nothing at all (instrument off, wrong baud rate)
+    drop_replies: int = 0  # swallow the next N replies
+    garbage_replies: int = 0  # replace the next N replies with line noise
+    split_replies: int = 0  # send the next N replies in two chunks, ``split_gap`` apart
+    split_gap: float = 0.05
+    reply_delay: float = 0.0  # added before every reply
+
+
+class PtySimulator(abc.ABC):
+    """Base class: frames commands by ``command_terminator``, answers with ``respond``."""
+
+    name = "instrument"
+    command_terminator = b"\n"
+    reply_terminator = b"\n"
+
+    def __init__(self, *, link: Path | str | None = None) -> None:
+        self.faults = Faults()
+        self.commands: list[bytes] = []  # everything received, for tests and logs
+        self._link = Path(link) if link is not None else None
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._connected = trio.Event()
+        self._disconnected: trio.Event | None = None
+
+    # -- the port a driver opens -----------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The path to give the driver (the stable link if there is one)."""
+        if self._link is not None:
+            return str(self._link)
+        if self._slave is None:
+            raise RuntimeError(f"{self.name} simulator is not running")
+        return os.ttyname(self._slave)
+
+    def _open_pty(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)  # no echo, no CR/LF translation: bytes pass as the instrument sent them
+        self._master, self._slave = master, slave
+        if self._link is not None:
+            temporary = self._link.with_name(f".{self._link.name}.{os.getpid()}")
+            temporary.unlink(missing_ok=True)
+            temporary.symlink_to(os.ttyname(slave))
+            os.replace(temporary, self._link)  # atomic: a driver never sees a missing link
+
+    def _close_pty(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                os.close(fd)
+        self._master = self._slave = None
+
+    # -- running ---------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; ``started`` with the path once a driver can open it."""
+        try:
+            while True:
+                self._open_pty()
+                self._disconnected = trio.Event()
+                task_status.started(self.path)
+                task_status = trio.TASK_STATUS_IGNORED
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._serve)
+                    nursery.start_soon(self._background)
+                    await self._disconnected.wait()
+                    nursery.cancel_scope.cancel()
+                self._close_pty()
+                logger.info("%s simulator: cable pulled", self.name)
+                await self._connected.wait()
+                self._connected = trio.Event()
+                logger.info("%s simulator: cable plugged back in", self.name)
+        finally:
+            self._close_pty()
+
+    def disconnect(self) -> None:
+        """Pull the cable: the pty closes, the driver's reads fail, its path stops working."""
+        if self._disconnected is not None:
+            self._disconnected.set()
+
+    def reconnect(self, *, power_cycled: bool = True) -> None:
+        """Plug it back in: a new pty behind the same link. A power-cycled instrument comes
+        back with its factory settings (:meth:`power_on`), as a real one would."""
+        if power_cycled:
+            self.power_on()
+        self._connected.set()
+
+    def power_on(self) -> None:  # noqa: B027 (an optional hook; most instruments override it)
+        """Override: reset the instrument's settings to their power-up values."""
+
+    async def _background(self) -> None:  # noqa: B027 (an optional hook)
+        """Override for unsolicited traffic or periodic state updates while connected."""
+
+    async def _serve(self) -> None:
+        assert self._master is not None
+        stream = trio.lowlevel.FdStream(os.dup(self._master))
+        async with stream:
+            buffer = bytearray()
+            while True:
+                try:
+                    chunk = await stream.receive_some(4096)
+                except OSError:
+                    chunk = b""
+                if not chunk:  # no driver holds the slave open: wait for one
+                    await trio.sleep(0.01)
+                    continue
+                buffer += chunk
+                while (index := buffer.find(self.command_terminator)) >= 0:
+                    command = bytes(buffer[:index])
+                    del buffer[: index + len(self.command_terminator)]
+                    self.commands.append(command)
+                    reply = await self.respond(command)
+                    if reply is not None:
+                        await self._send(stream, reply + self.reply_terminator)
+
+    async def send_unsolicited(self, data: bytes) -> None:
+        """Write bytes the instrument sends on its own (a status report)."""
+        if self._master is not None:
+            os.write(self._master, data)
+            await trio.lowlevel.checkpoint()
+
+    async def _send(self, stream: trio.lowlevel.FdStream, data: bytes) -> None:
+        faults = self.faults
+        if faults.silent:
+            return
+        if faults.drop_replies > 0:
+            faults.drop_replies -= 1
+            return
+        if faults.garbage_replies > 0:
+            faults.garbage_replies -= 1
+            data = b"\x8f\xfe#@" + bytes(reversed(data))
+        if faults.reply_delay:
+            await trio.sleep(faults.reply_delay)
+        if faults.split_replies > 0 and len(data) > 1:
+            faults.split_replies -= 1
+            half = len(data) // 2
+            await stream.send_all(data[:half])
+            await trio.sleep(faults.split_gap)
+            data = data[half:]
+        await stream.send_all(data)
+
+    @abc.abstractmethod
+    async def respond(self, command: bytes) -> bytes | None:
+        """The reply to one command (without terminator), or None for silence."""
+
+
+def default_link_dir() -> Path:
+    """A private directory for simulator links (``$XDG_RUNTIME_DIR`` or the temp dir)."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    directory = Path(base) / f"benchd-sim-{os.getuid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return directory

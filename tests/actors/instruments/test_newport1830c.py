@@ -1,0 +1,186 @@
+"""The Newport 1830-C driver against its simulator, through the real serial transport."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from actors.capabilities import Capability, Describe, Read
+from actors.instruments.newport1830c import DeviceRefused, Newport1830C, serial_settings
+from runtime import (
+    ActorError,
+    ActorRef,
+    ActorState,
+    GetParameter,
+    SetParameter,
+    ValidationError,
+    WatchParameter,
+)
+from simulators.newport1830c import Newport1830CSimulator, format_watts
+from supervisors import ActorSpec, Backoff, SupervisedSystem, open_actor_system
+
+
+@asynccontextmanager
+async def bench(
+    link: Path, simulator: Newport1830CSimulator | None = None
+) -> AsyncIterator[tuple[Newport1830CSimulator, ActorRef, SupervisedSystem]]:
+    simulator = simulator or Newport1830CSimulator(link=link)
+    spec = ActorSpec("power_meter", lambda: Newport1830C(serial_settings(str(link))))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(simulator.run)
+        async with open_actor_system(
+            [spec], max_restarts=100, backoff=Backoff(initial=0.2, maximum=1.0, jitter=0.0)
+        ) as system:
+            yield simulator, system.ref("power_meter"), system
+        nursery.cancel_scope.cancel()
+
+
+async def settled_read(meter: ActorRef) -> object:
+    """A reading once auto-range has settled (the meter is busy ~0.2 s after a power step)."""
+    reading = await meter.ask(Read())
+    if "busy" in reading.flags:
+        await trio.sleep(0.3)
+        reading = await meter.ask(Read())
+    return reading
+
+
+def test_readings_are_formatted_like_the_meter():
+    assert format_watts(7.5e-10) == "+.7500E-9"
+    assert format_watts(1.23e-6) == "+.1230E-5"
+    assert format_watts(-2e-3) == "-.2000E-2"
+    assert format_watts(9.99996e-7) == "+.1000E-5"
+    for value in (7.5e-10, 1.23e-6, 3.3e-2):
+        assert float(format_watts(value)) == pytest.approx(value, rel=1e-4)
+
+
+async def test_describe_and_read_in_watts(io_clock, link):
+    async with bench(link) as (simulator, meter, _):
+        info = await meter.ask(Describe())
+        assert info.driver == "newport_1830c" and Capability.READABLE in info.capabilities
+        assert info.identity == "Newport 1830-C" and info.units == "W"
+        simulator.power_w = 2.5e-6
+        reading = await settled_read(meter)
+        assert reading.value == pytest.approx(2.5e-6, rel=0.01)
+        assert reading.units == "W" and reading.valid
+        assert (await meter.ask(GetParameter("power"))).value == reading.value
+        assert b"U1" in simulator.commands  # watts forced at start
+
+
+async def test_settings_are_written_verified_and_refused_before_the_wire(io_clock, link):
+    async with bench(link) as (simulator, meter, _):
+        snapshot = await meter.ask(SetParameter("wavelength", 1064))
+        assert (snapshot.value, simulator.wavelength) == (1064, 1064)
+        assert b"W1064" in simulator.commands
+        await meter.ask(SetParameter("attenuator", True))
+        await meter.ask(SetParameter("filter", "slow"))
+        await meter.ask(SetParameter("range", 3))
+        assert (simulator.attenuator, simulator.filter, simulator.range) == (1, 1, 3)
+        before = list(simulator.commands)
+        with pytest.raises(ActorError) as caught:
+            await meter.ask(SetParameter("wavelength", 1500))
+        assert isinstance(caught.value.cause, ValidationError)
+        assert "wavelength: 1500 nm is outside the allowed range 300 to 1100 nm" in str(
+            caught.value
+        )
+        with pytest.raises(ActorError, match="not one of 'slow', 'medium', 'fast'"):
+            await meter.ask(SetParameter("filter", "turbo"))
+        assert simulator.commands == before  # nothing refused reached the meter
+
+
+async def test_a_silent_refusal_by_the_meter_becomes_an_error(io_clock, link):
+    async with bench(link) as (simulator, meter, _):
+        simulator.wavelength_limits = (400, 1000)  # a detector with a narrower calibration
+        with pytest.raises(ActorError) as caught:
+            await meter.ask(SetParameter("wavelength", 1050))
+        assert isinstance(caught.value.cause, DeviceRefused)
+        assert "power_meter refused W1050: parameter error" in str(caught.value)
+        assert (await settled_read(meter)).valid  # still connected and working
+        assert simulator.status & 0b11 == 0  # the driver cleared the error bits
+        assert simulator.wavelength == 800
+
+
+async def test_over_range_and_saturation_are_flagged_not_hidden(io_clock, link):
+    async with bench(link) as (simulator, meter, _):
+        await meter.ask(SetParameter("range", 1))  # 2 nW full scale
+        simulator.power_w = 5e-6
+        reading = await meter.ask(Read())
+        assert reading.flags == ("over_range",) and not reading.valid
+        simulator.power_w = 0.5  # far above the bare detector's limit
+        reading = await meter.ask(Read())
+        assert "saturated" in reading.flags
+        await meter.ask(SetParameter("range", 0))
+        simulator.power_w = 1e-7
+        await meter.ask(Read())
+        assert "busy" in (await meter.ask(Read())).flags  # re-ranging after a big step
+
+
+async def test_streaming_publishes_every_reading(io_clock, link):
+    async with bench(link) as (simulator, meter, _):
+        simulator.power_w = 3e-6
+        watch = await meter.ask(WatchParameter("power"))
+        await meter.ask(SetParameter("poll_interval", 0.1))
+        await meter.ask(SetParameter("streaming", True))
+        seen = []
+        async for sample in watch:
+            if not math.isnan(sample.value):
+                seen.append(sample.value)
+            if len(seen) == 5:
+                break
+        await meter.ask(SetParameter("streaming", False))
+        assert all(v == pytest.approx(3e-6, rel=0.02) for v in seen)
+        # Client requests interleave with the polls through the same mailbox.
+        assert (await settled_read(meter)).valid
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [("garbage_replies", "power reading is not a number"), ("drop_replies", "no complete reply")],
+)
+async def test_a_bad_reply_crashes_the_actor_which_reconnects(io_clock, link, fault, error):
+    async with bench(link) as (simulator, meter, system):
+        setattr(simulator.faults, fault, 1)
+        with pytest.raises(ActorError) as caught:
+            await meter.ask(Read())
+        assert caught.value.crashed and error in str(caught.value)
+        assert "power_meter:" in str(caught.value) and "b'D?'" in str(caught.value)
+        assert (await settled_read(meter)).valid  # restarted, reconnected, reading again
+        assert meter.statistics().restarts == 1
+        assert system.supervision().children[0].last_failure.message.startswith("power_meter:")
+
+
+async def test_pulled_cable_restarts_with_backoff_and_reapplies_settings(io_clock, link):
+    async with bench(link) as (simulator, meter, _):
+        await meter.ask(SetParameter("wavelength", 1064))
+        await meter.ask(SetParameter("filter", "medium"))
+        await meter.ask(SetParameter("keepalive", 0.5))
+        simulator.disconnect()
+        await trio.sleep(6.0)  # noticed by the keepalive although nobody asked anything
+        state = meter.statistics().state
+        assert state in (ActorState.RESTARTING, ActorState.STARTING)  # reported while down
+        assert meter.statistics().restarts >= 1
+        simulator.reconnect()  # the meter was power-cycled: factory settings
+        await trio.sleep(2.0)
+        assert meter.statistics().state is ActorState.RUNNING
+        assert (simulator.wavelength, simulator.filter) == (1064, 2)  # re-applied
+        snapshot = await meter.ask(GetParameter("wavelength"))
+        assert (snapshot.value, snapshot.desired) == (1064, 1064)
+
+
+async def test_something_else_on_the_port_is_refused(io_clock, link):
+    class NotAMeter(Newport1830CSimulator):
+        async def respond(self, command: bytes) -> bytes | None:
+            await trio.lowlevel.checkpoint()
+            return b"ESP300 Version 3.04"
+
+    async with bench(link, NotAMeter(link=link)) as (_, meter, system):
+        await trio.sleep(0.5)
+        failure = system.supervision().children[0].last_failure
+        assert failure is not None
+        assert "does not answer like a Newport 1830-C to b'Z?'" in failure.message
+        assert "ESP300 Version" in failure.message
+        assert meter.statistics().state is not ActorState.RUNNING
