@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import signal
 import tempfile
 import tty
 from dataclasses import dataclass
@@ -184,3 +185,18 @@ def default_link_dir() -> Path:
     directory = Path(base) / f"benchd-sim-{os.getuid()}"
     directory.mkdir(mode=0o700, exist_ok=True)
     return directory
+
+
+def run_standalone(simulator: PtySimulator, description: str) -> None:
+    """``python -m simulators.<instrument>``: serve on a stable link until Ctrl-C or SIGTERM."""
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                path = await nursery.start(simulator.run)
+                print(f"{description} on {path}; Ctrl-C to stop", flush=True)
+                async for _ in signals:
+                    break
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)

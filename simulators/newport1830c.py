@@ -12,13 +12,12 @@ Run alone: ``python -m simulators.newport1830c`` prints the path to open with a 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 
 import trio
 
-from ._pty import PtySimulator, default_link_dir
+from ._pty import PtySimulator, default_link_dir, run_standalone
 
 # Status byte bits (manual, Q? page)
 PARAMETER_ERROR = 1
@@ -211,13 +210,8 @@ class Newport1830CSimulator(PtySimulator):
         return True
 
 
-async def _main() -> None:
-    simulator = Newport1830CSimulator(link=default_link_dir() / "newport1830c")
-    async with trio.open_nursery() as nursery:
-        path = await nursery.start(simulator.run)
-        print(f"Newport 1830-C simulator on {path} (9600 8N1, LF); Ctrl-C to stop", flush=True)
-
-
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        trio.run(_main)
+    run_standalone(
+        Newport1830CSimulator(link=default_link_dir() / "newport1830c"),
+        "Newport 1830-C simulator (9600 8N1, LF)",
+    )
