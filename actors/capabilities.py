@@ -74,8 +74,9 @@ class WaitSettled(Request[float]):
 
 
 @dataclass(frozen=True, slots=True)
-class StopMotion(Request[None]):
-    """Decelerate and stop (not an emergency stop: no latch). Never refused while latched."""
+class StopMotion(Request[float]):
+    """Decelerate and stop (not an emergency stop: no latch; never refused while latched).
+    Reply: the position where the axis came to rest."""
 
 
 # -- Readable ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from ._cell import ActorCell, ActorState, FailureRecord
 from ._errors import (
     ActorError,
     ActorUnavailable,
+    AskTimeout,
     EmergencyStopLatched,
     Interrupted,
     ReplyTypeError,
@@ -44,6 +45,12 @@ from ._ref import ActorRef
 from ._system import ActorSystem
 
 logger = logging.getLogger("runtime.actor")
+
+
+# Failures that end one request but say nothing bad about this actor's own state: refusals,
+# and anything that went wrong in *another* actor this handler asked (that actor's supervisor
+# deals with it; crashing here too would only cascade restarts).
+REQUEST_SCOPED = (RequestError, ActorError, AskTimeout, ActorUnavailable)
 
 
 class _Crash(Exception):
@@ -182,7 +189,7 @@ async def _handle_normal(
         result = await _dispatch(cell, actor, message)
     except Exception as error:
         _record(cell, started)
-        crashed = not isinstance(error, RequestError)
+        crashed = not isinstance(error, REQUEST_SCOPED)
         _fail(cell, envelope, error, crashed=crashed)
         return error if crashed else None
     _record(cell, started)

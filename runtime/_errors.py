@@ -89,6 +89,14 @@ class ActorError(BenchError):
             f"actor {actor!r} {outcome} {request!r}: {self.error_type}: {self.error_message}"
         )
 
+    @property
+    def root_cause(self) -> BaseException:
+        """The original error when actors asked actors (axis -> controller -> transport)."""
+        cause: BaseException = self.cause
+        while isinstance(cause, ActorError):
+            cause = cause.cause
+        return cause
+
 
 class AskTimeout(BenchError, TimeoutError):
     """No reply arrived in time. A request still queued when this happens is never executed."""

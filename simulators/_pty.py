@@ -146,7 +146,7 @@ class PtySimulator(abc.ABC):
                     self.commands.append(command)
                     reply = await self.respond(command)
                     if reply is not None:
-                        await self._send(stream, reply + self.reply_terminator)
+                        await self._send(stream, reply)
 
     async def send_unsolicited(self, data: bytes) -> None:
         """Write bytes the instrument sends on its own (a status report)."""
@@ -154,8 +154,9 @@ class PtySimulator(abc.ABC):
             os.write(self._master, data)
             await trio.lowlevel.checkpoint()
 
-    async def _send(self, stream: trio.lowlevel.FdStream, data: bytes) -> None:
+    async def _send(self, stream: trio.lowlevel.FdStream, reply: bytes) -> None:
         faults = self.faults
+        data = reply + self.reply_terminator
         if faults.silent:
             return
         if faults.drop_replies > 0:
@@ -163,7 +164,7 @@ class PtySimulator(abc.ABC):
             return
         if faults.garbage_replies > 0:
             faults.garbage_replies -= 1
-            data = b"\x8f\xfe#@" + bytes(reversed(data))
+            data = b"\x8f\xfe#@" + bytes(reversed(reply)) + self.reply_terminator
         if faults.reply_delay:
             await trio.sleep(faults.reply_delay)
         if faults.split_replies > 0 and len(data) > 1:

@@ -1,0 +1,184 @@
+"""The ESP300 controller and axis actors against the simulator, through the real transport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from actors.capabilities import (
+    Capability,
+    Describe,
+    GetPosition,
+    MoveAbsolute,
+    MoveRelative,
+    StopMotion,
+    WaitSettled,
+)
+from actors.instruments.esp300 import Command, Esp300, Esp300Axis, ReadErrors, serial_settings
+from actors.instruments.newport1830c import DeviceRefused
+from runtime import ActorError, EmergencyStopLatched, Interrupted, SetParameter, ValidationError
+from simulators.esp300 import Esp300Simulator
+from supervisors import (
+    ActorSpec,
+    Backoff,
+    Strategy,
+    SupervisedSystem,
+    SupervisorSpec,
+    open_actor_system,
+)
+
+
+def esp300_tree(port: str) -> SupervisorSpec:
+    """Controller first, then its axes: rest_for_one restarts the axes with the controller."""
+    axes = tuple(
+        ActorSpec(f"esp300.axis{n}", lambda n=n: Esp300Axis("esp300", n), mailbox_capacity=20_000)
+        for n in (1, 2, 3)
+    )
+    return SupervisorSpec(
+        "esp300.supervisor",
+        (ActorSpec("esp300", lambda: Esp300(serial_settings(port))), *axes),
+        strategy=Strategy.REST_FOR_ONE,
+        max_restarts=10,
+        backoff=Backoff(initial=0.1, maximum=0.5, jitter=0.0),
+    )
+
+
+@asynccontextmanager
+async def bench(link: Path) -> AsyncIterator[tuple[Esp300Simulator, SupervisedSystem]]:
+    simulator = Esp300Simulator(link=link)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(simulator.run)
+        async with open_actor_system([esp300_tree(str(link))]) as system:
+            yield simulator, system
+        nursery.cancel_scope.cancel()
+
+
+async def test_axes_describe_themselves_with_limits_from_the_controller(io_clock, link):
+    async with bench(link) as (simulator, system):
+        info = await system.ref("esp300.axis2").ask(Describe())
+        assert info.capabilities == (Capability.MOVABLE, Capability.PARAMETERIZED)
+        assert info.units == "mm" and info.identity == "ESP300 Version 3.04 07/27/01 axis 2"
+        simulator.axes[1].right_limit = 50.0
+        with pytest.raises(ActorError) as caught:
+            await system.ref("esp300.axis1").ask(MoveAbsolute(60.0))
+        assert isinstance(caught.value.cause, ValidationError)
+        assert "60 mm is outside the travel -50 to 50 mm" in str(caught.value)
+        assert not any(b"PA" in c for c in simulator.commands)  # refused before the wire
+
+
+async def test_move_takes_the_profile_time_and_lands_on_target(io_clock, link):
+    async with bench(link) as (simulator, system):
+        axis = system.ref("esp300.axis1")
+        start = trio.current_time()
+        assert await axis.ask(MoveAbsolute(12.5)) == pytest.approx(12.5)
+        # 5 mm/s cruise, 20 mm/s² ramps: 12.5 mm takes 12.5/5 + 5/20 = 2.75 s
+        assert trio.current_time() - start == pytest.approx(2.75, abs=0.15)
+        assert await axis.ask(MoveRelative(-2.5)) == pytest.approx(10.0)
+        assert await axis.ask(GetPosition()) == pytest.approx(10.0)
+        assert simulator.axes[1].position == pytest.approx(10.0)
+        started = await axis.ask(MoveAbsolute(0.0, wait=False))
+        assert started == pytest.approx(10.0, abs=0.5)  # replied at once, still moving
+        assert await axis.ask(WaitSettled()) == pytest.approx(0.0)
+
+
+async def test_three_axes_move_concurrently(io_clock, link):
+    async with bench(link) as (simulator, system):
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for n, target in ((1, 5.0), (2, -5.0), (3, 5.0)):
+                nursery.start_soon(system.ref(f"esp300.axis{n}").ask, MoveAbsolute(target))
+        assert trio.current_time() - start < 1.6  # 1.25 s each, not 3.75 s in a row
+        assert [simulator.axes[n].position for n in (1, 2, 3)] == [5.0, -5.0, 5.0]
+
+
+async def test_parameters_are_written_and_read_back(io_clock, link):
+    async with bench(link) as (simulator, system):
+        axis = system.ref("esp300.axis2")
+        snapshot = await axis.ask(SetParameter("velocity", 12.0))
+        assert snapshot.value == 12.0 and simulator.axes[2].velocity == 12.0
+        with pytest.raises(ActorError) as caught:  # allowed by us, refused by the stage
+            await axis.ask(SetParameter("velocity", 30.0))
+        assert isinstance(caught.value.root_cause, DeviceRefused)
+        assert "refused 2VA30: error 210 MAXIMUM VELOCITY EXCEEDED" in str(caught.value)
+        assert simulator.axes[2].velocity == 12.0
+
+
+async def test_controller_errors_are_reported_with_their_text(io_clock, link):
+    async with bench(link) as (simulator, system):
+        simulator.axes[3].motor_on = False
+        with pytest.raises(ActorError, match="refused 3PA1.000000: error 313 MOTOR NOT ENABLED"):
+            await system.ref("esp300.axis3").ask(MoveAbsolute(1.0))
+        controller = system.ref("esp300")
+        with pytest.raises(ActorError, match="refused 1XX: error 6 COMMAND DOES NOT EXIST"):
+            await controller.ask(Command("1XX"))
+        with pytest.raises(ActorError, match="refused 9PA1: error 9 AXIS NUMBER OUT OF RANGE"):
+            await controller.ask(Command("9PA1"))
+
+
+async def test_error_fifo_is_drained_in_order(io_clock, link):
+    async with bench(link) as (simulator, system):
+        simulator._error(9)
+        simulator._error(107)
+        errors = await system.ref("esp300").ask(ReadErrors())
+        assert [(e.code, e.message) for e in errors] == [
+            (9, "AXIS NUMBER OUT OF RANGE"),
+            (107, "NEGATIVE SOFTWARE LIMIT DETECTED"),
+        ]
+        assert await system.ref("esp300").ask(ReadErrors()) == ()
+
+
+async def test_stop_motion_decelerates(io_clock, link):
+    async with bench(link) as (simulator, system):
+        axis = system.ref("esp300.axis1")
+        await axis.ask(MoveAbsolute(40.0, wait=False))
+        await trio.sleep(2.0)
+        stopped = await axis.ask(StopMotion())
+        assert 5.0 < stopped < 15.0 and simulator.axes[1].position == pytest.approx(stopped)
+
+
+async def test_emergency_stop_aborts_a_move_in_flight_despite_a_backlog(io_clock, link):
+    async with bench(link) as (simulator, system):
+        axis = system.ref("esp300.axis1")
+        outcome: list[BaseException] = []
+
+        async def long_move() -> None:
+            try:
+                await axis.ask(MoveAbsolute(45.0), timeout=None)
+            except ActorError as exc:
+                outcome.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(long_move)
+            await trio.sleep(1.0)
+            for _ in range(10_000):
+                assert axis.try_tell(GetPosition())
+            report = await system.emergency_stop("light curtain")
+            assert report.all_stopped
+        assert isinstance(outcome[0].cause, Interrupted)
+        assert simulator.aborts == 1
+        assert b"1ST" in simulator.commands
+        halted = simulator.axes[1].position
+        assert 0.0 < halted < 10.0  # stopped where it was, not at 45 mm
+        await trio.sleep(1.0)
+        assert simulator.axes[1].position == halted
+        with pytest.raises(ActorError) as latched:
+            await axis.ask(MoveAbsolute(1.0))
+        assert isinstance(latched.value.cause, EmergencyStopLatched)
+        assert await system.reset_emergency_stop("curtain clear") == ()
+        assert await axis.ask(MoveAbsolute(1.0), timeout=60) == pytest.approx(1.0)
+
+
+async def test_garbage_restarts_the_controller_and_its_axes(io_clock, link):
+    async with bench(link) as (simulator, system):
+        axis = system.ref("esp300.axis1")
+        simulator.faults.garbage_replies = 1
+        with pytest.raises(ActorError, match=r"esp300: expected a number to b'1TP\?'"):
+            await axis.ask(GetPosition())
+        await trio.sleep(1.0)
+        assert await axis.ask(GetPosition()) == pytest.approx(0.0)
+        assert system.ref("esp300").statistics().restarts == 1
+        assert axis.statistics().restarts >= 1  # rest_for_one: the axes follow the controller
