@@ -110,7 +110,7 @@ async def test_parameters_are_written_and_read_back(io_clock, link):
 async def test_controller_errors_are_reported_with_their_text(io_clock, link):
     async with bench(link) as (simulator, system):
         simulator.axes[3].motor_on = False
-        with pytest.raises(ActorError, match="refused 3PA1.000000: error 313 MOTOR NOT ENABLED"):
+        with pytest.raises(ActorError, match=r"refused 3PA1\.000000: error 313 MOTOR NOT ENABLED"):
             await system.ref("esp300.axis3").ask(MoveAbsolute(1.0))
         controller = system.ref("esp300")
         with pytest.raises(ActorError, match="refused 1XX: error 6 COMMAND DOES NOT EXIST"):
