@@ -1,9 +1,10 @@
 """``python -m runtime``: start the daemon.
 
 The composition root, and so the one module of ``runtime`` allowed to import the layers above
-it. Until the instrument drivers land it runs a demo tree (a simulated rotation stage and a
-sweeper) and says so in its log. SIGINT or SIGTERM stops every actor in reverse start order,
-leaving the hardware safe, and exits with status 0.
+it. Without ``--config`` it runs the built-in simulated bench (every instrument's wire-protocol
+simulator on a pseudo-terminal, driven by the real drivers), so it runs on any machine.
+SIGINT or SIGTERM stops every actor in reverse start order, leaving the hardware safe, and
+exits with status 0. A bad config exits with status 2 and a message naming file, key and reason.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import sys
 
 import trio
 
-from supervisors import open_actor_system
-from supervisors.demo_tree import demo_tree
+from actors.capabilities import Describe
+from runtime import BenchError
+from runtime.config import ConfigError, load_config
+from supervisors.bench import Bench, open_bench, simulated_bench_config
 
 logger = logging.getLogger("benchd")
 
@@ -32,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="stop by itself after this long (default: run until SIGINT/SIGTERM)",
     )
     parser.add_argument(
+        "--config", metavar="BENCH.toml", help="bench description (default: the simulated bench)"
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -42,24 +48,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def serve(duration: float) -> None:
-    tree = demo_tree()
-    logger.info(
-        "no instrument drivers yet: running the demo tree %r (%s)",
-        tree.name,
-        ", ".join(child.name for child in tree.children),
-    )
+async def serve(config_path: str | None, duration: float) -> None:
+    config = load_config(config_path) if config_path else simulated_bench_config()
+    logger.info("bench %r from %s: %d devices", config.name, config.source, len(config.devices))
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_actor_system(tree) as system:
-            for stats in system.statistics():
-                logger.info("%s is %s", stats.name, stats.state)
-            logger.info("benchd ready with %d actors", len(system.names()))
+        async with open_bench(config) as bench:
+            await log_devices(bench)
             with trio.move_on_after(duration):
                 async for signum in signals:
                     logger.info("received %s: stopping", signal.Signals(signum).name)
                     break
             logger.info("stopping actors in reverse start order")
     logger.info("benchd stopped cleanly")
+
+
+async def log_devices(bench: Bench) -> None:
+    states = bench.device_states()
+    for name, state in states.items():
+        identity = ""
+        if state == "ready":
+            try:
+                identity = (await bench.system.ref(name).ask(Describe(), timeout=5.0)).identity
+            except BenchError as exc:
+                identity = f"(no description: {exc})"
+        logger.info("%s: %s %s", name, state, identity)
+    ready = sum(state == "ready" for state in states.values())
+    logger.info("benchd ready: %d of %d actors up", ready, len(states))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    trio.run(serve, args.duration)
+    try:
+        trio.run(serve, args.config, args.duration)
+    except ConfigError as error:
+        logger.error("%s", error)
+        return 2
     return 0
 
 

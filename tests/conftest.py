@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 PROJECT_PACKAGES = tuple(
     str(Path(__file__).resolve().parent.parent / name)
@@ -78,3 +79,14 @@ def no_leaked_threads() -> Iterator[None]:
         if t not in threads_before and not t.daemon and t.is_alive()
     ]
     assert not threads, f"threads left behind: {threads}"
+
+
+@pytest.fixture
+def io_clock() -> trio.testing.MockClock:
+    """Virtual time for tests that do real pty I/O.
+
+    autojump_threshold=0 would jump the clock the moment every task waits, even while bytes
+    are in flight through the kernel's pty buffers, and fire reply timeouts that cannot happen.
+    Jumping only after 10 ms of real idleness keeps time virtual and the I/O honest.
+    """
+    return trio.testing.MockClock(autojump_threshold=0.01)

@@ -47,9 +47,10 @@ def test_runs_for_a_duration_then_exits_cleanly() -> None:
     )
     assert done.returncode == 0, done.stderr
     log = done.stderr
-    assert "no instrument drivers yet: running the demo tree 'demo'" in log
-    assert "demo.stage is running" in log and "demo.sweeper is running" in log
-    assert "benchd ready with 2 actors" in log
+    assert "bench 'simulated' from <built-in simulated bench>" in log
+    assert "esp300.axis3: ready ESP300 Version 3.04 07/27/01 axis 3" in log
+    assert "power_meter: ready Newport 1830-C" in log
+    assert "benchd ready: 5 of 5 actors up" in log
     assert log.rstrip().endswith("benchd stopped cleanly")
 
 
@@ -57,13 +58,27 @@ def test_runs_for_a_duration_then_exits_cleanly() -> None:
 def test_signal_stops_every_actor_and_exits_zero(signum: signal.Signals) -> None:
     with start_daemon() as process:
         try:
-            wait_for_line(process, "benchd ready")
+            wait_for_line(process, "benchd ready: 5 of 5 actors up")
             process.send_signal(signum)
             rest = wait_for_line(process, "benchd stopped cleanly")
             assert process.wait(timeout=30) == 0
         finally:
             process.kill()
     assert any(f"received {signum.name}: stopping" in line for line in rest)
+
+
+def test_a_bad_config_names_file_key_and_reason(tmp_path: Path) -> None:
+    config = tmp_path / "lab.toml"
+    config.write_text('[[device]]\nid = "meter"\ndriver = "newport_1830c"\nport = 3\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert f"{config}: device[0].port: expected a string, got int 3" in done.stderr
 
 
 def test_bad_arguments_say_what_is_allowed() -> None:

@@ -1,0 +1,224 @@
+"""The bench: a supervision tree built from a BenchConfig, plus simulators where asked.
+
+This is the one place that knows every driver and every simulator. A device whose port is
+``"sim"`` gets its wire-protocol simulator started in-process on a pseudo-terminal, and the
+real driver opens that — so the simulated bench runs exactly the code the lab runs.
+
+Supervision policy: each instrument has its own supervisor, so one device's failures never
+restart another's. A device that loses its port keeps retrying with capped backoff and is
+*degraded* (restarting) meanwhile; it is never given up on, because the cable may be plugged
+back in an hour later and the daemon must pick it up without a restart.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from actors.instruments import esp300, newport1830c
+from runtime import ActorState
+from runtime.config import BUILT_IN, BenchConfig, DeviceConfig, parse_config
+from simulators._pty import PtySimulator
+from simulators.esp300 import Esp300Simulator
+from simulators.newport1830c import Newport1830CSimulator
+
+from ._specs import ActorSpec, Backoff, Strategy, SupervisorSpec
+from ._system import SupervisedSystem, open_actor_system
+
+DEVICE_RESTARTS = Backoff(initial=0.2, maximum=10.0, multiplier=2.0, jitter=0.2)
+
+SIMULATED_BENCH = """
+[bench]
+name = "simulated"
+
+[[device]]
+id = "esp300"
+driver = "newport_esp300"
+port = "sim"
+
+[[device]]
+id = "power_meter"
+driver = "newport_1830c"
+port = "sim"
+"""
+
+
+class Options:
+    """Reads one device's ``options`` table; anything not read is an unknown-key error."""
+
+    def __init__(self, config: BenchConfig, device: DeviceConfig) -> None:
+        self._config = config
+        self._device = device
+        self._left = dict(device.options)
+        self._allowed: list[str] = []
+
+    def get(
+        self,
+        name: str,
+        kind: type,
+        default: Any,
+        check: Callable[[Any], str | None] = lambda v: None,
+    ) -> Any:
+        self._allowed.append(name)
+        if name not in self._left:
+            return default
+        value = self._left.pop(name)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise self._error(
+                name, f"expected {kind.__name__}, got {type(value).__name__} {value!r}"
+            )
+        problem = check(value)
+        if problem:
+            raise self._error(name, problem)
+        return value
+
+    def finish(self) -> None:
+        for name in self._left:
+            allowed = ", ".join(self._allowed) or "none"
+            raise self._error(
+                name, f"unknown option for driver {self._device.driver!r}; allowed: {allowed}"
+            )
+
+    def _error(self, name: str, reason: str) -> Exception:
+        return self._config.error(f"{self._device.key}.options.{name}", reason)
+
+
+def _range_pair(value: Any) -> str | None:
+    if len(value) != 2 or not all(isinstance(v, int) for v in value) or value[0] >= value[1]:
+        return "expected [low, high] integers with low < high"
+    return None
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def _axes(value: Any) -> str | None:
+    if not value or any(a not in (1, 2, 3) for a in value) or len(set(value)) != len(value):
+        return "expected a list of distinct axis numbers from 1, 2, 3"
+    return None
+
+
+def _power_meter(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorSpec:
+    options = Options(config, device)
+    settings = newport1830c.serial_settings(
+        port,
+        baudrate=options.get("baudrate", int, 9600, _positive),
+        reply_timeout=options.get("reply_timeout", float, 1.0, _positive),
+    )
+    low, high = options.get("wavelength_limits", list, [300, 1100], _range_pair)
+    options.finish()
+    actor = ActorSpec(
+        device.id, lambda: newport1830c.Newport1830C(settings, wavelength_limits=(low, high))
+    )
+    return _device_supervisor(device.id, (actor,), Strategy.ONE_FOR_ONE)
+
+
+def _esp300(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorSpec:
+    options = Options(config, device)
+    settings = esp300.serial_settings(
+        port,
+        baudrate=options.get("baudrate", int, 19200, _positive),
+        rtscts=options.get("rtscts", bool, True),
+        reply_timeout=options.get("reply_timeout", float, 1.0, _positive),
+    )
+    axes = options.get("axes", list, [1, 2, 3], _axes)
+    motor_off = options.get("motor_off_on_estop", bool, False)
+    options.finish()
+    controller = ActorSpec(device.id, lambda: esp300.Esp300(settings, motor_off_on_estop=motor_off))
+    children = [controller] + [_esp300_axis(device.id, n) for n in axes]
+    return _device_supervisor(device.id, tuple(children), Strategy.REST_FOR_ONE)
+
+
+def _esp300_axis(controller: str, axis: int) -> ActorSpec:
+    return ActorSpec(f"{controller}.axis{axis}", lambda: esp300.Esp300Axis(controller, axis))
+
+
+def _device_supervisor(
+    device_id: str, children: tuple[ActorSpec, ...], strategy: Strategy
+) -> SupervisorSpec:
+    return SupervisorSpec(
+        f"{device_id}.supervisor",
+        children,
+        strategy=strategy,
+        max_restarts=1_000_000,
+        period=60.0,
+        backoff=DEVICE_RESTARTS,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Driver:
+    build: Callable[[BenchConfig, DeviceConfig, str], SupervisorSpec]
+    simulator: Callable[[Path], PtySimulator]
+
+
+DRIVERS: Mapping[str, Driver] = {
+    "newport_1830c": Driver(_power_meter, lambda link: Newport1830CSimulator(link=link)),
+    "newport_esp300": Driver(_esp300, lambda link: Esp300Simulator(link=link)),
+}
+
+
+def build_tree(config: BenchConfig, ports: Mapping[str, str]) -> SupervisorSpec:
+    """The bench's supervision tree; ``ports`` maps simulated device ids to their pty links."""
+    children = []
+    for device in config.devices:
+        driver = DRIVERS.get(device.driver)
+        if driver is None:
+            known = ", ".join(sorted(DRIVERS))
+            raise config.error(
+                f"{device.key}.driver", f"unknown driver {device.driver!r}; known: {known}"
+            )
+        children.append(driver.build(config, device, ports.get(device.id, device.port)))
+    return SupervisorSpec("bench", tuple(children), strategy=Strategy.ONE_FOR_ONE)
+
+
+@dataclass
+class Bench:
+    """A running bench: its actors, its config, and the simulators behind ``sim`` ports."""
+
+    config: BenchConfig
+    system: SupervisedSystem
+    simulators: dict[str, PtySimulator] = field(default_factory=dict)
+
+    def device_states(self) -> dict[str, str]:
+        """``ready`` / ``degraded`` (restarting, reconnecting) / ``down`` for every actor."""
+        names = {
+            ActorState.RUNNING: "ready",
+            ActorState.DOWN: "down",
+        }
+        return {s.name: names.get(s.state, "degraded") for s in self.system.statistics()}
+
+
+def simulated_bench_config() -> BenchConfig:
+    return parse_config(SIMULATED_BENCH, BUILT_IN)
+
+
+@asynccontextmanager
+async def open_bench(config: BenchConfig | None = None) -> AsyncIterator[Bench]:
+    """Start the simulators the config asks for, then the bench's supervision tree.
+
+    Error handling: a bad config raises ConfigError before anything starts; a device that
+    fails to start does not prevent the others (it is retried and shows as degraded).
+    """
+    config = config or simulated_bench_config()
+    simulated = [d for d in config.devices if d.simulated]
+    with tempfile.TemporaryDirectory(prefix="benchd-sim-") as directory:
+        simulators = {d.id: DRIVERS[d.driver].simulator(Path(directory) / d.id)
+                      for d in simulated if d.driver in DRIVERS}  # fmt: skip
+        ports = {device_id: str(sim.path) for device_id, sim in simulators.items()}
+        tree = build_tree(config, ports)  # validates everything before anything starts
+        async with trio.open_nursery() as nursery:
+            for simulator in simulators.values():
+                await nursery.start(simulator.run)
+            async with open_actor_system(tree) as system:
+                yield Bench(config, system, simulators)
+            nursery.cancel_scope.cancel()
