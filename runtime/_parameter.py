@@ -62,7 +62,9 @@ class Parameter(Generic[T]):
     (inclusive) apply to numbers, ``choices`` to anything. ``write`` sends a value to the
     hardware; ``read`` fetches the actual value (if omitted, a successful write is trusted).
     ``tolerance`` is the absolute difference accepted between a number written and read back.
-    ``hazardous`` parameters (emission, motion) are refused while the e-stop is latched.
+    ``hazardous`` parameters (emission, motion) are refused while the e-stop is latched; pass a
+    predicate instead of True when only some values are hazardous (opening a shutter is,
+    closing it never is: an operator must always be able to make things safer).
     ``allow_nan`` lets a measured value say "no valid reading" (limits do not apply to NaN).
     """
 
@@ -76,7 +78,7 @@ class Parameter(Generic[T]):
         limits: tuple[float, float] | None = None,
         choices: Sequence[T] | None = None,
         read_only: bool = False,
-        hazardous: bool = False,
+        hazardous: bool | Callable[[T], bool] = False,
         tolerance: float = 0.0,
         allow_nan: bool = False,
         description: str = "",
@@ -95,7 +97,7 @@ class Parameter(Generic[T]):
         self.limits = limits
         self.choices: tuple[T, ...] | None = tuple(choices) if choices is not None else None
         self.read_only = read_only
-        self.hazardous = hazardous
+        self._hazardous = hazardous
         self.tolerance = tolerance
         self.allow_nan = allow_nan
         self.description = description
@@ -140,7 +142,7 @@ class Parameter(Generic[T]):
             limits=self.limits,
             choices=tuple(_plain(c) for c in self.choices) if self.choices else None,
             read_only=self.read_only,
-            hazardous=self.hazardous,
+            hazardous=bool(self._hazardous),
             description=self.description,
         )
 
@@ -155,6 +157,17 @@ class Parameter(Generic[T]):
             version=sample.version,
             source=sample.source,
         )
+
+    @property
+    def hazardous(self) -> bool:
+        """Whether any value of this parameter can be hazardous."""
+        return bool(self._hazardous)
+
+    def is_hazardous(self, value: T) -> bool:
+        """Whether writing this (validated) value is hazardous."""
+        if callable(self._hazardous):
+            return bool(self._hazardous(value))
+        return self._hazardous
 
     # -- validation ----------------------------------------------------------------------------
 

@@ -86,6 +86,12 @@ class ParameterTree(Mapping[str, Parameter[Any]]):
             known = ", ".join(self._parameters) or "none"
             raise NotFoundError(f"no parameter {name!r}; parameters: {known}") from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._parameters
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._parameters.get(name, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._parameters)
 
@@ -141,10 +147,10 @@ class ParameterTree(Mapping[str, Parameter[Any]]):
                 return self[name].snapshot()
             case SetParameter(name=name, value=value, source=source):
                 parameter = self[name]
-                if latched is not None and parameter.hazardous:
+                if latched is not None and parameter.is_hazardous(parameter.validate(value)):
                     raise EmergencyStopLatched(
-                        f"{name} is refused while the emergency stop is latched ({latched});"
-                        " reset the emergency stop first"
+                        f"{name}={value!r} is refused while the emergency stop is latched"
+                        f" ({latched}); reset the emergency stop first"
                     )
                 return await parameter.set(value, source=source)
             case SnapshotParameters():

@@ -48,6 +48,8 @@ class PtySimulator(abc.ABC):
     name = "instrument"
     command_terminator = b"\n"
     reply_terminator = b"\n"
+    any_line_end = False  # accept CR, LF or CR LF (and ignore the empty commands between)
+    ignored_bytes = b""  # e.g. XON/XOFF, which an instrument's UART swallows
 
     def __init__(self, *, link: Path | str | None = None) -> None:
         self.faults = Faults()
@@ -139,10 +141,16 @@ class PtySimulator(abc.ABC):
                 if not chunk:  # no driver holds the slave open: wait for one
                     await trio.sleep(0.01)
                     continue
+                if self.ignored_bytes:
+                    chunk = chunk.translate(None, self.ignored_bytes)
+                if self.any_line_end:
+                    chunk = chunk.replace(b"\r", b"\n")
                 buffer += chunk
                 while (index := buffer.find(self.command_terminator)) >= 0:
                     command = bytes(buffer[:index])
                     del buffer[: index + len(self.command_terminator)]
+                    if self.any_line_end and not command:
+                        continue
                     self.commands.append(command)
                     reply = await self.respond(command)
                     if reply is not None:

@@ -21,11 +21,12 @@ from typing import Any
 
 import trio
 
-from actors.instruments import esp300, newport1830c
+from actors.instruments import esp300, maitai, newport1830c
 from runtime import ActorState
 from runtime.config import BUILT_IN, BenchConfig, DeviceConfig, parse_config
 from simulators._pty import PtySimulator
 from simulators.esp300 import Esp300Simulator
+from simulators.maitai import MaiTaiSimulator
 from simulators.newport1830c import Newport1830CSimulator
 
 from ._specs import ActorSpec, Backoff, Strategy, SupervisorSpec
@@ -40,6 +41,11 @@ name = "simulated"
 [[device]]
 id = "esp300"
 driver = "newport_esp300"
+port = "sim"
+
+[[device]]
+id = "maitai"
+driver = "spectra_physics_maitai"
 port = "sim"
 
 [[device]]
@@ -138,6 +144,24 @@ def _esp300(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorS
     return _device_supervisor(device.id, tuple(children), Strategy.REST_FOR_ONE)
 
 
+def _maitai(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorSpec:
+    options = Options(config, device)
+    settings = maitai.serial_settings(
+        port,
+        baudrate=options.get("baudrate", int, 9600, _positive),
+        xonxoff=options.get("xonxoff", bool, True),
+        reply_timeout=options.get("reply_timeout", float, 3.0, _positive),
+    )
+    off_on_estop = options.get("off_on_estop", bool, False)
+    shutter_lag = options.get("shutter_lag", float, 1.2, _positive)
+    options.finish()
+    actor = ActorSpec(
+        device.id,
+        lambda: maitai.MaiTai(settings, off_on_estop=off_on_estop, shutter_lag=shutter_lag),
+    )
+    return _device_supervisor(device.id, (actor,), Strategy.ONE_FOR_ONE)
+
+
 def _esp300_axis(controller: str, axis: int) -> ActorSpec:
     return ActorSpec(f"{controller}.axis{axis}", lambda: esp300.Esp300Axis(controller, axis))
 
@@ -164,6 +188,7 @@ class Driver:
 DRIVERS: Mapping[str, Driver] = {
     "newport_1830c": Driver(_power_meter, lambda link: Newport1830CSimulator(link=link)),
     "newport_esp300": Driver(_esp300, lambda link: Esp300Simulator(link=link)),
+    "spectra_physics_maitai": Driver(_maitai, lambda link: MaiTaiSimulator(link=link)),
 }
 
 

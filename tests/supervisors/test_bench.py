@@ -43,7 +43,7 @@ def bench_config(options: str, driver: str = "newport_esp300"):
         (
             "",
             "thorlabs_ell99",
-            "lab.toml: device[0].driver: unknown driver 'thorlabs_ell99'; known: newport_1830c, newport_esp300",
+            "lab.toml: device[0].driver: unknown driver 'thorlabs_ell99'; known: newport_1830c, newport_esp300, spectra_physics_maitai",
         ),
     ],
 )
@@ -55,7 +55,11 @@ def test_driver_options_are_checked_before_anything_starts(options, driver, mess
 
 def test_each_device_gets_its_own_supervisor():
     tree = build_tree(simulated_bench_config(), {})
-    assert [c.name for c in tree.children] == ["esp300.supervisor", "power_meter.supervisor"]
+    assert [c.name for c in tree.children] == [
+        "esp300.supervisor",
+        "maitai.supervisor",
+        "power_meter.supervisor",
+    ]
     esp300 = tree.children[0]
     assert [c.name for c in esp300.children] == [
         "esp300",

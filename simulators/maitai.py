@@ -1,0 +1,186 @@
+"""Spectra-Physics Mai Tai Ti:sapphire laser on a pseudo-terminal.
+
+Protocol facts: ../shared/reference/maitai.md. SCPI-like, any case, long or short keyword forms
+(short = first four letters, three if the fourth is a vowel); a parameter follows a *space*
+(``SHUT 1``; the colon form ``SHUTTER:1`` is invalid and silently ignored); commands end with CR,
+LF or CR LF, replies with LF; only queries answer. Modelled: warm-up, pump diodes on/off with the
+manual's rules, a shutter whose ``SHUT?`` lags the command by ~1 s, wavelength slewing between
+setpoint and actual, output power that needs emission, the status byte, a watchdog that turns the
+pump off when the host goes quiet, and a front-panel LOCAL mode in which setters are ignored
+(the lab's "shutter accepted but did not move").
+
+Run alone: ``python -m simulators.maitai``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import trio
+
+from ._pty import PtySimulator, default_link_dir, run_standalone
+
+SHUTTER_LAG_S = 1.0
+SLEW_NM_PER_S = 50.0
+WARMUP_S = 10.0  # the real laser takes minutes; tests need it to finish
+EMISSION, MODE_LOCKED = 1, 2
+IDENTITY = "Spectra Physics,MaiTai,3227/51054/40856,0245-2.00.34 / CD00000019 / 214-00.004.057"
+VOWELS = set("AEIOU")
+
+
+def short_form(header: str) -> str:
+    """``READ:PCTWARMEDUP?`` -> ``READ:PCTW?``; the rule applies to every keyword."""
+    query = header.endswith("?")
+    parts = []
+    for keyword in header.rstrip("?").upper().split(":"):
+        match = re.fullmatch(r"(\*?[A-Z]+)(\d*)", keyword)
+        if match is None or keyword.startswith("*") or keyword in ("ON", "OFF"):
+            parts.append(keyword)
+            continue
+        letters, digits = match.groups()
+        short = letters[:3] if len(letters) > 3 and letters[3] in VOWELS else letters[:4]
+        parts.append(short + digits)
+    return ":".join(parts) + ("?" if query else "")
+
+
+class MaiTaiSimulator(PtySimulator):
+    name = "maitai"
+    command_terminator = b"\n"
+    reply_terminator = b"\n"
+    any_line_end = True
+    ignored_bytes = b"\x11\x13"
+
+    def __init__(self, *, minimum_nm: float = 690.0, maximum_nm: float = 1040.0, **kw: object):
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.minimum_nm = minimum_nm
+        self.maximum_nm = maximum_nm
+        self.power_on()
+
+    def power_on(self) -> None:
+        self.local_mode = False  # front panel has control: setters are ignored
+        self.warmup_started = 0.0
+        self.warmed_up = True
+        self.emission = False
+        self.shutter_open = False  # where the shutter really is
+        self._shutter_reported = False  # what SHUT? says until the lag has passed
+        self._shutter_changed = -1e9
+        self.setpoint = 800.0
+        self._from_nm, self._slew_started = 800.0, 0.0
+        self.watchdog_s = 0.0
+        self._last_command = 0.0
+        self.errors: list[str] = []
+        self.output_w = 3.0
+
+    # -- state over time ---------------------------------------------------------------------
+
+    def actual_nm(self) -> float:
+        elapsed = trio.current_time() - self._slew_started
+        distance = self.setpoint - self._from_nm
+        step = SLEW_NM_PER_S * elapsed
+        if step >= abs(distance):
+            return self.setpoint
+        return self._from_nm + (step if distance > 0 else -step)
+
+    def shutter_reported(self) -> bool:
+        if trio.current_time() - self._shutter_changed >= SHUTTER_LAG_S:
+            self._shutter_reported = self.shutter_open
+        return self._shutter_reported
+
+    def warmup_percent(self) -> float:
+        if self.warmed_up:
+            return 100.0
+        done = (trio.current_time() - self.warmup_started) / WARMUP_S * 100
+        if done >= 100:
+            self.warmed_up = True
+            return 100.0
+        return done
+
+    async def _background(self) -> None:
+        while True:  # the watchdog: a quiet host turns the pump off
+            await trio.sleep(0.1)
+            quiet = trio.current_time() - self._last_command
+            if self.watchdog_s > 0 and self.emission and quiet > self.watchdog_s:
+                self.emission = False
+
+    # -- the protocol --------------------------------------------------------------------------
+
+    async def respond(self, command: bytes) -> bytes | None:
+        await trio.lowlevel.checkpoint()
+        self._last_command = trio.current_time()
+        text = command.decode("ascii", "replace").strip()
+        header, _, argument = text.partition(" ")
+        header = short_form(header)
+        if header.endswith("?"):
+            reply = self._query(header)
+            if reply is None:
+                self.errors.append("CMD_ERR: query not recognised")
+            return reply.encode() if reply is not None else None
+        self._set(header, argument.strip())
+        return None
+
+    def _query(self, header: str) -> str | None:
+        answers: dict[str, Callable[[], str]] = {
+            "*IDN?": lambda: IDENTITY,
+            "*STB?": self._status,
+            "SHUT?": lambda: "1" if self.shutter_reported() else "0",
+            "WAV?": lambda: f"{self.setpoint:.0f}nm",
+            "WAV:MIN?": lambda: f"{self.minimum_nm:.0f}nm",
+            "WAV:MAX?": lambda: f"{self.maximum_nm:.0f}nm",
+            "READ:WAV?": lambda: f"{self.actual_nm():.0f}nm",
+            "READ:POW?": lambda: f"{self.output_w if self.emission else 0.0:.3f}W",
+            "READ:PCTW?": lambda: f"{self.warmup_percent():06.2f}%",
+            "SYST:ERR?": lambda: self.errors.pop(0) if self.errors else "0: NO ERROR",
+            "TIM:WATC?": lambda: f"{self.watchdog_s:g}",
+            "MOD?": lambda: "POW",
+        }
+        answer = answers.get(header)
+        return answer() if answer is not None else None
+
+    def _status(self) -> str:
+        locked = self.emission and self.actual_nm() == self.setpoint
+        return str((EMISSION if self.emission else 0) | (MODE_LOCKED if locked else 0))
+
+    def _set(self, header: str, argument: str) -> None:
+        if self.local_mode:
+            return  # accepted on the wire, ignored by the laser: the driver must verify
+        if header == "ON" and not argument:
+            percent = self.warmup_percent()
+            if percent < 100:
+                self.errors.append("EXE_ERR: ON during warm-up")
+            else:
+                self.emission = True
+            return
+        if header == "OFF" and not argument:
+            self.emission = False
+            return
+        if header == "SHUT" and argument in ("0", "1"):
+            self.shutter_open = argument == "1"
+            self._shutter_changed = trio.current_time()
+            return
+        if header == "WAV":
+            try:
+                nm = float(argument)
+            except ValueError:
+                self.errors.append("EXE_ERR: bad wavelength")
+                return
+            if not self.minimum_nm <= nm <= self.maximum_nm:
+                self.errors.append("EXE_ERR: wavelength out of range")
+                return
+            self._from_nm, self._slew_started = self.actual_nm(), trio.current_time()
+            self.setpoint = nm
+            return
+        if header == "TIM:WATC":
+            try:
+                self.watchdog_s = max(0.0, float(argument))
+            except ValueError:
+                self.errors.append("EXE_ERR: bad watchdog")
+            return
+        self.errors.append(f"CMD_ERR: {header} {argument}".strip())
+
+
+if __name__ == "__main__":
+    run_standalone(
+        MaiTaiSimulator(link=default_link_dir() / "maitai"),
+        "Mai Tai simulator (9600 8N1, XON/XOFF; CR/LF in, LF out)",
+    )
