@@ -12,6 +12,7 @@ continues; any other exception goes back to the asker and then ends the loop as 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -75,6 +76,7 @@ async def run_actor(
     cell.state = ActorState.STARTING
     cell.stop_requested = False
     cell.mailbox.reopen()
+    cell.mailbox.clear_wake()
     ref = ActorRef(cell)
     crash: BaseException | None = None
     try:
@@ -99,6 +101,7 @@ async def run_actor(
         cell.in_flight = None
         cell.state = ActorState.STOPPING
         cell.desired.update(actor.parameters.desired_values())
+        await _drain_priority(cell, actor)
         await _run_bounded(cell, actor.on_stop(), "on_stop", actor.stop_timeout)
         actor.parameters.close()
         actor._nursery = None
@@ -196,11 +199,7 @@ async def _handle_normal(
     if reply is None:
         return None
     if not reply_conforms(message, result):  # type: ignore[arg-type]
-        bug = ReplyTypeError(
-            f"{type(actor).__name__} answered {type(message).__name__} with"
-            f" {type(result).__name__} {result!r}; the request declares"
-            f" {type(message).reply_type}"  # type: ignore[attr-defined]
-        )
+        bug = _reply_type_error(actor, message, result)
         _fail(cell, envelope, bug, crashed=True)
         return bug
     reply.set_value(result)
@@ -215,6 +214,11 @@ async def _dispatch(cell: ActorCell, actor: Actor, message: Message) -> Any:
     if isinstance(message, Ping):
         return "pong"
     if isinstance(message, ResetEmergencyStop):
+        if message.epoch is not None and message.epoch != cell.latch_epoch:
+            raise EmergencyStopLatched(
+                f"reset refused: another emergency stop ({cell.latched}) arrived after this"
+                " reset was sent; check the bench and reset again"
+            )
         if cell.latched is not None:
             reason = message.reason or "no reason given"
             logger.warning("%s: emergency stop reset (%s)", cell.name, reason)
@@ -227,6 +231,7 @@ async def _dispatch(cell: ActorCell, actor: Actor, message: Message) -> Any:
 async def _handle_priority(cell: ActorCell, actor: Actor, envelope: Envelope) -> None:
     message, reply = envelope
     started = trio.current_time()
+    safe_state = isinstance(message, (EmergencyStop, Abort))
     match message:
         case EmergencyStop(reason=reason):
             work = actor.on_emergency_stop(reason)
@@ -234,7 +239,7 @@ async def _handle_priority(cell: ActorCell, actor: Actor, envelope: Envelope) ->
             work = actor.on_abort(reason)
         case _:
             work = actor.handle(message)
-    error = await _run_bounded(cell, work, type(message).__name__, actor.stop_timeout)
+    result, error = await _run_bounded(cell, work, type(message).__name__, actor.stop_timeout)
     finished = trio.current_time()
     cell.handled += 1
     cell.last_handler_seconds = finished - started
@@ -247,29 +252,46 @@ async def _handle_priority(cell: ActorCell, actor: Actor, envelope: Envelope) ->
             message.reason,
         )
     if error is not None:
+        if not safe_state and isinstance(error, REQUEST_SCOPED):
+            _fail(cell, envelope, error, crashed=False)  # a refusal, as on the normal lane
+            return
         # A safe-state action that failed or hung means the hardware may not be safe:
         # crash so the supervisor reconnects (the latch survives the restart).
         _fail(cell, envelope, error, crashed=True)
         raise _Crash(error)
-    if reply is not None:
-        reply.set_value(None)
+    if reply is None:
+        return
+    if not safe_state and not reply_conforms(message, result):  # type: ignore[arg-type]
+        bug = _reply_type_error(actor, message, result)
+        _fail(cell, envelope, bug, crashed=True)
+        raise _Crash(bug)
+    reply.set_value(None if safe_state else result)
+
+
+async def _drain_priority(cell: ActorCell, actor: Actor) -> None:
+    """Handle priority messages still queued as the instance exits: an emergency stop that
+    arrives during a graceful stop (or a crash) must still reach the hardware."""
+    while (urgent := cell.mailbox.priority_nowait()) is not None:
+        with contextlib.suppress(_Crash):  # already reported and logged; the instance is leaving
+            await _handle_priority(cell, actor, urgent)
 
 
 async def _run_bounded(
     cell: ActorCell, work: Any, what: str, timeout: float
-) -> BaseException | None:
-    """Await ``work`` shielded from cancellation but within ``timeout``; return its failure."""
+) -> tuple[Any, BaseException | None]:
+    """Await ``work`` shielded from cancellation but within ``timeout``: (result, failure)."""
     with trio.move_on_after(timeout, shield=True) as scope:
         try:
-            await work
+            return await work, None
         except Exception as exc:
-            logger.error("%s: %s failed", cell.name, what, exc_info=exc)
-            return exc
+            if not isinstance(exc, REQUEST_SCOPED):
+                logger.error("%s: %s failed", cell.name, what, exc_info=exc)
+            return None, exc
     if scope.cancelled_caught:
         error = TimeoutError(f"{what} did not finish within {timeout:g} s")
         logger.error("%s: %s", cell.name, error)
-        return error
-    return None
+        return None, error
+    raise AssertionError("unreachable: the shielded scope ended without a result")
 
 
 def _fail(cell: ActorCell, envelope: Envelope, error: BaseException, *, crashed: bool) -> None:
@@ -289,3 +311,11 @@ def _as_actor_error(
     failure = ActorError(cell.name, message, error, crashed=crashed)
     failure.__cause__ = error
     return failure
+
+
+def _reply_type_error(actor: Actor, message: Message, result: object) -> ReplyTypeError:
+    return ReplyTypeError(
+        f"{type(actor).__name__} answered {type(message).__name__} with"
+        f" {type(result).__name__} {result!r}; the request declares"
+        f" {type(message).reply_type}"  # type: ignore[attr-defined]
+    )

@@ -78,6 +78,7 @@ class ActorCell:
         "last_activity",
         "last_failure",
         "last_handler_seconds",
+        "latch_epoch",
         "latched",
         "mailbox",
         "max_handler_seconds",
@@ -93,6 +94,7 @@ class ActorCell:
         self.mailbox = Mailbox(name, capacity)
         self.state = ActorState.DOWN
         self.latched: str | None = None
+        self.latch_epoch = 0  # counts emergency stops delivered; a reset names the one it clears
         self.handled = 0
         self.failed = 0
         self.expired = 0
@@ -118,6 +120,7 @@ class ActorCell:
         the loop dequeues before it reaches the EmergencyStop (or while the actor is down)."""
         if isinstance(envelope.message, EmergencyStop):
             self.latched = envelope.message.reason or "emergency stop"
+            self.latch_epoch += 1
         self.mailbox.put_priority(envelope)
 
     def request_stop(self) -> None:

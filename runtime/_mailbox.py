@@ -158,6 +158,9 @@ class Mailbox:
         self._wake = True
         self._receiver_lot.unpark()
 
+    def clear_wake(self) -> None:
+        self._wake = False
+
     def push_front(self, envelope: Envelope) -> None:
         """Put back an envelope just received, to be handled after the priority lane."""
         self._normal.appendleft(envelope)

@@ -45,9 +45,18 @@ class Request(Message, Generic[R]):
 
 
 class PriorityMessage(Message):
-    """Travels the priority lane: handled before queued messages, preempts the one in flight."""
+    """Travels the priority lane: handled before queued messages, preempts the one in flight.
+
+    A priority message can never be Hazardous: nothing that moves or emits may overtake an
+    emergency stop (or slip past its latch).
+    """
 
     __slots__ = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if issubclass(cls, Hazardous):
+            raise TypeError(f"{cls.__name__}: a PriorityMessage cannot be Hazardous")
 
 
 class KernelRequest:
@@ -113,9 +122,15 @@ class Abort(Request[None], PriorityMessage):
 
 @dataclass(frozen=True, slots=True)
 class ResetEmergencyStop(Request[None], KernelRequest):
-    """Clear the latch. Travels the normal lane: everything queued before it is refused."""
+    """Clear the latch. Travels the normal lane: everything queued before it is refused.
+
+    ``epoch`` is the latch epoch the sender saw; if another emergency stop arrived after the
+    reset was sent, the reset is refused instead of clearing a latch nobody has looked at.
+    None clears whatever is latched.
+    """
 
     reason: str = ""
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

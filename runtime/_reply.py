@@ -46,7 +46,7 @@ class ReplySlot:
     async def wait(self) -> Any:
         """The reply value; raises the error the actor sent. Cancellation abandons the slot."""
         if self._result is not None:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()  # never lose a reply that came
             return self._result.unwrap()
         self._waiter = trio.lowlevel.current_task()
 

@@ -115,12 +115,13 @@ class ActorSystem:
         """
         failures: list[str] = []
 
-        async def reset(cell: ActorCell) -> None:
+        async def reset(cell: ActorCell, epoch: int) -> None:
             if cell.mailbox.closed:
-                cell.latched = None
+                if cell.latch_epoch == epoch:
+                    cell.latched = None
                 return
             try:
-                await ActorRef(cell).ask(ResetEmergencyStop(reason), timeout=timeout)
+                await ActorRef(cell).ask(ResetEmergencyStop(reason, epoch), timeout=timeout)
             except BenchError as exc:
                 failures.append(cell.name)
                 logger.error("e-stop reset of %s failed: %s", cell.name, exc)
@@ -128,8 +129,15 @@ class ActorSystem:
         async with trio.open_nursery() as nursery:
             for cell in self._cells.values():
                 if cell.latched is not None:
-                    nursery.start_soon(reset, cell)
-        return tuple(failures)
+                    nursery.start_soon(reset, cell, cell.latch_epoch)
+        return tuple(
+            failures
+            + [
+                c.name
+                for c in self._cells.values()
+                if c.latched is not None and c.name not in failures
+            ]
+        )
 
 
 async def _gather(

@@ -82,12 +82,12 @@ class _Child:
     def running(self) -> bool:
         return not self.done.is_set()
 
-    def request_stop(self) -> None:
+    def request_stop(self, *, for_restart: bool) -> None:
         self.stopping_generation = self.generation
         if self.cell is not None:
             self.cell.request_stop()
         elif self.instance is not None:
-            self.instance.request_stop()
+            self.instance.request_stop(for_restart=for_restart)
 
     def set_state(self, state: ActorState, reason: str = "") -> None:
         """Mark this child's actors (the whole subtree) restarting or down."""
@@ -138,18 +138,22 @@ class Supervisor:
         self._events_send, self._events = trio.open_memory_channel[_Exit | _StopRequest](math.inf)
         self._restart_times: deque[float] = deque()
         self._stopping = False
-        self._backoff_scope = trio.CancelScope()
+        self._final = True  # False when our parent stops us only to restart us
+        self._interruptible = trio.CancelScope()  # a backoff or a (re)start a stop cuts short
         self._nursery: trio.Nursery | None = None
 
     # -- public ---------------------------------------------------------------------------------
 
-    def request_stop(self) -> None:
+    def request_stop(self, *, for_restart: bool = False) -> None:
         """Graceful stop: children stop in reverse order, then :meth:`run` returns.
 
-        A restart waiting out its backoff is abandoned rather than finished first.
+        A restart waiting out its backoff, or stuck in a slow ``on_start``, is abandoned rather
+        than finished first. ``for_restart``: our parent will start us again, so our actors keep
+        their queued messages (they show RESTARTING, not DOWN).
         """
         self._stopping = True
-        self._backoff_scope.cancel()
+        self._final = not for_restart
+        self._interruptible.cancel()
         self._events_send.send_nowait(_StopRequest())
 
     def statistics(self) -> SupervisorStatistics:
@@ -172,15 +176,15 @@ class Supervisor:
             self._nursery = nursery
             reason = "stopped"
             try:
-                for child in self.children:
-                    await self._start(child)
+                await self._start_in_order(self.children)
                 task_status.started()
                 gave_up = await self._supervise()
                 if gave_up is not None:
                     reason = str(gave_up)
             finally:
+                final = self._final or gave_up is not None
                 with trio.CancelScope(shield=True):
-                    await self._stop_children(self.children, final_reason=reason)
+                    await self._stop_children(self.children, final_reason=reason if final else None)
         if gave_up is not None:
             raise gave_up
 
@@ -206,6 +210,8 @@ class Supervisor:
         if error is not None:
             child.last_failure = FailureRecord.from_exception(error)
             logger.error("%s/%s crashed: %s", self.spec.name, name, child.last_failure)
+        if self._stopping:
+            return None  # no restarts (and no give-up) while we are shutting down
         restart = child.spec.restart
         if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and error is None):
             how = "crashed" if error is not None else "exited"
@@ -225,9 +231,9 @@ class Supervisor:
         self._restart_times.append(now)
 
         affected = self._affected_by(child)
+        await self._stop_children([c for c in affected if c is not child], final_reason=None)
         for sibling in affected:
             sibling.set_state(ActorState.RESTARTING)
-        await self._stop_children([c for c in affected if c is not child], final_reason=None)
         delay = self.spec.backoff.delay(len(self._restart_times), self._rng)
         logger.warning(
             "%s: restarting %s in %.3f s (restart %d of %d allowed within %g s)",
@@ -238,21 +244,32 @@ class Supervisor:
             self.spec.max_restarts,
             self.spec.period,
         )
-        with trio.CancelScope() as self._backoff_scope:
-            if self._stopping:
-                self._backoff_scope.cancel()
-            await trio.sleep(delay)
-        if self._stopping:
-            return None  # the stop request is next in the queue; the children stay down
+        restarting = []
         for sibling in affected:
             if sibling is not child and sibling.spec.restart is Restart.TEMPORARY:
                 sibling.set_state(ActorState.DOWN, "stopped with a sibling; temporary")
                 continue
-            sibling.restarts += 1
-            if sibling.cell is not None:
-                sibling.cell.restarts += 1
-            await self._start(sibling)
-        return None
+            restarting.append(sibling)
+        with self._interruptible_scope():
+            await trio.sleep(delay)
+            for sibling in restarting:
+                sibling.restarts += 1
+                if sibling.cell is not None:
+                    sibling.cell.restarts += 1
+            await self._start_in_order(restarting)
+        return None  # if a stop cut this short, the stop request is next in the queue
+
+    def _interruptible_scope(self) -> trio.CancelScope:
+        """A scope that a stop request cancels (and that is born cancelled while stopping)."""
+        self._interruptible = trio.CancelScope()
+        if self._stopping:
+            self._interruptible.cancel()
+        return self._interruptible
+
+    async def _start_in_order(self, children: list[_Child]) -> None:
+        with self._interruptible_scope():
+            for child in children:
+                await self._start(child)
 
     def _affected_by(self, child: _Child) -> list[_Child]:
         match self.spec.strategy:
@@ -280,17 +297,20 @@ class Supervisor:
         try:
             with trio.CancelScope() as scope:
                 child.scope = scope
-                try:
-                    if child.cell is not None:
-                        assert isinstance(child.spec, ActorSpec)
-                        actor = child.spec.factory()
-                        await run_actor(child.cell, actor, self._system, task_status=ready)
-                    else:
-                        assert isinstance(child.spec, SupervisorSpec)
-                        child.instance = Supervisor(child.spec, self._system, self._rng)
-                        await child.instance.run(task_status=ready)
-                except Exception as exc:
-                    error = exc
+                if child.cell is not None:
+                    assert isinstance(child.spec, ActorSpec)
+                    actor = child.spec.factory()
+                    await run_actor(child.cell, actor, self._system, task_status=ready)
+                else:
+                    assert isinstance(child.spec, SupervisorSpec)
+                    child.instance = Supervisor(child.spec, self._system, self._rng)
+                    await child.instance.run(task_status=ready)
+        except Exception as exc:  # outside the scope: a forced stop's leftovers land here too
+            error = exc
+        except BaseExceptionGroup as group:  # an outer cancel mixed with a real failure
+            cancelled, error = group.split(trio.Cancelled)
+            if cancelled is not None:
+                raise cancelled from error
         finally:  # also when the whole tree is being cancelled: stops wait on ``done``
             ready.started()
             child.done.set()
@@ -304,7 +324,7 @@ class Supervisor:
         """
         for child in reversed(children):
             if child.running:
-                child.request_stop()
+                child.request_stop(for_restart=final_reason is None)
                 with trio.move_on_after(child.spec.shutdown_timeout):
                     await child.done.wait()
                 if child.running:

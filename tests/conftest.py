@@ -87,6 +87,6 @@ def io_clock() -> trio.testing.MockClock:
 
     autojump_threshold=0 would jump the clock the moment every task waits, even while bytes
     are in flight through the kernel's pty buffers, and fire reply timeouts that cannot happen.
-    Jumping only after 10 ms of real idleness keeps time virtual and the I/O honest.
+    Jumping only after 20 ms of real idleness keeps time virtual and the I/O honest.
     """
-    return trio.testing.MockClock(autojump_threshold=0.01)
+    return trio.testing.MockClock(autojump_threshold=0.02)
