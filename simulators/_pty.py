@@ -21,7 +21,10 @@ import logging
 import os
 import signal
 import tempfile
+import time
 import tty
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +56,11 @@ class PtySimulator(abc.ABC):
 
     def __init__(self, *, link: Path | str | None = None) -> None:
         self.faults = Faults()
-        self.commands: list[bytes] = []  # everything received, for tests and logs
+        # The most recent commands (bounded: a simulated bench runs for days), and when their
+        # bytes arrived (perf_counter, wall time) for latency measurements.
+        self.commands: deque[bytes] = deque(maxlen=10_000)
+        self.arrivals: deque[tuple[float, bytes]] = deque(maxlen=10_000)
+        self.on_command: Callable[[float, bytes], None] | None = None  # (arrival, command)
         self._link = Path(link) if link is not None else None
         self._master: int | None = None
         self._slave: int | None = None
@@ -145,6 +152,7 @@ class PtySimulator(abc.ABC):
                     chunk = chunk.translate(None, self.ignored_bytes)
                 if self.any_line_end:
                     chunk = chunk.replace(b"\r", b"\n")
+                arrived = time.perf_counter()
                 buffer += chunk
                 while (index := buffer.find(self.command_terminator)) >= 0:
                     command = bytes(buffer[:index])
@@ -152,6 +160,9 @@ class PtySimulator(abc.ABC):
                     if self.any_line_end and not command:
                         continue
                     self.commands.append(command)
+                    self.arrivals.append((arrived, command))
+                    if self.on_command is not None:
+                        self.on_command(arrived, command)
                     reply = await self.respond(command)
                     if reply is not None:
                         await self._send(stream, reply)

@@ -55,6 +55,7 @@ class MaiTaiSimulator(PtySimulator):
         super().__init__(**kw)  # type: ignore[arg-type]
         self.minimum_nm = minimum_nm
         self.maximum_nm = maximum_nm
+        self.shutter_lag_s = SHUTTER_LAG_S
         self.power_on()
 
     def power_on(self) -> None:
@@ -83,7 +84,7 @@ class MaiTaiSimulator(PtySimulator):
         return self._from_nm + (step if distance > 0 else -step)
 
     def shutter_reported(self) -> bool:
-        if trio.current_time() - self._shutter_changed >= SHUTTER_LAG_S:
+        if trio.current_time() - self._shutter_changed >= self.shutter_lag_s:
             self._shutter_reported = self.shutter_open
         return self._shutter_reported
 

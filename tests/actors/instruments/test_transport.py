@@ -53,7 +53,7 @@ async def test_query_frames_by_terminator_even_when_split(io_clock, link):
             echo.faults.split_replies = 1
             echo.faults.split_gap = 0.2
             assert await port.query(b"ECHO 12.345") == b"12.345"
-            assert echo.commands == [b"PING", b"ECHO 12.345"]
+            assert list(echo.commands) == [b"PING", b"ECHO 12.345"]
         nursery.cancel_scope.cancel()
 
 
