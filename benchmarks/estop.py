@@ -20,13 +20,9 @@ messages, calls ``emergency_stop()`` and takes, per simulator, the arrival of it
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import math
 import multiprocessing
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,6 +32,8 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _report import machine, p99, run_benchmark
 
 from actors.capabilities import MoveAbsolute
 from actors.instruments.transport import SerialTransport
@@ -78,11 +76,6 @@ def record_stop_writes() -> None:
             WRITTEN[self.device] = time.perf_counter()
 
     SerialTransport.write = timed  # type: ignore[method-assign]
-
-
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
 
 
 def serve_simulators(directory: str, report_fd: int) -> None:
@@ -228,41 +221,26 @@ async def measure(quick: bool, directory: str, read_fd: int) -> dict[str, object
             "estop_written_backlog_ratio<=1.2": p99(loaded_written) / p99(plain_written) <= 1.2,
         },
         "settings": {"samples_per_mode": samples, "backlog_per_actor": BACKLOG},
-        "machine": {
-            "python": platform.python_version(),
-            "trio": trio.__version__,
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args()
+def run(quick: bool) -> dict[str, object]:
+    """Fork the simulator process before trio starts here, so it can run its own trio."""
     logging.basicConfig(level=logging.ERROR)  # e-stops log warnings by design; not here
-    started = time.perf_counter()
     directory = tempfile.mkdtemp(prefix="benchd-estop-")
     read_fd, write_fd = os.pipe()
-    # Forked before trio starts in this process, so the child can run its own trio.
     process = multiprocessing.get_context("fork").Process(
         target=serve_simulators, args=(directory, write_fd), daemon=True
     )
     process.start()
     os.close(write_fd)
     try:
-        result = trio.run(measure, args.quick, directory, read_fd)
+        return trio.run(measure, quick, directory, read_fd)
     finally:
         process.kill()
         process.join()
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    if args.json:
-        print(json.dumps(result))
-        return
-    for key, value in result.items():
-        print(f"{key:32} {value}")
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(__doc__.splitlines()[0], run)

@@ -19,10 +19,6 @@ the per-round ratios), so a slower or busier machine moves both sides alike:
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import platform
 import statistics
 import sys
 import time
@@ -35,6 +31,8 @@ import trio
 import trio.testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _report import machine, p99, run_benchmark
 
 from runtime import (
     Actor,
@@ -248,11 +246,6 @@ async def attribute_update_rate(n: int) -> float:
 # -- driver --------------------------------------------------------------------------------
 
 
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
-
-
 async def measure(quick: bool) -> dict[str, object]:
     rounds = 3 if quick else 7
     n = 20_000 if quick else 100_000
@@ -294,39 +287,9 @@ async def measure(quick: bool) -> dict[str, object]:
         "priority_backlog_ratio<=1.2": result["priority_backlog_ratio"] <= 1.2,  # type: ignore[operator]
     }
     result["settings"] = {"rounds": rounds, "messages": n, "latency_samples": samples}
-    result["machine"] = {
-        "python": platform.python_version(),
-        "trio": trio.__version__,
-        "platform": platform.platform(),
-        "processor": _cpu_model(),
-    }
+    result["machine"] = machine()
     return result
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds; under 30 s")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args()
-    started = time.perf_counter()
-    result = trio.run(measure, args.quick)
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    if args.json:
-        print(json.dumps(result))
-        return
-    for key, value in result.items():
-        print(f"{key:32} {value}")
-
-
 if __name__ == "__main__":
-    main()
+    run_benchmark(__doc__.splitlines()[0], lambda quick: trio.run(measure, quick))

@@ -32,8 +32,8 @@ from ..capabilities import (
     StopMotion,
     WaitSettled,
 )
-from .newport1830c import DeviceRefused
-from .transport import SerialSettings, SerialTransport
+from .serial_device import DeviceRefused, SerialDevice
+from .transport import SerialSettings
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class ReadErrors(Request[tuple]):  # type: ignore[type-arg]
     """Drain the controller's error FIFO: tuple[ControllerError, ...], oldest first."""
 
 
-class Esp300(DeviceActor):
+class Esp300(SerialDevice):
     """The controller: owns the serial port; axes talk to it with Command / Query."""
 
     driver = "newport_esp300"
@@ -100,10 +100,9 @@ class Esp300(DeviceActor):
         self.settings = settings
         self.motor_off_on_estop = motor_off_on_estop
         self.axes = (1, 2, 3)
-        self._transport: SerialTransport | None = None
 
     async def on_start(self) -> None:
-        self._transport = await SerialTransport.open(self.name, self.settings)
+        await self.open_port()
         version = await self._port.query(b"VE?")
         if b"ESP300" not in version:
             raise self._port.protocol_error(
@@ -114,11 +113,6 @@ class Esp300(DeviceActor):
         if stale:
             logger.warning("%s: errors left from before: %s", self.name, stale)
         logger.info("%s: %s on %s", self.name, self.identity, self.settings.port)
-
-    async def on_stop(self) -> None:
-        if self._transport is not None:
-            await self._transport.aclose()
-            self._transport = None
 
     async def on_emergency_stop(self, reason: str) -> None:
         await self._port.write(b"AB")
@@ -157,12 +151,6 @@ class Esp300(DeviceActor):
                 return tuple(await self._drain_errors())
         return await super().handle(message)
 
-    @property
-    def _port(self) -> SerialTransport:
-        if self._transport is None:
-            raise RuntimeError(f"{self.name}: not connected")
-        return self._transport
-
     async def _error(self) -> ControllerError:
         reply = await self._port.query(b"TB?")
         code, _, rest = reply.partition(b",")
@@ -198,42 +186,9 @@ class Esp300Axis(DeviceActor):
         self.axis = axis
         self.poll_interval = poll_interval
         add = self.parameters.add
-        self.velocity = add(
-            Parameter(
-                "velocity",
-                float,
-                5.0,
-                units="mm/s",
-                limits=(1e-6, 1e3),
-                tolerance=1e-4,
-                write=lambda v: self._command(f"VA{v:.6g}"),
-                read=lambda: self._query_float("VA?"),
-            )
-        )
-        self.acceleration = add(
-            Parameter(
-                "acceleration",
-                float,
-                20.0,
-                units="mm/s²",
-                limits=(1e-6, 1e4),
-                tolerance=1e-4,
-                write=lambda v: self._command(f"AC{v:.6g}"),
-                read=lambda: self._query_float("AC?"),
-            )
-        )
-        self.deceleration = add(
-            Parameter(
-                "deceleration",
-                float,
-                20.0,
-                units="mm/s²",
-                limits=(1e-6, 1e4),
-                tolerance=1e-4,
-                write=lambda v: self._command(f"AG{v:.6g}"),
-                read=lambda: self._query_float("AG?"),
-            )
-        )
+        self.velocity = add(self._setting("velocity", "VA", 5.0, "mm/s", 1e3))
+        self.acceleration = add(self._setting("acceleration", "AC", 20.0, "mm/s²", 1e4))
+        self.deceleration = add(self._setting("deceleration", "AG", 20.0, "mm/s²", 1e4))
         self.position = add(
             Parameter(
                 "position",
@@ -245,6 +200,21 @@ class Esp300Axis(DeviceActor):
             )
         )
         self.limits = (-math.inf, math.inf)
+
+    def _setting(
+        self, name: str, mnemonic: str, default: float, units: str, maximum: float
+    ) -> Parameter[float]:
+        """A motion setting written with ``xxMMn`` and read back with ``xxMM?``."""
+        return Parameter(
+            name,
+            float,
+            default,
+            units=units,
+            limits=(1e-6, maximum),
+            tolerance=1e-4,
+            write=lambda value: self._command(f"{mnemonic}{value:.6g}"),
+            read=lambda: self._query_float(f"{mnemonic}?"),
+        )
 
     @property
     def _controller(self) -> ActorRef:

@@ -25,9 +25,9 @@ import trio
 
 from runtime import Message, Parameter, RequestError
 
-from ..capabilities import Capability, DeviceActor, Read, Reading
-from .newport1830c import DeviceRefused
-from .transport import SerialSettings, SerialTransport
+from ..capabilities import Capability, Read, Reading
+from .serial_device import DeviceRefused, SerialDevice
+from .transport import SerialSettings
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def serial_settings(port: str, **overrides: object) -> SerialSettings:
     return SerialSettings(port, **options)  # type: ignore[arg-type]
 
 
-class MaiTai(DeviceActor):
+class MaiTai(SerialDevice):
     driver = "spectra_physics_maitai"
     capabilities = (Capability.READABLE, Capability.PARAMETERIZED)
     units = "W"
@@ -67,7 +67,6 @@ class MaiTai(DeviceActor):
         self.settings = settings
         self.off_on_estop = off_on_estop
         self.shutter_lag = shutter_lag
-        self._transport: SerialTransport | None = None
         self._shutter_moved_at = -1e9
         add = self.parameters.add
         self.shutter = add(
@@ -128,7 +127,7 @@ class MaiTai(DeviceActor):
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        self._transport = await SerialTransport.open(self.name, self.settings)
+        await self.open_port()
         identity = await self._port.query(b"*IDN?")
         if b"MAITAI" not in identity.upper().replace(b" ", b""):
             raise self._port.protocol_error(
@@ -157,11 +156,6 @@ class MaiTai(DeviceActor):
         logger.info(
             "%s: %s on %s (%g-%g nm)", self.name, self.identity, self.settings.port, low, high
         )
-
-    async def on_stop(self) -> None:
-        if self._transport is not None:
-            await self._transport.aclose()
-            self._transport = None
 
     async def on_emergency_stop(self, reason: str) -> None:
         await self._port.write(b"SHUT 0")
@@ -224,12 +218,6 @@ class MaiTai(DeviceActor):
         await self._command(b"WAV %d" % round(nm))
 
     # -- the wire ----------------------------------------------------------------------------
-
-    @property
-    def _port(self) -> SerialTransport:
-        if self._transport is None:
-            raise RuntimeError(f"{self.name}: not connected")
-        return self._transport
 
     async def _command(self, command: bytes) -> None:
         """A set command, then the error queue: a silent refusal becomes DeviceRefused."""

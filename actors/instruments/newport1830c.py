@@ -20,10 +20,11 @@ import time
 
 import trio
 
-from runtime import Message, Parameter, RequestError
+from runtime import Message, Parameter
 
-from ..capabilities import Capability, DeviceActor, Read, Reading
-from .transport import SerialSettings, SerialTransport
+from ..capabilities import Capability, Read, Reading
+from .serial_device import DeviceRefused, SerialDevice
+from .transport import SerialSettings
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +41,6 @@ class Filter(enum.Enum):
 FILTER_CODES = {Filter.SLOW: 1, Filter.MEDIUM: 2, Filter.FAST: 3}
 
 
-class DeviceRefused(RequestError):
-    """The instrument flagged a command as bad (status byte), so the setting did not apply."""
-
-
 def serial_settings(port: str, **overrides: object) -> SerialSettings:
     """The lab's settings: 9600 8N1, no flow control, LF both ways."""
     options: dict[str, object] = {
@@ -56,7 +53,7 @@ def serial_settings(port: str, **overrides: object) -> SerialSettings:
     return SerialSettings(port, **options)  # type: ignore[arg-type]
 
 
-class Newport1830C(DeviceActor):
+class Newport1830C(SerialDevice):
     driver = "newport_1830c"
     capabilities = (Capability.READABLE, Capability.PARAMETERIZED)
     units = "W"
@@ -65,7 +62,6 @@ class Newport1830C(DeviceActor):
         self, settings: SerialSettings, *, wavelength_limits: tuple[int, int] = (300, 1100)
     ) -> None:
         self.settings = settings
-        self._transport: SerialTransport | None = None
         add = self.parameters.add
         self.wavelength = add(
             Parameter(
@@ -161,7 +157,7 @@ class Newport1830C(DeviceActor):
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        self._transport = await SerialTransport.open(self.name, self.settings)
+        await self.open_port()
         zero = await self._port.query(b"Z?")
         if zero.strip() not in (b"0", b"1"):  # the meter has no *IDN?; Z? is the known probe
             raise self._port.protocol_error(
@@ -174,11 +170,6 @@ class Newport1830C(DeviceActor):
         self.nursery.start_soon(self._stream)
         self.start_keepalive(lambda: 0.0 if self.streaming.value else self.keepalive.value)
         logger.info("%s: %s on %s", self.name, self.identity, self.settings.port)
-
-    async def on_stop(self) -> None:
-        if self._transport is not None:
-            await self._transport.aclose()
-            self._transport = None
 
     async def on_emergency_stop(self, reason: str) -> None:
         """A passive sensor: nothing to stop. Readings go on (useful during an incident)."""
@@ -218,12 +209,6 @@ class Newport1830C(DeviceActor):
                 await trio.sleep(self.poll_interval.value)
 
     # -- the wire --------------------------------------------------------------------------------
-
-    @property
-    def _port(self) -> SerialTransport:
-        if self._transport is None:
-            raise RuntimeError(f"{self.name}: not connected")
-        return self._transport
 
     async def _status(self) -> int:
         reply = await self._port.query(b"Q?")

@@ -19,7 +19,7 @@ from actors.capabilities import (
     WaitSettled,
 )
 from actors.instruments.esp300 import Command, Esp300, Esp300Axis, ReadErrors, serial_settings
-from actors.instruments.newport1830c import DeviceRefused
+from actors.instruments.serial_device import DeviceRefused
 from runtime import ActorError, EmergencyStopLatched, Interrupted, SetParameter, ValidationError
 from simulators.esp300 import Esp300Simulator
 from supervisors import (

@@ -11,7 +11,8 @@ import pytest
 import trio
 
 from actors.capabilities import Capability, Describe, Read
-from actors.instruments.newport1830c import DeviceRefused, Newport1830C, serial_settings
+from actors.instruments.newport1830c import Newport1830C, serial_settings
+from actors.instruments.serial_device import DeviceRefused
 from runtime import (
     ActorError,
     ActorRef,

@@ -1,0 +1,44 @@
+"""The benchmark scripts still run and print what docs/performance.md quotes (no timing here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("script", "keys"),
+    [
+        (
+            "mailbox.py",
+            {
+                "tell_ratio",
+                "ask_ratio",
+                "priority_latency_us_p99",
+                "priority_backlog_ratio",
+                "parameter_set_ratio",
+            },
+        ),
+        (
+            "estop.py",
+            {"estop_p99_ms", "estop_backlog_ratio", "estop_written_p99_ms", "readings_per_s"},
+        ),
+    ],
+)
+def test_benchmark_quick_run_prints_one_json_object(script: str, keys: set[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert keys <= result.keys() and "machine" in result and "goals_met" in result
