@@ -7,7 +7,8 @@ The real drivers talk over pseudo-terminals to the simulators, which run in a *s
 moment each stop command's bytes arrive (CLOCK_MONOTONIC, shared by both processes). Each sample
 starts a long move on an ESP300 axis, optionally fills every device actor's mailbox with 10 000
 messages, calls ``emergency_stop()`` and takes, per simulator, the arrival of its stop command
-(ESP300 ``AB``, Mai Tai ``SHUT 0``); the sample is the slowest device. Figures:
+(ELL14 ``<addr>st`` for each of three mounts, ESP300 ``AB``, Mai Tai ``SHUT 0``); the sample is
+the slowest device. Figures:
 
 * estop_p99_ms: p99 with the backlog and a move in flight (goal <= 2 ms)
 * estop_backlog_ratio: that p99 / p99 with a move in flight and empty mailboxes (goal <= 1.2)
@@ -39,6 +40,7 @@ from actors.capabilities import MoveAbsolute
 from actors.instruments.transport import SerialTransport
 from runtime import GetParameter, Ping, SetParameter
 from runtime.config import parse_config
+from simulators.ell14 import Ell14BusSimulator
 from simulators.esp300 import Esp300Simulator
 from simulators.maitai import MaiTaiSimulator
 from simulators.newport1830c import Newport1830CSimulator
@@ -46,6 +48,12 @@ from supervisors.bench import Bench, open_bench
 
 BACKLOG = 10_000
 BENCH = """
+[[device]]
+id = "ell14"
+driver = "thorlabs_ell14"
+port = "{directory}/ell14"
+options = {{ addresses = ["2", "3", "8"] }}
+
 [[device]]
 id = "esp300"
 driver = "newport_esp300"
@@ -62,8 +70,8 @@ id = "power_meter"
 driver = "newport_1830c"
 port = "{directory}/power_meter"
 """
-STOP_BYTES = {"esp300": b"AB", "maitai": b"SHUT 0"}
-WRITTEN: dict[str, float] = {}  # device -> when its last stop-byte write returned
+STOP_BYTES = {"ell14": (b"2st", b"3st", b"8st"), "esp300": (b"AB",), "maitai": (b"SHUT 0",)}
+WRITTEN: dict[bytes, float] = {}  # stop command -> when its write returned
 
 
 def record_stop_writes() -> None:
@@ -72,8 +80,8 @@ def record_stop_writes() -> None:
 
     async def timed(self: SerialTransport, command: bytes, *, terminate: bool = True) -> None:
         await write(self, command, terminate=terminate)
-        if STOP_BYTES.get(self.device) == command:
-            WRITTEN[self.device] = time.perf_counter()
+        if command in STOP_BYTES.get(self.device, ()):
+            WRITTEN[command] = time.perf_counter()
 
     SerialTransport.write = timed  # type: ignore[method-assign]
 
@@ -88,14 +96,13 @@ def serve_simulators(directory: str, report_fd: int) -> None:
             "esp300": Esp300Simulator(link=Path(directory) / "esp300"),
             "maitai": maitai,
             "power_meter": Newport1830CSimulator(link=Path(directory) / "power_meter"),
+            "ell14": Ell14BusSimulator(link=Path(directory) / "ell14"),
         }
-        for name, stop in STOP_BYTES.items():
+        for name, stops in STOP_BYTES.items():
 
-            def report(
-                arrived: float, command: bytes, name: str = name, stop: bytes = stop
-            ) -> None:
-                if command == stop:  # written at once: the pipe is the measurement
-                    os.write(report_fd, f"{name} {arrived!r}\n".encode())
+            def report(arrived: float, command: bytes, stops: tuple[bytes, ...] = stops) -> None:
+                if command in stops:  # written at once: the pipe is the measurement
+                    os.write(report_fd, f"{command.decode()}|{arrived!r}\n".encode())
 
             simulators[name].on_command = report
         async with trio.open_nursery() as nursery:
@@ -128,8 +135,9 @@ class Arrivals:
 
     async def stop_times(self, after: float) -> dict[str, float]:
         times: dict[str, float] = {}
-        while len(times) < len(STOP_BYTES):
-            name, _, arrived = (await self.line()).partition(" ")
+        expected = sum(len(stops) for stops in STOP_BYTES.values())
+        while len(times) < expected:
+            name, _, arrived = (await self.line()).partition("|")
             if float(arrived) >= after:
                 times.setdefault(name, float(arrived))
         return times

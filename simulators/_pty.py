@@ -53,6 +53,7 @@ class PtySimulator(abc.ABC):
     reply_terminator = b"\n"
     any_line_end = False  # accept CR, LF or CR LF (and ignore the empty commands between)
     ignored_bytes = b""  # e.g. XON/XOFF, which an instrument's UART swallows
+    partial_timeout = 2.0  # seconds of silence after which a partial command is discarded
 
     def __init__(self, *, link: Path | str | None = None) -> None:
         self.faults = Faults()
@@ -66,6 +67,7 @@ class PtySimulator(abc.ABC):
         self._slave: int | None = None
         self._connected = trio.Event()
         self._disconnected: trio.Event | None = None
+        self._last_byte = 0.0
 
     # -- the port a driver opens -----------------------------------------------------------------
 
@@ -153,10 +155,11 @@ class PtySimulator(abc.ABC):
                 if self.any_line_end:
                     chunk = chunk.replace(b"\r", b"\n")
                 arrived = time.perf_counter()
+                if arrived - self._last_byte > self.partial_timeout:
+                    buffer.clear()  # like a UART state machine: a stale partial packet is dropped
+                self._last_byte = arrived
                 buffer += chunk
-                while (index := buffer.find(self.command_terminator)) >= 0:
-                    command = bytes(buffer[:index])
-                    del buffer[: index + len(self.command_terminator)]
+                while (command := self.next_command(buffer)) is not None:
                     if self.any_line_end and not command:
                         continue
                     self.commands.append(command)
@@ -166,6 +169,16 @@ class PtySimulator(abc.ABC):
                     reply = await self.respond(command)
                     if reply is not None:
                         await self._send(stream, reply)
+
+    def next_command(self, buffer: bytearray) -> bytes | None:
+        """Take one complete command off the front of ``buffer`` (terminator framing by
+        default; fixed-length protocols override this)."""
+        index = buffer.find(self.command_terminator)
+        if index < 0:
+            return None
+        command = bytes(buffer[:index])
+        del buffer[: index + len(self.command_terminator)]
+        return command
 
     async def send_unsolicited(self, data: bytes) -> None:
         """Write bytes the instrument sends on its own (a status report)."""

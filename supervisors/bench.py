@@ -21,10 +21,11 @@ from typing import Any
 
 import trio
 
-from actors.instruments import esp300, maitai, newport1830c
+from actors.instruments import ell14, esp300, maitai, newport1830c
 from runtime import ActorState
 from runtime.config import BUILT_IN, BenchConfig, DeviceConfig, parse_config
 from simulators._pty import PtySimulator
+from simulators.ell14 import Ell14BusSimulator
 from simulators.esp300 import Esp300Simulator
 from simulators.maitai import MaiTaiSimulator
 from simulators.newport1830c import Newport1830CSimulator
@@ -37,6 +38,12 @@ DEVICE_RESTARTS = Backoff(initial=0.2, maximum=10.0, multiplier=2.0, jitter=0.2)
 SIMULATED_BENCH = """
 [bench]
 name = "simulated"
+
+[[device]]
+id = "ell14"
+driver = "thorlabs_ell14"
+port = "sim"
+options = { addresses = ["2", "3", "8"] }
 
 [[device]]
 id = "esp300"
@@ -162,6 +169,32 @@ def _maitai(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorS
     return _device_supervisor(device.id, (actor,), Strategy.ONE_FOR_ONE)
 
 
+def _addresses(value: Any) -> str | None:
+    valid = all(isinstance(a, str) and len(a) == 1 and a in "0123456789ABCDEF" for a in value)
+    if not value or not valid or len(set(value)) != len(value):
+        return 'expected a list of distinct one-digit hex addresses, e.g. ["2", "3", "8"]'
+    return None
+
+
+def _ell14(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorSpec:
+    options = Options(config, device)
+    settings = ell14.serial_settings(
+        port, reply_timeout=options.get("reply_timeout", float, 2.0, _positive)
+    )
+    addresses = options.get("addresses", list, ["0"], _addresses)
+    move_timeout = options.get("move_timeout", float, 30.0, _positive)
+    options.finish()
+    bus = ActorSpec(device.id, lambda: ell14.Ell14Bus(settings))
+    mounts = [_ell14_mount(device.id, a, move_timeout) for a in addresses]
+    return _device_supervisor(device.id, (bus, *mounts), Strategy.REST_FOR_ONE)
+
+
+def _ell14_mount(bus: str, address: str, move_timeout: float) -> ActorSpec:
+    return ActorSpec(
+        f"{bus}.{address}", lambda: ell14.Ell14Mount(bus, address, move_timeout=move_timeout)
+    )
+
+
 def _esp300_axis(controller: str, axis: int) -> ActorSpec:
     return ActorSpec(f"{controller}.axis{axis}", lambda: esp300.Esp300Axis(controller, axis))
 
@@ -186,6 +219,7 @@ class Driver:
 
 
 DRIVERS: Mapping[str, Driver] = {
+    "thorlabs_ell14": Driver(_ell14, lambda link: Ell14BusSimulator(link=link)),
     "newport_1830c": Driver(_power_meter, lambda link: Newport1830CSimulator(link=link)),
     "newport_esp300": Driver(_esp300, lambda link: Esp300Simulator(link=link)),
     "spectra_physics_maitai": Driver(_maitai, lambda link: MaiTaiSimulator(link=link)),

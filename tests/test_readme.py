@@ -37,3 +37,18 @@ def _awk_program() -> list[str]:
     ci = (ROOT / ".ci" / "run").read_text()
     (program,) = re.findall(r"awk '(.*?)' README.md", ci, re.S)
     return [program, "README.md"]
+
+
+def test_the_lab_bench_example_is_a_valid_bench() -> None:
+    from runtime.config import parse_config
+    from supervisors.bench import build_tree
+
+    (example,) = re.findall(r"```toml\n(.*?)```", README, re.S)
+    config = parse_config(example, "README.md")
+    tree = build_tree(config, {})
+    assert [c.name for c in tree.children] == [
+        "ell14.supervisor",
+        "esp300.supervisor",
+        "maitai.supervisor",
+        "power_meter.supervisor",
+    ]

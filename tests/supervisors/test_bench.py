@@ -43,7 +43,7 @@ def bench_config(options: str, driver: str = "newport_esp300"):
         (
             "",
             "thorlabs_ell99",
-            "lab.toml: device[0].driver: unknown driver 'thorlabs_ell99'; known: newport_1830c, newport_esp300, spectra_physics_maitai",
+            "lab.toml: device[0].driver: unknown driver 'thorlabs_ell99'; known: newport_1830c, newport_esp300, spectra_physics_maitai, thorlabs_ell14",
         ),
     ],
 )
@@ -56,11 +56,12 @@ def test_driver_options_are_checked_before_anything_starts(options, driver, mess
 def test_each_device_gets_its_own_supervisor():
     tree = build_tree(simulated_bench_config(), {})
     assert [c.name for c in tree.children] == [
+        "ell14.supervisor",
         "esp300.supervisor",
         "maitai.supervisor",
         "power_meter.supervisor",
     ]
-    esp300 = tree.children[0]
+    esp300 = tree.children[1]
     assert [c.name for c in esp300.children] == [
         "esp300",
         "esp300.axis1",
