@@ -62,6 +62,11 @@ class MoveRelative(Request[float], Hazardous):
 
 
 @dataclass(frozen=True, slots=True)
+class Home(Request[float], Hazardous):
+    """Run the home search; reply with the position once homed."""
+
+
+@dataclass(frozen=True, slots=True)
 class GetPosition(Request[float]):
     pass
 

@@ -27,6 +27,7 @@ from ..capabilities import (
     Capability,
     DeviceActor,
     GetPosition,
+    Home,
     MoveAbsolute,
     MoveRelative,
     StopMotion,
@@ -228,6 +229,8 @@ class Ell14Mount(DeviceActor):
                 return await self._move(b"ma", self._pulses(target, absolute=True))
             case MoveRelative(distance=distance):
                 return await self._move(b"mr", self._pulses(distance, absolute=False))
+            case Home():
+                return await self._move(b"ho", b"0")  # direction 0 = clockwise
             case GetPosition() | WaitSettled():
                 return await self._read_position()  # moves complete before they reply
             case StopMotion():
@@ -245,10 +248,9 @@ class Ell14Mount(DeviceActor):
             raise ValidationError(f"{self.name}: {degrees!r} is not a finite angle")
         return round(degrees * self.pulses_per_degree)
 
-    async def _move(self, command: bytes, pulses: int) -> float:
-        reply = await self._transaction(
-            command + to_hex32(pulses), {b"PO", b"GS"}, self.move_timeout
-        )
+    async def _move(self, command: bytes, argument: int | bytes) -> float:
+        data = argument if isinstance(argument, bytes) else to_hex32(argument)
+        reply = await self._transaction(command + data, {b"PO", b"GS"}, self.move_timeout)
         if reply.startswith(b"GS"):
             code = int(reply[2:4], 16)
             if not (code == MECHANICAL_TIMEOUT and self.accept_mechanical_timeout):

@@ -27,6 +27,7 @@ from ..capabilities import (
     Capability,
     DeviceActor,
     GetPosition,
+    Home,
     MoveAbsolute,
     MoveRelative,
     StopMotion,
@@ -179,9 +180,14 @@ class Esp300Axis(DeviceActor):
     capabilities = (Capability.MOVABLE, Capability.PARAMETERIZED)
     units = "mm"
 
-    def __init__(self, controller: str, axis: int, *, poll_interval: float = 0.05) -> None:
+    def __init__(
+        self, controller: str, axis: int, *, poll_interval: float = 0.05, home_mode: int = 0
+    ) -> None:
         if axis not in (1, 2, 3):
             raise ValueError(f"ESP300 axes are 1, 2 or 3, not {axis}")
+        if home_mode not in range(7):
+            raise ValueError(f"ESP300 home search modes are 0 to 6, not {home_mode}")
+        self.home_mode = home_mode
         self.controller_name = controller
         self.axis = axis
         self.poll_interval = poll_interval
@@ -245,6 +251,9 @@ class Esp300Axis(DeviceActor):
                 return await self._move(await self._read_position() + distance, wait)
             case GetPosition():
                 return await self._read_position()
+            case Home():
+                await self._command(f"OR{self.home_mode}")
+                return await self._wait_settled()
             case WaitSettled(timeout=timeout):
                 with trio.fail_after(timeout):
                     return await self._wait_settled()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from actors.capabilities import Describe, GetPosition, MoveAbsolute, MoveRelative
+from actors.capabilities import Describe, GetPosition, Home, MoveAbsolute, MoveRelative
 from actors.instruments.ell14 import Ell14Bus, Ell14Mount, serial_settings
 from actors.instruments.serial_device import DeviceRefused
 from runtime import (
@@ -142,3 +142,11 @@ async def test_a_busy_module_refuses_clearly(io_clock, link):
             await system.ref("ell14.3").ask(MoveAbsolute(10.0))
         assert isinstance(caught.value.root_cause, DeviceRefused)
         assert "busy (GS09)" in str(caught.value)
+
+
+async def test_home_goes_to_the_home_offset(io_clock, link):
+    async with bench(link) as (simulator, system):
+        mount = system.ref("ell14.2")
+        await mount.ask(MoveAbsolute(120.0))
+        assert await mount.ask(Home()) == pytest.approx(0.0)
+        assert b"2ho0" in simulator.commands and simulator.modules["2"].position == 0

@@ -13,6 +13,7 @@ from actors.capabilities import (
     Capability,
     Describe,
     GetPosition,
+    Home,
     MoveAbsolute,
     MoveRelative,
     StopMotion,
@@ -182,3 +183,14 @@ async def test_garbage_restarts_the_controller_and_its_axes(io_clock, link):
         assert await axis.ask(GetPosition()) == pytest.approx(0.0)
         assert system.ref("esp300").statistics().restarts == 1
         assert axis.statistics().restarts >= 1  # rest_for_one: the axes follow the controller
+
+
+async def test_home_search_returns_to_zero_and_is_hazardous(io_clock, link):
+    async with bench(link) as (simulator, system):
+        axis = system.ref("esp300.axis2")
+        await axis.ask(MoveAbsolute(3.0))
+        assert await axis.ask(Home()) == pytest.approx(0.0)
+        assert simulator.axes[2].homed and b"2OR0" in simulator.commands
+        await system.emergency_stop("test")
+        with pytest.raises(ActorError, match="latched"):
+            await axis.ask(Home())
