@@ -40,7 +40,7 @@ class DeviceInfo:
 
 @dataclass(frozen=True, slots=True)
 class Describe(Request[DeviceInfo]):
-    pass
+    """Reply: what the device is and what it can do."""
 
 
 # -- Movable -----------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ class Home(Request[float], Hazardous):
 
 @dataclass(frozen=True, slots=True)
 class GetPosition(Request[float]):
-    pass
+    """Reply: the position now, read from the instrument."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,7 @@ class Reading:
 
 @dataclass(frozen=True, slots=True)
 class Read(Request[Reading]):
-    pass
+    """Reply: one fresh reading, with its flags."""
 
 
 @dataclass(frozen=True, slots=True)

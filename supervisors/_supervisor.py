@@ -58,7 +58,7 @@ class _Exit:
 
 
 class _StopRequest:
-    pass
+    """Queued behind child exits so a stop is handled after the exits already reported."""
 
 
 class _Child:
