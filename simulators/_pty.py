@@ -137,38 +137,58 @@ class PtySimulator(abc.ABC):
     async def _background(self) -> None:  # noqa: B027 (an optional hook)
         """Override for unsolicited traffic or periodic state updates while connected."""
 
+    async def run_tcp(
+        self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve the same protocol on a loopback TCP port (``started`` with the port), as a
+        LAN-GPIB gateway or a VISA ``TCPIP::host::port::SOCKET`` resource would reach it."""
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._background)
+            task_status.started(port)
+            await trio.serve_listeners(self._serve_connection, listeners)
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        await self._serve_stream(stream, end_on_eof=True)
+
     async def _serve(self) -> None:
         assert self._master is not None
         stream = trio.lowlevel.FdStream(os.dup(self._master))
         async with stream:
-            buffer = bytearray()
-            while True:
-                try:
-                    chunk = await stream.receive_some(4096)
-                except OSError:
-                    chunk = b""
-                if not chunk:  # no driver holds the slave open: wait for one
-                    await trio.sleep(0.01)
+            await self._serve_stream(stream, end_on_eof=False)
+
+    async def _serve_stream(self, stream: trio.abc.Stream, *, end_on_eof: bool) -> None:
+        buffer = bytearray()
+        while True:
+            try:
+                chunk = await stream.receive_some(4096)
+            except (OSError, trio.BrokenResourceError):
+                chunk = b""
+            if not chunk:
+                if end_on_eof:
+                    return  # the client hung up
+                await trio.sleep(0.01)  # no driver holds the pty slave open: wait for one
+                continue
+            if self.ignored_bytes:
+                chunk = chunk.translate(None, self.ignored_bytes)
+            if self.any_line_end:
+                chunk = chunk.replace(b"\r", b"\n")
+            arrived = time.perf_counter()
+            if arrived - self._last_byte > self.partial_timeout:
+                buffer.clear()  # like a UART state machine: a stale partial packet is dropped
+            self._last_byte = arrived
+            buffer += chunk
+            while (command := self.next_command(buffer)) is not None:
+                if self.any_line_end and not command:
                     continue
-                if self.ignored_bytes:
-                    chunk = chunk.translate(None, self.ignored_bytes)
-                if self.any_line_end:
-                    chunk = chunk.replace(b"\r", b"\n")
-                arrived = time.perf_counter()
-                if arrived - self._last_byte > self.partial_timeout:
-                    buffer.clear()  # like a UART state machine: a stale partial packet is dropped
-                self._last_byte = arrived
-                buffer += chunk
-                while (command := self.next_command(buffer)) is not None:
-                    if self.any_line_end and not command:
-                        continue
-                    self.commands.append(command)
-                    self.arrivals.append((arrived, command))
-                    if self.on_command is not None:
-                        self.on_command(arrived, command)
-                    reply = await self.respond(command)
-                    if reply is not None:
-                        await self._send(stream, reply)
+                self.commands.append(command)
+                self.arrivals.append((arrived, command))
+                if self.on_command is not None:
+                    self.on_command(arrived, command)
+                reply = await self.respond(command)
+                if reply is not None:
+                    await self._send(stream, reply)
 
     def next_command(self, buffer: bytearray) -> bytes | None:
         """Take one complete command off the front of ``buffer`` (terminator framing by
@@ -186,7 +206,7 @@ class PtySimulator(abc.ABC):
             os.write(self._master, data)
             await trio.lowlevel.checkpoint()
 
-    async def _send(self, stream: trio.lowlevel.FdStream, reply: bytes) -> None:
+    async def _send(self, stream: trio.abc.Stream, reply: bytes) -> None:
         faults = self.faults
         data = reply + self.reply_terminator
         if faults.silent:

@@ -22,6 +22,9 @@ from typing import Any
 import trio
 
 from actors.instruments import ell14, esp300, maitai, newport1830c
+from actors.instruments.serial_device import LinkSettings
+from actors.instruments.transport import SerialSettings
+from actors.instruments.visa_transport import VisaSettings
 from runtime import ActorState
 from runtime.config import BUILT_IN, BenchConfig, DeviceConfig, parse_config
 from simulators._pty import PtySimulator
@@ -33,6 +36,7 @@ from simulators.newport1830c import Newport1830CSimulator
 from ._specs import ActorSpec, Backoff, Strategy, SupervisorSpec
 from ._system import SupervisedSystem, open_actor_system
 
+VISA_PREFIX = "visa:"
 DEVICE_RESTARTS = Backoff(initial=0.2, maximum=10.0, multiplier=2.0, jitter=0.2)
 
 SIMULATED_BENCH = """
@@ -104,6 +108,21 @@ class Options:
         return self._config.error(f"{self._device.key}.options.{name}", reason)
 
 
+def _link(settings: SerialSettings, options: Options) -> LinkSettings:
+    """``port = "visa:GPIB0::5::INSTR"`` (or any VISA resource) selects the VISA link for the
+    instruments that have GPIB; framing and timeouts stay those of the serial settings."""
+    backend = options.get("visa_backend", str, "@py")
+    if not settings.port.startswith(VISA_PREFIX):
+        return settings
+    return VisaSettings(
+        settings.port.removeprefix(VISA_PREFIX),
+        backend=backend,
+        write_terminator=settings.write_terminator,
+        read_terminator=settings.read_terminator,
+        reply_timeout=settings.reply_timeout,
+    )
+
+
 def _range_pair(value: Any) -> str | None:
     if len(value) != 2 or not all(isinstance(v, int) for v in value) or value[0] >= value[1]:
         return "expected [low, high] integers with low < high"
@@ -128,9 +147,10 @@ def _power_meter(config: BenchConfig, device: DeviceConfig, port: str) -> Superv
         reply_timeout=options.get("reply_timeout", float, 1.0, _positive),
     )
     low, high = options.get("wavelength_limits", list, [300, 1100], _range_pair)
+    link = _link(settings, options)
     options.finish()
     actor = ActorSpec(
-        device.id, lambda: newport1830c.Newport1830C(settings, wavelength_limits=(low, high))
+        device.id, lambda: newport1830c.Newport1830C(link, wavelength_limits=(low, high))
     )
     return _device_supervisor(device.id, (actor,), Strategy.ONE_FOR_ONE)
 
@@ -145,8 +165,9 @@ def _esp300(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorS
     )
     axes = options.get("axes", list, [1, 2, 3], _axes)
     motor_off = options.get("motor_off_on_estop", bool, False)
+    link = _link(settings, options)
     options.finish()
-    controller = ActorSpec(device.id, lambda: esp300.Esp300(settings, motor_off_on_estop=motor_off))
+    controller = ActorSpec(device.id, lambda: esp300.Esp300(link, motor_off_on_estop=motor_off))
     children = [controller] + [_esp300_axis(device.id, n) for n in axes]
     return _device_supervisor(device.id, tuple(children), Strategy.REST_FOR_ONE)
 

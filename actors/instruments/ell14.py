@@ -96,7 +96,7 @@ class Ell14Bus(SerialDevice):
 
     async def on_start(self) -> None:
         await self.open_port()
-        self.identity = f"ELLx bus on {self.settings.port}"
+        self.identity = f"ELLx bus on {self.settings.address}"
         self.nursery.start_soon(self._read_lines)
 
     async def on_emergency_stop(self, reason: str) -> None:

@@ -33,7 +33,7 @@ from ..capabilities import (
     StopMotion,
     WaitSettled,
 )
-from .serial_device import DeviceRefused, SerialDevice
+from .serial_device import DeviceRefused, LinkSettings, SerialDevice
 from .transport import SerialSettings
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class Esp300(SerialDevice):
 
     driver = "newport_esp300"
 
-    def __init__(self, settings: SerialSettings, *, motor_off_on_estop: bool = False) -> None:
+    def __init__(self, settings: LinkSettings, *, motor_off_on_estop: bool = False) -> None:
         self.settings = settings
         self.motor_off_on_estop = motor_off_on_estop
         self.axes = (1, 2, 3)
@@ -113,7 +113,7 @@ class Esp300(SerialDevice):
         stale = await self._drain_errors()
         if stale:
             logger.warning("%s: errors left from before: %s", self.name, stale)
-        logger.info("%s: %s on %s", self.name, self.identity, self.settings.port)
+        logger.info("%s: %s on %s", self.name, self.identity, self.settings.address)
 
     async def on_emergency_stop(self, reason: str) -> None:
         await self._port.write(b"AB")

@@ -154,7 +154,7 @@ class MaiTai(SerialDevice):
         self.warmup.report(await self._number(b"READ:PCTW?"))
         self.start_keepalive(lambda: 5.0)
         logger.info(
-            "%s: %s on %s (%g-%g nm)", self.name, self.identity, self.settings.port, low, high
+            "%s: %s on %s (%g-%g nm)", self.name, self.identity, self.settings.address, low, high
         )
 
     async def on_emergency_stop(self, reason: str) -> None:

@@ -23,7 +23,7 @@ import trio
 from runtime import Message, Parameter
 
 from ..capabilities import Capability, Read, Reading
-from .serial_device import DeviceRefused, SerialDevice
+from .serial_device import DeviceRefused, LinkSettings, SerialDevice
 from .transport import SerialSettings
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Newport1830C(SerialDevice):
     units = "W"
 
     def __init__(
-        self, settings: SerialSettings, *, wavelength_limits: tuple[int, int] = (300, 1100)
+        self, settings: LinkSettings, *, wavelength_limits: tuple[int, int] = (300, 1100)
     ) -> None:
         self.settings = settings
         add = self.parameters.add
@@ -169,7 +169,7 @@ class Newport1830C(SerialDevice):
             await parameter.refresh()
         self.nursery.start_soon(self._stream)
         self.start_keepalive(lambda: 0.0 if self.streaming.value else self.keepalive.value)
-        logger.info("%s: %s on %s", self.name, self.identity, self.settings.port)
+        logger.info("%s: %s on %s", self.name, self.identity, self.settings.address)
 
     async def on_emergency_stop(self, reason: str) -> None:
         """A passive sensor: nothing to stop. Readings go on (useful during an incident)."""

@@ -6,6 +6,10 @@ from runtime import RequestError
 
 from ..capabilities import DeviceActor
 from .transport import SerialSettings, SerialTransport
+from .visa_transport import VisaSettings, VisaTransport
+
+Link = SerialTransport | VisaTransport
+LinkSettings = SerialSettings | VisaSettings
 
 
 class DeviceRefused(RequestError):
@@ -13,14 +17,18 @@ class DeviceRefused(RequestError):
 
 
 class SerialDevice(DeviceActor):
-    """A DeviceActor owning one serial port: opened by :meth:`open_port` in ``on_start``,
-    closed in ``on_stop`` whatever state the start reached."""
+    """A DeviceActor owning one link — a serial port, or a VISA resource (GPIB, TCPIP) for the
+    instruments that have one: opened by :meth:`open_port` in ``on_start``, closed in
+    ``on_stop`` whatever state the start reached. Both links frame, time out and fail alike."""
 
-    settings: SerialSettings
-    _transport: SerialTransport | None = None
+    settings: LinkSettings
+    _transport: Link | None = None
 
-    async def open_port(self) -> SerialTransport:
-        self._transport = await SerialTransport.open(self.name, self.settings)
+    async def open_port(self) -> Link:
+        if isinstance(self.settings, VisaSettings):
+            self._transport = await VisaTransport.open(self.name, self.settings)
+        else:
+            self._transport = await SerialTransport.open(self.name, self.settings)
         return self._transport
 
     async def on_stop(self) -> None:
@@ -29,7 +37,7 @@ class SerialDevice(DeviceActor):
             self._transport = None
 
     @property
-    def _port(self) -> SerialTransport:
+    def _port(self) -> Link:
         if self._transport is None:
             raise RuntimeError(f"{self.name}: not connected")
         return self._transport

@@ -73,6 +73,10 @@ class SerialSettings:
     reply_timeout: float = 1.0
     exclusive: bool = True  # refuse a port another process already holds
 
+    @property
+    def address(self) -> str:
+        return self.port
+
 
 class SerialTransport:
     """One open serial port. Owned by exactly one actor; not safe to share between tasks."""
