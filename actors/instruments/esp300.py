@@ -121,6 +121,10 @@ class Esp300(SerialDevice):
             await self._port.write(b";".join(b"%dMF" % axis for axis in self.axes))
         logger.warning("%s: AB sent (%s)", self.name, reason)
 
+    async def on_abort(self, reason: str) -> None:
+        await self._port.write(b"AB")  # abort all motion, without the e-stop latch
+        logger.warning("%s: AB sent (abort: %s)", self.name, reason)
+
     async def check_link(self) -> None:
         await self._error()
 

@@ -21,7 +21,14 @@ from actors.capabilities import (
 )
 from actors.instruments.esp300 import Command, Esp300, Esp300Axis, ReadErrors, serial_settings
 from actors.instruments.serial_device import DeviceRefused
-from runtime import ActorError, EmergencyStopLatched, Interrupted, SetParameter, ValidationError
+from runtime import (
+    Abort,
+    ActorError,
+    EmergencyStopLatched,
+    Interrupted,
+    SetParameter,
+    ValidationError,
+)
 from simulators.esp300 import Esp300Simulator
 from supervisors import (
     ActorSpec,
@@ -194,3 +201,14 @@ async def test_home_search_returns_to_zero_and_is_hazardous(io_clock, link):
         await system.emergency_stop("test")
         with pytest.raises(ActorError, match="latched"):
             await axis.ask(Home())
+
+
+async def test_abort_stops_motion_without_latching(io_clock, link):
+    async with bench(link) as (simulator, system):
+        axis = system.ref("esp300.axis1")
+        await axis.ask(MoveAbsolute(40.0, wait=False))
+        await trio.sleep(1.0)
+        await system.ref("esp300").ask(Abort("operator"))
+        await trio.sleep(0.1)  # the bytes are written; let the simulator read them
+        assert simulator.aborts == 1 and not simulator.axes[1].moving(trio.current_time())
+        assert await axis.ask(MoveAbsolute(1.0), timeout=60) == pytest.approx(1.0)  # no latch
