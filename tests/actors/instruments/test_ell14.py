@@ -27,8 +27,8 @@ from supervisors import (
     Strategy,
     SupervisedSystem,
     SupervisorSpec,
-    open_actor_system,
 )
+from tests.actors.instruments.harness import running
 
 
 def ell14_tree(port: str) -> SupervisorSpec:
@@ -45,11 +45,8 @@ def ell14_tree(port: str) -> SupervisorSpec:
 @asynccontextmanager
 async def bench(link: Path) -> AsyncIterator[tuple[Ell14BusSimulator, SupervisedSystem]]:
     simulator = Ell14BusSimulator(link=link)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(simulator.run)
-        async with open_actor_system([ell14_tree(str(link))]) as system:
-            yield simulator, system
-        nursery.cancel_scope.cancel()
+    async with running(simulator, [ell14_tree(str(link))]) as system:
+        yield simulator, system
 
 
 async def test_calibration_comes_from_the_in_reply(io_clock, link):

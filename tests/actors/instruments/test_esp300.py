@@ -36,8 +36,8 @@ from supervisors import (
     Strategy,
     SupervisedSystem,
     SupervisorSpec,
-    open_actor_system,
 )
+from tests.actors.instruments.harness import running
 
 
 def esp300_tree(port: str) -> SupervisorSpec:
@@ -58,11 +58,8 @@ def esp300_tree(port: str) -> SupervisorSpec:
 @asynccontextmanager
 async def bench(link: Path) -> AsyncIterator[tuple[Esp300Simulator, SupervisedSystem]]:
     simulator = Esp300Simulator(link=link)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(simulator.run)
-        async with open_actor_system([esp300_tree(str(link))]) as system:
-            yield simulator, system
-        nursery.cancel_scope.cancel()
+    async with running(simulator, [esp300_tree(str(link))]) as system:
+        yield simulator, system
 
 
 async def test_axes_describe_themselves_with_limits_from_the_controller(io_clock, link):

@@ -23,7 +23,8 @@ from runtime import (
     ValidationError,
 )
 from simulators.maitai import MaiTaiSimulator, short_form
-from supervisors import ActorSpec, Backoff, SupervisedSystem, open_actor_system
+from supervisors import ActorSpec, Backoff, SupervisedSystem
+from tests.actors.instruments.harness import running
 
 
 @asynccontextmanager
@@ -32,13 +33,9 @@ async def bench(
 ) -> AsyncIterator[tuple[MaiTaiSimulator, ActorRef, SupervisedSystem]]:
     simulator = MaiTaiSimulator(link=link)
     spec = ActorSpec("maitai", lambda: MaiTai(serial_settings(str(link)), **options))  # type: ignore[arg-type]
-    async with trio.open_nursery() as nursery:
-        await nursery.start(simulator.run)
-        async with open_actor_system(
-            [spec], backoff=Backoff(0.1, 0.5, jitter=0.0), max_restarts=20
-        ) as system:
-            yield simulator, system.ref("maitai"), system
-        nursery.cancel_scope.cancel()
+    backoff = Backoff(0.1, 0.5, jitter=0.0)
+    async with running(simulator, [spec], backoff=backoff, max_restarts=20) as system:
+        yield simulator, system.ref("maitai"), system
 
 
 def test_scpi_short_forms():

@@ -23,7 +23,8 @@ from runtime import (
     WatchParameter,
 )
 from simulators.newport1830c import Newport1830CSimulator, format_watts
-from supervisors import ActorSpec, Backoff, SupervisedSystem, open_actor_system
+from supervisors import ActorSpec, Backoff, SupervisedSystem
+from tests.actors.instruments.harness import running
 
 
 @asynccontextmanager
@@ -32,13 +33,9 @@ async def bench(
 ) -> AsyncIterator[tuple[Newport1830CSimulator, ActorRef, SupervisedSystem]]:
     simulator = simulator or Newport1830CSimulator(link=link)
     spec = ActorSpec("power_meter", lambda: Newport1830C(serial_settings(str(link))))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(simulator.run)
-        async with open_actor_system(
-            [spec], max_restarts=100, backoff=Backoff(initial=0.2, maximum=1.0, jitter=0.0)
-        ) as system:
-            yield simulator, system.ref("power_meter"), system
-        nursery.cancel_scope.cancel()
+    backoff = Backoff(initial=0.2, maximum=1.0, jitter=0.0)
+    async with running(simulator, [spec], max_restarts=100, backoff=backoff) as system:
+        yield simulator, system.ref("power_meter"), system
 
 
 async def settled_read(meter: ActorRef) -> object:
