@@ -104,9 +104,6 @@ class Ell14Bus(SerialDevice):
             await self._port.write(address.encode() + b"st")
         logger.warning("%s: st sent to modules %s (%s)", self.name, ", ".join(self._mounts), reason)
 
-    async def check_link(self) -> None:
-        await trio.lowlevel.checkpoint()  # each mount checks its own module
-
     async def handle(self, message: Message) -> object:
         match message:
             case Attach(address=address):

@@ -5,10 +5,9 @@ from __future__ import annotations
 from runtime import RequestError
 
 from ..capabilities import DeviceActor
-from .transport import SerialSettings, SerialTransport
+from .transport import Link, SerialSettings, SerialTransport
 from .visa_transport import VisaSettings, VisaTransport
 
-Link = SerialTransport | VisaTransport
 LinkSettings = SerialSettings | VisaSettings
 
 

@@ -17,13 +17,14 @@ reopens the port and the actor re-applies its settings.
 
 from __future__ import annotations
 
+import abc
 import errno
 import logging
 import math
 import os
 import termios
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import serial
 import trio
@@ -78,8 +79,51 @@ class SerialSettings:
         return self.port
 
 
-class SerialTransport:
-    """One open serial port. Owned by exactly one actor; not safe to share between tasks."""
+class Link(abc.ABC):
+    """What every link to an instrument offers a driver, whatever carries the bytes.
+
+    Owned by exactly one actor; not safe to share between tasks.
+    """
+
+    device: str
+
+    @abc.abstractmethod
+    async def write(self, command: bytes, *, terminate: bool = True) -> None:
+        """Send ``command`` (plus the write terminator unless ``terminate`` is false)."""
+
+    @abc.abstractmethod
+    async def read_until(
+        self, terminator: bytes | None = None, *, command: bytes = b"", timeout: float | None = None
+    ) -> bytes:
+        """One frame ending with ``terminator`` (default: the read terminator), without it."""
+
+    @abc.abstractmethod
+    def drain(self, command: bytes = b"") -> bytes:
+        """Discard input nobody asked for (late replies, line noise); return it."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close the link; never raises Cancelled halfway."""
+
+    async def query(self, command: bytes, *, timeout: float | None = None) -> bytes:
+        """Drain stray input, send ``command``, return the reply without its terminator."""
+        self.drain(command)
+        await self.write(command)
+        return await self.read_until(command=command, timeout=timeout)
+
+    def protocol_error(self, reason: str, *, command: bytes, received: bytes) -> ProtocolError:
+        """For drivers: a reply that parses badly, with everything needed to debug it."""
+        return ProtocolError(self.device, reason, command=command, received=received)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class SerialTransport(Link):
+    """One open serial port."""
 
     def __init__(self, device: str, settings: SerialSettings, port: serial.Serial) -> None:
         self.device = device
@@ -130,28 +174,15 @@ class SerialTransport:
             await self._stream.aclose()
         self._port.close()
 
-    async def __aenter__(self) -> SerialTransport:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     # -- writing -------------------------------------------------------------------------------
 
     async def write(self, command: bytes, *, terminate: bool = True) -> None:
-        """Send ``command`` (plus the write terminator unless ``terminate`` is false)."""
         data = command + self.settings.write_terminator if terminate else command
         try:
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ConnectionLost(self.device, f"write failed ({exc})", command=command) from exc
         self.bytes_written += len(data)
-
-    async def query(self, command: bytes, *, timeout: float | None = None) -> bytes:
-        """Drain stray input, send ``command``, return the reply without its terminator."""
-        self.drain(command)
-        await self.write(command)
-        return await self.read_until(command=command, timeout=timeout)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -183,7 +214,6 @@ class SerialTransport:
         return frame
 
     def drain(self, command: bytes = b"") -> bytes:
-        """Discard whatever is buffered or waiting on the port (late replies, line noise)."""
         stray = bytes(self._buffer)
         self._buffer.clear()
         while True:
@@ -202,10 +232,6 @@ class SerialTransport:
             self.bytes_read += len(stray)
             logger.warning("%s: discarded stray input %r before %r", self.device, stray, command)
         return stray
-
-    def protocol_error(self, reason: str, *, command: bytes, received: bytes) -> ProtocolError:
-        """For drivers: a reply that parses badly, with everything needed to debug it."""
-        return ProtocolError(self.device, reason, command=command, received=received)
 
     def _deadline(self, timeout: float | None) -> float:
         seconds = self.settings.reply_timeout if timeout is None else timeout

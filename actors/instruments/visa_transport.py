@@ -23,7 +23,7 @@ from typing import Any
 import pyvisa
 import trio
 
-from .transport import ConnectionLost, ProtocolError, ReplyTimeout
+from .transport import ConnectionLost, Link, ProtocolError, ReplyTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ class VisaSettings:
         return self.resource
 
 
-class VisaTransport:
-    """One open VISA resource. Owned by exactly one actor."""
+class VisaTransport(Link):
+    """One open VISA resource."""
 
     def __init__(self, device: str, settings: VisaSettings, manager: Any, resource: Any) -> None:
         self.device = device
@@ -77,12 +77,6 @@ class VisaTransport:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(close)
 
-    async def __aenter__(self) -> VisaTransport:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     async def write(self, command: bytes, *, terminate: bool = True) -> None:
         data = command + self.settings.write_terminator if terminate else command
         try:
@@ -90,10 +84,6 @@ class VisaTransport:
         except OSError as exc:
             raise ConnectionLost(self.device, f"write failed ({exc})", command=command) from exc
         self.bytes_written += len(data)
-
-    async def query(self, command: bytes, *, timeout: float | None = None) -> bytes:
-        await self.write(command)
-        return await self.read_until(command=command, timeout=timeout)
 
     async def read_until(
         self, terminator: bytes | None = None, *, command: bytes = b"", timeout: float | None = None
@@ -139,9 +129,6 @@ class VisaTransport:
     def drain(self, command: bytes = b"") -> bytes:
         """VISA links deliver whole messages; nothing stray is left between them."""
         return b""
-
-    def protocol_error(self, reason: str, *, command: bytes, received: bytes) -> ProtocolError:
-        return ProtocolError(self.device, reason, command=command, received=received)
 
     async def _call(self, function: Any, *args: Any) -> Any:
         def locked() -> Any:
