@@ -13,11 +13,23 @@ import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import numpy as np
+import numpy.typing as npt
 import trio
 
-from runtime import Actor, ActorError, Hazardous, Message, Request, UnhandledMessage
+from runtime import (
+    Actor,
+    ActorError,
+    Hazardous,
+    Message,
+    NotFoundError,
+    Request,
+    UnhandledMessage,
+)
+
+from .pipeline.taps import AddTap, GetTapStatistics, RemoveTap, TapRegistry
 
 
 class Capability(enum.StrEnum):
@@ -106,6 +118,86 @@ class Read(Request[Reading]):
     """Reply: one fresh reading, with its flags."""
 
 
+# -- FrameProducer / ExposureControl / Triggerable ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Roi:
+    """A region of the sensor in unbinned sensor pixels, and the binning applied to it."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    bin_x: int = 1
+    bin_y: int = 1
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns) of the frames this ROI produces; partial bins are clipped."""
+        return self.height // self.bin_y, self.width // self.bin_x
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Frame:
+    """One camera frame. ``pixels`` is a read-only uint16 array of ``roi.shape``: it travels
+    between actors without copies, and nobody can change what another actor is reading.
+
+    ``frame_number`` is the camera's own counter (1 for the first frame of an acquisition), so
+    a frame lost anywhere — in the camera, the driver or a tap — shows up as a gap.
+    """
+
+    frame_number: int
+    timestamp: float  # Unix time at the end of readout
+    exposure_ms: float
+    roi: Roi
+    bit_depth: int
+    pixels: npt.NDArray[np.uint16]
+
+
+@dataclass(frozen=True, slots=True)
+class AcquisitionStatus:
+    """Frame accounting of the camera's current (or last) acquisition."""
+
+    running: bool
+    frames_requested: int | None  # None: live mode (until stopped)
+    frames_acquired: int  # frames the camera delivered to the actor
+    frames_missing: int  # gaps in the camera's frame numbers (lost before the actor saw them)
+    frames_lost: int  # frames that lossless taps could not take (a writer fell behind)
+    last_frame_number: int
+    fps: float
+    error: str  # why the acquisition ended early, "" if it did not
+
+
+@dataclass(frozen=True, slots=True)
+class StartAcquisition(Request[AcquisitionStatus]):
+    """Start a sequence of ``frames`` frames, or live mode (``frames=None``) until stopped."""
+
+    frames: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StopAcquisition(Request[AcquisitionStatus]):
+    """Stop the acquisition (a no-op if none runs); reply with its final accounting."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetAcquisitionStatus(Request[AcquisitionStatus]):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WaitAcquisition(Request[AcquisitionStatus]):
+    """Reply once the acquisition has ended (a sequence completed, or it was stopped)."""
+
+    timeout: float = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class SoftwareTrigger(Request[None]):
+    """Triggerable: start one exposure now (in a software trigger mode)."""
+
+
 @dataclass(frozen=True, slots=True)
 class CheckLink(Request[None]):
     """Touch the hardware to prove the link is alive (sent by the keepalive helper)."""
@@ -119,9 +211,41 @@ class DeviceActor(Actor):
     driver: ClassVar[str] = "device"
     capabilities: ClassVar[tuple[Capability, ...]] = (Capability.PARAMETERIZED,)
     units: ClassVar[str] = ""
+    #: What this device publishes to taps: "readings" for a Readable, "frames" for a camera.
+    stream_names: ClassVar[tuple[str, ...]] = ()
     identity: str = ""
+    _streams: dict[str, TapRegistry[Any]] | None = None
+
+    def stream(self, name: str) -> TapRegistry[Any]:
+        """The tap registry of one of this device's streams ("frames", "readings"), made on
+        first use; clients reach it with AddTap / RemoveTap / GetTapStatistics."""
+        if self._streams is None:
+            self._streams = {}
+        if name not in self._streams:
+            self._streams[name] = TapRegistry(f"{self.name}.{name}")
+        return self._streams[name]
+
+    def _existing_stream(self, name: str) -> TapRegistry[Any]:
+        if name not in self.stream_names:
+            known = ", ".join(self.stream_names) or "none"
+            raise NotFoundError(f"{self.name} has no stream {name!r}; streams: {known}")
+        return self.stream(name)
+
+    def release(self) -> None:
+        super().release()
+        for registry in (self._streams or {}).values():
+            registry.close()
 
     async def handle(self, message: Message) -> object:
+        match message:
+            case AddTap(stream=stream, name=name, policy=policy, capacity=capacity, every=every):
+                return self._existing_stream(stream).add(
+                    name, policy, capacity=capacity, every=every
+                )
+            case RemoveTap(stream=stream, name=name):
+                return self._existing_stream(stream).remove(name)
+            case GetTapStatistics(stream=stream):
+                return self._existing_stream(stream).statistics()
         if isinstance(message, Describe):
             return DeviceInfo(
                 name=self.name,

@@ -83,3 +83,8 @@ class Actor:
 
     async def on_reset(self) -> None:
         """Called when the emergency-stop latch is cleared."""
+
+    def release(self) -> None:
+        """End what others hold of this instance (parameter subscriptions, taps) once it has
+        stopped, so nobody waits on a dead instance; extend it, calling ``super().release()``."""
+        self.parameters.close()

@@ -103,7 +103,7 @@ async def run_actor(
         cell.desired.update(actor.parameters.desired_values())
         await _drain_priority(cell, actor)
         await _run_bounded(cell, actor.on_stop(), "on_stop", actor.stop_timeout)
-        actor.parameters.close()
+        actor.release()
         actor._nursery = None
     if crash is not None:
         cell.last_failure = FailureRecord.from_exception(crash)

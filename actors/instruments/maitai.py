@@ -60,6 +60,7 @@ class MaiTai(SerialDevice):
     driver = "spectra_physics_maitai"
     capabilities = (Capability.READABLE, Capability.PARAMETERIZED)
     units = "W"
+    stream_names = ("readings",)
 
     def __init__(
         self, settings: SerialSettings, *, off_on_estop: bool = False, shutter_lag: float = 1.2
@@ -181,7 +182,9 @@ class MaiTai(SerialDevice):
             watts = await self._number(b"READ:POW?")
             self.power.report(watts)
             self.actual_wavelength.report(await self._number(b"READ:WAV?"))
-            return Reading(watts, "W", time.time())
+            reading = Reading(watts, "W", time.time())
+            self.stream("readings").publish(reading)
+            return reading
         return await super().handle(message)
 
     # -- parameters on the wire --------------------------------------------------------------

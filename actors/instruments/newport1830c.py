@@ -57,6 +57,7 @@ class Newport1830C(SerialDevice):
     driver = "newport_1830c"
     capabilities = (Capability.READABLE, Capability.PARAMETERIZED)
     units = "W"
+    stream_names = ("readings",)
 
     def __init__(
         self, settings: LinkSettings, *, wavelength_limits: tuple[int, int] = (300, 1100)
@@ -199,7 +200,9 @@ class Newport1830C(SerialDevice):
                 ) from None
             value, flags = math.nan, (*flags, word.decode().lower())
         self.power.report(value)
-        return Reading(value, "W", time.time(), flags)
+        reading = Reading(value, "W", time.time(), flags)
+        self.stream("readings").publish(reading)
+        return reading
 
     async def _stream(self) -> None:
         while True:
