@@ -156,6 +156,20 @@ class Frame:
 
 
 @dataclass(frozen=True, slots=True)
+class FrameGeometry:
+    """What the next frames will look like: a writer sizes its datasets from this."""
+
+    roi: Roi
+    bit_depth: int
+    dtype: str = "uint16"
+
+
+@dataclass(frozen=True, slots=True)
+class GetFrameGeometry(Request[FrameGeometry]):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class AcquisitionStatus:
     """Frame accounting of the camera's current (or last) acquisition."""
 

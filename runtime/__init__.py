@@ -13,6 +13,7 @@ from ._errors import (
     AskTimeout,
     BenchError,
     EmergencyStopLatched,
+    InsufficientResources,
     Interrupted,
     NotFoundError,
     ReadbackMismatch,
@@ -22,6 +23,7 @@ from ._errors import (
     SupervisorGaveUp,
     UnhandledMessage,
     ValidationError,
+    WrongState,
     describe_failure,
 )
 from ._messages import (
@@ -63,6 +65,7 @@ __all__ = [
     "EmergencyStopLatched",
     "EmergencyStopReport",
     "FailureRecord",
+    "InsufficientResources",
     "GetParameter",
     "Hazardous",
     "Interrupted",
@@ -93,6 +96,7 @@ __all__ = [
     "UnhandledMessage",
     "ValidationError",
     "WatchParameter",
+    "WrongState",
     "describe_failure",
     "run_actor",
 ]

@@ -43,6 +43,14 @@ class NotFoundError(RequestError, LookupError):
         return str(self.args[0]) if self.args else ""
 
 
+class WrongState(RequestError):
+    """The request is valid but does not fit now (a run is already recording, no run is)."""
+
+
+class InsufficientResources(RequestError):
+    """Refused for want of a resource (disk space below the configured minimum)."""
+
+
 class ReadbackMismatch(RequestError):
     """The hardware accepted a write but reads back a different value."""
 

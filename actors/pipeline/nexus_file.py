@@ -1,0 +1,399 @@
+"""One run's NeXus/HDF5 file, written with h5py in SWMR mode. Synchronous: call it from a
+worker thread (the recorder uses ``trio.to_thread``), never from the event loop.
+
+Why SWMR: the file is readable (``h5py.File(path, "r", swmr=True)``) while the run goes on, and
+a daemon killed mid-run leaves a valid file holding every frame flushed so far. SWMR allows no
+new objects once it is on, so everything — every dataset of every channel, and the end record —
+is created up front; the end record is a fixed-size dataset written in place at the end, so
+finishing a run needs no new space even on a full disk.
+
+Layout (NeXus application-neutral, readable by silx / HDFView / NeXpy)::
+
+    /entry                       NXentry: title, start_time, end_time, program_name
+    /entry/manifest              NXcollection: json (everything at run start), run metadata
+    /entry/instrument            NXinstrument
+    /entry/instrument/<camera>   NXdetector: data[n, y, x] uint16 (one chunk per frame),
+                                 frame_number[n], timestamp[n], exposure_time[n]
+    /entry/instrument/<device>   NXcollection: each parameter's value at run start (with units)
+    /entry/data                  NXdata: data -> the detector's frames (a link)
+    /entry/readings/<device>/reading/{time,value,flags}          every Readable reading
+    /entry/readings/<device>/parameters/<name>/{time,value}      every parameter change
+    /entry/end_record            JSON: exit status, frame and reading accounting
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+END_RECORD_BYTES = 16384
+STRING_BYTES = 64  # fixed-length text values (enum names, short strings) in channel datasets
+CHANNEL_CHUNK = 4096
+
+
+class Compression(enum.StrEnum):
+    NONE = "none"
+    BITSHUFFLE_LZ4 = "bitshuffle-lz4"
+
+
+class ChannelKind(enum.StrEnum):
+    READING = "reading"
+    PARAMETER = "parameter"
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    """One time series of the run: a device's readings, or one parameter's changes."""
+
+    device: str
+    name: str  # "reading", or the parameter's name
+    kind: ChannelKind
+    dtype: str  # "float", "int", "bool", "str"
+    units: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.device}/{self.name}"
+
+    @property
+    def path(self) -> str:
+        if self.kind is ChannelKind.READING:
+            return f"/entry/readings/{self.device}/reading"
+        return f"/entry/readings/{self.device}/parameters/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class FrameLayout:
+    detector: str  # the camera's device id: the NXdetector group's name
+    shape: tuple[int, int]
+    compression: Compression = Compression.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord:
+    frame_number: int
+    timestamp: float
+    exposure_ms: float
+    pixels: npt.NDArray[np.uint16]
+
+
+def to_json(value: Any) -> str:
+    """JSON that every reader accepts: enums by value, NaN/inf as null, unknowns as text."""
+
+    def plain(item: Any) -> Any:
+        if isinstance(item, enum.Enum):
+            return plain(item.value)
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, Mapping):
+            return {str(k): plain(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [plain(v) for v in item]
+        if item is None or isinstance(item, str | int | float | bool):
+            return item
+        return str(item)
+
+    return json.dumps(plain(value), allow_nan=False, sort_keys=False)
+
+
+def _text(value: str, size: int) -> bytes:
+    data = value.encode()
+    return data if len(data) <= size else data[: size - 3] + b"..."
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+_CHANNEL_DTYPES = {"float": "f8", "int": "i8", "bool": "u1", "str": f"S{STRING_BYTES}"}
+
+
+class NexusRunFile:
+    """A run file being written. Not thread-safe: one worker at a time (the recorder awaits
+    each call)."""
+
+    def __init__(self, file: h5py.File, layout: FrameLayout | None) -> None:
+        self._file = file
+        self.path = Path(file.filename)
+        self.layout = layout
+        self._frames: h5py.Dataset | None = None
+        self._frame_numbers: h5py.Dataset | None = None
+        self._timestamps: h5py.Dataset | None = None
+        self._exposures: h5py.Dataset | None = None
+        self._channels: dict[str, tuple[h5py.Dataset, h5py.Dataset, h5py.Dataset | None]] = {}
+        self._frames_written = 0
+        self._frames_committed = 0
+        self._rows_written: dict[str, int] = {}
+
+    # -- creation ------------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        *,
+        title: str,
+        start_time: float,
+        manifest: Mapping[str, Any],
+        metadata: Mapping[str, Any],
+        devices: Mapping[str, Mapping[str, Any]],
+        frames: FrameLayout | None,
+        channels: Sequence[ChannelSpec],
+    ) -> NexusRunFile:
+        """Create the file (refusing to overwrite one), write the manifest, lay out every
+        dataset and switch SWMR on. On any failure the partial file is removed."""
+        file = h5py.File(path, "w-", libver="latest")
+        try:
+            run = cls(file, frames)
+            run._lay_out(
+                title=title,
+                start_time=start_time,
+                manifest=manifest,
+                metadata=metadata,
+                devices=devices,
+                channels=channels,
+            )
+            file.swmr_mode = True
+            file.flush()
+        except BaseException:
+            file.close()
+            path.unlink(missing_ok=True)
+            raise
+        return run
+
+    def _lay_out(
+        self,
+        *,
+        title: str,
+        start_time: float,
+        manifest: Mapping[str, Any],
+        metadata: Mapping[str, Any],
+        devices: Mapping[str, Mapping[str, Any]],
+        channels: Sequence[ChannelSpec],
+    ) -> None:
+        file = self._file
+        file.attrs["default"] = "entry"
+        file.attrs["creator"] = "benchd"
+        entry = _group(file, "entry", "NXentry")
+        entry.attrs["default"] = "data"
+        entry["title"] = title
+        entry["start_time"] = iso(start_time)
+        entry["program_name"] = "benchd"
+        entry.create_dataset("end_time", data=np.array(b"".ljust(40), dtype="S40"))
+        record = _text(to_json({"status": "running"}), END_RECORD_BYTES).ljust(END_RECORD_BYTES)
+        entry.create_dataset("end_record", data=np.array(record, dtype=f"S{END_RECORD_BYTES}"))
+
+        notes = _group(entry, "manifest", "NXcollection")
+        notes["json"] = to_json(manifest)
+        notes["metadata_json"] = to_json(metadata)
+
+        instrument = _group(entry, "instrument", "NXinstrument")
+        for device, parameters in devices.items():
+            if self.layout is not None and device == self.layout.detector:
+                continue
+            group = _group(instrument, device, "NXcollection")
+            _write_values(group, parameters)
+        if self.layout is not None:
+            self._lay_out_detector(instrument, entry, devices.get(self.layout.detector, {}))
+
+        readings = _group(entry, "readings", "NXcollection")
+        for channel in channels:
+            self._lay_out_channel(readings, channel)
+
+    def _lay_out_detector(
+        self, instrument: h5py.Group, entry: h5py.Group, parameters: Mapping[str, Any]
+    ) -> None:
+        assert self.layout is not None
+        layout = self.layout
+        detector = _group(instrument, layout.detector, "NXdetector")
+        _write_values(detector.create_group("settings"), parameters)
+        rows, columns = layout.shape
+        options: dict[str, Any] = {}
+        if layout.compression is Compression.BITSHUFFLE_LZ4:
+            import hdf5plugin  # noqa: PLC0415 (registers the filter; only needed when used)
+
+            options.update(hdf5plugin.Bitshuffle(cname="lz4"))
+        self._frames = detector.create_dataset(
+            "data",
+            shape=(0, rows, columns),
+            maxshape=(None, rows, columns),
+            dtype="u2",
+            chunks=(1, rows, columns),
+            **options,
+        )
+        self._frames.attrs["units"] = "counts"
+        self._frame_numbers = _series(detector, "frame_number", "i8", 1024)
+        self._timestamps = _series(detector, "timestamp", "f8", 1024)
+        self._timestamps.attrs["units"] = "s"
+        self._timestamps.attrs["description"] = "Unix time at the end of readout"
+        self._exposures = _series(detector, "exposure_time", "f8", 1024)
+        self._exposures.attrs["units"] = "ms"
+        data = _group(entry, "data", "NXdata")
+        data.attrs["signal"] = "data"
+        data["data"] = h5py.SoftLink(self._frames.name)
+
+    def _lay_out_channel(self, readings: h5py.Group, channel: ChannelSpec) -> None:
+        group = readings.require_group(channel.path.removeprefix("/entry/readings/"))
+        group.attrs["NX_class"] = "NXlog"
+        times = _series(group, "time", "f8", CHANNEL_CHUNK)
+        times.attrs["units"] = "s"
+        times.attrs["description"] = "Unix time"
+        values = _series(group, "value", _CHANNEL_DTYPES[channel.dtype], CHANNEL_CHUNK)
+        if channel.units:
+            values.attrs["units"] = channel.units
+        flags = None
+        if channel.kind is ChannelKind.READING:
+            flags = _series(group, "flags", f"S{STRING_BYTES}", CHANNEL_CHUNK)
+        self._channels[channel.key] = (times, values, flags)
+        self._rows_written[channel.key] = 0
+
+    # -- appending -----------------------------------------------------------------------------
+
+    def append_frames(self, frames: Sequence[FrameRecord]) -> None:
+        assert self._frames is not None and self.layout is not None
+        assert self._frame_numbers is not None and self._timestamps is not None
+        assert self._exposures is not None
+        if not frames:
+            return
+        start = self._frames_written
+        end = start + len(frames)
+        self._frames.resize(end, axis=0)
+        direct = self.layout.compression is Compression.NONE
+        for index, frame in enumerate(frames, start):
+            if direct:  # skips the filter pipeline: the fastest path HDF5 has
+                self._frames.id.write_direct_chunk((index, 0, 0), _contiguous(frame.pixels))
+            else:
+                self._frames[index] = frame.pixels
+        for dataset, values in (
+            (self._frame_numbers, [f.frame_number for f in frames]),
+            (self._timestamps, [f.timestamp for f in frames]),
+            (self._exposures, [f.exposure_ms for f in frames]),
+        ):
+            dataset.resize(end, axis=0)
+            dataset[start:end] = values
+        self._frames_written = end
+
+    def append_channel(
+        self,
+        key: str,
+        times: Sequence[float],
+        values: Sequence[Any],
+        flags: Sequence[str] | None = None,
+    ) -> None:
+        if not times:
+            return
+        time_set, value_set, flag_set = self._channels[key]
+        start = self._rows_written[key]
+        end = start + len(times)
+        time_set.resize(end, axis=0)
+        time_set[start:end] = times
+        value_set.resize(end, axis=0)
+        value_set[start:end] = _values(values, value_set.dtype)
+        if flag_set is not None:
+            flag_set.resize(end, axis=0)
+            flag_set[start:end] = [_text(f, STRING_BYTES) for f in (flags or [""] * len(times))]
+        self._rows_written[key] = end
+
+    def flush(self) -> int:
+        """Make everything appended so far durable and visible to SWMR readers; returns the
+        number of frames committed."""
+        self._file.flush()
+        self._frames_committed = self._frames_written
+        return self._frames_committed
+
+    @property
+    def frames_written(self) -> int:
+        return self._frames_written
+
+    @property
+    def frames_committed(self) -> int:
+        return self._frames_committed
+
+    def rows_written(self, key: str) -> int:
+        return self._rows_written[key]
+
+    def finish(self, end_record: Mapping[str, Any], end_time: float) -> None:
+        """Write the end record in its pre-allocated place, flush and close."""
+        entry = self._file["entry"]
+        text = _text(to_json(end_record), END_RECORD_BYTES)
+        entry["end_record"][()] = np.array(text.ljust(END_RECORD_BYTES), f"S{END_RECORD_BYTES}")
+        entry["end_time"][()] = np.array(iso(end_time).encode().ljust(40), "S40")
+        self._file.flush()
+        self._frames_committed = self._frames_written
+        self._file.close()
+
+    def close(self) -> None:
+        """Close without an end record (the status stays "running": the run did not end)."""
+        if self._file.id.valid:
+            self._file.close()
+
+
+def read_end_record(path: Path) -> dict[str, Any]:
+    """The end record of a run file (``{"status": "running"}`` if the run never ended)."""
+    with h5py.File(path, "r", swmr=True) as file:
+        raw = bytes(file["entry/end_record"][()]).rstrip(b" ")
+    result: dict[str, Any] = json.loads(raw)
+    return result
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    with h5py.File(path, "r", swmr=True) as file:
+        result: dict[str, Any] = json.loads(file["entry/manifest/json"][()])
+    return result
+
+
+def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
+    group = parent.require_group(name)
+    group.attrs["NX_class"] = nx_class
+    return group
+
+
+def _series(group: h5py.Group, name: str, dtype: str, chunk: int) -> h5py.Dataset:
+    return group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(chunk,))
+
+
+def _write_values(group: h5py.Group, parameters: Mapping[str, Any]) -> None:
+    """Each parameter's value at run start as a scalar dataset with its units."""
+    for name, snapshot in parameters.items():
+        value = snapshot.get("value") if isinstance(snapshot, Mapping) else snapshot
+        plain = json.loads(to_json(value))
+        if plain is None:
+            plain = math.nan
+        elif isinstance(plain, list | dict):
+            plain = to_json(plain)
+        dataset = group.create_dataset(name.replace("/", "_"), data=plain)
+        units = snapshot.get("units") if isinstance(snapshot, Mapping) else None
+        if units:
+            dataset.attrs["units"] = units
+
+
+def _values(values: Iterable[Any], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    if dtype.kind == "S":
+        return np.array([_text(_as_text(v), dtype.itemsize) for v in values], dtype=dtype)
+    if dtype.kind == "u":
+        return np.array([bool(v) for v in values], dtype=dtype)
+    return np.array([_as_number(v) for v in values], dtype=dtype)
+
+
+def _as_text(value: Any) -> str:
+    return str(value.value if isinstance(value, enum.Enum) else value)
+
+
+def _as_number(value: Any) -> float | int:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    return value if isinstance(value, int | float) else math.nan
+
+
+def _contiguous(pixels: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint16]:
+    return pixels if pixels.flags.c_contiguous else np.ascontiguousarray(pixels)

@@ -1,0 +1,408 @@
+"""The recorder: starts and stops runs, one at a time, and answers for the files it wrote.
+
+A run is asked for by name (plus metadata, and optionally a number of frames or a duration);
+the file name is made from the start time and that name, so two runs never collide and a name
+can never escape the output directory. The recorder refuses rather than half-does: a run is
+only started when the name is safe, the file does not exist, the disk has room and the camera
+(if any) can say what its frames will look like.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from runtime import (
+    Actor,
+    ActorError,
+    ActorRef,
+    BenchError,
+    InsufficientResources,
+    Message,
+    Observable,
+    Parameter,
+    Request,
+    Source,
+    Subscription,
+    ValidationError,
+    WrongState,
+)
+
+from ..capabilities import DeviceInfo, FrameGeometry, GetFrameGeometry
+from .arrow_readings import ArrowReadingsWriter
+from .manifest import build_manifest, survey
+from .nexus_file import (
+    ChannelKind,
+    ChannelSpec,
+    Compression,
+    FrameLayout,
+    NexusRunFile,
+    read_end_record,
+)
+from .run import MB, Run, RunOptions, RunState, RunStatus, _kind
+
+logger = logging.getLogger(__name__)
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+RUN_NAME_RULE = "1 to 64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
+SUFFIX = ".nxs"
+
+
+@dataclass(frozen=True, slots=True)
+class StartRun(Request[RunStatus]):
+    """Start recording. ``frames``: acquire that many camera frames, then end the run;
+    ``duration``: end after that many seconds; neither: record until StopRun."""
+
+    name: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    frames: int | None = None
+    duration: float | None = None
+    compression: str = "none"
+    record_frames: bool = True  # False: readings and parameters only, even with a camera
+
+
+@dataclass(frozen=True, slots=True)
+class StopRun(Request[RunStatus]):
+    reason: str = "stopped by user"
+
+
+@dataclass(frozen=True, slots=True)
+class GetRunStatus(Request[RunStatus]):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WatchRun(Request[Subscription]):  # type: ignore[type-arg]
+    """Reply: a latest-value subscription to RunStatus (progress about once a second)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunFile:
+    name: str
+    path: str
+    size_bytes: int
+    modified: float
+    status: str  # the end record's status; "running" if it has none (in progress or crashed)
+    frames_written: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListRuns(Request[tuple[RunFile, ...]]):
+    pass
+
+
+def check_run_name(name: str) -> str:
+    if not RUN_NAME.fullmatch(name):
+        raise ValidationError(f"run name {name!r} is not allowed; use {RUN_NAME_RULE}")
+    return name
+
+
+def run_file_name(name: str, start: float) -> str:
+    """``20261125-081500_<name>.nxs``: sorts by time, and a name can never leave the folder."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(start))
+    return f"{stamp}_{name}{SUFFIX}"
+
+
+async def wait_run(recorder: ActorRef) -> RunStatus:
+    """The final status of the current run, once it has ended (at once if none is active).
+
+    Built on WatchRun rather than a request the recorder would sit on, so the recorder keeps
+    answering StopRun and status requests while anyone waits."""
+    subscription: Subscription[RunStatus] = await recorder.ask(WatchRun())
+    async for sample in subscription:
+        if not sample.value.active:
+            return sample.value
+    return await recorder.ask(GetRunStatus())
+
+
+class RecorderActor(Actor):
+    stop_timeout = 60.0  # finishing a run writes what its taps still hold
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        camera: str | None = None,
+        config_text: str = "",
+        config_source: str = "",
+        min_free_mb: float = 1024.0,
+        flush_interval: float = 1.0,
+        frame_queue: int = 128,
+    ) -> None:
+        self.camera = camera
+        self.config_text = config_text
+        self.config_source = config_source
+        add = self.parameters.add
+        self.directory = add(
+            Parameter(
+                "directory",
+                str,
+                str(directory),
+                description="where run files are written",
+                write=self._check_directory,
+            )
+        )
+        self.min_free_mb = add(
+            Parameter(
+                "min_free_mb",
+                float,
+                min_free_mb,
+                units="MiB",
+                limits=(0.0, 1e9),
+                description="refuse, or end, a run when the disk has less free space",
+            )
+        )
+        self.flush_interval = add(
+            Parameter(
+                "flush_interval",
+                float,
+                flush_interval,
+                units="s",
+                limits=(0.05, 60.0),
+                description="how often a run is flushed (the most a crash can lose)",
+            )
+        )
+        self.frame_queue = add(
+            Parameter(
+                "frame_queue",
+                int,
+                frame_queue,
+                limits=(2, 100_000),
+                description="frames the writer may fall behind before frames are dropped",
+            )
+        )
+        self._status: Observable[RunStatus] = Observable(RunStatus())
+        self._run: Run | None = None
+
+    async def _check_directory(self, value: str) -> None:
+        path = Path(value)
+        if not path.is_absolute():
+            raise ValidationError(f"directory must be an absolute path, got {value!r}")
+
+    # -- messages ------------------------------------------------------------------------------
+
+    async def handle(self, message: Message) -> object:
+        match message:
+            case StartRun():
+                return await self._start(message)
+            case StopRun(reason=reason):
+                return await self._stop(reason)
+            case GetRunStatus():
+                return self._status.value
+            case WatchRun():
+                return self._status.subscribe()
+            case ListRuns():
+                return await trio.to_thread.run_sync(self._list_runs)
+        return await super().handle(message)
+
+    async def _start(self, request: StartRun) -> RunStatus:
+        if self._run is not None and not self._run.finished.is_set():
+            raise WrongState(
+                f"run {self._run.options.name!r} is recording; stop it (StopRun) before"
+                " starting another"
+            )
+        options = self._options(request)
+        options.directory.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(options.directory).free
+        if free < options.min_free_bytes:
+            raise InsufficientResources(
+                f"disk space low: {free // MB} MiB free in {options.directory}; a run needs at"
+                f" least {options.min_free_bytes // MB} MiB (parameter min_free_mb)"
+            )
+        start = time.time()
+        path = options.directory / run_file_name(options.name, start)
+        if path.exists():
+            raise ValidationError(f"{path} exists already; runs never overwrite a file")
+        layout = await self._frame_layout(options)
+        names = tuple(n for n in self.system.names() if n != self.name)
+        devices = await survey(self.system, names)
+        manifest = build_manifest(
+            run_name=options.name,
+            metadata=options.metadata,
+            devices=devices,
+            config_text=self.config_text,
+            config_source=self.config_source,
+            start_time=start,
+            options={
+                "frames": options.frames,
+                "duration": options.duration,
+                "compression": options.compression.value,
+                "camera": options.camera,
+                "frame_queue": options.frame_queue,
+                "flush_interval": options.flush_interval,
+            },
+        )
+        channels = [
+            ChannelSpec(
+                name, "reading", ChannelKind.READING, "float", r.info.units if r.info else ""
+            )
+            for name, r in devices.items()
+            if r.readable
+        ] + [
+            ChannelSpec(name, p.name, ChannelKind.PARAMETER, _kind(p.dtype), p.units)
+            for name, r in devices.items()
+            for p in r.parameters
+        ]
+        try:
+            file = await trio.to_thread.run_sync(
+                lambda: NexusRunFile.create(
+                    path,
+                    title=options.name,
+                    start_time=start,
+                    manifest=manifest,
+                    metadata=options.metadata,
+                    devices={n: r.snapshot for n, r in devices.items()},
+                    frames=layout,
+                    channels=channels,
+                )
+            )
+        except FileExistsError:
+            raise ValidationError(f"{path} exists already; runs never overwrite a file") from None
+        except OSError as error:
+            raise InsufficientResources(f"cannot create {path}: {error}") from error
+        arrow = ArrowReadingsWriter(path.with_suffix(".readings.arrows"))
+        run = Run(
+            self.system,
+            options,
+            path=path,
+            devices=devices,
+            file=file,
+            arrow=arrow,
+            publish=self._publish,
+        )
+        try:
+            await run.attach()
+        except (BenchError, ActorError) as error:
+            run.request_stop(f"could not attach: {error}")
+        self._run = run
+        self.nursery.start_soon(run.run)
+        self._publish(run.status)
+        logger.info("run %s recording to %s", options.name, path)
+        return run.status
+
+    def _options(self, request: StartRun) -> RunOptions:
+        name = check_run_name(request.name)
+        if not all(isinstance(k, str) for k in request.metadata):
+            raise ValidationError("run metadata keys must be strings")
+        try:
+            compression = Compression(request.compression)
+        except ValueError:
+            allowed = ", ".join(c.value for c in Compression)
+            raise ValidationError(
+                f"compression {request.compression!r} is not known; allowed: {allowed}"
+            ) from None
+        camera = self.camera if request.record_frames else None
+        if request.frames is not None:
+            if camera is None:
+                raise ValidationError(
+                    "frames= needs a camera, and this bench has none"
+                    if self.camera is None
+                    else "frames= needs record_frames=True"
+                )
+            if not 1 <= request.frames <= 100_000_000:
+                raise ValidationError(f"frames must be 1..100000000, got {request.frames}")
+        if request.duration is not None and not 0 < request.duration <= 30 * 86400:
+            raise ValidationError(
+                f"duration must be > 0 s and at most 30 days, got {request.duration}"
+            )
+        return RunOptions(
+            name=name,
+            directory=Path(self.directory.value),
+            metadata=dict(request.metadata),
+            camera=camera,
+            frames=request.frames,
+            duration=request.duration,
+            compression=compression,
+            frame_queue=self.frame_queue.value,
+            min_free_bytes=int(self.min_free_mb.value * MB),
+            flush_interval=self.flush_interval.value,
+        )
+
+    async def _frame_layout(self, options: RunOptions) -> FrameLayout | None:
+        if options.camera is None:
+            return None
+        try:
+            geometry: FrameGeometry = await self.system.ref(options.camera).ask(
+                GetFrameGeometry(), timeout=5.0
+            )
+        except (BenchError, ActorError) as error:
+            raise WrongState(
+                f"camera {options.camera!r} cannot say what its frames look like ({error});"
+                " record without frames (record_frames=False) or wait until it is ready"
+            ) from error
+        return FrameLayout(options.camera, geometry.roi.shape, options.compression)
+
+    async def _stop(self, reason: str) -> RunStatus:
+        run = self._run
+        if run is None or run.finished.is_set():
+            raise WrongState("no run is recording")
+        run.request_stop(reason)
+        await run.finished.wait()
+        return self._status.value
+
+    def _publish(self, status: RunStatus) -> None:
+        self._status.set(status, Source.HARDWARE)
+
+    def _list_runs(self) -> tuple[RunFile, ...]:
+        directory = Path(self.directory.value)
+        files = []
+        for path in sorted(directory.glob(f"*{SUFFIX}")):
+            stat = path.stat()
+            try:
+                record = read_end_record(path)
+                status = str(record.get("status", "unknown"))
+                written = int(record.get("frames_written", 0))
+            except (OSError, ValueError, KeyError) as error:
+                status, written = f"unreadable: {error}", 0
+            files.append(
+                RunFile(path.stem, str(path), stat.st_size, stat.st_mtime, status, written)
+            )
+        return tuple(files)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def on_stop(self) -> None:
+        run = self._run
+        if run is not None and not run.finished.is_set():
+            run.request_stop("the daemon is stopping")
+            await run.finished.wait()
+
+    async def on_emergency_stop(self, reason: str) -> None:
+        """Keep recording: the readings around an incident are the ones people want. The
+        camera stops its own acquisition; the run's end record will show it."""
+        if self._run is not None and not self._run.finished.is_set():
+            logger.warning(
+                "run %s keeps recording through the e-stop (%s)", self._run.options.name, reason
+            )
+
+    def release(self) -> None:
+        super().release()
+        self._status.close()
+
+
+def _units(info: DeviceInfo | None) -> str:
+    return info.units if info is not None else ""
+
+
+__all__ = [
+    "GetRunStatus",
+    "ListRuns",
+    "RecorderActor",
+    "RunFile",
+    "RunState",
+    "RunStatus",
+    "StartRun",
+    "StopRun",
+    "WatchRun",
+    "check_run_name",
+    "run_file_name",
+    "wait_run",
+]
