@@ -24,21 +24,39 @@ Layout (NeXus application-neutral, readable by silx / HDFView / NeXpy)::
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 
 END_RECORD_BYTES = 16384
+RESERVE_BYTES = 1024 * 1024  # ballast freed on a full disk, so the end record can be written
 STRING_BYTES = 64  # fixed-length text values (enum names, short strings) in channel datasets
 CHANNEL_CHUNK = 4096
+
+
+class RunFileError(OSError):
+    """HDF5 could not write (h5py reports a full disk from a flush as RuntimeError)."""
+
+
+def _io(function: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except RuntimeError as error:
+            raise RunFileError(str(error).split("\n")[0]) from error
+
+    return wrapper
 
 
 class Compression(enum.StrEnum):
@@ -115,6 +133,9 @@ def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 _CHANNEL_DTYPES = {"float": "f8", "int": "i8", "bool": "u1", "str": f"S{STRING_BYTES}"}
 
 
@@ -134,6 +155,7 @@ class NexusRunFile:
         self._frames_written = 0
         self._frames_committed = 0
         self._rows_written: dict[str, int] = {}
+        self._reserve = self.path.with_name(f".{self.path.name}.reserve")
 
     # -- creation ------------------------------------------------------------------------------
 
@@ -155,6 +177,7 @@ class NexusRunFile:
         file = h5py.File(path, "w-", libver="latest")
         try:
             run = cls(file, frames)
+            run._reserve_space()
             run._lay_out(
                 title=title,
                 start_time=start_time,
@@ -168,8 +191,18 @@ class NexusRunFile:
         except BaseException:
             file.close()
             path.unlink(missing_ok=True)
+            path.with_name(f".{path.name}.reserve").unlink(missing_ok=True)
             raise
         return run
+
+    def _reserve_space(self) -> None:
+        with open(self._reserve, "wb") as ballast:
+            ballast.write(b"\0" * RESERVE_BYTES)
+            ballast.flush()
+            os.fsync(ballast.fileno())
+
+    def _release_reserve(self) -> None:
+        self._reserve.unlink(missing_ok=True)
 
     def _lay_out(
         self,
@@ -259,6 +292,7 @@ class NexusRunFile:
 
     # -- appending -----------------------------------------------------------------------------
 
+    @_io
     def append_frames(self, frames: Sequence[FrameRecord]) -> None:
         assert self._frames is not None and self.layout is not None
         assert self._frame_numbers is not None and self._timestamps is not None
@@ -283,6 +317,7 @@ class NexusRunFile:
             dataset[start:end] = values
         self._frames_written = end
 
+    @_io
     def append_channel(
         self,
         key: str,
@@ -304,6 +339,7 @@ class NexusRunFile:
             flag_set[start:end] = [_text(f, STRING_BYTES) for f in (flags or [""] * len(times))]
         self._rows_written[key] = end
 
+    @_io
     def flush(self) -> int:
         """Make everything appended so far durable and visible to SWMR readers; returns the
         number of frames committed."""
@@ -322,20 +358,29 @@ class NexusRunFile:
     def rows_written(self, key: str) -> int:
         return self._rows_written[key]
 
+    @_io
     def finish(self, end_record: Mapping[str, Any], end_time: float) -> None:
-        """Write the end record in its pre-allocated place, flush and close."""
-        entry = self._file["entry"]
-        text = _text(to_json(end_record), END_RECORD_BYTES)
-        entry["end_record"][()] = np.array(text.ljust(END_RECORD_BYTES), f"S{END_RECORD_BYTES}")
-        entry["end_time"][()] = np.array(iso(end_time).encode().ljust(40), "S40")
-        self._file.flush()
-        self._frames_committed = self._frames_written
-        self._file.close()
+        """Write the end record in its pre-allocated place, flush and close. The ballast
+        file goes first, so even a full disk has room for HDF5's last metadata."""
+        self._release_reserve()
+        try:
+            entry = self._file["entry"]
+            text = _text(to_json(end_record), END_RECORD_BYTES).ljust(END_RECORD_BYTES)
+            entry["end_record"][()] = np.array(text, f"S{END_RECORD_BYTES}")
+            entry["end_time"][()] = np.array(iso(end_time).encode().ljust(40), "S40")
+            self._file.flush()
+            self._frames_committed = self._frames_written
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Close without an end record (the status stays "running": the run did not end)."""
+        self._release_reserve()
         if self._file.id.valid:
-            self._file.close()
+            try:
+                self._file.close()
+            except RuntimeError as error:
+                raise RunFileError(str(error).split("\n")[0]) from error
 
 
 def read_end_record(path: Path) -> dict[str, Any]:

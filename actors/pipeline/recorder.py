@@ -158,6 +158,7 @@ class RecorderActor(Actor):
                 units="MiB",
                 limits=(0.0, 1e9),
                 description="refuse, or end, a run when the disk has less free space",
+                write=self._apply_min_free,
             )
         )
         self.flush_interval = add(
@@ -181,6 +182,10 @@ class RecorderActor(Actor):
         )
         self._status: Observable[RunStatus] = Observable(RunStatus())
         self._run: Run | None = None
+
+    async def _apply_min_free(self, value: float) -> None:
+        if self._run is not None:
+            self._run.min_free_bytes = int(value * MB)  # a running run checks the new limit
 
     async def _check_directory(self, value: str) -> None:
         path = Path(value)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -156,6 +158,7 @@ class Run:
         self.file = file
         self.arrow = arrow
         self._publish = publish
+        self.min_free_bytes = options.min_free_bytes  # the recorder updates it if it changes
         self.status = RunStatus(
             name=options.name,
             path=str(path),
@@ -218,11 +221,14 @@ class Run:
                 except RunFailed as failure:
                     self._failure = str(failure)
                 except OSError as error:  # h5py and the disk: ENOSPC, EIO
-                    self._failure = f"writing {self.path.name} failed: {error}"
+                    self._failure = f"writing {self.path.name} failed: {_first_line(error)}"
                 nursery.cancel_scope.cancel()
         finally:
-            with trio.CancelScope(shield=True):
-                await self._finish()
+            try:
+                with trio.CancelScope(shield=True):
+                    await self._finish()
+            finally:
+                self.finished.set()  # whatever happened, nobody waits for ever
 
     @property
     def _tap_name(self) -> str:
@@ -352,10 +358,10 @@ class Run:
         committed = await trio.to_thread.run_sync(write)
         self._update(committed)
         free = shutil.disk_usage(self.path.parent).free
-        if free < self.options.min_free_bytes:
+        if free < self.min_free_bytes:
             raise RunFailed(
                 f"disk space low: {free // MB} MiB free in {self.path.parent}, the run needs"
-                f" at least {self.options.min_free_bytes // MB} MiB"
+                f" at least {self.min_free_bytes // MB} MiB"
             )
 
     def _take_readings(self) -> dict[str, list[Reading]]:
@@ -463,7 +469,7 @@ class Run:
         try:
             await self._drain()
         except (OSError, RunFailed) as error:
-            self._failure = self._failure or f"writing the last data failed: {error}"
+            self._failure = self._failure or f"writing the last data failed: {_first_line(error)}"
         failed = self._failure is not None
         self._update()
         record = self._end_record(end_time, failed)
@@ -473,7 +479,10 @@ class Run:
             logger.error("%s: the end record could not be written: %s", self.path, error)
             record = {**record, "status": "failed", "end_record_written": False}
             await trio.to_thread.run_sync(self.file.close)
-        await trio.to_thread.run_sync(self.arrow.close)
+        try:
+            await trio.to_thread.run_sync(self.arrow.close)
+        except OSError as error:
+            logger.error("%s: the Arrow readings file is incomplete: %s", self.path, error)
         self._update(
             state=RunState.FAILED if failed else RunState.COMPLETED,
             ended=end_time,
@@ -545,6 +554,17 @@ async def _remove_tap_quietly(
     if device is None:
         return
     await remove_tap(system.ref(device), stream, name)
+
+
+def _first_line(error: BaseException) -> str:
+    """HDF5's messages run to several lines of C-level detail: keep what failed and why."""
+    text = str(error.__cause__ or error)
+    what = text.split("\n", maxsplit=1)[0].split(" (file write failed", maxsplit=1)[0].strip()
+    number = getattr(error, "errno", None)
+    found = re.search(r"errno = (\d+)", text)
+    if found:
+        number = int(found.group(1))
+    return f"{what}: {os.strerror(number)}" if number else what
 
 
 def _kind(dtype: str) -> str:
