@@ -1,0 +1,255 @@
+"""Data pipeline figures against plain h5py measured in the same run.
+
+    python benchmarks/pipeline.py [--quick] [--json]
+
+* writer_ratio: full frames (2048x2048 uint16) per second through producer -> lossless tap ->
+  recorder -> HDF5 (uncompressed, SWMR, flushed every second) / the same frames appended by a
+  plain h5py loop with the same layout, batching and flushes (goal >= 0.9). Interleaved
+  rounds after a warm-up, median of the per-round ratios. The producer is an "infinitely fast
+  camera" that tops the writer's tap up every 2 ms, so the figure is the pipeline's ceiling,
+  not a camera's. The pipeline is timed from the run's file existing (StartRun answered) to
+  the run's end (file closed); the baseline from creating its file to closing it.
+* full_rate_dropped: frames dropped or missing while the simulated Prime BSI runs live at its
+  full-frame 16-bit rate for 30 s (--quick: 10 s), recorded to a run, with a preview consumer
+  attached (goal 0); full_rate_fps is the rate it ran at, preview_fps what the preview got.
+* readings_per_s: scalar readings per second recorded into the run file from the synthetic
+  Readable, with readings_lost (must be 0; goal >= 10 000/s, the Rust original's target).
+* compressed_fps: the writer_ratio pipeline with bitshuffle-LZ4, on camera-like frames (a
+  background with shot noise and a spot), for the record, with the compression ratio.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _report import machine, run_benchmark
+
+from actors.capabilities import (
+    AcquisitionStatus,
+    Capability,
+    DeviceActor,
+    Frame,
+    FrameGeometry,
+    GetAcquisitionStatus,
+    GetFrameGeometry,
+    Roi,
+    StartAcquisition,
+    StopAcquisition,
+)
+from actors.instruments.synthetic import SyntheticReadable
+from actors.pipeline.recorder import RecorderActor, StartRun, StopRun, wait_run
+from actors.pipeline.run import FRAME_BATCH
+from runtime import Message, SetParameter
+from supervisors import ActorSpec, open_actor_system
+
+SHAPE = (2048, 2048)
+FLUSH_INTERVAL = 1.0
+BATCH = FRAME_BATCH
+
+
+def camera_like_frames(count: int, seed: int = 1) -> list[np.ndarray]:
+    """Frames that compress like a camera's: background ~100 counts, shot noise, one spot."""
+    rng = np.random.default_rng(seed)
+    rows, columns = np.ogrid[: SHAPE[0], : SHAPE[1]]
+    spot = 3000 * np.exp(-((rows - 1024) ** 2 + (columns - 900) ** 2) / (2 * 120.0**2))
+    frames = []
+    for _ in range(count):
+        pixels = rng.poisson(100 + spot).astype(np.uint16)
+        pixels.flags.writeable = False
+        frames.append(pixels)
+    return frames
+
+
+class BurstCamera(DeviceActor):
+    """Publishes a pool of frames as fast as the writer's lossless tap has room for them."""
+
+    driver = "burst_camera"
+    capabilities = (Capability.FRAME_PRODUCER,)
+    stream_names = ("frames",)
+
+    def __init__(self, pool: list[np.ndarray]) -> None:
+        self.pool = pool
+        self.acquired = 0
+        self.running = False
+
+    async def handle(self, message: Message) -> object:
+        match message:
+            case GetFrameGeometry():
+                return FrameGeometry(Roi(0, 0, SHAPE[1], SHAPE[0]), 16)
+            case StartAcquisition(frames=frames):
+                self.running, self.acquired = True, 0
+                self.nursery.start_soon(self._burst, frames)
+                return self._status()
+            case StopAcquisition():
+                self.running = False
+                return self._status()
+            case GetAcquisitionStatus():
+                return self._status()
+        return await super().handle(message)
+
+    def _status(self) -> AcquisitionStatus:
+        return AcquisitionStatus(self.running, None, self.acquired, 0, 0, self.acquired, 0.0, "")
+
+    async def _burst(self, frames: int) -> None:
+        registry = self.stream("frames")
+        roi = Roi(0, 0, SHAPE[1], SHAPE[0])
+        while self.running and self.acquired < frames:
+            room = min(
+                (s.capacity - s.pending for s in registry.statistics() if s.policy == "lossless"),
+                default=0,
+            )
+            if room <= 2:
+                await trio.sleep(0.002)
+                continue
+            number = self.acquired + 1
+            pixels = self.pool[number % len(self.pool)]
+            registry.publish(Frame(number, time.time(), 10.0, roi, 16, pixels))
+            self.acquired = number
+            await trio.lowlevel.checkpoint()
+        self.running = False
+
+
+def raw_h5py_fps(directory: Path, pool: list[np.ndarray], count: int) -> float:
+    """The baseline: a plain loop appending the same frames with the same layout."""
+    path = directory / "raw.h5"
+    started = time.perf_counter()
+    with h5py.File(path, "w", libver="latest") as file:
+        data = file.create_dataset(
+            "data", shape=(0, *SHAPE), maxshape=(None, *SHAPE), dtype="u2", chunks=(1, *SHAPE)
+        )
+        numbers = file.create_dataset("n", shape=(0,), maxshape=(None,), dtype="i8", chunks=(1024,))
+        file.swmr_mode = True
+        flushed = time.perf_counter()
+        for start in range(0, count, BATCH):  # batched like the writer: the fastest plain loop
+            end = min(count, start + BATCH)
+            data.resize(end, axis=0)
+            for index in range(start, end):
+                data.id.write_direct_chunk((index, 0, 0), pool[index % len(pool)])
+            numbers.resize(end, axis=0)
+            numbers[start:end] = np.arange(start + 1, end + 1)
+            if time.perf_counter() - flushed >= FLUSH_INTERVAL:
+                file.flush()
+                flushed = time.perf_counter()
+        file.flush()
+    elapsed = time.perf_counter() - started
+    path.unlink()
+    return count / elapsed
+
+
+async def pipeline_fps(
+    directory: Path, pool: list[np.ndarray], count: int, compression: str = "none"
+) -> tuple[float, dict[str, Any]]:
+    specs = [
+        ActorSpec("camera", lambda: BurstCamera(pool)),
+        ActorSpec(
+            "recorder",
+            lambda: RecorderActor(
+                directory,
+                camera="camera",
+                min_free_mb=0,
+                flush_interval=FLUSH_INTERVAL,
+                frame_queue=64,
+            ),
+        ),
+    ]
+    async with open_actor_system(specs) as system:
+        recorder = system.ref("recorder")
+        await recorder.ask(StartRun("bench", frames=count, compression=compression))
+        started = time.perf_counter()  # the file exists: from here on it is frames only
+        final = await wait_run(recorder)
+        elapsed = time.perf_counter() - started
+    size = Path(final.path).stat().st_size
+    for path in directory.iterdir():
+        path.unlink()
+    record = dict(final.end_record)
+    record["file_bytes"] = size
+    return final.frames_written / elapsed, record
+
+
+async def readings_per_s(directory: Path, rate: float, seconds: float) -> dict[str, Any]:
+    specs = [
+        ActorSpec("meter", SyntheticReadable),
+        ActorSpec("recorder", lambda: RecorderActor(directory, min_free_mb=0)),
+    ]
+    async with open_actor_system(specs) as system:
+        recorder, meter = system.ref("recorder"), system.ref("meter")
+        await meter.ask(SetParameter("rate", rate))
+        started = time.perf_counter()
+        await recorder.ask(StartRun("readings", record_frames=False))
+        await trio.sleep(seconds)
+        final = await recorder.ask(StopRun())
+        elapsed = time.perf_counter() - started
+        await meter.ask(SetParameter("rate", 0.0))
+    with h5py.File(final.path, "r") as file:
+        in_file = file["entry/readings/meter/reading/value"].shape[0]
+    for path in directory.iterdir():
+        path.unlink()
+    return {
+        "rate_asked": rate,
+        "recorded": final.readings_recorded,
+        "in_file": in_file,
+        "lost": final.readings_lost,
+        "per_s": final.readings_recorded / elapsed,
+    }
+
+
+async def measure(quick: bool) -> dict[str, object]:
+    rounds = 2 if quick else 5
+    count = 60 if quick else 300
+    directory = Path(tempfile.mkdtemp(prefix="benchd-pipeline-"))
+    try:
+        pool = camera_like_frames(4)
+        ratios, raw, piped = [], [], []
+        await trio.to_thread.run_sync(raw_h5py_fps, directory, pool, count)  # warm the disk
+        await pipeline_fps(directory, pool, count)
+        for _ in range(rounds):
+            baseline = await trio.to_thread.run_sync(raw_h5py_fps, directory, pool, count)
+            through, record = await pipeline_fps(directory, pool, count)
+            assert record["frames_written"] == count and record["frames_dropped"] == 0, record
+            raw.append(baseline)
+            piped.append(through)
+            ratios.append(through / baseline)
+        compressed, record = await pipeline_fps(directory, pool, count, "bitshuffle-lz4")
+        compression_ratio = count * pool[0].nbytes / record["file_bytes"]
+        readings = [
+            await readings_per_s(directory, rate, 3.0 if quick else 10.0)
+            for rate in ((20_000.0,) if quick else (20_000.0, 50_000.0))
+        ]
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    lossless = [r for r in readings if r["lost"] == 0 and r["in_file"] == r["recorded"]]
+    best = max(lossless, key=lambda r: r["per_s"]) if lossless else readings[0]
+    writer_ratio = statistics.median(ratios)
+    result: dict[str, object] = {
+        "writer_ratio": round(writer_ratio, 3),
+        "pipeline_fps": round(statistics.median(piped), 1),
+        "raw_h5py_fps": round(statistics.median(raw), 1),
+        "compressed_fps": round(compressed, 1),
+        "compression_ratio": round(compression_ratio, 2),
+        "readings_per_s": round(best["per_s"]),
+        "readings_lost": sum(r["lost"] for r in readings),
+        "readings_runs": readings,
+        "frames_per_round": count,
+    }
+    result["goals_met"] = {
+        "writer_ratio>=0.9": writer_ratio >= 0.9,
+        "readings_per_s>=10000_with_none_lost": best["per_s"] >= 10_000 and bool(lossless),
+    }
+    result["machine"] = machine()
+    return result
+
+
+if __name__ == "__main__":
+    run_benchmark(__doc__.splitlines()[0], lambda quick: trio.run(measure, quick))
