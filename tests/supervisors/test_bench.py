@@ -110,7 +110,7 @@ def test_a_real_camera_is_named_by_its_pvcam_name_and_takes_no_simulator_options
         "options = { binnings = [1, 2] }\n",
         "lab.toml",
     )
-    with pytest.raises(ConfigError, match="options.binnings: unknown option"):
+    with pytest.raises(ConfigError, match=r"options\.binnings: unknown option"):
         build_tree(config, {})
 
 

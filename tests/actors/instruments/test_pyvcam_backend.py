@@ -193,7 +193,7 @@ async def test_open_describes_the_camera_from_what_pyvcam_enumerates():
 
 async def test_an_unknown_camera_name_lists_the_cameras_found():
     backend = PyVcamBackend("pvcamUSB_7", load=fake_pyvcam)
-    with pytest.raises(RuntimeError, match="no PVCAM camera named 'pvcamUSB_7'.*pvcamUSB_0"):
+    with pytest.raises(RuntimeError, match=r"no PVCAM camera named 'pvcamUSB_7'.*pvcamUSB_0"):
         await backend.open()
     assert FakeCamera.log == ["init_pvcam", "uninit_pvcam"]
 
@@ -257,7 +257,7 @@ async def test_frames_are_polled_with_bounded_timeouts():
     frame = await backend.next_frame(1.0)
     assert frame.frame_number == 1 and frame.pixels.shape == (4, 8)
     await backend.next_frame(1.0)
-    with pytest.raises(TimeoutError, match="no frame within 0.1 s"):
+    with pytest.raises(TimeoutError, match=r"no frame within 0\.1 s"):
         await backend.next_frame(0.1)
     await backend.software_trigger()
     assert await backend.read_temperature() == pytest.approx(-19.76)
