@@ -163,6 +163,8 @@ class PyVcamBackend:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> _Description:
+        if self._cam is not None:
+            raise RuntimeError(f"camera {self.camera_name!r} is open already")
         self._lib = self._load()
         return await self._call(self._open)
 
