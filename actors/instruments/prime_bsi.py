@@ -1,33 +1,26 @@
 """Photometrics Prime BSI: the camera actor, over a backend (PyVCAM or the simulator).
 
-The actor owns the settings (as Parameters whose limits and choices come from what the camera
-enumerates at open) and the acquisition. Frames are published with
-``self.stream("frames").publish(frame)`` — never waiting, so a slow consumer cannot slow the
-camera — and every loss is counted where it happens: ``frames_missing`` for gaps in the
-camera's own frame numbers (lost in the camera or its driver's buffer), ``frames_lost`` for
-frames a lossless tap could not take.
-
-Parameter representation: ``roi`` is one string ``"x,y,width,height"`` in unbinned sensor
-pixels, ``binning`` one string ``"XxY"``. An ROI is one thing: as four separate parameters,
-moving it to the sensor's edge (or re-applying it after a restart, in declaration order) would
-pass through invalid intermediate regions. Readout port, speed and gain are integer indices
-(the PVCAM/PyVCAM values) with choices from the enumerated table; names are in the
-descriptions and the read-only ``readout`` parameter.
+The actor owns the settings (Parameters whose limits and choices come from what the camera
+enumerates at open; rules in ``camera_settings.py``) and the acquisition (accounting in
+``acquisition.py``). Frames are published with ``self.stream("frames").publish(frame)`` —
+never waiting, so a slow consumer cannot slow the camera — and every loss is counted where
+it happens: ``frames_missing`` for gaps in the camera's frame numbers (lost in the camera or
+its driver's buffer), ``frames_lost`` for frames a lossless tap could not take.
 
 Crash policy: a backend failure during an acquisition ends the acquisition and is recorded in
 its status (``error``), which survives for clients to read; the actor then calls ``finish``.
 If the camera answers, the actor stays up (a readout hiccup must not erase the accounting of
 the run). If ``finish`` fails too, the camera is gone: the actor crashes and its supervisor
-reconnects. The temperature poll doubles as the idle link check: a camera that stops
-answering crashes the actor the same way.
+reopens it and re-applies the desired settings. The temperature poll doubles as the idle link
+check: a camera that stops answering crashes the actor the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections import deque
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -46,7 +39,10 @@ from ..capabilities import (
     StopAcquisition,
     WaitAcquisition,
 )
-from .camera_backend import CameraBackend, CameraDescription, CameraState
+from . import camera_settings as rules
+from .acquisition import IDLE, Acquisition
+from .camera_backend import CameraBackend, CameraDescription, CameraState, RawFrame
+from .camera_settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -57,62 +53,6 @@ class AcquisitionRunning(ValidationError):
 
 class AcquisitionRefused(RequestError):
     """A start, trigger or wait that makes no sense in the camera's present state."""
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """What the actor asks of the camera, as one value (so every write is all-or-nothing)."""
-
-    exposure_ms: float
-    roi: tuple[int, int, int, int]
-    binning: tuple[int, int]
-    port: int
-    speed: int
-    gain: int
-    trigger_mode: str
-    clear_mode: str
-    temperature_setpoint: float
-    fan_speed: str
-
-
-@dataclass
-class _Run:
-    """The accounting of one acquisition."""
-
-    frames: int | None
-    software_triggered: bool
-    triggered: bool  # frames come only after triggers: waiting for one is not a failure
-    lost_before: int
-    acquired: int = 0
-    missing: int = 0
-    lost: int = 0
-    last_frame_number: int = 0
-    error: str = ""
-    running: bool = True
-    done: trio.Event = field(default_factory=trio.Event)
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=32))
-
-    @property
-    def fps(self) -> float:
-        if len(self.arrivals) < 2 or self.arrivals[-1] <= self.arrivals[0]:
-            return 0.0
-        return (len(self.arrivals) - 1) / (self.arrivals[-1] - self.arrivals[0])
-
-    def status(self) -> AcquisitionStatus:
-        return AcquisitionStatus(
-            running=self.running,
-            frames_requested=self.frames,
-            frames_acquired=self.acquired,
-            frames_missing=self.missing,
-            frames_lost=self.lost,
-            last_frame_number=self.last_frame_number,
-            fps=self.fps,
-            error=self.error,
-        )
-
-
-IDLE = AcquisitionStatus(False, None, 0, 0, 0, 0, 0.0, "")
 
 
 class PrimeBsi(DeviceActor):
@@ -140,18 +80,18 @@ class PrimeBsi(DeviceActor):
         self.backend = backend
         self.temperature_poll = temperature_poll
         self.frame_timeout = frame_timeout  # s beyond the exposure before a frame is overdue
-        self._run: _Run | None = None
+        self._run: Acquisition | None = None
         self._opened = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def on_start(self) -> None:
         self._opened = True  # from here on, on_stop closes (also after a failed open)
-        self.description = description = await self.backend.open()
-        self.identity = f"Photometrics Prime BSI {description.chip_name} #{description.serial}"
-        self.settings = _defaults(description)
+        self.description = d = await self.backend.open()
+        self.identity = f"Photometrics Prime BSI {d.chip_name} #{d.serial}"
+        self.settings = rules.defaults(d)
         self.state = await self._apply(self.settings)
-        self._add_parameters(description)
+        self._add_parameters(d)
         self.temperature.report(await self.backend.read_temperature())
         self.nursery.start_soon(self._poll_temperature)
         logger.info("%s: %s open", self.name, self.identity)
@@ -170,136 +110,112 @@ class PrimeBsi(DeviceActor):
     async def check_link(self) -> None:
         self.temperature.report(await self.backend.read_temperature())
 
+    async def _poll_temperature(self) -> None:
+        while True:
+            await trio.sleep(self.temperature_poll)
+            self.temperature.report(await self.backend.read_temperature())
+
     # -- parameters ------------------------------------------------------------------------------
 
     def _add_parameters(self, d: CameraDescription) -> None:
-        add = self.parameters.add
-        s = self.settings
-        idle = self._refuse_while_acquiring
-        self.exposure = add(
-            Parameter(
-                "exposure",
-                float,
-                self.state.exposure_ms,
-                units="ms",
-                limits=d.exposure_limits_ms,
-                tolerance=d.exposure_resolution_ms / 2 + 1e-9,
-                description=f"exposure time, in steps of {d.exposure_resolution_ms:g} ms",
-                check=idle,
-                write=lambda v: self._write(exposure_ms=v),
-                read=self._read(lambda st: st.exposure_ms),
-            )
+        s, st = self.settings, self.state
+        self.exposure = self._setting(
+            "exposure",
+            float,
+            st.exposure_ms,
+            "exposure_ms",
+            units="ms",
+            limits=d.exposure_limits_ms,
+            tolerance=d.exposure_resolution_ms / 2 + 1e-9,
+            description=f"exposure time, in steps of {d.exposure_resolution_ms:g} ms",
         )
         width, height = d.sensor_size
-        self.roi = add(
-            Parameter(
-                "roi",
-                str,
-                _format_roi(s.roi),
-                units="px",
-                description=f"'x,y,width,height' in unbinned pixels inside {width}x{height}",
-                check=self._check_roi,
-                write=lambda v: self._write(roi=_parse_roi(v)),
-                read=self._read(lambda st: _format_roi(st.roi)),
-            )
+        self.roi = self._setting(
+            "roi",
+            str,
+            rules.format_roi(s.roi),
+            "roi",
+            to_camera=rules.parse_roi,
+            from_camera=rules.format_roi,
+            check=lambda v: rules.check_roi(v, d.sensor_size, self.settings.binning),
+            units="px",
+            description=f"'x,y,width,height' in unbinned pixels inside {width}x{height}",
         )
-        binnings = None if d.binnings is None else tuple(f"{x}x{y}" for x, y in d.binnings)
-        self.binning = add(
-            Parameter(
-                "binning",
-                str,
-                "1x1",
-                choices=binnings,
-                description="'XxY' pixels summed per output pixel",
-                check=self._check_binning,
-                write=lambda v: self._write(binning=_parse_binning(v)),
-                read=self._read(lambda st: f"{st.binning[0]}x{st.binning[1]}"),
-            )
+        self.binning = self._setting(
+            "binning",
+            str,
+            "1x1",
+            "binning",
+            to_camera=rules.parse_binning,
+            from_camera=lambda b: f"{b[0]}x{b[1]}",
+            check=lambda v: rules.check_binning(v, self.settings.roi),
+            choices=None if d.binnings is None else [f"{x}x{y}" for x, y in d.binnings],
+            description="'XxY' pixels summed into one",
         )
-        self.port = add(
-            Parameter(
-                "readout_port",
-                int,
-                s.port,
-                choices=[p.index for p in d.ports],
-                description="; ".join(f"{p.index}: {p.name}" for p in d.ports)
-                + " (a new port resets speed and gain to what it offers)",
-                check=idle,
-                write=self._write_port,
-                read=self._read(lambda st: st.port),
-            )
+        self.port = self._setting(
+            "readout_port",
+            int,
+            s.port,
+            "port",
+            write=lambda p: self._write_readout(*rules.readout_for_port(d, self.settings, p)),
+            choices=[p.index for p in d.ports],
+            description="; ".join(f"{p.index}: {p.name}" for p in d.ports)
+            + " (a new port keeps speed and gain if it has them, else takes its first)",
         )
-        self.speed = add(
-            Parameter(
-                "readout_speed",
-                int,
-                s.speed,
-                choices=self._speeds(s.port),
-                description="speed index of the readout port (see readout)",
-                check=idle,
-                write=self._write_speed,
-                read=self._read(lambda st: st.speed),
-            )
+        self.speed = self._setting(
+            "readout_speed",
+            int,
+            s.speed,
+            "speed",
+            write=lambda v: self._write_readout(
+                *rules.readout_for_speed(d, self.settings, self.settings.port, v)
+            ),
+            choices=rules.speeds(d, s.port),
+            description="speed index of the readout port (names: see readout)",
         )
-        self.gain = add(
-            Parameter(
-                "readout_gain",
-                int,
-                s.gain,
-                choices=self._gains(s.port, s.speed),
-                description="gain index of the port and speed; sets the bit depth (see readout)",
-                check=idle,
-                write=lambda v: self._write(gain=v),
-                read=self._read(lambda st: st.gain),
-            )
+        self.gain = self._setting(
+            "readout_gain",
+            int,
+            s.gain,
+            "gain",
+            choices=rules.gains(d, s.port, s.speed),
+            description="gain index of the port and speed; sets the bit depth",
         )
-        self.trigger_mode = add(
-            Parameter(
-                "trigger_mode",
-                str,
-                s.trigger_mode,
-                choices=list(d.trigger_modes),
-                description="exposure mode; software triggers work in: "
-                + ", ".join(d.software_trigger_modes),
-                check=idle,
-                write=lambda v: self._write(trigger_mode=v),
-                read=self._read(lambda st: st.trigger_mode),
-            )
+        self.trigger_mode = self._setting(
+            "trigger_mode",
+            str,
+            s.trigger_mode,
+            "trigger_mode",
+            choices=list(d.trigger_modes),
+            description="software triggers work in: " + ", ".join(d.software_trigger_modes),
         )
-        self.clear_mode = add(
-            Parameter(
-                "clear_mode",
-                str,
-                s.clear_mode,
-                choices=list(d.clear_modes),
-                description="sensor clearing; sCMOS: Auto or Never",
-                check=idle,
-                write=lambda v: self._write(clear_mode=v),
-                read=self._read(lambda st: st.clear_mode),
-            )
+        self.clear_mode = self._setting(
+            "clear_mode",
+            str,
+            s.clear_mode,
+            "clear_mode",
+            choices=list(d.clear_modes),
+            description="sensor clearing; for sCMOS: Auto or Never",
         )
-        self.temperature_setpoint = add(
-            Parameter(
-                "temperature_setpoint",
-                float,
-                s.temperature_setpoint,
-                units="°C",
-                limits=d.temperature_setpoint_limits,
-                tolerance=0.01,
-                write=lambda v: self._write(temperature_setpoint=v),
-                read=self._read(lambda st: st.temperature_setpoint),
-            )
+        self.temperature_setpoint = self._setting(
+            "temperature_setpoint",
+            float,
+            s.temperature_setpoint,
+            "temperature_setpoint",
+            during_acquisition=True,
+            units="°C",
+            limits=d.temperature_setpoint_limits,
+            tolerance=0.01,
         )
-        self.fan_speed = add(
-            Parameter(
-                "fan_speed",
-                str,
-                s.fan_speed,
-                choices=list(d.fan_speeds) or [""],
-                write=lambda v: self._write(fan_speed=v),
-                read=self._read(lambda st: st.fan_speed),
-            )
+        self.fan_speed = self._setting(
+            "fan_speed",
+            str,
+            s.fan_speed,
+            "fan_speed",
+            during_acquisition=True,
+            choices=list(d.fan_speeds) or [""],
         )
+        add = self.parameters.add
         self.temperature = add(
             Parameter(
                 "temperature",
@@ -311,10 +227,47 @@ class PrimeBsi(DeviceActor):
                 description=f"sensor temperature, polled every {self.temperature_poll:g} s",
             )
         )
-        self.bit_depth = add(
-            Parameter("bit_depth", int, self.state.bit_depth, units="bit", read_only=True)
+        self.bit_depth = add(Parameter("bit_depth", int, st.bit_depth, units="bit", read_only=True))
+        self.readout = add(Parameter("readout", str, rules.readout_name(d, st), read_only=True))
+
+    def _setting(
+        self,
+        name: str,
+        dtype: type[Any],
+        initial: Any,
+        field: str,
+        *,
+        to_camera: Callable[[Any], Any] = lambda v: v,
+        from_camera: Callable[[Any], Any] = lambda v: v,
+        check: Callable[[Any], None] | None = None,
+        write: Callable[[Any], Awaitable[None]] | None = None,
+        during_acquisition: bool = False,
+        **options: Any,
+    ) -> Parameter[Any]:
+        """A camera setting: written as a change of ``field`` of the settings, read back from
+        what the camera reported; refused during an acquisition unless it may change then."""
+
+        def checked(value: Any) -> None:
+            if not during_acquisition:
+                self._refuse_while_acquiring(value)
+            if check is not None:
+                check(value)
+
+        async def read() -> Any:
+            await trio.lowlevel.checkpoint()
+            return from_camera(getattr(self.state, field))
+
+        return self.parameters.add(
+            Parameter(
+                name,
+                dtype,
+                initial,
+                check=checked,
+                write=write or (lambda v: self._write(**{field: to_camera(v)})),
+                read=read,
+                **options,
+            )
         )
-        self.readout = add(Parameter("readout", str, self._readout_name(), read_only=True))
 
     def _refuse_while_acquiring(self, value: object) -> None:
         if self._run is not None and self._run.running:
@@ -323,88 +276,21 @@ class PrimeBsi(DeviceActor):
                 f" stop the running acquisition first (refused {value!r})"
             )
 
-    def _check_roi(self, text: str) -> None:
-        self._refuse_while_acquiring(text)
-        x, y, width, height = _parse_roi(text)
-        columns, rows = self.description.sensor_size
-        if width < 1 or height < 1 or x < 0 or y < 0:
-            raise ValidationError(f"roi: {text!r}: x and y must be >= 0 and width and height >= 1")
-        if x + width > columns or y + height > rows:
-            raise ValidationError(
-                f"roi: {text!r} extends beyond the {columns}x{rows} sensor: needs"
-                f" x + width <= {columns} and y + height <= {rows}"
-            )
-        bin_x, bin_y = self.settings.binning
-        if width < bin_x or height < bin_y:
-            raise ValidationError(
-                f"roi: {text!r} is smaller than one {bin_x}x{bin_y} bin; make it larger or"
-                " reduce the binning first"
-            )
-
-    def _check_binning(self, text: str) -> None:
-        self._refuse_while_acquiring(text)
-        bin_x, bin_y = _parse_binning(text)
-        if bin_x < 1 or bin_y < 1:
-            raise ValidationError(f"binning: {text!r}: both factors must be >= 1")
-        _, _, width, height = self.settings.roi
-        if width < bin_x or height < bin_y:
-            raise ValidationError(
-                f"binning: {text!r} is larger than the {width}x{height} roi; enlarge the roi first"
-            )
-
-    def _speeds(self, port: int) -> list[int]:
-        return [s.index for s in self._port(port).speeds]
-
-    def _gains(self, port: int, speed: int) -> list[int]:
-        return [g.index for g in self._speed(port, speed).gains]
-
-    def _port(self, index: int) -> Any:
-        return next(p for p in self.description.ports if p.index == index)
-
-    def _speed(self, port: int, index: int) -> Any:
-        return next(s for s in self._port(port).speeds if s.index == index)
-
-    def _readout_name(self) -> str:
-        st = self.state
-        port, speed = self._port(st.port), self._speed(st.port, st.speed)
-        gain = next(g for g in speed.gains if g.index == st.gain)
-        return (
-            f"{port.name} / {speed.name} ({speed.pixel_time_ns} ns/px) / {gain.name}"
-            f" ({gain.bit_depth}-bit)"
-        )
-
-    async def _write_port(self, port: int) -> None:
-        """A port offers its own speeds and gains: keep the present ones if it has them,
-        else take its first (as PVCAM requires: port, then speed, then gain)."""
-        speeds = self._speeds(port)
-        speed = self.settings.speed if self.settings.speed in speeds else speeds[0]
-        gains = self._gains(port, speed)
-        gain = self.settings.gain if self.settings.gain in gains else gains[0]
+    async def _write_readout(self, port: int, speed: int, gain: int) -> None:
         await self._write(port=port, speed=speed, gain=gain)
-
-    async def _write_speed(self, speed: int) -> None:
-        gains = self._gains(self.settings.port, speed)
-        gain = self.settings.gain if self.settings.gain in gains else gains[0]
-        await self._write(speed=speed, gain=gain)
 
     async def _write(self, **changes: Any) -> None:
         settings = replace(self.settings, **changes)
         self.state = await self._apply(settings)
         self.settings = settings
-        self.speed.choices = tuple(self._speeds(self.state.port))
-        self.gain.choices = tuple(self._gains(self.state.port, self.state.speed))
-        for parameter, value in ((self.speed, self.state.speed), (self.gain, self.state.gain)):
-            if parameter.value != value:
+        d, st = self.description, self.state
+        self.speed.choices = tuple(rules.speeds(d, st.port))
+        self.gain.choices = tuple(rules.gains(d, st.port, st.speed))
+        for parameter, value in ((self.speed, st.speed), (self.gain, st.gain)):
+            if parameter.value != value:  # changed along with the port or speed
                 parameter.report(value)
-        self.bit_depth.report(self.state.bit_depth)
-        self.readout.report(self._readout_name())
-
-    def _read(self, pick: Any) -> Any:
-        async def read() -> Any:
-            await trio.lowlevel.checkpoint()
-            return pick(self.state)
-
-        return read
+        self.bit_depth.report(st.bit_depth)
+        self.readout.report(rules.readout_name(d, st))
 
     async def _apply(self, s: Settings) -> CameraState:
         try:
@@ -446,16 +332,14 @@ class PrimeBsi(DeviceActor):
 
     async def _start(self, frames: int | None) -> AcquisitionStatus:
         if self._run is not None and self._run.running:
-            raise AcquisitionRefused(
-                f"{self.name}: an acquisition is running already; stop it first"
-            )
+            raise AcquisitionRefused(f"{self.name}: an acquisition is running already; stop it")
         if frames is not None and not 1 <= frames <= 65535:
             raise ValidationError(f"{self.name}: a sequence has 1 to 65535 frames, not {frames}")
         mode = self.settings.trigger_mode
-        run = _Run(
+        run = Acquisition(
             frames=frames,
             software_triggered=mode in self.description.software_trigger_modes,
-            triggered=not _is_internal(mode),
+            triggered=not rules.is_internal(mode),
             lost_before=self.stream("frames").lost,
         )
         try:
@@ -467,66 +351,47 @@ class PrimeBsi(DeviceActor):
         logger.info("%s: acquisition of %s frames started", self.name, frames or "live")
         return run.status()
 
-    async def _acquire(self, run: _Run) -> None:
+    async def _acquire(self, run: Acquisition) -> None:
         """The helper task: frames from the backend to the taps, until done or stopped."""
         registry = self.stream("frames")
-        bin_x, bin_y = self.state.binning
-        roi = Roi(*self.state.roi, bin_x=bin_x, bin_y=bin_y)
-        timeout = self.state.exposure_ms / 1e3 + self.frame_timeout
+        st = self.state
+        roi = Roi(*st.roi, bin_x=st.binning[0], bin_y=st.binning[1])
+        timeout = st.exposure_ms / 1e3 + self.frame_timeout
         with run.scope:
             try:
-                while run.frames is None or run.last_frame_number < run.frames:
+                while not run.complete:
                     try:
                         raw = await self.backend.next_frame(timeout)
                     except TimeoutError:
                         if run.triggered:
                             continue  # waiting for a trigger is not a failure
                         raise
-                    self._account(run, raw.frame_number)
-                    pixels = raw.pixels
-                    if pixels.shape != roi.shape:
-                        raise RuntimeError(
-                            f"frame {raw.frame_number} has shape {pixels.shape}, expected"
-                            f" {roi.shape} for {roi}"
+                    registry.publish(self._frame(raw, roi, st))
+                    skipped = run.account(raw.frame_number, raw.timestamp, registry.lost)
+                    if skipped:
+                        logger.warning(
+                            "%s: frames %d to %d never arrived (%d missing so far)",
+                            self.name,
+                            skipped[0],
+                            skipped[-1],
+                            run.missing,
                         )
-                    pixels.flags.writeable = False
-                    frame = Frame(
-                        raw.frame_number,
-                        raw.timestamp,
-                        self.state.exposure_ms,
-                        roi,
-                        self.state.bit_depth,
-                        pixels,
-                    )
-                    registry.publish(frame)
-                    run.lost = registry.lost - run.lost_before
-                    run.arrivals.append(raw.timestamp)
             except Exception as exc:
                 run.error = f"{type(exc).__name__}: {exc}"
                 logger.error("%s: acquisition failed: %s", self.name, run.error)
         if run.running:  # it ended by itself (completed or failed), nobody stopped it
             await self._end(run)
 
-    def _account(self, run: _Run, number: int) -> None:
-        expected = run.last_frame_number + 1
-        if number > expected:
-            gap = number - expected
-            run.missing += gap
-            which = f"{expected}" if gap == 1 else f"{expected}-{number - 1}"
-            logger.warning(
-                "%s: frame(s) %s never arrived (%d missing in this acquisition)",
-                self.name,
-                which,
-                run.missing,
+    def _frame(self, raw: RawFrame, roi: Roi, st: CameraState) -> Frame:
+        pixels = raw.pixels
+        if pixels.shape != roi.shape:
+            raise RuntimeError(
+                f"frame {raw.frame_number} has shape {pixels.shape}, expected {roi.shape} for {roi}"
             )
-        elif number < expected:
-            logger.error(
-                "%s: frame number went back from %d to %d", self.name, expected - 1, number
-            )
-        run.acquired += 1
-        run.last_frame_number = max(run.last_frame_number, number)
+        pixels.flags.writeable = False
+        return Frame(raw.frame_number, raw.timestamp, st.exposure_ms, roi, st.bit_depth, pixels)
 
-    async def _end(self, run: _Run) -> None:
+    async def _end(self, run: Acquisition) -> None:
         """Finish the camera's side; a camera that cannot even finish crashes the actor.
 
         The run counts as running until ``finish`` returns, so a StartAcquisition handled
@@ -535,8 +400,7 @@ class PrimeBsi(DeviceActor):
             with trio.CancelScope(shield=True):
                 await self.backend.finish()
         finally:
-            run.running = False
-            run.done.set()
+            run.ended()
         logger.info(
             "%s: acquisition ended: %d frames, %d missing, %d lost%s",
             self.name,
@@ -547,15 +411,12 @@ class PrimeBsi(DeviceActor):
         )
 
     async def _finish(self, why: str) -> None:
-        """Stop the acquisition, if any runs; used by StopAcquisition and the safe state."""
+        """Stop the acquisition, if one runs (StopAcquisition, abort, e-stop, on_stop)."""
         run = self._run
         if run is None or not run.running:
             return
         run.scope.cancel()
-        run.running = False
-        run.done.set()
-        if why:
-            run.error = why
+        run.ended(why)
         await self.backend.finish()
 
     async def _wait(self, timeout: float) -> AcquisitionStatus:
@@ -585,61 +446,3 @@ class PrimeBsi(DeviceActor):
                 f" triggers need one of: {modes}"
             )
         await self.backend.software_trigger()
-
-    async def _poll_temperature(self) -> None:
-        while True:
-            await trio.sleep(self.temperature_poll)
-            self.temperature.report(await self.backend.read_temperature())
-
-
-def _defaults(d: CameraDescription) -> Settings:
-    """Full frame, 1x1, the first readout mode, internal trigger: a known state at start."""
-    low, high = d.exposure_limits_ms
-    port = d.ports[0]
-    speed = port.speeds[0]
-    setpoint_low, setpoint_high = d.temperature_setpoint_limits
-    return Settings(
-        exposure_ms=min(max(10.0, low), high),
-        roi=(0, 0, *d.sensor_size),
-        binning=(1, 1),
-        port=port.index,
-        speed=speed.index,
-        gain=speed.gains[0].index,
-        trigger_mode=_prefer(d.trigger_modes, "Internal Trigger"),
-        clear_mode=_prefer(d.clear_modes, "Auto"),
-        temperature_setpoint=min(max(-20.0, setpoint_low), setpoint_high),
-        fan_speed=_prefer(d.fan_speeds, "High") if d.fan_speeds else "",
-    )
-
-
-def _is_internal(mode: str) -> bool:
-    """PVCAM's internally timed modes ("Internal Trigger"; legacy "Timed", "Variable Timed");
-    every other mode waits for a trigger (edge, level, first, software)."""
-    return "internal" in mode.lower() or "timed" in mode.lower()
-
-
-def _prefer(choices: Any, preferred: str) -> str:
-    return preferred if preferred in choices else str(choices[0])
-
-
-def _format_roi(roi: tuple[int, int, int, int]) -> str:
-    return ",".join(str(v) for v in roi)
-
-
-def _parse_roi(text: str) -> tuple[int, int, int, int]:
-    parts = text.replace(" ", "").split(",")
-    try:
-        x, y, width, height = (int(p) for p in parts)
-    except ValueError:
-        raise ValidationError(
-            f"roi: {text!r} is not 'x,y,width,height' (four integers, unbinned pixels)"
-        ) from None
-    return x, y, width, height
-
-
-def _parse_binning(text: str) -> tuple[int, int]:
-    try:
-        x, y = (int(p) for p in text.lower().split("x"))
-    except ValueError:
-        raise ValidationError(f"binning: {text!r} is not 'XxY', e.g. '2x2'") from None
-    return x, y
