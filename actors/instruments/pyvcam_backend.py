@@ -282,7 +282,11 @@ class PyVcamBackend:
             self._state = self._read_state(cam)
             return self._state
 
-        return await self._call(write)
+        try:
+            return await self._call(write)
+        except BaseException:
+            self._state = None  # partly written: the next apply writes everything
+            raise
 
     def _read_state(self, cam: Any) -> _State:
         region = cam.rois[0]
