@@ -66,6 +66,9 @@ class Parameter(Generic[T]):
     predicate instead of True when only some values are hazardous (opening a shutter is,
     closing it never is: an operator must always be able to make things safer).
     ``allow_nan`` lets a measured value say "no valid reading" (limits do not apply to NaN).
+    ``check`` is for rules limits and choices cannot say (a camera ROI that must fit the sensor,
+    a setting refused while an acquisition runs): it gets the coerced value and raises
+    ValidationError, so the refusal happens before the desired value is recorded or written.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class Parameter(Generic[T]):
         tolerance: float = 0.0,
         allow_nan: bool = False,
         description: str = "",
+        check: Callable[[T], None] | None = None,
         write: Writer[T] | None = None,
         read: Reader[T] | None = None,
     ) -> None:
@@ -101,6 +105,7 @@ class Parameter(Generic[T]):
         self.tolerance = tolerance
         self.allow_nan = allow_nan
         self.description = description
+        self._check = check
         self._write = write
         self._read = read
         checked = self.validate(initial, _initial=True)
@@ -186,6 +191,8 @@ class Parameter(Generic[T]):
         if self.choices is not None and checked not in self.choices:
             allowed = ", ".join(repr(_plain(c)) for c in self.choices)
             raise ValidationError(f"{self.name}: {value!r} is not one of {allowed}")
+        if self._check is not None and not _initial:
+            self._check(checked)
         return checked
 
     def _coerce(self, value: object) -> T:

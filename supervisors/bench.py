@@ -2,7 +2,9 @@
 
 This is the one place that knows every driver and every simulator. A device whose port is
 ``"sim"`` gets its wire-protocol simulator started in-process on a pseudo-terminal, and the
-real driver opens that — so the simulated bench runs exactly the code the lab runs.
+real driver opens that — so the simulated bench runs exactly the code the lab runs. The
+camera has no wire protocol (everything goes through the vendor library): its simulator is an
+in-process backend that the driver's builder plugs into the real camera actor.
 
 Supervision policy: each instrument has its own supervisor, so one device's failures never
 restart another's. A device that loses its port keeps retrying with capped backoff and is
@@ -21,7 +23,9 @@ from typing import Any
 
 import trio
 
-from actors.instruments import ell14, esp300, maitai, newport1830c
+from actors.instruments import ell14, esp300, maitai, newport1830c, prime_bsi
+from actors.instruments.camera_backend import CameraBackend
+from actors.instruments.pyvcam_backend import PyVcamBackend
 from actors.instruments.serial_device import LinkSettings
 from actors.instruments.transport import SerialSettings
 from actors.instruments.visa_transport import VisaSettings
@@ -32,6 +36,7 @@ from simulators.ell14 import Ell14BusSimulator
 from simulators.esp300 import Esp300Simulator
 from simulators.maitai import MaiTaiSimulator
 from simulators.newport1830c import Newport1830CSimulator
+from simulators.prime_bsi import SimulatedPrimeBsi
 
 from ._specs import ActorSpec, Backoff, Strategy, SupervisorSpec
 from ._system import SupervisedSystem, open_actor_system
@@ -62,6 +67,11 @@ port = "sim"
 [[device]]
 id = "power_meter"
 driver = "newport_1830c"
+port = "sim"
+
+[[device]]
+id = "camera"
+driver = "photometrics_prime_bsi"
 port = "sim"
 """
 
@@ -216,6 +226,44 @@ def _ell14_mount(bus: str, address: str, move_timeout: float) -> ActorSpec:
     )
 
 
+def _binnings(value: Any) -> str | None:
+    if not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return "expected a list of integer binning factors, e.g. [1, 2, 4, 8]"
+    if any(v < 1 for v in value) or len(set(value)) != len(value):
+        return "expected distinct binning factors >= 1"
+    return None
+
+
+def _camera(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorSpec:
+    """``port = "sim"``: the simulated Prime BSI, one instance for the device's lifetime (it
+    outlives actor restarts like a real camera); else the PVCAM camera name (``pvcamUSB_0``)."""
+    options = Options(config, device)
+    temperature_poll = options.get("temperature_poll", float, 5.0, _positive)
+    frame_timeout = options.get("frame_timeout", float, 2.0, _positive)
+    backend: CameraBackend
+    if device.simulated:
+        # The camera's allowed binnings are unconfirmed: the simulator's are configurable.
+        factors = options.get("binnings", list, [1, 2, 4, 8], _binnings)
+        backend = SimulatedPrimeBsi(binnings=tuple((f, f) for f in factors))
+        options.finish()
+
+        def make() -> prime_bsi.PrimeBsi:
+            return prime_bsi.PrimeBsi(
+                backend, temperature_poll=temperature_poll, frame_timeout=frame_timeout
+            )
+    else:
+        options.finish()
+
+        def make() -> prime_bsi.PrimeBsi:
+            return prime_bsi.PrimeBsi(
+                PyVcamBackend(port),
+                temperature_poll=temperature_poll,
+                frame_timeout=frame_timeout,
+            )
+
+    return _device_supervisor(device.id, (ActorSpec(device.id, make),), Strategy.ONE_FOR_ONE)
+
+
 def _esp300_axis(controller: str, axis: int) -> ActorSpec:
     return ActorSpec(f"{controller}.axis{axis}", lambda: esp300.Esp300Axis(controller, axis))
 
@@ -235,8 +283,12 @@ def _device_supervisor(
 
 @dataclass(frozen=True, slots=True)
 class Driver:
+    """How to build a device's supervision subtree, and its wire-protocol simulator for
+    ``port = "sim"`` (on a pty). ``simulator`` is None for a device simulated in-process,
+    whose builder handles ``"sim"`` itself (the camera's simulated backend)."""
+
     build: Callable[[BenchConfig, DeviceConfig, str], SupervisorSpec]
-    simulator: Callable[[Path], PtySimulator]
+    simulator: Callable[[Path], PtySimulator] | None = None
 
 
 DRIVERS: Mapping[str, Driver] = {
@@ -244,6 +296,7 @@ DRIVERS: Mapping[str, Driver] = {
     "newport_1830c": Driver(_power_meter, lambda link: Newport1830CSimulator(link=link)),
     "newport_esp300": Driver(_esp300, lambda link: Esp300Simulator(link=link)),
     "spectra_physics_maitai": Driver(_maitai, lambda link: MaiTaiSimulator(link=link)),
+    "photometrics_prime_bsi": Driver(_camera),
 }
 
 
@@ -278,6 +331,11 @@ class Bench:
         return {s.name: names.get(s.state, "degraded") for s in self.system.statistics()}
 
 
+def _pty_simulator(driver: str) -> Callable[[Path], PtySimulator] | None:
+    known = DRIVERS.get(driver)
+    return None if known is None else known.simulator
+
+
 def simulated_bench_config() -> BenchConfig:
     return parse_config(SIMULATED_BENCH, BUILT_IN)
 
@@ -292,8 +350,9 @@ async def open_bench(config: BenchConfig | None = None) -> AsyncIterator[Bench]:
     config = config or simulated_bench_config()
     simulated = [d for d in config.devices if d.simulated]
     with tempfile.TemporaryDirectory(prefix="benchd-sim-") as directory:
-        simulators = {d.id: DRIVERS[d.driver].simulator(Path(directory) / d.id)
-                      for d in simulated if d.driver in DRIVERS}  # fmt: skip
+        simulators = {d.id: factory(Path(directory) / d.id)
+                      for d in simulated
+                      if (factory := _pty_simulator(d.driver)) is not None}  # fmt: skip
         ports = {device_id: str(sim.path) for device_id, sim in simulators.items()}
         tree = build_tree(config, ports)  # validates everything before anything starts
         async with trio.open_nursery() as nursery:

@@ -103,6 +103,23 @@ async def test_errors_say_what_is_allowed():
         await param.set(float("nan"))
 
 
+async def test_a_check_refuses_before_the_desired_value_changes_or_anything_is_written():
+    writes: list[str] = []
+
+    def fits(text: str) -> None:
+        if len(text) > 3:
+            raise ValidationError(f"name: {text!r} is longer than 3 characters")
+
+    async def write(value: str) -> None:
+        writes.append(value)
+
+    param = Parameter("name", str, "abcdef", check=fits, write=write)  # initial: not checked
+    await param.set("abc")
+    with pytest.raises(ValidationError, match="longer than 3 characters"):
+        await param.set("abcd")
+    assert writes == ["abc"] and param.desired == "abc" and param.value == "abc"
+
+
 async def test_write_then_read_back_publishes_the_actual_value():
     hw = FakeHardware()
     param = wavelength(hw)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import trio
 
-from actors.capabilities import MoveAbsolute, Read
+from actors.capabilities import (
+    GetAcquisitionStatus,
+    MoveAbsolute,
+    Read,
+    StartAcquisition,
+    WaitAcquisition,
+)
 from runtime.config import ConfigError, parse_config
 from supervisors.bench import build_tree, open_bench, simulated_bench_config
 
@@ -41,9 +47,19 @@ def bench_config(options: str, driver: str = "newport_esp300"):
             "lab.toml: device[0].options.wavelength_limits: expected [low, high]",
         ),
         (
+            "binnings = [1, 0]",
+            "photometrics_prime_bsi",
+            "lab.toml: device[0].options.binnings: expected distinct binning factors >= 1",
+        ),
+        (
+            "buffer = 16",
+            "photometrics_prime_bsi",
+            "lab.toml: device[0].options.buffer: unknown option for driver 'photometrics_prime_bsi'; allowed: temperature_poll, frame_timeout, binnings",
+        ),
+        (
             "",
             "thorlabs_ell99",
-            "lab.toml: device[0].driver: unknown driver 'thorlabs_ell99'; known: newport_1830c, newport_esp300, spectra_physics_maitai, thorlabs_ell14",
+            "lab.toml: device[0].driver: unknown driver 'thorlabs_ell99'; known: newport_1830c, newport_esp300, photometrics_prime_bsi, spectra_physics_maitai, thorlabs_ell14",
         ),
     ],
 )
@@ -60,6 +76,7 @@ def test_each_device_gets_its_own_supervisor():
         "esp300.supervisor",
         "maitai.supervisor",
         "power_meter.supervisor",
+        "camera.supervisor",
     ]
     esp300 = tree.children[1]
     assert [c.name for c in esp300.children] == [
@@ -85,3 +102,28 @@ async def test_a_device_that_loses_its_port_does_not_disturb_the_others(io_clock
         await trio.sleep(20.0)
         assert bench.device_states()["power_meter"] == "ready"
         assert (await meter.ask(Read())).units == "W"
+
+
+def test_a_real_camera_is_named_by_its_pvcam_name_and_takes_no_simulator_options():
+    config = parse_config(
+        "[[device]]\nid = 'camera'\ndriver = 'photometrics_prime_bsi'\nport = 'pvcamUSB_0'\n"
+        "options = { binnings = [1, 2] }\n",
+        "lab.toml",
+    )
+    with pytest.raises(ConfigError, match=r"options\.binnings: unknown option"):
+        build_tree(config, {})
+
+
+async def test_the_simulated_bench_has_a_ready_camera_that_takes_frames(io_clock):
+    async with open_bench() as bench:
+        assert bench.device_states()["camera"] == "ready"
+        assert "camera" not in bench.simulators  # simulated in-process, not on a pty
+        camera = bench.system.ref("camera")
+        status = await camera.ask(StartAcquisition(frames=5))
+        assert status.running
+        status = await camera.ask(WaitAcquisition(timeout=10.0))
+        assert (status.frames_acquired, status.frames_missing, status.error) == (5, 0, "")
+        await camera.ask(StartAcquisition())
+        report = await bench.system.emergency_stop("test")
+        assert report.all_stopped
+        assert not (await camera.ask(GetAcquisitionStatus())).running
