@@ -45,11 +45,29 @@ class DeviceConfig:
         return self.port == "sim"
 
 
+def default_runs_directory() -> Path:
+    return Path.home() / "benchd-runs"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """Where runs go and how they are written (the ``[storage]`` table; all keys optional)."""
+
+    directory: Path = field(default_factory=default_runs_directory)
+    min_free_mb: float = 1024.0  # refuse, or end, a run below this much free disk space
+    flush_interval: float = 1.0  # seconds; the most a crash can lose
+    frame_queue: int = 128  # frames the writer may fall behind before frames are dropped
+    ring_slots: int = 16  # frames in each camera's shared-memory ring (0: no ring)
+    ring_directory: Path | None = None  # default /dev/shm (or /tmp without it)
+
+
 @dataclass(frozen=True, slots=True)
 class BenchConfig:
     source: str  # the file it came from, for error messages
     name: str
     devices: tuple[DeviceConfig, ...]
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    text: str = ""  # the file as written: every run's manifest carries it
 
     def error(self, key: str, reason: str) -> ConfigError:
         return ConfigError(self.source, key, reason)
@@ -70,7 +88,7 @@ def parse_config(text: str, source: str) -> BenchConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "", f"not valid TOML ({exc})") from exc
-    _only(data, {"bench", "device"}, "", source)
+    _only(data, {"bench", "device", "storage"}, "", source)
     bench = data.get("bench", {})
     _expect(bench, dict, "bench", source, "a table")
     _only(bench, {"name"}, "bench", source)
@@ -105,7 +123,42 @@ def parse_config(text: str, source: str) -> BenchConfig:
         options = raw.get("options", {})
         _expect(options, dict, f"{key}.options", source, "a table")
         devices.append(DeviceConfig(device_id, raw["driver"], raw["port"], options, key))
-    return BenchConfig(source, name, tuple(devices))
+    storage = _storage(data.get("storage", {}), source)
+    return BenchConfig(source, name, tuple(devices), storage, text)
+
+
+_STORAGE_NUMBERS: dict[str, tuple[type, float, float]] = {
+    "min_free_mb": (float, 0.0, 1e9),
+    "flush_interval": (float, 0.05, 60.0),
+    "frame_queue": (int, 2, 100_000),
+    "ring_slots": (int, 0, 1024),
+}
+
+
+def _storage(table: object, source: str) -> StorageConfig:
+    _expect(table, dict, "storage", source, "a table")
+    assert isinstance(table, dict)
+    _only(table, {"directory", "ring_directory", *_STORAGE_NUMBERS}, "storage", source)
+    values: dict[str, Any] = {}
+    base = Path(source).parent if source != BUILT_IN else Path.cwd()
+    for key in ("directory", "ring_directory"):
+        if key in table:
+            _expect(table[key], str, f"storage.{key}", source, "a path (string)")
+            path = Path(table[key]).expanduser()
+            values[key] = path if path.is_absolute() else (base / path).resolve()
+    for key, (kind, low, high) in _STORAGE_NUMBERS.items():
+        if key not in table:
+            continue
+        value = table[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        _expect(
+            value, kind, f"storage.{key}", source, f"a{'n' if kind is int else ''} {kind.__name__}"
+        )
+        if not low <= value <= high:
+            raise ConfigError(source, f"storage.{key}", f"{value} is outside {low:g}..{high:g}")
+        values[key] = value
+    return StorageConfig(**values)
 
 
 def _only(table: Mapping[str, Any], allowed: set[str], key: str, source: str) -> None:

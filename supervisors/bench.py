@@ -27,8 +27,12 @@ from actors.instruments import ell14, esp300, maitai, newport1830c, prime_bsi
 from actors.instruments.camera_backend import CameraBackend
 from actors.instruments.pyvcam_backend import PyVcamBackend
 from actors.instruments.serial_device import LinkSettings
+from actors.instruments.synthetic import SyntheticReadable
 from actors.instruments.transport import SerialSettings
 from actors.instruments.visa_transport import VisaSettings
+from actors.pipeline.frame_ring import FrameRing
+from actors.pipeline.recorder import RecorderActor
+from actors.pipeline.ring_buffer import default_directory
 from runtime import ActorState
 from runtime.config import BUILT_IN, BenchConfig, DeviceConfig, parse_config
 from simulators._pty import PtySimulator
@@ -42,6 +46,7 @@ from ._specs import ActorSpec, Backoff, Strategy, SupervisorSpec
 from ._system import SupervisedSystem, open_actor_system
 
 VISA_PREFIX = "visa:"
+RECORDER = "recorder"
 DEVICE_RESTARTS = Backoff(initial=0.2, maximum=10.0, multiplier=2.0, jitter=0.2)
 
 SIMULATED_BENCH = """
@@ -264,6 +269,54 @@ def _camera(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorS
     return _device_supervisor(device.id, (ActorSpec(device.id, make),), Strategy.ONE_FOR_ONE)
 
 
+def _synthetic(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorSpec:
+    """A software signal source (no hardware; ``port`` is ignored, conventionally "sim")."""
+    options = Options(config, device)
+    rate = options.get("rate", float, 0.0, lambda v: None if v >= 0 else "must be >= 0")
+    amplitude = options.get("amplitude", float, 1.0)
+    period = options.get("period", float, 1.0, _positive)
+    options.finish()
+    actor = ActorSpec(
+        device.id, lambda: SyntheticReadable(rate=rate, amplitude=amplitude, period=period)
+    )
+    return _device_supervisor(device.id, (actor,), Strategy.ONE_FOR_ONE)
+
+
+def _pipeline(config: BenchConfig) -> SupervisorSpec:
+    """The recorder (runs of the first camera's frames plus every reading) and one
+    shared-memory frame ring per camera."""
+    storage = config.storage
+    cameras = [d.id for d in config.devices if DRIVERS[d.driver].frames]
+    recorder = ActorSpec(
+        RECORDER,
+        lambda: RecorderActor(
+            storage.directory,
+            camera=cameras[0] if cameras else None,
+            config_text=config.text,
+            config_source=config.source,
+            min_free_mb=storage.min_free_mb,
+            flush_interval=storage.flush_interval,
+            frame_queue=storage.frame_queue,
+        ),
+    )
+    rings = [
+        ActorSpec(
+            f"{camera}.ring",
+            lambda camera=camera: FrameRing(  # type: ignore[misc]
+                camera, path=_ring_path(config, camera), capacity=storage.ring_slots
+            ),
+        )
+        for camera in cameras
+        if storage.ring_slots > 0
+    ]
+    return _device_supervisor("pipeline", (recorder, *rings), Strategy.ONE_FOR_ONE)
+
+
+def _ring_path(config: BenchConfig, camera: str) -> Path:
+    directory = config.storage.ring_directory or default_directory()
+    return directory / f"benchd-{config.name}-{camera}.ring"
+
+
 def _esp300_axis(controller: str, axis: int) -> ActorSpec:
     return ActorSpec(f"{controller}.axis{axis}", lambda: esp300.Esp300Axis(controller, axis))
 
@@ -289,6 +342,7 @@ class Driver:
 
     build: Callable[[BenchConfig, DeviceConfig, str], SupervisorSpec]
     simulator: Callable[[Path], PtySimulator] | None = None
+    frames: bool = False  # a camera: the recorder records its frames, a ring shares them
 
 
 DRIVERS: Mapping[str, Driver] = {
@@ -296,7 +350,8 @@ DRIVERS: Mapping[str, Driver] = {
     "newport_1830c": Driver(_power_meter, lambda link: Newport1830CSimulator(link=link)),
     "newport_esp300": Driver(_esp300, lambda link: Esp300Simulator(link=link)),
     "spectra_physics_maitai": Driver(_maitai, lambda link: MaiTaiSimulator(link=link)),
-    "photometrics_prime_bsi": Driver(_camera),
+    "photometrics_prime_bsi": Driver(_camera, frames=True),
+    "synthetic_signal": Driver(_synthetic),
 }
 
 
@@ -311,6 +366,7 @@ def build_tree(config: BenchConfig, ports: Mapping[str, str]) -> SupervisorSpec:
                 f"{device.key}.driver", f"unknown driver {device.driver!r}; known: {known}"
             )
         children.append(driver.build(config, device, ports.get(device.id, device.port)))
+    children.append(_pipeline(config))
     return SupervisorSpec("bench", tuple(children), strategy=Strategy.ONE_FOR_ONE)
 
 

@@ -51,4 +51,5 @@ def test_the_lab_bench_example_is_a_valid_bench() -> None:
         "esp300.supervisor",
         "maitai.supervisor",
         "power_meter.supervisor",
+        "pipeline.supervisor",
     ]

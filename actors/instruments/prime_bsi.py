@@ -32,7 +32,9 @@ from ..capabilities import (
     Capability,
     DeviceActor,
     Frame,
+    FrameGeometry,
     GetAcquisitionStatus,
+    GetFrameGeometry,
     Roi,
     SoftwareTrigger,
     StartAcquisition,
@@ -320,6 +322,10 @@ class PrimeBsi(DeviceActor):
                 return self._status()
             case GetAcquisitionStatus():
                 return self._status()
+            case GetFrameGeometry():
+                st = self.state
+                roi = Roi(*st.roi, bin_x=st.binning[0], bin_y=st.binning[1])
+                return FrameGeometry(roi, st.bit_depth)
             case WaitAcquisition(timeout=timeout):
                 return await self._wait(timeout)
             case SoftwareTrigger():
