@@ -6,6 +6,7 @@ which names the device, the value and what is allowed) says what to do about it.
 
 | Kernel error | Status |
 |---|---|
+| PresetExists (saving over a preset without overwrite) | ALREADY_EXISTS |
 | ValidationError (incl. ReadOnlyError) | INVALID_ARGUMENT |
 | NotFoundError | NOT_FOUND |
 | EmergencyStopLatched | FAILED_PRECONDITION |
@@ -40,9 +41,12 @@ from runtime import (
     ValidationError,
 )
 
+from ._preset_store import PresetExists
+
 logger = logging.getLogger("actors.edge")
 
 _REQUEST_STATUSES: tuple[tuple[type[BaseException], Status], ...] = (
+    (PresetExists, Status.ALREADY_EXISTS),
     (ValidationError, Status.INVALID_ARGUMENT),
     (NotFoundError, Status.NOT_FOUND),
     (EmergencyStopLatched, Status.FAILED_PRECONDITION),

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import trio
+from google.protobuf.message import DecodeError
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
@@ -19,6 +20,7 @@ from grpclib.server import Stream
 from benchd.v1 import hardware_grpc
 from benchd.v1 import hardware_pb2 as pb
 from runtime import (
+    Abort,
     ActorRef,
     ActorState,
     GetParameter,
@@ -50,7 +52,13 @@ MAX_INTERVAL = 60.0
 
 
 async def receive(stream: Stream[Any, Any]) -> Any:
-    request = await stream.recv_message()
+    """The request message; INVALID_ARGUMENT if it is missing or is not the expected message."""
+    try:
+        request = await stream.recv_message()
+    except DecodeError as exc:
+        raise invalid(
+            f"the request is not a valid request message for this method: {exc}"
+        ) from None
     if request is None:
         raise invalid("no request message was sent")
     return request
@@ -267,8 +275,17 @@ class HardwareServicer(hardware_grpc.HardwareBase):
         )
 
     async def StopMotion(self, stream: Stream[pb.DeviceRequest, pb.Position]) -> None:
+        """Abort (priority lane: cancels a move in flight, which a queued StopMotion would wait
+        behind, and stops the axis; no latch), then StopMotion for the position at rest."""
         request = await receive(stream)
         ref = self.ctx.ref(request.device)
+        cached = await self.ctx.bridge.call(lambda: self.ctx.describe(ref))
+        if cached is not None and Capability.MOVABLE not in cached.info.capabilities:
+            raise await self._not_capable(ref, Capability.MOVABLE, "stop motion")
+        client = self.ctx.client(stream)
+        await self.ctx.ask(
+            stream, lambda t: ref.ask(Abort(f"StopMotion by {client.name}"), timeout=t)
+        )
         value = await self._ask(stream, ref, StopMotion(), Capability.MOVABLE, "stop motion")
         await self._position(stream, ref, value)
 
