@@ -128,9 +128,7 @@ class HardwareServicer(hardware_grpc.HardwareBase):
     ) -> None:
         request = await receive(stream)
         ref = self.ctx.ref(request.device)
-        infos: tuple[ParameterInfo, ...] = await self.ctx.ask(
-            stream, lambda t: ref.ask(ListParameters(), timeout=t)
-        )
+        infos: tuple[ParameterInfo, ...] = await self.ctx.request(stream, ref, ListParameters())
         await stream.send_message(
             pb.ListParametersResponse(
                 device=ref.name, parameters=[convert.parameter_info(i) for i in infos]
@@ -140,8 +138,7 @@ class HardwareServicer(hardware_grpc.HardwareBase):
     async def GetParameter(self, stream: Stream[pb.ParameterRequest, pb.ParameterValue]) -> None:
         request = await receive(stream)
         ref = self.ctx.ref(request.device)
-        name = request.name
-        snapshot = await self.ctx.ask(stream, lambda t: ref.ask(GetParameter(name), timeout=t))
+        snapshot = await self.ctx.request(stream, ref, GetParameter(request.name))
         await stream.send_message(convert.parameter_value(ref.name, snapshot))
 
     async def SetParameter(self, stream: Stream[pb.SetParameterRequest, pb.ParameterValue]) -> None:
@@ -151,7 +148,7 @@ class HardwareServicer(hardware_grpc.HardwareBase):
             raise invalid(f"{request.name}: no value given; set value to the new value")
         value = convert.from_value(request.value, request.name or "value")
         message = SetParameter(request.name, value)
-        snapshot = await self.ctx.ask(stream, lambda t: ref.ask(message, timeout=t))
+        snapshot = await self.ctx.request(stream, ref, message)
         await stream.send_message(convert.parameter_value(ref.name, snapshot))
 
     async def StreamParameters(
@@ -211,12 +208,7 @@ class HardwareServicer(hardware_grpc.HardwareBase):
         default: float = 10.0,
     ) -> Any:
         try:
-            return await self.ctx.ask(
-                stream,
-                lambda t: ref.ask(message, timeout=t),
-                timeout=timeout,
-                default=default,
-            )
+            return await self.ctx.request(stream, ref, message, timeout=timeout, default=default)
         except GRPCError as error:
             cause = error.__cause__
             root = getattr(cause, "root_cause", cause)
@@ -283,9 +275,7 @@ class HardwareServicer(hardware_grpc.HardwareBase):
         if cached is not None and Capability.MOVABLE not in cached.info.capabilities:
             raise await self._not_capable(ref, Capability.MOVABLE, "stop motion")
         client = self.ctx.client(stream)
-        await self.ctx.ask(
-            stream, lambda t: ref.ask(Abort(f"StopMotion by {client.name}"), timeout=t)
-        )
+        await self.ctx.request(stream, ref, Abort(f"StopMotion by {client.name}"))
         value = await self._ask(stream, ref, StopMotion(), Capability.MOVABLE, "stop motion")
         await self._position(stream, ref, value)
 
