@@ -15,7 +15,7 @@ which names the device, the value and what is allowed) says what to do about it.
 | UnhandledMessage (the device cannot do that) | UNIMPLEMENTED |
 | other RequestError | FAILED_PRECONDITION |
 | ActorUnavailable, a device that crashed handling the request | UNAVAILABLE |
-| AskTimeout | DEADLINE_EXCEEDED |
+| AskTimeout, NotSettled (WaitSettled ran out of time) | DEADLINE_EXCEEDED |
 | anything else | INTERNAL (logged with its traceback; the daemon carries on) |
 
 ``ActorError`` is looked through to its root cause (axis -> controller -> transport).
@@ -41,12 +41,14 @@ from runtime import (
     ValidationError,
 )
 
+from ..capabilities import NotSettled
 from ._preset_store import PresetExists
 
 logger = logging.getLogger("actors.edge")
 
 _REQUEST_STATUSES: tuple[tuple[type[BaseException], Status], ...] = (
     (PresetExists, Status.ALREADY_EXISTS),
+    (NotSettled, Status.DEADLINE_EXCEEDED),
     (ValidationError, Status.INVALID_ARGUMENT),
     (NotFoundError, Status.NOT_FOUND),
     (EmergencyStopLatched, Status.FAILED_PRECONDITION),
