@@ -87,7 +87,7 @@ async def estop_sample(bench: Bench, arrivals: Arrivals, channel: Channel | None
 
 
 async def measure(quick: bool, directory: str, read_fd: int, baseline: str) -> dict[str, object]:
-    rounds, seconds, samples = (2, 1.0, 10) if quick else (5, 3.0, 50)
+    rounds, seconds, samples = (2, 0.5, 6) if quick else (5, 3.0, 50)
     arrivals = Arrivals(read_fd)
     edge_rates, plain_rates, rpc, direct = [], [], [], []
     try:

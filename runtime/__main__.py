@@ -21,7 +21,7 @@ import sys
 import trio
 
 from actors.capabilities import Describe
-from actors.edge import EDGE_NAME, Edge, EdgeAddress, check_edge_config
+from actors.edge import EDGE_NAME, Edge, EdgeAddress, check_edge_config, probe_listen
 from runtime import BenchError
 from runtime.config import BenchConfig, ConfigError, load_config, parse_listen
 from supervisors import ActorSpec
@@ -79,6 +79,7 @@ async def serve(
     config = load_config(config_path) if config_path else simulated_bench_config()
     config = with_listen(config, listen)
     check_edge_config(config.edge)  # a bad tokens file or TLS key: exit 2 before anything starts
+    probe_listen(config.edge)  # so is a port in use
     logger.info("bench %r from %s: %d devices", config.name, config.source, len(config.devices))
     edge = ActorSpec(EDGE_NAME, lambda: Edge(config.edge, bench=config.name))
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

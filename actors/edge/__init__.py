@@ -5,7 +5,7 @@ One servicer module per service (``hardware``, ``estop``, ``health``, ``preset``
 statuses (``errors``), one for tokens and roles (``auth``). See docs/edge.md.
 """
 
-from ._actor import EDGE_NAME, Edge, EdgeAddress, check_edge_config
+from ._actor import EDGE_NAME, Edge, EdgeAddress, check_edge_config, probe_listen
 from .auth import Authenticator, Client, Role
 from .errors import grpc_error, status_of
 
@@ -18,5 +18,6 @@ __all__ = [
     "Role",
     "check_edge_config",
     "grpc_error",
+    "probe_listen",
     "status_of",
 ]

@@ -71,6 +71,18 @@ def check_edge_config(config: EdgeConfig) -> tuple[Authenticator, ssl.SSLContext
     return authenticator, context
 
 
+def probe_listen(config: EdgeConfig) -> None:
+    """ConfigError now, with the reason, if the edge could not listen where it is told to
+    (the daemon calls it before starting anything; the edge itself would only crash-loop)."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    try:
+        _listen(config.host, config.port, family).close()
+    except OSError as exc:
+        raise ConfigError(
+            config.source, "edge.listen", f"cannot listen on {config.listen}: {exc.strerror or exc}"
+        ) from exc
+
+
 def _listen(host: str, port: int, family: socket.AddressFamily) -> socket.socket:
     """A listening TCP socket, bound before the server starts so the real port is known.
 
