@@ -1,8 +1,10 @@
 """The hand-off between grpclib's asyncio servicers and the trio side of the edge actor.
 
 Both run on one thread: the edge actor opens a trio-asyncio loop, so an asyncio callback and a
-trio task can touch each other's objects directly. A servicer calls :meth:`Bridge.submit` with
-the trio work to do; that puts (work, asyncio Future) into the edge's trio memory channel with
+trio task can touch each other's objects directly. A request to one actor does not come here:
+it goes straight into that actor's mailbox with ``ActorRef.try_ask`` (``EdgeContext.request``).
+For trio work of its own (a preset, the e-stop, a stream) a servicer calls
+:meth:`Bridge.submit`; that puts (work, asyncio Future) into the edge's trio memory channel with
 ``send_nowait`` — no await, no thread hop — and returns the Future. The edge's dispatcher task
 starts one trio task per piece of work (so a move that waits for its settle never delays a
 parameter read), which resolves the Future with the work's result or error, on the same thread.
