@@ -177,3 +177,49 @@ async def _stream_error(method: object, request: object) -> str:
     except GRPCError as error:
         return f"{error.status.name}: {error.message}"
     return "no error"
+
+
+async def test_the_remaining_error_paths(client: Client) -> None:
+    hw = client.hardware
+    await client.fails(Status.NOT_FOUND, hw.ListParameters, pb.DeviceRequest(device="laser"))
+    assert "'maitai' cannot stop motion: it is not Movable" in await client.fails(
+        Status.UNIMPLEMENTED, hw.StopMotion, pb.DeviceRequest(device="maitai")
+    )
+    assert "cannot report a position" in await client.fails(
+        Status.UNIMPLEMENTED, hw.GetPosition, pb.DeviceRequest(device="maitai")
+    )
+    with trio.fail_after(5):
+        message = await client.call(
+            lambda: _stream_error(
+                hw.StreamParameters, pb.StreamParametersRequest(device="maitai", names=["colour"])
+            )
+        )
+        assert message.startswith("NOT_FOUND: no parameter 'colour'")
+        message = await client.call(
+            lambda: _stream_error(
+                hw.StreamPosition, pb.StreamRequest(device="esp300.axis1", interval_s=0.001)
+            )
+        )
+        assert message.startswith("INVALID_ARGUMENT: interval_s 0.001 is outside 0.01 to 60")
+
+    await client.unary(hw.MoveAbsolute, pb.MoveAbsoluteRequest(device="esp300.axis3", position=15))
+    message = await client.fails(
+        Status.DEADLINE_EXCEEDED,
+        hw.WaitSettled,
+        pb.WaitSettledRequest(device="esp300.axis3", timeout_s=0.05),
+    )
+    assert "esp300.axis3 is still moving after 0.05 s" in message
+
+    async def stop_soon() -> None:
+        await trio.sleep(0.2)
+        await client.bench.system.emergency_stop("test")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stop_soon)
+        message = await client.fails(
+            Status.ABORTED,
+            hw.MoveAbsolute,
+            pb.MoveAbsoluteRequest(device="esp300.axis3", position=-15, wait=True),
+        )
+    assert "interrupted by EmergencyStop" in message
+    await client.bench.system.reset_emergency_stop()
