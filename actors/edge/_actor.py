@@ -179,6 +179,7 @@ class Edge(Actor):
                 server = await trio_asyncio.aio_as_trio(start)()
                 monitor = HealthMonitor(context, health, serving.set, period=self.health_period)
                 nursery.start_soon(monitor.run)
+                nursery.start_soon(context.timeouts.run)
                 logger.info(
                     "gRPC edge listening on %s (auth: %s; TLS: %s)",
                     address,
