@@ -154,9 +154,10 @@ class Edge(Actor):
                 )
                 health = HealthState()
                 serving = ServiceStatus()
+                estop = EmergencyStopServicer(context, EventLog[StopEvent]())
                 services: list[Any] = [
                     HardwareServicer(context),
-                    EmergencyStopServicer(context, EventLog[StopEvent]()),
+                    estop,
                     HealthServicer(context, health),
                     PresetServicer(context, PresetStore(self.config.presets_dir)),
                     DaemonInfoServicer(context),
@@ -180,6 +181,7 @@ class Edge(Actor):
                 monitor = HealthMonitor(context, health, serving.set, period=self.health_period)
                 nursery.start_soon(monitor.run)
                 nursery.start_soon(context.timeouts.run)
+                nursery.start_soon(estop.watch)
                 logger.info(
                     "gRPC edge listening on %s (auth: %s; TLS: %s)",
                     address,

@@ -4,6 +4,10 @@ EmergencyStop is open to every authenticated client (observers too): stopping on
 bench safer. It goes straight to ``ActorSystem.emergency_stop``, which puts the stop on every
 device's priority lane in one synchronous pass; the reply comes once every device acknowledged
 (or after 2 s, saying which did not). Reset needs the operator role.
+
+The event stream reports every stop and reset: those made over gRPC with who asked, and —
+through :meth:`EmergencyStopServicer.watch`, which looks at the latches every 50 ms — those made
+any other way (a script, the bench API), with an empty ``client``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import trio
 from grpclib.server import Stream
 
 from benchd.v1 import estop_grpc
@@ -58,6 +63,20 @@ class EmergencyStopServicer(estop_grpc.EmergencyStopBase):
     def __init__(self, context: EdgeContext, events: EventLog[StopEvent]) -> None:
         self.ctx = context
         self.events = events
+        self._reported = False  # the latch state the event log last reported
+        self._in_flight = 0  # stops and resets made over gRPC that are still running
+
+    async def watch(self, period: float = 0.05) -> None:
+        """Report stops and resets that did not come through this service (trio side)."""
+        while True:
+            await trio.sleep(period)
+            if self._in_flight:
+                continue  # the RPC reports its own
+            state = latch_state(self.ctx.system, self.ctx.edge_name)
+            if state.latched != self._reported:
+                self._reported = state.latched
+                kind = Kind.KIND_STOPPED if state.latched else Kind.KIND_RESET
+                self.events.append(StopEvent(kind, state.reason, time.time(), state.latched))
 
     async def EmergencyStop(
         self, stream: Stream[pb.EmergencyStopRequest, pb.EmergencyStopResponse]
@@ -70,7 +89,12 @@ class EmergencyStopServicer(estop_grpc.EmergencyStopBase):
         system, events = self.ctx.system, self.events
 
         async def stop() -> Any:
-            report = await system.emergency_stop(reason)
+            self._in_flight += 1
+            try:
+                report = await system.emergency_stop(reason)
+            finally:
+                self._in_flight -= 1
+            self._reported = True
             events.append(
                 StopEvent(Kind.KIND_STOPPED, reason, time.time(), True, report.all_stopped, who)
             )
@@ -98,7 +122,12 @@ class EmergencyStopServicer(estop_grpc.EmergencyStopBase):
         system, events = self.ctx.system, self.events
 
         async def reset() -> tuple[str, ...]:
-            still = await system.reset_emergency_stop(reason)
+            self._in_flight += 1
+            try:
+                still = await system.reset_emergency_stop(reason)
+            finally:
+                self._in_flight -= 1
+            self._reported = bool(still)
             events.append(
                 StopEvent(Kind.KIND_RESET, reason, time.time(), bool(still), client=client.name)
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import trio_asyncio
 from grpclib.const import Status
 
 from benchd.v1 import common_pb2
@@ -49,3 +50,26 @@ async def test_estop_latches_streams_events_and_resets(client: Client) -> None:
     assert not state.latched
     moved = await client.unary(client.hardware.MoveAbsolute, move)
     assert moved.position == 1.0
+
+
+async def test_stops_and_resets_made_elsewhere_are_streamed_too(client: Client) -> None:
+    system = client.bench.system
+
+    async def script_stops_and_resets() -> None:
+        await system.emergency_stop("scan script: limit switch")
+        await system.reset_emergency_stop("scan script")
+
+    events = await client.stream(
+        client.estop.StreamEmergencyStopEvents,
+        pb.EmergencyStopStateRequest(),
+        3,
+        between=trio_asyncio.trio_as_aio(script_stops_and_resets),
+    )
+    kinds = [e.kind for e in events]
+    assert kinds == [
+        pb.EmergencyStopEvent.KIND_CURRENT,
+        pb.EmergencyStopEvent.KIND_STOPPED,
+        pb.EmergencyStopEvent.KIND_RESET,
+    ]
+    assert events[1].reason == "scan script: limit switch" and events[1].client == ""
+    assert not events[2].latched
