@@ -118,10 +118,12 @@ class Edge(Actor):
         *,
         bench: str = "",
         health_period: float = 2.0,
+        ping_timeout: float = 1.0,
     ) -> None:
         self.config = config
         self.bench = bench
         self.health_period = health_period
+        self.ping_timeout = ping_timeout
         self.address = ""
 
     async def on_start(self) -> None:
@@ -178,7 +180,13 @@ class Edge(Actor):
                     return server
 
                 server = await trio_asyncio.aio_as_trio(start)()
-                monitor = HealthMonitor(context, health, serving.set, period=self.health_period)
+                monitor = HealthMonitor(
+                    context,
+                    health,
+                    serving.set,
+                    period=self.health_period,
+                    ping_timeout=self.ping_timeout,
+                )
                 nursery.start_soon(monitor.run)
                 nursery.start_soon(context.timeouts.run)
                 nursery.start_soon(estop.watch)

@@ -95,9 +95,15 @@ async def open_client(
     edge: EdgeConfig | None = None,
     metadata: Sequence[tuple[str, str]] = (),
     health_period: float = 0.2,
+    ping_timeout: float = 1.0,
 ) -> AsyncIterator[Client]:
     edge = edge or EdgeConfig(port=0, presets_dir=tmp_path / "presets", disk_path=tmp_path)
-    spec = ActorSpec(EDGE_NAME, lambda: Edge(edge, bench="simulated", health_period=health_period))
+    spec = ActorSpec(
+        EDGE_NAME,
+        lambda: Edge(
+            edge, bench="simulated", health_period=health_period, ping_timeout=ping_timeout
+        ),
+    )
     async with open_bench(config, services=[spec]) as bench:
         address = await bench.system.ref(EDGE_NAME).ask(EdgeAddress())
         host, port = address.rsplit(":", 1)

@@ -14,7 +14,7 @@ from grpclib.reflection.v1alpha.reflection_grpc import ServerReflectionStub
 from benchd.v1 import common_pb2
 from benchd.v1 import hardware_pb2 as hw
 from benchd.v1 import health_pb2 as pb
-from runtime.config import parse_config
+from runtime.config import EdgeConfig, parse_config
 from supervisors.bench import SIMULATED_BENCH
 
 from .harness import Client, open_client
@@ -85,3 +85,25 @@ async def test_a_degraded_device_is_unavailable_alerted_and_not_serving(tmp_path
         )
         assert device.state == common_pb2.DEVICE_STATE_DEGRADED
         assert "benchd-unplugged" in device.last_failure.message
+
+
+async def test_disk_low_and_unresponsive_actor_alerts_are_raised_and_cleared(
+    tmp_path: Path,
+) -> None:
+    edge = EdgeConfig(port=0, presets_dir=tmp_path, disk_path=tmp_path, disk_free_min_gb=1e12)
+    async with open_client(tmp_path, edge=edge, health_period=0.05, ping_timeout=0.2) as client:
+
+        async def busy_axis() -> None:  # a 1 s move holds the axis's mailbox: Pings wait
+            await client.hardware.MoveAbsolute(
+                hw.MoveAbsoluteRequest(device="esp300.axis1", position=5.0, wait=True)
+            )
+
+        alerts = await client.stream(
+            client.health.StreamAlerts, pb.StreamAlertsRequest(), 3, between=busy_axis
+        )
+        assert alerts[0].kind == pb.Alert.KIND_DISK_LOW and alerts[0].active
+        assert "GB free on" in alerts[0].message and "below 1e+12 GB" in alerts[0].message
+        unresponsive = [a for a in alerts if a.kind == pb.Alert.KIND_ACTOR_UNRESPONSIVE]
+        assert unresponsive[0].subject == "esp300.axis1" and unresponsive[0].active
+        assert "did not answer a Ping within 0.2 s" in unresponsive[0].message
+        assert not alerts[2].active  # cleared once the move is over
