@@ -165,6 +165,13 @@ class EdgeContext:
                 )
         return ref
 
+    def cached(self, ref: ActorRef) -> DeviceCache | None:
+        """What :meth:`describe` found for this instance of the device, if it ran already."""
+        cached = self._devices.get(ref.name)
+        if cached is not None and cached.restarts == ref.statistics().restarts:
+            return cached
+        return None
+
     async def describe(self, ref: ActorRef) -> DeviceCache | None:
         """Describe + position limits, cached per instance (trio side); None if it cannot."""
         restarts = ref.statistics().restarts

@@ -225,15 +225,16 @@ class HardwareServicer(hardware_grpc.HardwareBase):
             raise
 
     async def _units(self, ref: ActorRef) -> str:
-        cached = await self.ctx.bridge.call(lambda: self.ctx.describe(ref))
+        cached = self.ctx.cached(ref) or await self.ctx.bridge.call(lambda: self.ctx.describe(ref))
         return cached.info.units if cached is not None else ""
 
-    async def _move(self, stream: Stream[Any, pb.MoveResponse], message: Any, ref: ActorRef,
-                    timeout: float) -> None:  # fmt: skip
+    async def _move(
+        self, stream: Stream[Any, pb.MoveResponse], message: Any, ref: ActorRef, timeout: float
+    ) -> None:
+        default = DEFAULT_WAIT if message.wait else 10.0
         position = await self._ask(
-            stream, ref, message, Capability.MOVABLE, "move",
-            timeout=timeout, default=DEFAULT_WAIT if message.wait else 10.0,
-        )  # fmt: skip
+            stream, ref, message, Capability.MOVABLE, "move", timeout=timeout, default=default
+        )
         await stream.send_message(
             pb.MoveResponse(
                 device=ref.name,
@@ -283,10 +284,10 @@ class HardwareServicer(hardware_grpc.HardwareBase):
         request = await receive(stream)
         ref = self.ctx.ref(request.device)
         timeout = wait_timeout(request.timeout_s) or DEFAULT_WAIT
+        message = WaitSettled(timeout=timeout)
         value = await self._ask(
-            stream, ref, WaitSettled(timeout=timeout), Capability.MOVABLE, "wait for settle",
-            timeout=timeout + 1.0,
-        )  # fmt: skip
+            stream, ref, message, Capability.MOVABLE, "wait for settle", timeout=timeout + 1.0
+        )
         await self._position(stream, ref, value)
 
     async def GetPosition(self, stream: Stream[pb.DeviceRequest, pb.Position]) -> None:
