@@ -26,6 +26,7 @@ from runtime import (
     Message,
     NotFoundError,
     Request,
+    RequestError,
     UnhandledMessage,
 )
 
@@ -88,6 +89,10 @@ class WaitSettled(Request[float]):
     """Reply with the position once motion has stopped (or fail after ``timeout`` seconds)."""
 
     timeout: float = math.inf
+
+
+class NotSettled(RequestError):
+    """WaitSettled ran out of time with the axis still moving (the motion goes on)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ from ._parameter_tree import (
     WatchParameter,
 )
 from ._ref import DEFAULT_ASK_TIMEOUT, ActorRef
+from ._reply import CallbackSlot
 from ._system import ActorSystem, EmergencyStopReport, StopAcknowledgement
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "ActorUnavailable",
     "AskTimeout",
     "BenchError",
+    "CallbackSlot",
     "EmergencyStop",
     "EmergencyStopLatched",
     "EmergencyStopReport",

@@ -8,15 +8,17 @@ mutable state" holds by construction. ``send``/``send_nowait`` naming follows tr
 from __future__ import annotations
 
 import math
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import outcome
 import trio
 
-from ._cell import ActorCell, ActorStatistics
+from ._cell import ActorCell, ActorState, ActorStatistics
 from ._errors import AskTimeout
 from ._mailbox import Envelope
 from ._messages import Message, PriorityMessage, Request
-from ._reply import ReplySlot
+from ._reply import CallbackSlot, ReplySlot
 
 R = TypeVar("R")
 
@@ -45,6 +47,11 @@ class ActorRef:
     def statistics(self) -> ActorStatistics:
         return self._cell.statistics()
 
+    @property
+    def state(self) -> ActorState:
+        """The actor's state now (cheaper than ``statistics().state`` on a hot path)."""
+        return self._cell.state
+
     async def tell(self, message: Message) -> None:
         """Send without waiting for a reply; waits while the normal lane is full.
 
@@ -67,6 +74,26 @@ class ActorRef:
             self._cell.deliver_priority(envelope)
             return True
         return self._cell.mailbox.put_nowait(envelope)
+
+    def try_ask(
+        self, request: Request[R], on_reply: Callable[[outcome.Outcome[Any]], None]
+    ) -> CallbackSlot | None:
+        """Send ``request`` now, without waiting, if there is room; None if the lane is full.
+
+        ``on_reply`` is called once, from the actor's task, with the outcome: the reply, or the
+        error ``ask`` would raise (ActorError, ActorUnavailable). There is no timeout here: the
+        caller keeps its own and calls ``abandon()`` on the returned slot when it gives up, so
+        a request still queued is never run later (as with ``ask``). For askers outside trio
+        tasks (the gRPC edge's asyncio servicers, on the same thread).
+
+        Error handling: raises ActorUnavailable at once if the actor is down.
+        """
+        slot = CallbackSlot(on_reply)
+        envelope = Envelope(request, slot)
+        if isinstance(request, PriorityMessage):
+            self._cell.deliver_priority(envelope)
+            return slot
+        return slot if self._cell.mailbox.put_nowait(envelope) else None
 
     async def ask(self, request: Request[R], *, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> R:
         """Send ``request`` and wait for its typed reply.

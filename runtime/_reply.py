@@ -11,6 +11,7 @@ whose asker gave up is never executed later by surprise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import outcome
@@ -56,3 +57,28 @@ class ReplySlot:
             return trio.lowlevel.Abort.SUCCEEDED
 
         return await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+class CallbackSlot(ReplySlot):
+    """A reply slot that calls a function with the outcome instead of waking a trio task.
+
+    For askers that are not trio tasks: the gRPC edge's asyncio servicers resolve an asyncio
+    Future from the callback, on the same thread, with no trio task per request. The callback
+    runs in the actor's task, so it must only hand the outcome on (it must not block or raise).
+    """
+
+    __slots__ = ("_callback",)
+
+    def __init__(self, callback: Callable[[outcome.Outcome[Any]], None]) -> None:
+        super().__init__()
+        self._callback = callback
+
+    def _fill(self, result: outcome.Outcome[Any]) -> None:
+        if self._result is not None or self.abandoned:
+            return
+        self._result = result
+        self._callback(result)
+
+    def abandon(self) -> None:
+        """The asker gave up: a request still queued is never run, a late reply is dropped."""
+        self.abandoned = True

@@ -11,6 +11,7 @@ through the same ConfigError so the message format is the same everywhere.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -61,6 +62,61 @@ class StorageConfig:
     ring_directory: Path | None = None  # default /dev/shm (or /tmp without it)
 
 
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 50051
+DEFAULT_PRESETS_DIR = Path("~/.local/share/benchd/presets")
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    """The ``[edge]`` table: where the gRPC edge listens and who may use it.
+
+    Paths are resolved against the config file's directory. Without ``tokens_file`` every
+    client is an operator, which is only allowed on a loopback address (see docs/edge.md).
+    """
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    tokens_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    presets_dir: Path = DEFAULT_PRESETS_DIR
+    disk_path: Path = Path("/")  # watched by the disk-low alert (where the data goes)
+    disk_free_min_gb: float = 5.0
+    source: str = "<defaults>"  # where host and port came from, for error messages
+
+    @property
+    def listen(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``, or ``:port`` for the default host) -> (host, port).
+
+    Error handling: ValueError saying what is expected.
+    """
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(
+            f"{text!r} is not host:port (e.g. 127.0.0.1:50051, 0.0.0.0:50051, [::1]:50051)"
+        )
+    host = host.removeprefix("[").removesuffix("]") or DEFAULT_HOST
+    return host, int(port_text)
+
+
 @dataclass(frozen=True, slots=True)
 class BenchConfig:
     source: str  # the file it came from, for error messages
@@ -68,6 +124,7 @@ class BenchConfig:
     devices: tuple[DeviceConfig, ...]
     storage: StorageConfig = field(default_factory=StorageConfig)
     text: str = ""  # the file as written: every run's manifest carries it
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
 
     def error(self, key: str, reason: str) -> ConfigError:
         return ConfigError(self.source, key, reason)
@@ -88,7 +145,7 @@ def parse_config(text: str, source: str) -> BenchConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "", f"not valid TOML ({exc})") from exc
-    _only(data, {"bench", "device", "storage"}, "", source)
+    _only(data, {"bench", "device", "storage", "edge"}, "", source)
     bench = data.get("bench", {})
     _expect(bench, dict, "bench", source, "a table")
     _only(bench, {"name"}, "bench", source)
@@ -124,7 +181,14 @@ def parse_config(text: str, source: str) -> BenchConfig:
         _expect(options, dict, f"{key}.options", source, "a table")
         devices.append(DeviceConfig(device_id, raw["driver"], raw["port"], options, key))
     storage = _storage(data.get("storage", {}), source)
-    return BenchConfig(source, name, tuple(devices), storage, text)
+    return BenchConfig(
+        source,
+        name,
+        tuple(devices),
+        storage=storage,
+        edge=_edge(data.get("edge", {}), source),
+        text=text,
+    )
 
 
 _STORAGE_NUMBERS: dict[str, tuple[type, float, float]] = {
@@ -159,6 +223,56 @@ def _storage(table: object, source: str) -> StorageConfig:
             raise ConfigError(source, f"storage.{key}", f"{value} is outside {low:g}..{high:g}")
         values[key] = value
     return StorageConfig(**values)
+
+
+EDGE_KEYS = {
+    "listen",
+    "tokens_file",
+    "tls_cert",
+    "tls_key",
+    "presets_dir",
+    "disk_path",
+    "disk_free_min_gb",
+}
+
+
+def _edge(table: object, source: str) -> EdgeConfig:
+    _expect(table, dict, "edge", source, "a table")
+    assert isinstance(table, dict)
+    _only(table, EDGE_KEYS, "edge", source)
+    base = Path(source).parent if Path(source).is_file() else Path.cwd()
+    paths: dict[str, Path] = {}
+    for key in ("tokens_file", "tls_cert", "tls_key", "presets_dir", "disk_path"):
+        if key in table:
+            _expect(table[key], str, f"edge.{key}", source, "a path (string)")
+            paths[key] = base / Path(table[key]).expanduser()
+    host, port = DEFAULT_HOST, DEFAULT_PORT
+    if "listen" in table:
+        _expect(table["listen"], str, "edge.listen", source, "a string host:port")
+        try:
+            host, port = parse_listen(table["listen"])
+        except ValueError as exc:
+            raise ConfigError(source, "edge.listen", str(exc)) from None
+    if ("tls_cert" in paths) != ("tls_key" in paths):
+        given, missing = ("tls_cert", "tls_key") if "tls_cert" in paths else ("tls_key", "tls_cert")
+        raise ConfigError(source, f"edge.{missing}", f"missing: edge.{given} needs it too")
+    minimum = table.get("disk_free_min_gb", 5.0)
+    if isinstance(minimum, int) and not isinstance(minimum, bool):
+        minimum = float(minimum)
+    _expect(minimum, float, "edge.disk_free_min_gb", source, "a number of GB")
+    if not minimum >= 0:
+        raise ConfigError(source, "edge.disk_free_min_gb", f"must be >= 0, got {minimum}")
+    return EdgeConfig(
+        host=host,
+        port=port,
+        tokens_file=paths.get("tokens_file"),
+        tls_cert=paths.get("tls_cert"),
+        tls_key=paths.get("tls_key"),
+        presets_dir=paths.get("presets_dir", DEFAULT_PRESETS_DIR),
+        disk_path=paths.get("disk_path", Path("/")),
+        disk_free_min_gb=minimum,
+        source=source,
+    )
 
 
 def _only(table: Mapping[str, Any], allowed: set[str], key: str, source: str) -> None:

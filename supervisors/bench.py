@@ -15,7 +15,7 @@ back in an hour later and the daemon must pick it up without a restart.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,9 +355,14 @@ DRIVERS: Mapping[str, Driver] = {
 }
 
 
-def build_tree(config: BenchConfig, ports: Mapping[str, str]) -> SupervisorSpec:
-    """The bench's supervision tree; ``ports`` maps simulated device ids to their pty links."""
-    children = []
+def build_tree(
+    config: BenchConfig, ports: Mapping[str, str], services: Sequence[ActorSpec] = ()
+) -> SupervisorSpec:
+    """The bench's supervision tree; ``ports`` maps simulated device ids to their pty links.
+
+    ``services`` (the gRPC edge) start after every device and stop before them.
+    """
+    children: list[ActorSpec | SupervisorSpec] = []
     for device in config.devices:
         driver = DRIVERS.get(device.driver)
         if driver is None:
@@ -367,6 +372,7 @@ def build_tree(config: BenchConfig, ports: Mapping[str, str]) -> SupervisorSpec:
             )
         children.append(driver.build(config, device, ports.get(device.id, device.port)))
     children.append(_pipeline(config))
+    children.extend(services)
     return SupervisorSpec("bench", tuple(children), strategy=Strategy.ONE_FOR_ONE)
 
 
@@ -397,8 +403,11 @@ def simulated_bench_config() -> BenchConfig:
 
 
 @asynccontextmanager
-async def open_bench(config: BenchConfig | None = None) -> AsyncIterator[Bench]:
-    """Start the simulators the config asks for, then the bench's supervision tree.
+async def open_bench(
+    config: BenchConfig | None = None, *, services: Sequence[ActorSpec] = ()
+) -> AsyncIterator[Bench]:
+    """Start the simulators the config asks for, then the bench's supervision tree, then
+    ``services`` (actors that serve the bench, such as the gRPC edge).
 
     Error handling: a bad config raises ConfigError before anything starts; a device that
     fails to start does not prevent the others (it is retried and shows as degraded).
@@ -410,7 +419,7 @@ async def open_bench(config: BenchConfig | None = None) -> AsyncIterator[Bench]:
                       for d in simulated
                       if (factory := _pty_simulator(d.driver)) is not None}  # fmt: skip
         ports = {device_id: str(sim.path) for device_id, sim in simulators.items()}
-        tree = build_tree(config, ports)  # validates everything before anything starts
+        tree = build_tree(config, ports, services)  # validates everything before anything starts
         async with trio.open_nursery() as nursery:
             for simulator in simulators.values():
                 await nursery.start(simulator.run)

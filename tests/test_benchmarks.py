@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
             {"estop_p99_ms", "estop_backlog_ratio", "estop_written_p99_ms", "readings_per_s"},
         ),
         ("transport.py", {"fd_query_ratio", "fd_cancel_ms", "thread_cancel_ms"}),
+        ("edge.py", {"unary_ratio", "estop_rpc_p99_ms", "edge_calls_per_s"}),
     ],
 )
 def test_benchmark_quick_run_prints_one_json_object(script: str, keys: set[str]) -> None:

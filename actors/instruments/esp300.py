@@ -30,6 +30,7 @@ from ..capabilities import (
     Home,
     MoveAbsolute,
     MoveRelative,
+    NotSettled,
     StopMotion,
     WaitSettled,
 )
@@ -259,8 +260,12 @@ class Esp300Axis(DeviceActor):
                 await self._command(f"OR{self.home_mode}")
                 return await self._wait_settled()
             case WaitSettled(timeout=timeout):
-                with trio.fail_after(timeout):
+                with trio.move_on_after(timeout):
                     return await self._wait_settled()
+                raise NotSettled(  # a refusal, not a crash: the axis is fine, just still moving
+                    f"{self.name} is still moving after {timeout:g} s; the motion goes on"
+                    " (StopMotion stops it)"
+                )
             case StopMotion():
                 await self._command("ST")
                 return await self._wait_settled()

@@ -354,3 +354,27 @@ async def test_emergency_stop_of_unknown_actor_names_the_known_ones(stage):
     system, _ = stage
     with pytest.raises(LookupError, match="no actor named 'esp300'; actors: stage"):
         await system.emergency_stop("x", only=["esp300"])
+
+
+async def test_try_ask_calls_back_with_the_outcome_and_an_abandoned_request_never_runs(
+    stage, journal, autojump_clock
+):
+    system, _ = stage
+    ref = system.ref("stage")
+    outcomes: list[object] = []
+    slot = ref.try_ask(Move(3.0, settle=0.5), outcomes.append)
+    assert slot is not None
+    await ref.ask(Ping())  # handled after the move
+    assert [o.unwrap() for o in outcomes] == [3.0]  # type: ignore[attr-defined]
+    echo = ref.try_ask(Echo("hi"), outcomes.append)
+    await ref.ask(Ping())
+    assert echo is not None and outcomes[-1].unwrap() == "stage: hi"  # type: ignore[attr-defined]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ref.ask, Move(10.0, settle=5.0))  # keeps the actor busy
+        await trio.sleep(0.1)
+        late = ref.try_ask(Move(20.0, settle=1.0), outcomes.append)
+        assert late is not None
+        late.abandon()  # the asker gave up (its own timeout)
+    await ref.ask(Ping())
+    assert "move stage 20" not in journal.events and len(outcomes) == 2
+    assert ref.state == "running" and ref.statistics().expired == 1

@@ -75,3 +75,38 @@ def test_errors_name_file_key_and_reason(text: str, message: str) -> None:
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.toml: cannot read the file"):
         load_config(tmp_path / "nope.toml")
+
+
+DEVICE = "[[device]]\nid='a'\ndriver='x'\nport='p'\n"
+
+
+def test_the_edge_table(tmp_path: Path) -> None:
+    assert parse_config(DEVICE, "lab.toml").edge.listen == "127.0.0.1:50051"
+    path = tmp_path / "lab.toml"
+    path.write_text(
+        DEVICE + "[edge]\nlisten = '0.0.0.0:6000'\ntokens_file = 'tokens.toml'\n"
+        "tls_cert = 'c.pem'\ntls_key = 'k.pem'\ndisk_free_min_gb = 2\n"
+    )
+    edge = load_config(path).edge
+    assert (edge.host, edge.port, edge.loopback) == ("0.0.0.0", 6000, False)
+    assert edge.tokens_file == tmp_path / "tokens.toml" and edge.tls_key == tmp_path / "k.pem"
+    assert edge.disk_free_min_gb == 2.0
+    v6 = parse_config(DEVICE + "[edge]\nlisten = '[::1]:7000'\n", "lab.toml").edge
+    assert (v6.host, v6.port, v6.loopback, v6.listen) == ("::1", 7000, True, "[::1]:7000")
+
+
+@pytest.mark.parametrize(
+    ("edge", "message"),
+    [
+        ("listen = 'localhost'", "lab.toml: edge.listen: 'localhost' is not host:port"),
+        ("listen = 'h:99999'", "lab.toml: edge.listen: 'h:99999' is not host:port"),
+        ("listen = 5", "lab.toml: edge.listen: expected a string host:port, got int 5"),
+        ("port = 5", "lab.toml: edge.port: unknown key; allowed here: disk_free_min_gb,"),
+        ("tls_cert = 'c.pem'", "lab.toml: edge.tls_key: missing: edge.tls_cert needs it too"),
+        ("disk_free_min_gb = -1", "lab.toml: edge.disk_free_min_gb: must be >= 0"),
+    ],
+)
+def test_edge_errors_name_file_key_and_reason(edge: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"{DEVICE}[edge]\n{edge}\n", "lab.toml")
+    assert str(caught.value).startswith(message)

@@ -16,6 +16,7 @@ from actors.capabilities import (
     Home,
     MoveAbsolute,
     MoveRelative,
+    NotSettled,
     StopMotion,
     WaitSettled,
 )
@@ -88,6 +89,18 @@ async def test_move_takes_the_profile_time_and_lands_on_target(io_clock, link):
         started = await axis.ask(MoveAbsolute(0.0, wait=False))
         assert started == pytest.approx(10.0, abs=0.5)  # replied at once, still moving
         assert await axis.ask(WaitSettled()) == pytest.approx(0.0)
+
+
+async def test_wait_settled_running_out_of_time_is_a_refusal_not_a_crash(io_clock, link):
+    async with bench(link) as (_, system):
+        axis = system.ref("esp300.axis1")
+        await axis.ask(MoveAbsolute(10.0, wait=False))
+        with pytest.raises(ActorError) as caught:
+            await axis.ask(WaitSettled(timeout=0.01))
+        assert isinstance(caught.value.cause, NotSettled) and not caught.value.crashed
+        assert "still moving after 0.01 s" in str(caught.value.cause)
+        assert await axis.ask(WaitSettled()) == pytest.approx(10.0)
+        assert axis.statistics().restarts == 0
 
 
 async def test_three_axes_move_concurrently(io_clock, link):

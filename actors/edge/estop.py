@@ -1,0 +1,165 @@
+"""EmergencyStop service: stop everything now, reset, and watch it happen.
+
+EmergencyStop is open to every authenticated client (observers too): stopping only makes the
+bench safer. It goes straight to ``ActorSystem.emergency_stop``, which puts the stop on every
+device's priority lane in one synchronous pass; the reply comes once every device acknowledged
+(or after 2 s, saying which did not). Reset needs the operator role.
+
+The event stream reports every stop and reset: those made over gRPC with who asked, and —
+through :meth:`EmergencyStopServicer.watch`, which looks at the latches every 50 ms — those made
+any other way (a script, the bench API), with an empty ``client``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from grpclib.server import Stream
+
+from benchd.v1 import estop_grpc
+from benchd.v1 import estop_pb2 as pb
+from runtime import ActorSystem
+
+from ._context import EdgeContext, EventLog
+from .hardware import receive
+
+Kind = pb.EmergencyStopEvent
+
+
+@dataclass(frozen=True, slots=True)
+class StopEvent:
+    kind: int
+    reason: str
+    timestamp: float
+    latched: bool
+    all_stopped: bool = False
+    client: str = ""
+
+    def message(self) -> pb.EmergencyStopEvent:
+        return pb.EmergencyStopEvent(
+            kind=self.kind,  # type: ignore[arg-type]
+            reason=self.reason,
+            timestamp=self.timestamp,
+            latched=self.latched,
+            all_stopped=self.all_stopped,
+            client=self.client,
+        )
+
+
+def latch_state(system: ActorSystem, edge: str) -> pb.EmergencyStopState:
+    latched = [s for s in system.statistics() if s.latched is not None and s.name != edge]
+    reasons = sorted({s.latched or "" for s in latched})
+    return pb.EmergencyStopState(
+        latched=bool(latched),
+        latched_actors=[s.name for s in latched],
+        reason="; ".join(reasons),
+    )
+
+
+class EmergencyStopServicer(estop_grpc.EmergencyStopBase):
+    def __init__(self, context: EdgeContext, events: EventLog[StopEvent]) -> None:
+        self.ctx = context
+        self.events = events
+        self._reported = False  # the latch state the event log last reported
+        self._in_flight = 0  # stops and resets made over gRPC that are still running
+
+    async def watch(self, period: float = 0.05) -> None:
+        """Report stops and resets that did not come through this service (trio side)."""
+        while True:
+            await trio.sleep(period)
+            if self._in_flight:
+                continue  # the RPC reports its own
+            state = latch_state(self.ctx.system, self.ctx.edge_name)
+            if state.latched != self._reported:
+                self._reported = state.latched
+                kind = Kind.KIND_STOPPED if state.latched else Kind.KIND_RESET
+                self.events.append(StopEvent(kind, state.reason, time.time(), state.latched))
+
+    async def EmergencyStop(
+        self, stream: Stream[pb.EmergencyStopRequest, pb.EmergencyStopResponse]
+    ) -> None:
+        request = await receive(stream)
+        client = self.ctx.client(stream)
+        peer = stream.peer.addr() if stream.peer else None
+        who = f"{client.name} ({client.role.label}) from {peer[0] if peer else 'unknown'}"
+        reason = f"{request.reason.strip() or 'gRPC EmergencyStop'} [by {who}]"
+        system, events = self.ctx.system, self.events
+
+        async def stop() -> Any:
+            self._in_flight += 1
+            try:
+                report = await system.emergency_stop(reason)
+            finally:
+                self._in_flight -= 1
+            self._reported = True
+            events.append(
+                StopEvent(Kind.KIND_STOPPED, reason, time.time(), True, report.all_stopped, who)
+            )
+            return report
+
+        report = await self.ctx.bridge.call(stop)  # no deadline: a stop always completes
+        await stream.send_message(
+            pb.EmergencyStopResponse(
+                all_stopped=report.all_stopped,
+                acknowledgements=[
+                    pb.StopAcknowledgement(
+                        actor=a.actor, ok=a.ok, latency_ms=a.seconds * 1e3, error=a.error or ""
+                    )
+                    for a in report.acknowledgements
+                ],
+            )
+        )
+
+    async def ResetEmergencyStop(
+        self, stream: Stream[pb.ResetEmergencyStopRequest, pb.ResetEmergencyStopResponse]
+    ) -> None:
+        request = await receive(stream)
+        client = self.ctx.client(stream)
+        reason = f"{request.reason.strip() or 'gRPC ResetEmergencyStop'} [by {client.name}]"
+        system, events = self.ctx.system, self.events
+
+        async def reset() -> tuple[str, ...]:
+            self._in_flight += 1
+            try:
+                still = await system.reset_emergency_stop(reason)
+            finally:
+                self._in_flight -= 1
+            self._reported = bool(still)
+            events.append(
+                StopEvent(Kind.KIND_RESET, reason, time.time(), bool(still), client=client.name)
+            )
+            return still
+
+        still = await self.ctx.bridge.call(reset)
+        await stream.send_message(pb.ResetEmergencyStopResponse(still_latched=list(still)))
+
+    async def GetEmergencyStopState(
+        self, stream: Stream[pb.EmergencyStopStateRequest, pb.EmergencyStopState]
+    ) -> None:
+        await receive(stream)
+        await stream.send_message(latch_state(self.ctx.system, self.ctx.edge_name))
+
+    async def StreamEmergencyStopEvents(
+        self, stream: Stream[pb.EmergencyStopStateRequest, pb.EmergencyStopEvent]
+    ) -> None:
+        await receive(stream)
+        since = self.events.next_index  # before sending: nothing that happens meanwhile is lost
+        state = latch_state(self.ctx.system, self.ctx.edge_name)
+        await stream.send_message(
+            pb.EmergencyStopEvent(
+                kind=Kind.KIND_CURRENT,
+                reason=state.reason,
+                timestamp=time.time(),
+                latched=state.latched,
+            )
+        )
+
+        async def produce(push: Any) -> None:
+            async for event in self.events.follow(since):
+                push(event.message())
+
+        async for message in self.ctx.bridge.stream(produce, capacity=1000):
+            await stream.send_message(message)

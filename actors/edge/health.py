@@ -1,0 +1,228 @@
+"""Health service: the machine (psutil), every actor (heartbeat, mailbox, restarts, failures),
+threshold alerts as a stream, and the standard grpc.health.v1 status.
+
+A :class:`HealthMonitor` task in the edge actor pings every running actor each period (the
+Ping travels the normal lane, so a reply proves the actor's loop is turning and its mailbox is
+moving), checks device states and the free disk space, raises and clears alerts, and sets the
+grpc.health.v1 overall status: SERVING while every device is ready, NOT_SERVING otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import trio
+from grpclib.server import Stream
+
+from benchd.v1 import health_grpc
+from benchd.v1 import health_pb2 as pb
+from runtime import ActorState, BenchError, Ping
+
+from . import _convert as convert
+from ._context import EdgeContext, EventLog
+from .hardware import receive
+
+AlertKind = pb.Alert
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    responsive: bool
+    round_trip: float  # seconds
+    when: float
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    kind: int
+    subject: str
+    message: str
+    active: bool
+    timestamp: float
+
+    def message_pb(self) -> pb.Alert:
+        return pb.Alert(
+            kind=self.kind,  # type: ignore[arg-type]
+            subject=self.subject,
+            message=self.message,
+            active=self.active,
+            timestamp=self.timestamp,
+        )
+
+
+@dataclass
+class HealthState:
+    """What the monitor found last, read by the servicer."""
+
+    heartbeats: dict[str, Heartbeat] = field(default_factory=dict)
+    active: dict[tuple[int, str], AlertEvent] = field(default_factory=dict)
+    alerts: EventLog[AlertEvent] = field(default_factory=EventLog)
+
+    def update(self, kind: int, subject: str, problem: str | None) -> None:
+        """Raise the alert when ``problem`` is set, clear it when it is None (once each)."""
+        key = (kind, subject)
+        if problem is not None and key not in self.active:
+            event = AlertEvent(kind, subject, problem, True, time.time())
+            self.active[key] = event
+            self.alerts.append(event)
+        elif problem is None and key in self.active:
+            del self.active[key]
+            self.alerts.append(AlertEvent(kind, subject, "cleared", False, time.time()))
+
+
+class HealthMonitor:
+    def __init__(
+        self,
+        context: EdgeContext,
+        state: HealthState,
+        set_serving: Callable[[bool], None],
+        *,
+        period: float = 2.0,
+        ping_timeout: float = 1.0,
+    ) -> None:
+        self.ctx = context
+        self.state = state
+        self.set_serving = set_serving
+        self.period = period
+        self.ping_timeout = ping_timeout
+
+    async def run(self) -> None:
+        psutil.cpu_percent(interval=None)  # primes the CPU figure (the first call says 0)
+        while True:
+            await self.check()
+            await trio.sleep(self.period)
+
+    async def check(self) -> None:
+        system, state = self.ctx.system, self.state
+        stats = [s for s in system.statistics() if s.name != self.ctx.edge_name]
+        async with trio.open_nursery() as nursery:
+            for s in stats:
+                if s.state is ActorState.RUNNING:
+                    nursery.start_soon(self._ping, s.name)
+        for s in stats:
+            degraded = s.state is not ActorState.RUNNING
+            why = f"; last failure: {s.last_failure}" if s.last_failure else ""
+            state.update(
+                AlertKind.KIND_DEVICE_DEGRADED,
+                s.name,
+                f"{s.name} is {convert.state_label(s.state)} ({s.state}){why}"
+                if degraded
+                else None,
+            )
+            beat = state.heartbeats.get(s.name)
+            unresponsive = not degraded and beat is not None and not beat.responsive
+            state.update(
+                AlertKind.KIND_ACTOR_UNRESPONSIVE,
+                s.name,
+                f"{s.name} did not answer a Ping within {self.ping_timeout:g} s"
+                f" (mailbox {s.normal_depth}/{s.normal_capacity})"
+                if unresponsive
+                else None,
+            )
+        disk = self.ctx.config.disk_path
+        free = disk_free(disk)
+        minimum = self.ctx.config.disk_free_min_gb * 1e9
+        state.update(
+            AlertKind.KIND_DISK_LOW,
+            str(disk),
+            f"{free / 1e9:.1f} GB free on {disk}, below {minimum / 1e9:g} GB"
+            if free is not None and free < minimum
+            else None,
+        )
+        self.set_serving(all(s.state is ActorState.RUNNING for s in stats))
+
+    async def _ping(self, name: str) -> None:
+        started = trio.current_time()
+        try:
+            await self.ctx.system.ref(name).ask(Ping(), timeout=self.ping_timeout)
+        except BenchError:
+            ok = False
+        else:
+            ok = True
+        self.state.heartbeats[name] = Heartbeat(ok, trio.current_time() - started, time.time())
+
+
+def disk_free(path: Path) -> int | None:
+    try:
+        return int(psutil.disk_usage(str(path)).free)
+    except OSError:
+        return None
+
+
+class HealthServicer(health_grpc.HealthBase):
+    def __init__(self, context: EdgeContext, state: HealthState) -> None:
+        self.ctx = context
+        self.state = state
+
+    async def GetSystemHealth(
+        self, stream: Stream[pb.SystemHealthRequest, pb.SystemHealth]
+    ) -> None:
+        await receive(stream)
+        memory = psutil.virtual_memory()
+        path = self.ctx.config.disk_path
+        try:
+            disk = psutil.disk_usage(str(path))
+            free, total = int(disk.free), int(disk.total)
+        except OSError:
+            free = total = 0
+        stats = [s for s in self.ctx.system.statistics() if s.name != self.ctx.edge_name]
+        await stream.send_message(
+            pb.SystemHealth(
+                cpu_percent=psutil.cpu_percent(interval=None),
+                memory_percent=memory.percent,
+                memory_used_bytes=int(memory.used),
+                memory_total_bytes=int(memory.total),
+                disk_path=str(path),
+                disk_free_bytes=free,
+                disk_total_bytes=total,
+                uptime_s=self.ctx.uptime(),
+                actors=len(stats),
+                actors_ready=sum(s.state is ActorState.RUNNING for s in stats),
+            )
+        )
+
+    async def ListActors(self, stream: Stream[pb.ListActorsRequest, pb.ListActorsResponse]) -> None:
+        await receive(stream)
+        now = trio.current_time()  # the actors' clock (asyncio runs inside trio here)
+        actors = []
+        for s in self.ctx.system.statistics():
+            beat = self.state.heartbeats.get(s.name)
+            actors.append(
+                pb.ActorHealth(
+                    name=s.name,
+                    state=convert.device_state(s.state),
+                    detail=str(s.state),
+                    mailbox_depth=s.normal_depth,
+                    mailbox_capacity=s.normal_capacity,
+                    priority_depth=s.priority_depth,
+                    handled=s.handled,
+                    failed=s.failed,
+                    refused=s.refused,
+                    restarts=s.restarts,
+                    last_failure=convert.failure(s.last_failure),
+                    latched=s.latched or "",
+                    seconds_since_activity=max(0.0, now - s.last_activity),
+                    max_handler_seconds=s.max_handler_seconds,
+                    responsive=beat.responsive if beat else s.state is ActorState.RUNNING,
+                    heartbeat_ms=beat.round_trip * 1e3 if beat and beat.responsive else 0.0,
+                )
+            )
+        await stream.send_message(pb.ListActorsResponse(actors=actors))
+
+    async def StreamAlerts(self, stream: Stream[pb.StreamAlertsRequest, pb.Alert]) -> None:
+        await receive(stream)
+        since = self.state.alerts.next_index  # before sending: nothing raised meanwhile is lost
+        for event in list(self.state.active.values()):
+            await stream.send_message(event.message_pb())
+
+        async def produce(push: Any) -> None:
+            async for event in self.state.alerts.follow(since):
+                push(event.message_pb())
+
+        async for message in self.ctx.bridge.stream(produce, capacity=1000):
+            await stream.send_message(message)

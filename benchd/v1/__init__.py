@@ -1,0 +1,1 @@
+"""Generated at install time from ``proto/benchd/v1/*.proto`` (see ``setup.py``)."""
