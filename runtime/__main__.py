@@ -22,7 +22,7 @@ import trio
 
 from actors.capabilities import Describe
 from actors.edge import EDGE_NAME, Edge, EdgeAddress, check_edge_config, probe_listen
-from runtime import BenchError
+from runtime import ActorError, BenchError, UnhandledMessage
 from runtime.config import BenchConfig, ConfigError, load_config, parse_listen
 from supervisors import ActorSpec
 from supervisors.bench import Bench, open_bench, simulated_bench_config
@@ -87,6 +87,7 @@ async def serve(
             await log_devices(bench)
             address = await bench.system.ref(EDGE_NAME).ask(EdgeAddress())
             logger.info("benchd serving gRPC on %s", address)
+            logger.info("runs are written to %s", config.storage.directory)
             with trio.move_on_after(duration):
                 async for signum in signals:
                     logger.info("received %s: stopping", signal.Signals(signum).name)
@@ -102,6 +103,9 @@ async def log_devices(bench: Bench) -> None:
         if state == "ready":
             try:
                 identity = (await bench.system.ref(name).ask(Describe(), timeout=5.0)).identity
+            except ActorError as exc:  # a service (recorder, ring) is not a device: no identity
+                unhandled = isinstance(exc.cause, UnhandledMessage)
+                identity = "" if unhandled else f"(no description: {exc.cause})"
             except BenchError as exc:
                 identity = f"(no description: {exc})"
         logger.info("%s: %s %s", name, state, identity)
