@@ -1,0 +1,7 @@
+"""``python -m client``: the same as ``benchctl``."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

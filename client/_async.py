@@ -1,0 +1,487 @@
+"""The asyncio client: :class:`AsyncBench`, typed calls over grpclib with reconnects.
+
+One grpclib ``Channel`` per bench; grpclib opens the HTTP/2 connection on the first call and
+again on the first call after it was lost, so a daemon restart needs no new object. Every call
+returns one of the frozen dataclasses of ``client._types``, never a protobuf message.
+
+Retries (:class:`RetryPolicy`): a call that cannot reach the daemon (connection refused or
+reset, the connection dropped) is retried with capped exponential backoff until the policy's
+budget is spent, then raises :class:`ConnectionLost`. Only connection failures are retried,
+never an answer from the daemon (``InvalidArgument``, ``Unavailable`` for a degraded device,
+...). A request that was already sent when the connection dropped is retried only if repeating
+it is harmless (reads, absolute moves, setting a value, the e-stop); a relative move, a preset
+save / load / delete raise :class:`ConnectionLost` instead, since the daemon may have done it.
+Streams (``stream_*``) re-subscribe after a dropped connection with the same backoff; the
+daemon sends the current value first, so a re-subscribed stream starts from the present.
+
+Error handling: a status from the daemon raises the matching ``BenchError`` subclass with the
+daemon's message; the client's own deadline passing raises ``DeadlineExceeded``. Cancelling
+a call (asyncio) cancels the RPC on the daemon too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Self, TypeVar
+
+from grpclib.client import Channel
+from grpclib.exceptions import GRPCError, StreamTerminatedError
+
+from benchd.v1 import (
+    daemon_grpc,
+    daemon_pb2,
+    estop_grpc,
+    estop_pb2,
+    hardware_grpc,
+    hardware_pb2,
+    health_grpc,
+    health_pb2,
+    preset_grpc,
+    preset_pb2,
+)
+
+from ._errors import ConnectionLost, DeadlineExceeded, from_grpc
+from ._types import (
+    ActorHealth,
+    Alert,
+    DaemonInfo,
+    DeviceInfo,
+    EmergencyStopEvent,
+    EmergencyStopResult,
+    EmergencyStopState,
+    Health,
+    MoveResult,
+    ParameterInfo,
+    ParameterValue,
+    Position,
+    Preset,
+    PresetEntry,
+    PresetInfo,
+    Reading,
+    ResetResult,
+    SystemHealth,
+    to_value,
+)
+
+R = TypeVar("R")
+
+DEFAULT_PORT = 50051
+#: Deadline of a call that does not wait for the hardware (seconds).
+DEFAULT_TIMEOUT = 10.0
+#: How long a move with ``wait`` may take before the daemon answers DEADLINE_EXCEEDED.
+DEFAULT_MOVE_TIMEOUT = 60.0
+#: Connection failures: the request never reached the daemon, or its answer never came back.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, StreamTerminatedError, EOFError)
+
+TLS = bool | str | os.PathLike[str] | ssl.SSLContext | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Capped exponential backoff for connection failures.
+
+    The first retry waits ``initial`` seconds, each next one ``multiplier`` times longer, at
+    most ``maximum``; a call gives up (``ConnectionLost``) once ``budget`` seconds have passed
+    since its first failure. ``RetryPolicy(budget=0)`` never retries.
+    """
+
+    initial: float = 0.05
+    maximum: float = 2.0
+    multiplier: float = 2.0
+    budget: float = 15.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial
+        while True:
+            yield delay
+            delay = min(delay * self.multiplier, self.maximum)
+
+
+class _Backoff:
+    """One outage: sleeps between attempts, raises ConnectionLost when the budget is spent."""
+
+    def __init__(self, policy: RetryPolicy, target: str) -> None:
+        self._policy = policy
+        self._target = target
+        self._delays = policy.delays()
+        self._deadline: float | None = None
+        self.attempts = 0
+
+    async def wait(self, error: BaseException, what: str) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._deadline is None:
+            self._deadline = now + self._policy.budget
+        self.attempts += 1
+        delay = next(self._delays)
+        if now + delay > self._deadline:
+            raise ConnectionLost(
+                f"{what}: could not reach the daemon at {self._target} for"
+                f" {self._policy.budget:g} s ({self.attempts} attempts; last error:"
+                f" {type(error).__name__}: {error or 'connection lost'})"
+            ) from error
+        await asyncio.sleep(delay)
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``host`` (port 50051) as (host, port)."""
+    address = address.strip()
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif address.count(":") == 1:
+        host, port = address.split(":")
+    else:
+        host, port = address, ""
+    if not host:
+        raise ValueError(f"no host in address {address!r}; expected host:port")
+    try:
+        number = int(port) if port else DEFAULT_PORT
+    except ValueError:
+        raise ValueError(f"bad port in address {address!r}; expected host:port") from None
+    if not 0 < number < 65536:
+        raise ValueError(f"port {number} of {address!r} is not between 1 and 65535")
+    return host, number
+
+
+def ssl_context(tls: TLS) -> ssl.SSLContext | None:
+    """``tls``: False/None plain TCP, True the system CAs, a path a certificate or CA file."""
+    if tls is None or tls is False:
+        return None
+    if isinstance(tls, ssl.SSLContext):
+        context = tls
+    elif tls is True:
+        context = ssl.create_default_context()
+    else:
+        context = ssl.create_default_context(cafile=os.fspath(tls))
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+class AsyncBench:
+    """A connection to one benchd daemon, for asyncio code (trio: see ``client.open_trio_bench``).
+
+    Create it with ``await AsyncBench.connect("host:port", token=..., tls=...)`` and close it
+    with ``await bench.close()`` or ``async with``.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        token: str | None = None,
+        tls: TLS = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.address = address
+        host, port = parse_address(address)
+        self._channel = Channel(host, port, ssl=ssl_context(tls))
+        self._metadata = {"authorization": f"Bearer {token}"} if token else {}
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self._hardware = hardware_grpc.HardwareStub(self._channel)
+        self._estop = estop_grpc.EmergencyStopStub(self._channel)
+        self._health = health_grpc.HealthStub(self._channel)
+        self._preset = preset_grpc.PresetStub(self._channel)
+        self._daemon = daemon_grpc.DaemonInfoStub(self._channel)
+
+    @classmethod
+    async def connect(
+        cls,
+        address: str = f"127.0.0.1:{DEFAULT_PORT}",
+        *,
+        token: str | None = None,
+        tls: TLS = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Self:
+        """Connect and check the daemon answers (and accepts the token): ``GetDaemonInfo``.
+
+        Error handling: ``ConnectionLost`` if nothing answers within the retry budget,
+        ``Unauthenticated`` for a missing or unknown token; the channel is closed then.
+        """
+        bench = cls(address, token=token, tls=tls, retry=retry, timeout=timeout)
+        try:
+            await bench.info()
+        except BaseException:
+            await bench.close()
+            raise
+        return bench
+
+    async def close(self) -> None:
+        """Close the connection; streams still open end with ``ConnectionLost``."""
+        self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _unary(
+        self,
+        method: Any,
+        request: Any,
+        convert: Callable[[Any], R],
+        *,
+        timeout: float | None = None,
+        idempotent: bool = True,
+    ) -> R:
+        """One call with retries of connection failures (see the module docstring)."""
+        what = method.name.rsplit("/", 1)[-1]
+        backoff = _Backoff(self.retry, self.address)
+        while True:
+            sent = False
+            try:
+                async with method.open(
+                    timeout=timeout or self.timeout, metadata=self._metadata
+                ) as stream:
+                    await stream.send_message(request, end=True)
+                    sent = True
+                    reply = await stream.recv_message()
+                return convert(reply)
+            except GRPCError as error:
+                raise from_grpc(error) from None
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"{what}: no answer within {timeout or self.timeout:g} s"
+                ) from None
+            except CONNECTION_ERRORS as error:
+                if sent and not idempotent:
+                    raise ConnectionLost(
+                        f"{what}: the connection to {self.address} dropped after the request"
+                        " was sent; it may or may not have been done (not retried: repeating"
+                        " it would not be harmless)"
+                    ) from error
+                await backoff.wait(error, what)
+
+    async def _subscribe(
+        self, method: Any, request: Any, convert: Callable[[Any], R]
+    ) -> AsyncIterator[R]:
+        """A server stream that re-subscribes after a dropped connection."""
+        what = method.name.rsplit("/", 1)[-1]
+        backoff = _Backoff(self.retry, self.address)
+        while True:
+            try:
+                async with method.open(metadata=self._metadata) as stream:
+                    await stream.send_message(request, end=True)
+                    while (message := await stream.recv_message()) is not None:
+                        backoff = _Backoff(self.retry, self.address)  # a new outage next time
+                        yield convert(message)
+                return  # the daemon ended the stream
+            except GRPCError as error:
+                raise from_grpc(error) from None
+            except CONNECTION_ERRORS as error:
+                await backoff.wait(error, what)
+
+    # -- devices, parameters ----------------------------------------------------------------
+
+    async def devices(self) -> list[DeviceInfo]:
+        """Every device of the bench (a controller and each of its axes are devices)."""
+        reply = await self._unary(
+            self._hardware.ListDevices, hardware_pb2.ListDevicesRequest(), lambda m: m
+        )
+        return [DeviceInfo.from_pb(d) for d in reply.devices]
+
+    async def device(self, name: str) -> DeviceInfo:
+        return await self._unary(
+            self._hardware.GetDevice, hardware_pb2.DeviceRequest(device=name), DeviceInfo.from_pb
+        )
+
+    async def parameters(self, device: str) -> list[ParameterInfo]:
+        """The device's parameters: dtype, units, limits or choices, read-only, hazardous."""
+        reply = await self._unary(
+            self._hardware.ListParameters, hardware_pb2.DeviceRequest(device=device), lambda m: m
+        )
+        return [ParameterInfo.from_pb(device, p) for p in reply.parameters]
+
+    async def get(self, device: str, name: str) -> ParameterValue:
+        request = hardware_pb2.ParameterRequest(device=device, name=name)
+        return await self._unary(self._hardware.GetParameter, request, ParameterValue.from_pb)
+
+    async def set(self, device: str, name: str, value: bool | int | float | str) -> ParameterValue:
+        """Set a parameter; the reply holds the value the hardware now has."""
+        request = hardware_pb2.SetParameterRequest(device=device, name=name, value=to_value(value))
+        return await self._unary(self._hardware.SetParameter, request, ParameterValue.from_pb)
+
+    def stream_parameters(
+        self, device: str, names: list[str] | tuple[str, ...] = ()
+    ) -> AsyncIterator[ParameterValue]:
+        """The current value of each named parameter (all if none), then every change."""
+        request = hardware_pb2.StreamParametersRequest(device=device, names=list(names))
+        return self._subscribe(self._hardware.StreamParameters, request, ParameterValue.from_pb)
+
+    # -- motion, readings -------------------------------------------------------------------
+
+    async def move_to(
+        self, device: str, position: float, *, wait: bool = True, timeout: float | None = None
+    ) -> MoveResult:
+        """Move to ``position`` (device units); with ``wait``, return once settled."""
+        timeout = DEFAULT_MOVE_TIMEOUT if timeout is None else timeout
+        request = hardware_pb2.MoveAbsoluteRequest(
+            device=device, position=position, wait=wait, timeout_s=timeout
+        )
+        return await self._unary(
+            self._hardware.MoveAbsolute,
+            request,
+            MoveResult.from_pb,
+            timeout=timeout + self.timeout,
+        )
+
+    async def move_by(
+        self, device: str, distance: float, *, wait: bool = True, timeout: float | None = None
+    ) -> MoveResult:
+        """Move by ``distance``; never repeated after a connection drop (see the module doc)."""
+        timeout = DEFAULT_MOVE_TIMEOUT if timeout is None else timeout
+        request = hardware_pb2.MoveRelativeRequest(
+            device=device, distance=distance, wait=wait, timeout_s=timeout
+        )
+        return await self._unary(
+            self._hardware.MoveRelative,
+            request,
+            MoveResult.from_pb,
+            timeout=timeout + self.timeout,
+            idempotent=False,
+        )
+
+    async def position(self, device: str) -> Position:
+        request = hardware_pb2.DeviceRequest(device=device)
+        return await self._unary(self._hardware.GetPosition, request, Position.from_pb)
+
+    async def wait_settled(self, device: str, *, timeout: float | None = None) -> Position:
+        timeout = DEFAULT_MOVE_TIMEOUT if timeout is None else timeout
+        request = hardware_pb2.WaitSettledRequest(device=device, timeout_s=timeout)
+        return await self._unary(
+            self._hardware.WaitSettled, request, Position.from_pb, timeout=timeout + self.timeout
+        )
+
+    async def stop(self, device: str) -> Position:
+        """Abort the device's move in flight; returns where it rests."""
+        request = hardware_pb2.DeviceRequest(device=device)
+        return await self._unary(self._hardware.StopMotion, request, Position.from_pb)
+
+    def stream_position(self, device: str, interval: float = 0.1) -> AsyncIterator[Position]:
+        request = hardware_pb2.StreamRequest(device=device, interval_s=interval)
+        return self._subscribe(self._hardware.StreamPosition, request, Position.from_pb)
+
+    async def read(self, device: str) -> Reading:
+        """One reading of a Readable device (the power meter, the laser's power)."""
+        request = hardware_pb2.DeviceRequest(device=device)
+        return await self._unary(self._hardware.ReadValue, request, Reading.from_pb)
+
+    def stream_values(self, device: str, interval: float = 0.1) -> AsyncIterator[Reading]:
+        request = hardware_pb2.StreamRequest(device=device, interval_s=interval)
+        return self._subscribe(self._hardware.StreamValues, request, Reading.from_pb)
+
+    # -- emergency stop ---------------------------------------------------------------------
+
+    async def emergency_stop(self, reason: str = "") -> EmergencyStopResult:
+        """Stop every device now and latch (open to every authenticated client)."""
+        request = estop_pb2.EmergencyStopRequest(reason=reason or "client emergency stop")
+        return await self._unary(self._estop.EmergencyStop, request, EmergencyStopResult.from_pb)
+
+    async def reset_emergency_stop(self, reason: str = "") -> ResetResult:
+        request = estop_pb2.ResetEmergencyStopRequest(reason=reason)
+        return await self._unary(
+            self._estop.ResetEmergencyStop,
+            request,
+            lambda m: ResetResult(tuple(m.still_latched)),
+        )
+
+    async def emergency_stop_state(self) -> EmergencyStopState:
+        request = estop_pb2.EmergencyStopStateRequest()
+        return await self._unary(
+            self._estop.GetEmergencyStopState, request, EmergencyStopState.from_pb
+        )
+
+    def stream_emergency_stop_events(self) -> AsyncIterator[EmergencyStopEvent]:
+        request = estop_pb2.EmergencyStopStateRequest()
+        return self._subscribe(
+            self._estop.StreamEmergencyStopEvents, request, EmergencyStopEvent.from_pb
+        )
+
+    # -- health, presets, daemon ------------------------------------------------------------
+
+    async def health(self) -> Health:
+        """The machine (CPU, memory, disk) and every actor's state."""
+        system = await self._unary(
+            self._health.GetSystemHealth, health_pb2.SystemHealthRequest(), SystemHealth.from_pb
+        )
+        actors = await self._unary(
+            self._health.ListActors,
+            health_pb2.ListActorsRequest(),
+            lambda m: tuple(ActorHealth.from_pb(a) for a in m.actors),
+        )
+        return Health(system, actors)
+
+    def stream_alerts(self) -> AsyncIterator[Alert]:
+        request = health_pb2.StreamAlertsRequest()
+        return self._subscribe(self._health.StreamAlerts, request, Alert.from_pb)
+
+    async def presets(self) -> list[PresetInfo]:
+        reply = await self._unary(
+            self._preset.ListPresets, preset_pb2.ListPresetsRequest(), lambda m: m
+        )
+        return [PresetInfo.from_pb(p) for p in reply.presets]
+
+    async def preset(self, name: str) -> Preset:
+        request = preset_pb2.PresetRequest(name=name)
+        return await self._unary(self._preset.GetPreset, request, Preset.from_pb)
+
+    async def save_preset(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        devices: list[str] | tuple[str, ...] = (),
+        overwrite: bool = False,
+    ) -> PresetInfo:
+        """Snapshot the writable, non-hazardous parameters of ``devices`` (all if empty)."""
+        request = preset_pb2.SavePresetRequest(
+            name=name, description=description, devices=list(devices), overwrite=overwrite
+        )
+        return await self._unary(
+            self._preset.SavePreset, request, PresetInfo.from_pb, idempotent=overwrite
+        )
+
+    async def load_preset(
+        self, name: str, *, devices: list[str] | tuple[str, ...] = ()
+    ) -> list[PresetEntry]:
+        """Apply a preset (all or nothing: nothing is applied if one value no longer
+        validates); returns the values applied."""
+        request = preset_pb2.LoadPresetRequest(name=name, devices=list(devices))
+        reply = await self._unary(self._preset.LoadPreset, request, lambda m: m, idempotent=False)
+        return [PresetEntry.from_pb(e) for e in reply.applied]
+
+    async def delete_preset(self, name: str) -> None:
+        request = preset_pb2.PresetRequest(name=name)
+        await self._unary(self._preset.DeletePreset, request, lambda m: None, idempotent=False)
+
+    async def info(self) -> DaemonInfo:
+        """Version, uptime, the bench, its devices, the daemon's features and your role."""
+        return await self._unary(
+            self._daemon.GetDaemonInfo, daemon_pb2.DaemonInfoRequest(), DaemonInfo.from_pb
+        )
+
+    # -- extension points (Storage service, camera frames) ----------------------------------
+
+    async def record(self, name: str, **options: Any) -> Any:
+        """Record a run (the daemon's Storage service): not served by this daemon version yet."""
+        raise NotImplementedError(
+            "record() needs the Storage service (benchd.v1.Storage), which this client version"
+            " does not speak yet"
+        )
+
+    def frames(self, camera: str, **options: Any) -> AsyncIterator[Any]:
+        """Camera frames as numpy arrays (Hardware.StreamFrames): not available yet."""
+        raise NotImplementedError(
+            "frames() needs the camera frame RPCs (Hardware.StreamFrames), which this client"
+            " version does not speak yet"
+        )

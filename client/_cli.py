@@ -1,0 +1,355 @@
+"""``benchctl``: the common bench actions from a shell.
+
+    benchctl [--address HOST:PORT] [--token-file F] [--json] COMMAND ...
+
+Defaults come from ``BENCHD_ADDRESS`` (else 127.0.0.1:50051) and ``BENCHD_TOKEN``. Output is a
+table or a line for people, or JSON with ``--json``. Each command is one asyncio run of an
+:class:`AsyncBench` (no thread).
+
+Error handling: an error prints the daemon's message on stderr (as JSON with ``--json``) and
+exits with the error's code: 1 other, 2 usage, 3 invalid argument, 4 not found, 5 refused (the
+e-stop is latched), 6 already exists, 7 unauthenticated / permission denied, 8 unavailable or
+the daemon unreachable, 9 deadline exceeded, 10 aborted, 11 unimplemented, 12 internal error,
+130 interrupted (Ctrl-C; a move in flight is stopped first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ._async import DEFAULT_PORT, AsyncBench, RetryPolicy
+from ._errors import BenchError
+from ._sync import split_parameter
+from ._types import DeviceInfo, MoveResult, ParameterValue, PlainValue
+
+USAGE_ERROR = 2
+INTERRUPTED = 130
+
+
+def parse_value(text: str) -> bool | int | float | str:
+    """A command-line value: true/false, an integer, a number, else the text itself."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchctl",
+        description="Drive a benchd daemon: devices, parameters, motion, e-stop, presets.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 invalid argument, 4 not found, 5 refused"
+        " (e-stop latched), 6 already exists, 7 unauthenticated or not allowed, 8 unavailable"
+        " or unreachable, 9 deadline exceeded, 10 aborted, 11 unimplemented, 12 internal.",
+    )
+    parser.add_argument(
+        "--address",
+        default=os.environ.get("BENCHD_ADDRESS", f"127.0.0.1:{DEFAULT_PORT}"),
+        help="the daemon, host:port (default: $BENCHD_ADDRESS, else 127.0.0.1:50051)",
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        help="a file holding the bearer token (default: $BENCHD_TOKEN, else no token)",
+    )
+    parser.add_argument("--tls", metavar="CERT", help="use TLS, trusting this certificate or CA")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="keep trying to reach the daemon this long (default 5)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("devices", help="list the devices, their state and capabilities")
+    get = commands.add_parser("get", help="read a parameter: get maitai.wavelength")
+    get.add_argument("parameter", metavar="DEVICE.PARAM")
+    put = commands.add_parser("set", help="set a parameter: set maitai.wavelength 800")
+    put.add_argument("parameter", metavar="DEVICE.PARAM")
+    put.add_argument("value", metavar="VALUE", help="true/false, a number or text")
+    params = commands.add_parser("params", help="list a device's parameters")
+    params.add_argument("device", metavar="DEVICE")
+    move = commands.add_parser("move", help="move a stage and wait: move esp300.axis1 12.5")
+    move.add_argument("device", metavar="DEVICE")
+    move.add_argument("position", type=float, metavar="POSITION", help="in the device's units")
+    move.add_argument("--relative", action="store_true", help="POSITION is a distance")
+    move.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    where = commands.add_parser("position", help="where a stage is")
+    where.add_argument("device", metavar="DEVICE")
+    stop = commands.add_parser("stop", help="abort a stage's move")
+    stop.add_argument("device", metavar="DEVICE")
+    read = commands.add_parser("read", help="one reading: read power_meter")
+    read.add_argument("device", metavar="DEVICE")
+    estop = commands.add_parser("estop", help="EMERGENCY STOP every device and latch")
+    estop.add_argument("reason", nargs="?", default="benchctl estop")
+    reset = commands.add_parser("reset", help="reset the emergency stop (operator)")
+    reset.add_argument("reason", nargs="?", default="benchctl reset")
+    commands.add_parser("health", help="the machine and every actor")
+    commands.add_parser("info", help="the daemon: version, bench, features, your role")
+    presets = commands.add_parser("presets", help="list, show, save, load or delete presets")
+    actions = presets.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("list", help="the saved presets (the default)")
+    show = actions.add_parser("show", help="a preset's values")
+    show.add_argument("name")
+    save = actions.add_parser("save", help="snapshot writable, non-hazardous parameters")
+    save.add_argument("name")
+    save.add_argument("--description", default="")
+    save.add_argument("--device", action="append", default=[], dest="devices")
+    save.add_argument("--overwrite", action="store_true")
+    load = actions.add_parser("load", help="apply a preset (all or nothing)")
+    load.add_argument("name")
+    load.add_argument("--device", action="append", default=[], dest="devices")
+    delete = actions.add_parser("delete", help="delete a preset")
+    delete.add_argument("name")
+    return parser
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Output:
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.console = Console(highlight=False, soft_wrap=True)
+        self.errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def emit(self, value: Any, text: Any) -> None:
+        """``value`` as JSON with --json, else ``text`` (a string or a rich renderable)."""
+        if self.as_json:
+            print(json.dumps(_plain(value), indent=2, sort_keys=True))
+        else:
+            self.console.print(text)
+
+
+def _format(value: PlainValue, units: str = "") -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{text} {units}".rstrip()
+
+
+def _parameter_line(p: ParameterValue) -> str:
+    line = f"{p.device}.{p.name} = {_format(p.value, p.units)}"
+    if p.desired is not None and p.desired != p.value:
+        line += f" (asked for {_format(p.desired, p.units)})"
+    return line
+
+
+def _devices_table(devices: list[DeviceInfo]) -> Table:
+    table = Table("device", "state", "capabilities", "units", "identity", box=None)
+    for d in devices:
+        state = d.state + (f" (e-stop: {d.latched})" if d.latched else "")
+        table.add_row(d.name, state, ", ".join(d.capabilities), d.units, d.identity)
+    return table
+
+
+async def _move(bench: AsyncBench, args: argparse.Namespace, out: Output) -> MoveResult:
+    """Move with a progress bar fed by the position stream; Ctrl-C stops the stage."""
+    start = (await bench.position(args.device)).position
+    target = start + args.position if args.relative else args.position
+    if args.relative:
+        move = bench.move_by(args.device, args.position, timeout=args.timeout)
+    else:
+        move = bench.move_to(args.device, args.position, timeout=args.timeout)
+    task = asyncio.ensure_future(move)
+    show = not out.as_json and out.errors.is_terminal
+    try:
+        if show:
+            span = abs(target - start) or 1.0
+            with Progress(
+                TextColumn(f"{args.device} → {target:g}"),
+                BarColumn(),
+                TextColumn("{task.fields[where]}"),
+                TimeElapsedColumn(),
+                console=out.errors,
+                transient=True,
+            ) as progress:
+                bar = progress.add_task("move", total=span, where=f"{start:g}")
+                async for where in bench.stream_position(args.device, interval=0.05):
+                    done = span - abs(target - where.position)
+                    progress.update(bar, completed=max(done, 0.0), where=f"{where.position:g}")
+                    if task.done():
+                        break
+        return await task
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        task.cancel()
+        with contextlib.suppress(BenchError):
+            await bench.stop(args.device)
+        raise
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+async def run(args: argparse.Namespace, token: str | None, out: Output) -> None:
+    retry = RetryPolicy(budget=max(args.wait, 0.0))
+    async with await AsyncBench.connect(
+        args.address, token=token, tls=args.tls, retry=retry
+    ) as bench:
+        match args.command:
+            case "devices":
+                devices = await bench.devices()
+                out.emit(devices, _devices_table(devices))
+            case "get":
+                value = await bench.get(*split_parameter(args.parameter))
+                out.emit(value, _parameter_line(value))
+            case "set":
+                device, name = split_parameter(args.parameter)
+                value = await bench.set(device, name, parse_value(args.value))
+                out.emit(value, _parameter_line(value))
+            case "params":
+                await _params(bench, args, out)
+            case "move":
+                moved = await _move(bench, args, out)
+                out.emit(moved, f"{moved.device} at {_format(moved.position, moved.units)}")
+            case "position":
+                where = await bench.position(args.device)
+                out.emit(where, f"{where.device} at {_format(where.position, where.units)}")
+            case "stop":
+                where = await bench.stop(args.device)
+                out.emit(where, f"{where.device} stopped at {_format(where.position, where.units)}")
+            case "read":
+                reading = await bench.read(args.device)
+                flags = f" ({', '.join(reading.flags)})" if reading.flags else ""
+                out.emit(reading, f"{reading.device}: {reading.value:g} {reading.units}{flags}")
+            case "estop":
+                result = await bench.emergency_stop(args.reason)
+                slow = [a.actor for a in result.acknowledgements if not a.ok]
+                text = "EMERGENCY STOP latched: " + (
+                    "every device stopped" if result.all_stopped else f"not confirmed by {slow}"
+                )
+                out.emit(result, text)
+            case "reset":
+                reset = await bench.reset_emergency_stop(args.reason)
+                text = (
+                    "emergency stop reset"
+                    if reset.cleared
+                    else f"still latched: {', '.join(reset.still_latched)}"
+                )
+                out.emit(reset, text)
+            case "health":
+                await _health(bench, out)
+            case "info":
+                info = await bench.info()
+                out.emit(
+                    info,
+                    f"benchd {info.version} serving bench {info.bench!r} for"
+                    f" {info.uptime_s:.0f} s; you are an {info.role}\n"
+                    f"devices: {', '.join(info.devices)}\nfeatures: {', '.join(info.features)}",
+                )
+            case "presets":
+                await _presets(bench, args, out)
+
+
+async def _params(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
+    infos = await bench.parameters(args.device)
+    table = Table("parameter", "dtype", "units", "allowed", "flags", box=None)
+    for p in infos:
+        if p.limits:
+            allowed = f"{p.limits[0]:g} to {p.limits[1]:g}"
+        else:
+            allowed = ", ".join(map(str, p.choices))
+        flags = [f for f, on in (("read-only", p.read_only), ("hazardous", p.hazardous)) if on]
+        table.add_row(p.name, p.dtype, p.units, allowed, ", ".join(flags))
+    out.emit(infos, table)
+
+
+async def _health(bench: AsyncBench, out: Output) -> None:
+    health = await bench.health()
+    s = health.system
+    table = Table("actor", "state", "restarts", "mailbox", "heartbeat", box=None)
+    for a in health.actors:
+        state = a.state + (f" (e-stop: {a.latched})" if a.latched else "")
+        beat = f"{a.heartbeat_ms:.1f} ms" if a.responsive else "unresponsive"
+        table.add_row(a.name, state, str(a.restarts), str(a.mailbox_depth), beat)
+    out.emit(health, table)
+    if not out.as_json:
+        out.console.print(
+            f"cpu {s.cpu_percent:.0f} %, memory {s.memory_percent:.0f} %, disk"
+            f" {s.disk_free_bytes / 1e9:.1f} GB free at {s.disk_path}; {s.actors_ready}"
+            f" of {s.actors} actors ready; up {s.uptime_s:.0f} s"
+        )
+
+
+async def _presets(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
+    match args.action:
+        case None | "list":
+            presets = await bench.presets()
+            table = Table("preset", "parameters", "devices", "description", box=None)
+            for p in presets:
+                table.add_row(p.name, str(p.parameters), ", ".join(p.devices), p.description)
+            out.emit(presets, table)
+        case "show":
+            preset = await bench.preset(args.name)
+            lines = [f"{e.device}.{e.name} = {_format(e.value)}" for e in preset.entries]
+            out.emit(preset, "\n".join([f"{preset.info.name}: {preset.info.description}", *lines]))
+        case "save":
+            info = await bench.save_preset(
+                args.name,
+                description=args.description,
+                devices=args.devices,
+                overwrite=args.overwrite,
+            )
+            out.emit(info, f"saved {info.name!r}: {info.parameters} parameters")
+        case "load":
+            applied = await bench.load_preset(args.name, devices=args.devices)
+            out.emit(applied, f"loaded {args.name!r}: {len(applied)} parameters applied")
+        case "delete":
+            await bench.delete_preset(args.name)
+            out.emit({"deleted": args.name}, f"deleted {args.name!r}")
+
+
+def read_token(args: argparse.Namespace) -> str | None:
+    if args.token_file is not None:
+        return args.token_file.read_text().strip() or None
+    return os.environ.get("BENCHD_TOKEN") or None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Output(args.json)
+    try:
+        token = read_token(args)
+        asyncio.run(run(args, token, out))
+    except BenchError as error:
+        _report(out, type(error).__name__, error.status.name if error.status else "", error.message)
+        return error.exit_code
+    except (KeyError, ValueError, OSError) as error:  # a bad DEVICE.PARAM, address, token file
+        message = error.args[0] if isinstance(error, KeyError) else str(error)
+        _report(out, "UsageError", "", str(message))
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        _report(out, "Interrupted", "", "interrupted")
+        return INTERRUPTED
+    return 0
+
+
+def _report(out: Output, kind: str, status: str, message: str) -> None:
+    if out.as_json:
+        record = {"error": kind, "status": status, "message": message}
+        print(json.dumps(record), file=sys.stderr)
+    else:
+        out.errors.print(f"benchctl: {message}", markup=False)

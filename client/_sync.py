@@ -1,0 +1,361 @@
+"""The blocking client for notebooks and scripts: :class:`Bench`.
+
+Threading model: a ``Bench`` owns one daemon thread running a private asyncio event loop, and
+an :class:`AsyncBench` living on it. Every blocking method hands a coroutine to that loop
+(``asyncio.run_coroutine_threadsafe``) and waits for its result, so the caller's thread never
+runs asyncio and a notebook's own loop (Jupyter's) is never touched. Calls from several
+threads are fine: the loop serialises them. Ctrl-C (KeyboardInterrupt) while waiting cancels
+the RPC on the loop, which cancels it on the daemon. ``close()`` (or leaving ``with``) closes
+open streams and the channel, stops the loop and joins the thread.
+
+Error handling: the ``BenchError`` subclasses of the async client, raised in the caller's
+thread; a call on a closed ``Bench`` raises ``ConnectionLost``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import concurrent.futures
+import threading
+import weakref
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from typing import Any, Self, TypeVar
+
+from ._async import DEFAULT_PORT, DEFAULT_TIMEOUT, TLS, AsyncBench, RetryPolicy
+from ._errors import ConnectionLost
+from ._types import (
+    DaemonInfo,
+    DeviceInfo,
+    EmergencyStopEvent,
+    EmergencyStopResult,
+    EmergencyStopState,
+    Health,
+    ParameterInfo,
+    ParameterValue,
+    PlainValue,
+    Position,
+    Preset,
+    PresetEntry,
+    PresetInfo,
+    Reading,
+    ResetResult,
+)
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An asyncio loop on a daemon thread; ``run`` executes a coroutine there and waits."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name="benchd-client", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and not self.loop.is_closed()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if not self.running:
+            coroutine.close()
+            raise ConnectionLost("this Bench is closed")
+        if threading.current_thread() is self._thread:
+            coroutine.close()
+            raise RuntimeError("a blocking Bench call from its own loop thread would deadlock")
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()  # cancels the RPC on the daemon too
+            raise
+        except concurrent.futures.CancelledError:
+            raise ConnectionLost("the call was cancelled because the Bench was closed") from None
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class Subscription(Iterator[T]):
+    """A blocking iterator over one of the daemon's streams (re-subscribes after a dropped
+    connection); ``close()`` it, or use ``with``, to end the stream early."""
+
+    def __init__(self, runner: _LoopThread, stream: AsyncIterator[T]) -> None:
+        self._runner = runner
+        self._stream = stream
+        self._closed = False
+
+    def __next__(self) -> T:
+        if self._closed:
+            raise StopIteration
+        try:
+            return self._runner.run(self._next())
+        except StopAsyncIteration:
+            self._closed = True
+            raise StopIteration from None
+
+    async def _next(self) -> T:
+        return await anext(self._stream)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None and self._runner.running:
+            self._runner.run(aclose())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Device:
+    """One device by name. No call is made until you use it; an unknown name then raises
+    ``NotFound`` naming the devices there are."""
+
+    def __init__(self, bench: Bench, name: str) -> None:
+        self._bench = bench
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<Device {self.name!r}>"
+
+    def info(self) -> DeviceInfo:
+        return self._bench._run(self._bench._async.device(self.name))
+
+    def move_to(self, position: float, *, timeout: float | None = None) -> float:
+        """Move to ``position`` (device units), wait until settled, return where it is."""
+        return self._bench._run(
+            self._bench._async.move_to(self.name, position, timeout=timeout)
+        ).position
+
+    def move_by(self, distance: float, *, timeout: float | None = None) -> float:
+        """Move by ``distance``, wait until settled, return where it is."""
+        return self._bench._run(
+            self._bench._async.move_by(self.name, distance, timeout=timeout)
+        ).position
+
+    def start_move_to(self, position: float) -> None:
+        """Start a move and return at once (``wait_settled()`` or ``stop()`` it later)."""
+        self._bench._run(self._bench._async.move_to(self.name, position, wait=False))
+
+    def wait_settled(self, *, timeout: float | None = None) -> float:
+        return self._bench._run(
+            self._bench._async.wait_settled(self.name, timeout=timeout)
+        ).position
+
+    @property
+    def position(self) -> float:
+        return self._bench._run(self._bench._async.position(self.name)).position
+
+    def stop(self) -> float:
+        """Abort a move in flight; returns where the axis rests."""
+        return self._bench._run(self._bench._async.stop(self.name)).position
+
+    def read(self) -> Reading:
+        """One reading (Readable devices: the power meter, the laser's output power)."""
+        return self._bench._run(self._bench._async.read(self.name))
+
+    def parameters(self) -> list[ParameterInfo]:
+        return self._bench._run(self._bench._async.parameters(self.name))
+
+    def watch_position(self, interval: float = 0.1) -> Subscription[Position]:
+        return self._bench._subscribe(self._bench._async.stream_position(self.name, interval))
+
+    def watch_values(self, interval: float = 0.1) -> Subscription[Reading]:
+        return self._bench._subscribe(self._bench._async.stream_values(self.name, interval))
+
+    def watch_parameters(self, *names: str) -> Subscription[ParameterValue]:
+        """Current values, then every change, of ``names`` (all parameters if none)."""
+        return self._bench._subscribe(self._bench._async.stream_parameters(self.name, names))
+
+
+def split_parameter(key: str) -> tuple[str, str]:
+    """``"maitai.wavelength"`` -> ("maitai", "wavelength"); ``"esp300.axis1.velocity"`` ->
+    ("esp300.axis1", "velocity"): the parameter is after the last dot."""
+    device, dot, name = key.rpartition(".")
+    if not dot or not device or not name:
+        raise KeyError(f"{key!r}: expected DEVICE.PARAMETER, e.g. 'maitai.wavelength'")
+    return device, name
+
+
+class Parameters:
+    """``bench.parameters["maitai.wavelength"]`` reads a value; assigning sets it."""
+
+    def __init__(self, bench: Bench) -> None:
+        self._bench = bench
+
+    def __getitem__(self, key: str) -> PlainValue:
+        return self.get(key).value
+
+    def __setitem__(self, key: str, value: bool | int | float | str) -> None:
+        self.set(key, value)
+
+    def get(self, key: str) -> ParameterValue:
+        """The full record: value, desired value, units, source, version, timestamp."""
+        return self._bench._run(self._bench._async.get(*split_parameter(key)))
+
+    def set(self, key: str, value: bool | int | float | str) -> ParameterValue:
+        """Set and return what the hardware now holds (``InvalidArgument`` names the limits)."""
+        return self._bench._run(self._bench._async.set(*split_parameter(key), value))
+
+    def list(self, device: str) -> list[ParameterInfo]:
+        return self._bench._run(self._bench._async.parameters(device))
+
+
+class Presets:
+    """``bench.presets``: list, get, save, load and delete named parameter snapshots."""
+
+    def __init__(self, bench: Bench) -> None:
+        self._bench = bench
+
+    def list(self) -> list[PresetInfo]:
+        return self._bench._run(self._bench._async.presets())
+
+    def get(self, name: str) -> Preset:
+        return self._bench._run(self._bench._async.preset(name))
+
+    def save(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        devices: builtins.list[str] | tuple[str, ...] = (),
+        overwrite: bool = False,
+    ) -> PresetInfo:
+        return self._bench._run(
+            self._bench._async.save_preset(
+                name, description=description, devices=devices, overwrite=overwrite
+            )
+        )
+
+    def load(
+        self, name: str, *, devices: builtins.list[str] | tuple[str, ...] = ()
+    ) -> builtins.list[PresetEntry]:
+        return self._bench._run(self._bench._async.load_preset(name, devices=devices))
+
+    def delete(self, name: str) -> None:
+        self._bench._run(self._bench._async.delete_preset(name))
+
+
+class Bench:
+    """A blocking connection to a benchd daemon.
+
+    ``bench = Bench.connect("127.0.0.1:50051", token=None)``; use ``with`` or ``close()``.
+    """
+
+    def __init__(self, runner: _LoopThread, bench: AsyncBench) -> None:
+        self._runner = runner
+        self._async = bench
+        self._subscriptions: weakref.WeakSet[Subscription[Any]] = weakref.WeakSet()
+        self.parameters = Parameters(self)
+        self.presets = Presets(self)
+
+    @classmethod
+    def connect(
+        cls,
+        address: str = f"127.0.0.1:{DEFAULT_PORT}",
+        *,
+        token: str | None = None,
+        tls: TLS = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Bench:
+        """Connect and check the daemon answers (see ``AsyncBench.connect``)."""
+        runner = _LoopThread()
+        try:
+            bench = runner.run(
+                AsyncBench.connect(address, token=token, tls=tls, retry=retry, timeout=timeout)
+            )
+        except BaseException:
+            runner.stop()
+            raise
+        return cls(runner, bench)
+
+    @property
+    def address(self) -> str:
+        return self._async.address
+
+    def close(self) -> None:
+        """End open streams, close the connection, stop the client's thread. Idempotent."""
+        if not self._runner.running:
+            return
+        for subscription in list(self._subscriptions):
+            subscription.close()
+        self._runner.run(self._async.close())
+        self._runner.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(coroutine)
+
+    def _subscribe(self, stream: AsyncIterator[T]) -> Subscription[T]:
+        subscription = Subscription(self._runner, stream)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    # -- devices ----------------------------------------------------------------------------
+
+    @property
+    def devices(self) -> Mapping[str, Device]:
+        """Every device now (one ``ListDevices`` call), name -> :class:`Device`."""
+        return {d.name: Device(self, d.name) for d in self.device_info()}
+
+    def device_info(self) -> list[DeviceInfo]:
+        return self._run(self._async.devices())
+
+    def __getitem__(self, name: str) -> Device:
+        return Device(self, name)
+
+    def watch_parameters(self, device: str, *names: str) -> Subscription[ParameterValue]:
+        return self._subscribe(self._async.stream_parameters(device, names))
+
+    # -- emergency stop ---------------------------------------------------------------------
+
+    def emergency_stop(self, reason: str = "") -> EmergencyStopResult:
+        return self._run(self._async.emergency_stop(reason))
+
+    def reset_emergency_stop(self, reason: str = "") -> ResetResult:
+        return self._run(self._async.reset_emergency_stop(reason))
+
+    def emergency_stop_state(self) -> EmergencyStopState:
+        return self._run(self._async.emergency_stop_state())
+
+    def watch_emergency_stop(self) -> Subscription[EmergencyStopEvent]:
+        return self._subscribe(self._async.stream_emergency_stop_events())
+
+    # -- health, daemon ---------------------------------------------------------------------
+
+    def health(self) -> Health:
+        return self._run(self._async.health())
+
+    def info(self) -> DaemonInfo:
+        return self._run(self._async.info())
+
+    # -- extension points -------------------------------------------------------------------
+
+    def record(self, name: str, **options: Any) -> Any:
+        """Record a run through the daemon's Storage service (not available yet)."""
+        return self._run(self._async.record(name, **options))
+
+    def frames(self, camera: str, **options: Any) -> Iterator[Any]:
+        """Camera frames as numpy arrays (not available yet)."""
+        return self._subscribe(self._async.frames(camera, **options))

@@ -1,0 +1,398 @@
+"""What the client returns: small frozen dataclasses, translated from the protobuf replies.
+
+Callers never handle protobuf messages: values are plain Python (``float``, ``int``, ``bool``,
+``str``), enums are lower-case strings (``"ready"``, ``"user"``), absent optional fields are
+``None``. ``dataclasses.asdict`` of any of them is JSON-ready (``benchctl --json`` uses it).
+
+Error handling: none here; a field the daemon left unset gets its proto default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from benchd.v1 import common_pb2, daemon_pb2, estop_pb2, hardware_pb2, health_pb2, preset_pb2
+
+#: A parameter value as Python sees it (None: the daemon sent none, e.g. no desired value yet).
+PlainValue = bool | int | float | str | None
+
+_STATES = {
+    common_pb2.DEVICE_STATE_READY: "ready",
+    common_pb2.DEVICE_STATE_DEGRADED: "degraded",
+    common_pb2.DEVICE_STATE_DOWN: "down",
+}
+_SOURCES = {
+    common_pb2.SOURCE_DEFAULT: "default",
+    common_pb2.SOURCE_USER: "user",
+    common_pb2.SOURCE_SCRIPT: "script",
+    common_pb2.SOURCE_HARDWARE: "hardware",
+}
+
+
+def to_value(value: bool | int | float | str) -> common_pb2.Value:
+    """A Python value as a ``Value`` (the daemon coerces it to the parameter's dtype)."""
+    if isinstance(value, bool):
+        return common_pb2.Value(flag=value)
+    if isinstance(value, int):
+        return common_pb2.Value(integer=value)
+    if isinstance(value, float):
+        return common_pb2.Value(number=value)
+    return common_pb2.Value(text=str(value))
+
+
+def from_value(value: common_pb2.Value) -> PlainValue:
+    kind = value.WhichOneof("kind")
+    if kind is None:
+        return None
+    result: PlainValue = getattr(value, kind)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    type: str
+    message: str
+    when: float  # Unix time
+
+
+def _failure(message: common_pb2.Failure, present: bool) -> Failure | None:
+    return Failure(message.type, message.message, message.when) if present else None
+
+
+def _limits(message: common_pb2.Limits, present: bool) -> tuple[float, float] | None:
+    return (message.low, message.high) if present else None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    name: str
+    driver: str
+    capabilities: tuple[str, ...]  # "Movable", "Readable", "Parameterized", ...
+    identity: str
+    units: str  # of the position (Movable) or the reading (Readable)
+    state: str  # "ready", "degraded", "down"
+    position_limits: tuple[float, float] | None
+    restarts: int
+    last_failure: Failure | None
+    latched: str  # the e-stop reason while latched, "" otherwise
+
+    @classmethod
+    def from_pb(cls, m: hardware_pb2.Device) -> DeviceInfo:
+        return cls(
+            name=m.name,
+            driver=m.driver,
+            capabilities=tuple(m.capabilities),
+            identity=m.identity,
+            units=m.units,
+            state=_STATES.get(m.state, "unknown"),
+            position_limits=_limits(m.position_limits, m.HasField("position_limits")),
+            restarts=m.restarts,
+            last_failure=_failure(m.last_failure, m.HasField("last_failure")),
+            latched=m.latched,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ParameterInfo:
+    device: str
+    name: str
+    dtype: str  # "float", "int", "bool", "str" or an enum's name
+    units: str
+    limits: tuple[float, float] | None
+    choices: tuple[PlainValue, ...]
+    read_only: bool
+    hazardous: bool  # refused while the e-stop is latched
+    description: str
+
+    @classmethod
+    def from_pb(cls, device: str, m: hardware_pb2.ParameterInfo) -> ParameterInfo:
+        return cls(
+            device=device,
+            name=m.name,
+            dtype=m.dtype,
+            units=m.units,
+            limits=_limits(m.limits, m.HasField("limits")),
+            choices=tuple(from_value(c) for c in m.choices),
+            read_only=m.read_only,
+            hazardous=m.hazardous,
+            description=m.description,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ParameterValue:
+    device: str
+    name: str
+    value: PlainValue  # what the hardware holds
+    desired: PlainValue  # what was last asked for
+    units: str
+    timestamp: float
+    version: int
+    source: str  # "default", "user", "script", "hardware"
+
+    @classmethod
+    def from_pb(cls, m: hardware_pb2.ParameterValue) -> ParameterValue:
+        return cls(
+            device=m.device,
+            name=m.name,
+            value=from_value(m.value),
+            desired=from_value(m.desired) if m.HasField("desired") else None,
+            units=m.units,
+            timestamp=m.timestamp,
+            version=m.version,
+            source=_SOURCES.get(m.source, "unknown"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    device: str
+    position: float
+    units: str
+    timestamp: float
+
+    @classmethod
+    def from_pb(cls, m: hardware_pb2.Position) -> Position:
+        return cls(m.device, m.position, m.units, m.timestamp)
+
+
+@dataclass(frozen=True, slots=True)
+class MoveResult:
+    device: str
+    position: float  # settled position when waited for, else where the move started
+    settled: bool
+    units: str
+
+    @classmethod
+    def from_pb(cls, m: hardware_pb2.MoveResponse) -> MoveResult:
+        return cls(m.device, m.position, m.settled, m.units)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    device: str
+    value: float
+    units: str
+    timestamp: float
+    flags: tuple[str, ...]  # why the value may not be trustworthy; empty: valid
+
+    @classmethod
+    def from_pb(cls, m: hardware_pb2.Reading) -> Reading:
+        return cls(m.device, m.value, m.units, m.timestamp, tuple(m.flags))
+
+
+@dataclass(frozen=True, slots=True)
+class SystemHealth:
+    cpu_percent: float
+    memory_percent: float
+    memory_used_bytes: int
+    memory_total_bytes: int
+    disk_path: str
+    disk_free_bytes: int
+    disk_total_bytes: int
+    uptime_s: float
+    actors: int
+    actors_ready: int
+
+    @classmethod
+    def from_pb(cls, m: health_pb2.SystemHealth) -> SystemHealth:
+        return cls(
+            m.cpu_percent,
+            m.memory_percent,
+            m.memory_used_bytes,
+            m.memory_total_bytes,
+            m.disk_path,
+            m.disk_free_bytes,
+            m.disk_total_bytes,
+            m.uptime_s,
+            m.actors,
+            m.actors_ready,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ActorHealth:
+    name: str
+    state: str  # "ready", "degraded", "down"
+    detail: str  # starting, running, stopping, restarting, down
+    mailbox_depth: int
+    mailbox_capacity: int
+    handled: int
+    failed: int
+    refused: int
+    restarts: int
+    last_failure: Failure | None
+    latched: str
+    responsive: bool
+    heartbeat_ms: float
+
+    @classmethod
+    def from_pb(cls, m: health_pb2.ActorHealth) -> ActorHealth:
+        return cls(
+            name=m.name,
+            state=_STATES.get(m.state, "unknown"),
+            detail=m.detail,
+            mailbox_depth=m.mailbox_depth,
+            mailbox_capacity=m.mailbox_capacity,
+            handled=m.handled,
+            failed=m.failed,
+            refused=m.refused,
+            restarts=m.restarts,
+            last_failure=_failure(m.last_failure, m.HasField("last_failure")),
+            latched=m.latched,
+            responsive=m.responsive,
+            heartbeat_ms=m.heartbeat_ms,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The machine and every actor (``Health.GetSystemHealth`` and ``Health.ListActors``)."""
+
+    system: SystemHealth
+    actors: tuple[ActorHealth, ...]
+
+    @property
+    def all_ready(self) -> bool:
+        return all(a.state == "ready" for a in self.actors)
+
+
+@dataclass(frozen=True, slots=True)
+class PresetInfo:
+    name: str
+    description: str
+    created: float  # Unix time
+    devices: tuple[str, ...]
+    parameters: int
+
+    @classmethod
+    def from_pb(cls, m: preset_pb2.PresetInfo) -> PresetInfo:
+        return cls(m.name, m.description, m.created, tuple(m.devices), m.parameters)
+
+
+@dataclass(frozen=True, slots=True)
+class PresetEntry:
+    device: str
+    name: str
+    value: PlainValue
+
+    @classmethod
+    def from_pb(cls, m: preset_pb2.PresetEntry) -> PresetEntry:
+        return cls(m.device, m.name, from_value(m.value))
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    info: PresetInfo
+    entries: tuple[PresetEntry, ...]
+
+    @classmethod
+    def from_pb(cls, m: preset_pb2.PresetContents) -> Preset:
+        return cls(PresetInfo.from_pb(m.info), tuple(PresetEntry.from_pb(e) for e in m.entries))
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonInfo:
+    version: str
+    uptime_s: float
+    started_at: float
+    bench: str
+    devices: tuple[str, ...]
+    features: tuple[str, ...]
+    role: str  # the caller's role: "observer" or "operator"
+
+    @classmethod
+    def from_pb(cls, m: daemon_pb2.DaemonInfoResponse) -> DaemonInfo:
+        return cls(
+            m.version,
+            m.uptime_s,
+            m.started_at,
+            m.bench,
+            tuple(m.devices),
+            tuple(m.features),
+            m.role,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyStopState:
+    latched: bool
+    latched_actors: tuple[str, ...]
+    reason: str
+
+    @classmethod
+    def from_pb(cls, m: estop_pb2.EmergencyStopState) -> EmergencyStopState:
+        return cls(m.latched, tuple(m.latched_actors), m.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class StopAcknowledgement:
+    actor: str
+    ok: bool
+    latency_ms: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyStopResult:
+    all_stopped: bool
+    acknowledgements: tuple[StopAcknowledgement, ...]
+
+    @classmethod
+    def from_pb(cls, m: estop_pb2.EmergencyStopResponse) -> EmergencyStopResult:
+        acks = tuple(
+            StopAcknowledgement(a.actor, a.ok, a.latency_ms, a.error) for a in m.acknowledgements
+        )
+        return cls(m.all_stopped, acks)
+
+
+@dataclass(frozen=True, slots=True)
+class ResetResult:
+    still_latched: tuple[str, ...]  # empty: every latch cleared
+
+    @property
+    def cleared(self) -> bool:
+        return not self.still_latched
+
+
+_EVENT_KINDS = {
+    estop_pb2.EmergencyStopEvent.KIND_CURRENT: "current",
+    estop_pb2.EmergencyStopEvent.KIND_STOPPED: "stopped",
+    estop_pb2.EmergencyStopEvent.KIND_RESET: "reset",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyStopEvent:
+    kind: str  # "current" (the state when the stream opened), "stopped", "reset"
+    reason: str
+    timestamp: float
+    latched: bool
+    all_stopped: bool
+    client: str  # who asked; "" for the daemon itself
+
+    @classmethod
+    def from_pb(cls, m: estop_pb2.EmergencyStopEvent) -> EmergencyStopEvent:
+        kind = _EVENT_KINDS.get(m.kind, "unknown")
+        return cls(kind, m.reason, m.timestamp, m.latched, m.all_stopped, m.client)
+
+
+_ALERT_KINDS = {
+    health_pb2.Alert.KIND_DISK_LOW: "disk_low",
+    health_pb2.Alert.KIND_DEVICE_DEGRADED: "device_degraded",
+    health_pb2.Alert.KIND_ACTOR_UNRESPONSIVE: "actor_unresponsive",
+    health_pb2.Alert.KIND_MEMORY_HIGH: "memory_high",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    kind: str  # "disk_low", "device_degraded", "actor_unresponsive", "memory_high"
+    subject: str
+    message: str
+    active: bool  # False: the condition cleared
+    timestamp: float
+
+    @classmethod
+    def from_pb(cls, m: health_pb2.Alert) -> Alert:
+        return cls(_ALERT_KINDS.get(m.kind, "unknown"), m.subject, m.message, m.active, m.timestamp)
