@@ -1,8 +1,11 @@
 """Python client of the benchd daemon: blocking (:class:`Bench`), asyncio (:class:`AsyncBench`)
-and trio (:func:`open_trio_bench`), with typed results and errors; ``benchctl`` is its CLI.
+and trio (``client.trio_bench``), with typed results and errors; ``benchctl`` is its CLI.
 
 It imports only the generated ``benchd.v1`` code, grpclib and protobuf (never the daemon), so it
 installs and runs on any machine that can reach the daemon. See docs/client.md.
+
+``client.trio_bench`` is a separate import on purpose: it imports trio-asyncio, which installs
+an asyncio event-loop policy of its own, and plain asyncio users should not get that.
 """
 
 from ._async import DEFAULT_PORT, AsyncBench, RetryPolicy, parse_address
@@ -23,7 +26,6 @@ from ._errors import (
     Unimplemented,
 )
 from ._sync import Bench, Device, Parameters, Presets, Subscription
-from ._trio import TrioBench, open_trio_bench
 from ._types import (
     ActorHealth,
     Alert,
@@ -87,10 +89,8 @@ __all__ = [
     "StopAcknowledgement",
     "Subscription",
     "SystemHealth",
-    "TrioBench",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
-    "open_trio_bench",
     "parse_address",
 ]

@@ -163,7 +163,7 @@ def ssl_context(tls: TLS) -> ssl.SSLContext | None:
 
 
 class AsyncBench:
-    """A connection to one benchd daemon, for asyncio code (trio: see ``client.open_trio_bench``).
+    """A connection to one benchd daemon, for asyncio code (trio: ``client.trio_bench``).
 
     Create it with ``await AsyncBench.connect("host:port", token=..., tls=...)`` and close it
     with ``await bench.close()`` or ``async with``.
@@ -216,6 +216,10 @@ class AsyncBench:
     async def close(self) -> None:
         """Close the connection; streams still open end with ``ConnectionLost``."""
         self._channel.close()
+        # the transport closes its socket on the next loop iterations: let them run, so a
+        # loop stopped right after this (the blocking Bench's) leaves no socket open
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     async def __aenter__(self) -> Self:
         return self

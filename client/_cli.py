@@ -333,7 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Output(args.json)
     try:
         token = read_token(args)
-        asyncio.run(run(args, token, out))
+        # a plain selector loop whatever event-loop policy is installed (see client._sync)
+        with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+            runner.run(run(args, token, out))
     except BenchError as error:
         _report(out, type(error).__name__, error.status.name if error.status else "", error.message)
         return error.exit_code

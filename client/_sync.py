@@ -49,12 +49,13 @@ class _LoopThread:
     """An asyncio loop on a daemon thread; ``run`` executes a coroutine there and waits."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        # A plain selector loop, never the policy's: once trio-asyncio is imported (the daemon,
+        # trio code in the same process) its policy would hand out a trio-bound loop.
+        self.loop: asyncio.AbstractEventLoop = asyncio.SelectorEventLoop()
         self._thread = threading.Thread(target=self._main, name="benchd-client", daemon=True)
         self._thread.start()
 
     def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
     @property
@@ -296,6 +297,7 @@ class Bench:
         for subscription in list(self._subscriptions):
             subscription.close()
         self._runner.run(self._async.close())
+        self._runner.run(self._runner.loop.shutdown_asyncgens())
         self._runner.stop()
 
     def __enter__(self) -> Self:

@@ -1,5 +1,7 @@
 """Using the client from trio: :func:`open_trio_bench` (trio-asyncio underneath).
 
+``from client.trio_bench import open_trio_bench``.
+
 grpclib speaks asyncio; trio-asyncio runs an asyncio loop inside the trio run, so the same
 :class:`AsyncBench` serves trio code without a thread::
 
