@@ -25,7 +25,6 @@ from client import (
 
 from .conftest import OBSERVER, OPERATOR, serve_bench, start_daemon, tokens_file
 
-
 T = TypeVar("T")
 
 
