@@ -7,12 +7,14 @@ grpclib speaks asyncio; trio-asyncio runs an asyncio loop inside the trio run, s
 
     async with open_trio_bench("127.0.0.1:50051") as bench:
         moved = await bench.call(bench.client.move_to, "esp300.axis1", 12.5)
-        async for value in bench.iterate(bench.client.stream_parameters("maitai")):
-            ...
+        async with bench.iterate(bench.client.stream_parameters("maitai")) as values:
+            async for value in values:
+                ...
 
 ``bench.call(f, *args)`` runs one coroutine function of the AsyncBench on the asyncio side and
 returns its result to trio (``trio_asyncio.aio_as_trio``); ``bench.iterate(stream)`` does the
-same for a stream. Cancelling the trio side (a cancel scope, a deadline) cancels the RPC.
+same for a stream, item by item, and ends it when its block is left. Cancelling the trio side
+(a cancel scope, a deadline) cancels the RPC.
 
 Error handling: the BenchError subclasses, raised in trio; leaving the block closes the channel
 and the asyncio loop.
@@ -20,10 +22,11 @@ and the asyncio loop.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
 
+import trio
 import trio_asyncio
 
 from ._async import DEFAULT_PORT, DEFAULT_TIMEOUT, TLS, AsyncBench, RetryPolicy
@@ -44,9 +47,28 @@ class TrioBench:
         result: T = await trio_asyncio.aio_as_trio(function)(*args, **kwargs)
         return result
 
-    def iterate(self, stream: AsyncIterator[T]) -> AsyncIterator[T]:
-        adapted: AsyncIterator[T] = trio_asyncio.aio_as_trio(stream)
-        return adapted
+    @asynccontextmanager
+    async def iterate(self, stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+        """``async with bench.iterate(stream) as values: async for value in values: ...``;
+        leaving the block ends the stream on the daemon (breaking out early is fine)."""
+
+        async def values() -> AsyncGenerator[T, None]:
+            while True:
+                try:
+                    value: T = await trio_asyncio.aio_as_trio(stream.__anext__)()
+                except StopAsyncIteration:
+                    return
+                yield value
+
+        iterator = values()
+        try:
+            yield iterator
+        finally:
+            await iterator.aclose()
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with trio.CancelScope(shield=True):
+                    await trio_asyncio.aio_as_trio(aclose)()
 
 
 @asynccontextmanager
