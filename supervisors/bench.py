@@ -31,7 +31,7 @@ from actors.instruments.synthetic import SyntheticReadable
 from actors.instruments.transport import SerialSettings
 from actors.instruments.visa_transport import VisaSettings
 from actors.pipeline.frame_ring import FrameRing
-from actors.pipeline.recorder import RecorderActor
+from actors.pipeline.recorder import RECORDER_NAME, RecorderActor
 from actors.pipeline.ring_buffer import default_directory
 from runtime import ActorState
 from runtime.config import BUILT_IN, BenchConfig, DeviceConfig, parse_config
@@ -46,7 +46,6 @@ from ._specs import ActorSpec, Backoff, Strategy, SupervisorSpec
 from ._system import SupervisedSystem, open_actor_system
 
 VISA_PREFIX = "visa:"
-RECORDER = "recorder"
 DEVICE_RESTARTS = Backoff(initial=0.2, maximum=10.0, multiplier=2.0, jitter=0.2)
 
 SIMULATED_BENCH = """
@@ -288,7 +287,7 @@ def _pipeline(config: BenchConfig) -> SupervisorSpec:
     storage = config.storage
     cameras = [d.id for d in config.devices if DRIVERS[d.driver].frames]
     recorder = ActorSpec(
-        RECORDER,
+        RECORDER_NAME,
         lambda: RecorderActor(
             storage.directory,
             camera=cameras[0] if cameras else None,

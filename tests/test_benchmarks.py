@@ -30,6 +30,17 @@ ROOT = Path(__file__).resolve().parent.parent
             {"estop_p99_ms", "estop_backlog_ratio", "estop_written_p99_ms", "readings_per_s"},
         ),
         ("transport.py", {"fd_query_ratio", "fd_cancel_ms", "thread_cancel_ms"}),
+        (
+            "pipeline.py",
+            {
+                "writer_ratio",
+                "full_rate_dropped",
+                "readings_per_s",
+                "readings_lost",
+                "compressed_fps",
+                "preview_fps",
+            },
+        ),
         ("edge.py", {"unary_ratio", "estop_rpc_p99_ms", "edge_calls_per_s"}),
     ],
 )

@@ -51,5 +51,8 @@ def test_the_lab_bench_example_is_a_valid_bench() -> None:
         "esp300.supervisor",
         "maitai.supervisor",
         "power_meter.supervisor",
+        "camera.supervisor",
         "pipeline.supervisor",
     ]
+    assert str(config.storage.directory) == "/data/benchd-runs"
+    assert (config.storage.min_free_mb, config.storage.ring_slots) == (20000.0, 16)

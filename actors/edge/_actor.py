@@ -39,9 +39,10 @@ from ._preset_store import PresetStore
 from .auth import Authenticator
 from .daemon_info import DaemonInfoServicer
 from .estop import EmergencyStopServicer, StopEvent
-from .hardware import HardwareServicer
+from .frames import CameraHardwareServicer
 from .health import HealthMonitor, HealthServicer, HealthState
 from .preset import PresetServicer
+from .storage import StorageServicer
 
 logger = logging.getLogger("actors.edge")
 
@@ -158,11 +159,12 @@ class Edge(Actor):
                 serving = ServiceStatus()
                 estop = EmergencyStopServicer(context, EventLog[StopEvent]())
                 services: list[Any] = [
-                    HardwareServicer(context),
+                    CameraHardwareServicer(context),
                     estop,
                     HealthServicer(context, health),
                     PresetServicer(context, PresetStore(self.config.presets_dir)),
                     DaemonInfoServicer(context),
+                    StorageServicer(context),
                 ]
                 services.append(Health({service: [serving] for service in services}))
                 services = ServerReflection.extend(services)

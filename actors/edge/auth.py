@@ -76,6 +76,11 @@ OPERATOR_METHODS = frozenset(
         "/benchd.v1.Preset/SavePreset",
         "/benchd.v1.Preset/LoadPreset",
         "/benchd.v1.Preset/DeletePreset",
+        "/benchd.v1.Hardware/StartStream",
+        "/benchd.v1.Hardware/StopStream",
+        "/benchd.v1.Hardware/SoftwareTrigger",
+        "/benchd.v1.Storage/StartRun",
+        "/benchd.v1.Storage/StopRun",
     }
 )
 #: Methods that need no token at all.

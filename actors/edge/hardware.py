@@ -2,7 +2,7 @@
 
 Each method validates what it can on the asyncio side (device exists and is ready, numbers are
 finite), hands the actor request to trio through the bridge, and translates the reply. Frames
-(StartStream / StopStream / StreamFrames) will be added to this service by the camera work.
+are the camera's, in ``frames.py``, whose servicer completes this one.
 """
 
 from __future__ import annotations

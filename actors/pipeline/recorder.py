@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 RUN_NAME_RULE = "1 to 64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
 SUFFIX = ".nxs"
+RECORDER_NAME = "recorder"  # the bench's recorder actor: the edge and scripts find it by name
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +399,7 @@ def _units(info: DeviceInfo | None) -> str:
 
 
 __all__ = [
+    "RECORDER_NAME",
     "GetRunStatus",
     "ListRuns",
     "RecorderActor",

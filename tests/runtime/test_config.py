@@ -110,3 +110,27 @@ def test_edge_errors_name_file_key_and_reason(edge: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(f"{DEVICE}[edge]\n{edge}\n", "lab.toml")
     assert str(caught.value).startswith(message)
+
+
+def test_the_storage_table(tmp_path: Path) -> None:
+    path = tmp_path / "lab.toml"
+    path.write_text(GOOD + "\n[storage]\ndirectory = 'runs'\nmin_free_mb = 500\nring_slots = 0\n")
+    storage = load_config(path).storage
+    assert storage.directory == tmp_path / "runs"  # relative to the file
+    assert (storage.min_free_mb, storage.ring_slots, storage.frame_queue) == (500.0, 0, 128)
+    assert load_config(path).text == path.read_text()  # the manifest carries it
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("directory = 3", "lab.toml: storage.directory: expected a path (string), got int 3"),
+        ("flush_interval = 0.0", "lab.toml: storage.flush_interval: 0.0 is outside 0.05..60"),
+        ("frame_queue = 1.5", "lab.toml: storage.frame_queue: expected an int, got float 1.5"),
+        ("ring = 4", "lab.toml: storage.ring: unknown key; allowed here: directory,"),
+    ],
+)
+def test_storage_errors_name_file_key_and_reason(storage: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(GOOD + f"\n[storage]\n{storage}\n", "lab.toml")
+    assert str(caught.value).startswith(message)

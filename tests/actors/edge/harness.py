@@ -7,6 +7,7 @@ the trio test. Every RPC goes through a real socket, HTTP/2 and the edge's servi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,11 @@ from benchd.v1 import (
     hardware_grpc,
     health_grpc,
     preset_grpc,
+    storage_grpc,
 )
-from runtime.config import BenchConfig, EdgeConfig
+from runtime.config import BenchConfig, EdgeConfig, StorageConfig
 from supervisors import ActorSpec
-from supervisors.bench import Bench, open_bench
+from supervisors.bench import Bench, open_bench, simulated_bench_config
 
 T = TypeVar("T")
 
@@ -42,6 +44,7 @@ class Client:
     health: health_grpc.HealthStub
     preset: preset_grpc.PresetStub
     daemon: daemon_grpc.DaemonInfoStub
+    storage: storage_grpc.StorageStub
 
     async def call(self, coroutine: Callable[[], Awaitable[T]]) -> T:
         return await trio_asyncio.aio_as_trio(coroutine)()  # type: ignore[no-any-return]
@@ -98,6 +101,9 @@ async def open_client(
     ping_timeout: float = 1.0,
 ) -> AsyncIterator[Client]:
     edge = edge or EdgeConfig(port=0, presets_dir=tmp_path / "presets", disk_path=tmp_path)
+    if config is None:  # runs and the camera's ring go to the test's own folder
+        storage = StorageConfig(directory=tmp_path / "runs", ring_directory=tmp_path, min_free_mb=0)
+        config = dataclasses.replace(simulated_bench_config(), storage=storage)
     spec = ActorSpec(
         EDGE_NAME,
         lambda: Edge(
@@ -123,6 +129,7 @@ async def open_client(
                     health_grpc.HealthStub(channel),
                     preset_grpc.PresetStub(channel),
                     daemon_grpc.DaemonInfoStub(channel),
+                    storage_grpc.StorageStub(channel),
                 )
             finally:
                 channel.close()

@@ -50,6 +50,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         SIMULATED_BENCH
         + f"\n[edge]\nlisten = '127.0.0.1:0'\npresets_dir = '{directory / 'presets'}'\n"
         f"disk_path = '{directory}'\n"
+        f"\n[storage]\ndirectory = '{directory / 'runs'}'\nring_directory = '{directory}'\n"
     )
     log = directory / "daemon.log"
     with log.open("w") as sink:
@@ -87,6 +88,30 @@ def method(channel: grpc.Channel, path: str, reply: Any) -> Any:
         request_serializer=lambda message: message.SerializeToString(),
         response_deserializer=reply.FromString,
     )
+
+
+def test_grpcio_client_receives_8_mib_frames(daemon: tuple[str, Path]) -> None:
+    """grpcio caps messages at 4 MiB unless told otherwise: the option users need."""
+    options = [("grpc.max_receive_message_length", 16 * 1024 * 1024)]
+    with grpc.insecure_channel(daemon[0], options=options) as channel:
+        start = method(channel, "/benchd.v1.Hardware/StartStream", hardware_pb2.AcquisitionStatus)
+        stop = method(channel, "/benchd.v1.Hardware/StopStream", hardware_pb2.AcquisitionStatus)
+        assert start(hardware_pb2.StartStreamRequest(device="camera"), timeout=10).running
+        try:
+            frames = channel.unary_stream(
+                "/benchd.v1.Hardware/StreamFrames",
+                request_serializer=lambda message: message.SerializeToString(),
+                response_deserializer=hardware_pb2.Frame.FromString,
+            )(hardware_pb2.StreamFramesRequest(device="camera"), timeout=20)
+            received = [next(frames) for _ in range(3)]
+            frames.cancel()
+        finally:
+            stop(hardware_pb2.DeviceRequest(device="camera"), timeout=10)
+    for frame in received:
+        assert (frame.width, frame.height, frame.pixel_format) == (2048, 2048, "uint16le")
+        assert len(frame.data) == 8 * 1024 * 1024
+    numbers = [f.frame_number for f in received]
+    assert numbers == sorted(numbers) and len(set(numbers)) == 3
 
 
 def test_grpcio_client_reads_moves_and_gets_statuses(channel: grpc.Channel) -> None:

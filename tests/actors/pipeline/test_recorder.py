@@ -250,3 +250,27 @@ async def test_a_really_full_disk_ends_the_run_with_an_error_not_a_hang(small_di
     assert committed < 200
     print(json.dumps({"committed": committed, "end": final.end_record}))
     assert np.isfinite(committed)
+
+
+async def test_the_simulated_bench_records_full_prime_bsi_frames(tmp_path: Path) -> None:
+    """The bench as the daemon builds it: the real camera actor on the simulated sensor."""
+    import dataclasses
+
+    from runtime.config import StorageConfig
+    from supervisors.bench import open_bench, simulated_bench_config
+
+    storage = StorageConfig(directory=tmp_path, ring_directory=tmp_path, min_free_mb=0)
+    config = dataclasses.replace(simulated_bench_config(), storage=storage)
+    async with open_bench(config) as bench:
+        recorder = bench.system.ref("recorder")
+        await recorder.ask(StartRun("full-frames", frames=12, metadata={"who": "ci"}))
+        final = await finished(recorder, 60)
+    assert final.state is RunState.COMPLETED and final.frames_written == 12
+    with h5py.File(final.path, "r") as f:
+        data = f["entry/data/data"]
+        assert data.shape == (12, 2048, 2048) and data.dtype == np.uint16
+        assert list(f["entry/instrument/camera/frame_number"]) == list(range(1, 13))
+        assert f["entry/instrument/camera/settings/roi"][()] == b"0,0,2048,2048"
+        devices = json.loads(f["entry/manifest/json"][()])["devices"]
+    assert {"esp300.axis1", "maitai", "power_meter", "camera", "camera.ring"} <= devices.keys()
+    assert devices["maitai"]["parameters"]["wavelength"]["units"] == "nm"

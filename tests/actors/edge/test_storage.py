@@ -1,0 +1,167 @@
+"""Storage service and the camera's frame RPCs over real loopback gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import trio
+from grpclib.client import Channel
+from grpclib.config import Configuration
+from grpclib.const import Status
+
+from actors.pipeline.nexus_file import read_end_record
+from actors.pipeline.ring_buffer import RingBufferReader
+from benchd.v1 import common_pb2
+from benchd.v1 import hardware_pb2 as hw
+from benchd.v1 import storage_pb2 as pb
+from benchd.v1.hardware_grpc import HardwareStub
+
+from .harness import Client
+
+SMALL_ROI = "0,0,256,128"
+
+
+async def small_frames(client: Client) -> None:
+    await client.unary(
+        client.hardware.SetParameter,
+        hw.SetParameterRequest(device="camera", name="roi", value=common_pb2.Value(text=SMALL_ROI)),
+    )
+
+
+async def test_a_run_records_frames_and_reports_progress_until_done(
+    client: Client, tmp_path: Path
+) -> None:
+    await small_frames(client)
+    started = await client.unary(
+        client.storage.StartRun,
+        pb.StartRunRequest(
+            name="grpc-run", frames=30, metadata={"sample": "quartz"}, metadata_json='{"n": 3}'
+        ),
+    )
+    assert started.state == pb.RUN_STATE_RECORDING and started.path.endswith("_grpc-run.nxs")
+    updates = await client.stream(client.storage.StreamRunStatus, pb.RunStatusRequest(), 2)
+    assert updates[0].name == "grpc-run"  # the current status first, then progress
+    final = updates[-1]
+    while final.state not in (pb.RUN_STATE_COMPLETED, pb.RUN_STATE_FAILED):
+        await trio.sleep(0.1)
+        final = await client.unary(client.storage.GetRunStatus, pb.RunStatusRequest())
+    assert final.state == pb.RUN_STATE_COMPLETED, final.error
+    assert (final.frames_written, final.frames_dropped, final.frames_missing) == (30, 0, 0)
+    assert json.loads(final.end_record_json)["status"] == "completed"
+    path = Path(final.path)
+    assert path.parent == tmp_path / "runs"
+    with h5py.File(path, "r") as f:
+        assert f["entry/data/data"].shape == (30, 128, 256)
+        assert list(f["entry/instrument/camera/frame_number"]) == list(range(1, 31))
+        manifest = json.loads(f["entry/manifest/json"][()])
+    assert manifest["metadata"] == {"sample": "quartz", "n": 3}
+    assert manifest["devices"]["camera"]["parameters"]["roi"]["value"] == SMALL_ROI
+    runs = await client.unary(client.storage.ListRuns, pb.ListRunsRequest())
+    assert [(r.status, r.frames_written) for r in runs.runs] == [("completed", 30)]
+    assert read_end_record(path)["frames_expected"] == 30
+
+
+async def test_bad_run_requests_get_statuses_that_say_what_is_allowed(client: Client) -> None:
+    storage = client.storage
+    for request, status, text in [
+        (pb.StartRunRequest(name="a/b"), Status.INVALID_ARGUMENT, "1 to 64 characters"),
+        (pb.StartRunRequest(name="x", compression="zip"), Status.INVALID_ARGUMENT, "allowed: none"),
+        (pb.StartRunRequest(name="x", metadata_json="[1]"), Status.INVALID_ARGUMENT, "JSON object"),
+        (
+            pb.StartRunRequest(name="x", metadata_json="{"),
+            Status.INVALID_ARGUMENT,
+            "not valid JSON",
+        ),
+        (
+            pb.StartRunRequest(name="x", frames=3, readings_only=True),
+            Status.INVALID_ARGUMENT,
+            "record_frames",
+        ),
+        (
+            pb.StartRunRequest(name="x", duration_s=float("nan")),
+            Status.INVALID_ARGUMENT,
+            "duration_s",
+        ),
+    ]:
+        assert text in await client.fails(status, storage.StartRun, request)
+    assert "no run is recording" in await client.fails(
+        Status.FAILED_PRECONDITION, storage.StopRun, pb.StopRunRequest()
+    )
+    await client.unary(storage.StartRun, pb.StartRunRequest(name="first", readings_only=True))
+    assert "stop it" in await client.fails(
+        Status.FAILED_PRECONDITION, storage.StartRun, pb.StartRunRequest(name="second")
+    )
+    stopped = await client.unary(storage.StopRun, pb.StopRunRequest(reason="enough"))
+    assert stopped.state == pb.RUN_STATE_COMPLETED
+    assert json.loads(stopped.end_record_json)["reason"] == "enough"
+    assert "cannot acquire frames" in await client.fails(
+        Status.UNIMPLEMENTED, client.hardware.StartStream, hw.StartStreamRequest(device="maitai")
+    )
+    assert "max_fps" in await client.fails(
+        Status.INVALID_ARGUMENT,
+        client.hardware.StreamFrames,
+        hw.StreamFramesRequest(device="camera", max_fps=-1),
+    )
+
+
+async def test_a_slow_frame_stream_never_costs_the_run_a_frame(client: Client) -> None:
+    await small_frames(client)
+    await client.unary(client.storage.StartRun, pb.StartRunRequest(name="watched", frames=60))
+    taps = await client.unary(
+        client.storage.ListTaps, pb.ListTapsRequest(device="camera", stream="frames")
+    )
+    assert [t.name for t in taps.taps if t.policy == "lossless"] == ["run:watched"]
+
+    async def read_slowly() -> list[hw.Frame]:
+        """HTTP/2 flow control is the client's say: a window of about two frames means the
+        daemon holds at most that much for it, and it skips to the newest frame."""
+        received = []
+        host, port = client.address.rsplit(":", 1)
+        window = Configuration(http2_connection_window_size=2**17, http2_stream_window_size=2**17)
+        channel = Channel(host, int(port), config=window)
+        async with HardwareStub(channel).StreamFrames.open() as stream:
+            await stream.send_message(hw.StreamFramesRequest(device="camera"), end=True)
+            for _ in range(6):
+                message = await stream.recv_message()
+                received.append(message)
+                await asyncio.sleep(0.2)  # a slow GUI
+            await stream.cancel()
+        channel.close()
+        return received
+
+    frames = await client.call(read_slowly)
+    final = await client.unary(client.storage.GetRunStatus, pb.RunStatusRequest())
+    while final.state == pb.RUN_STATE_RECORDING:
+        await trio.sleep(0.1)
+        final = await client.unary(client.storage.GetRunStatus, pb.RunStatusRequest())
+    assert (final.frames_written, final.frames_dropped) == (60, 0)
+    assert frames[-1].skipped > 0  # the stream skipped frames; the run did not
+    numbers = [f.frame_number for f in frames]
+    assert numbers[-1] - numbers[0] > len(numbers)
+    pixels = np.frombuffer(frames[0].data, "<u2").reshape(frames[0].height, frames[0].width)
+    assert pixels.shape == (128, 256) and pixels.max() > 0
+
+
+async def test_the_ring_buffer_is_found_and_read_through_its_info(client: Client) -> None:
+    await small_frames(client)
+    started = await client.unary(
+        client.hardware.StartStream, hw.StartStreamRequest(device="camera", frames=10)
+    )
+    assert started.running and started.frames_requested == 10
+    status = started
+    while status.running:
+        await trio.sleep(0.05)
+        status = await client.unary(
+            client.hardware.GetAcquisition, hw.DeviceRequest(device="camera")
+        )
+    assert status.frames_acquired == 10
+    info = await client.unary(client.storage.GetRingInfo, pb.RingInfoRequest())
+    assert info.camera == "camera" and info.capacity == 16 and info.write_seq >= 1
+    with RingBufferReader(info.path) as ring:
+        assert ring.epoch == info.epoch
+        latest = ring.latest()
+        assert latest.pixels.shape == (128, 256) and latest.frame_number <= 10
