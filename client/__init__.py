@@ -21,12 +21,14 @@ from ._errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
     Unimplemented,
 )
 from ._sync import Bench, Device, Parameters, Presets, Subscription
 from ._types import (
+    AcquisitionStatus,
     ActorHealth,
     Alert,
     DaemonInfo,
@@ -35,6 +37,7 @@ from ._types import (
     EmergencyStopResult,
     EmergencyStopState,
     Failure,
+    Frame,
     Health,
     MoveResult,
     ParameterInfo,
@@ -45,6 +48,8 @@ from ._types import (
     PresetInfo,
     Reading,
     ResetResult,
+    RunFile,
+    RunStatus,
     StopAcknowledgement,
     SystemHealth,
 )
@@ -52,6 +57,7 @@ from ._types import (
 __all__ = [
     "DEFAULT_PORT",
     "Aborted",
+    "AcquisitionStatus",
     "ActorHealth",
     "Alert",
     "AlreadyExists",
@@ -69,6 +75,7 @@ __all__ = [
     "EmergencyStopState",
     "FailedPrecondition",
     "Failure",
+    "Frame",
     "Health",
     "InternalError",
     "InvalidArgument",
@@ -85,7 +92,10 @@ __all__ = [
     "Presets",
     "Reading",
     "ResetResult",
+    "ResourceExhausted",
     "RetryPolicy",
+    "RunFile",
+    "RunStatus",
     "StopAcknowledgement",
     "Subscription",
     "SystemHealth",

@@ -22,12 +22,15 @@ a call (asyncio) cancels the RPC on the daemon too.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
@@ -42,10 +45,13 @@ from benchd.v1 import (
     health_pb2,
     preset_grpc,
     preset_pb2,
+    storage_grpc,
+    storage_pb2,
 )
 
 from ._errors import ConnectionLost, DeadlineExceeded, from_grpc
 from ._types import (
+    AcquisitionStatus,
     ActorHealth,
     Alert,
     DaemonInfo,
@@ -53,6 +59,7 @@ from ._types import (
     EmergencyStopEvent,
     EmergencyStopResult,
     EmergencyStopState,
+    Frame,
     Health,
     MoveResult,
     ParameterInfo,
@@ -63,6 +70,8 @@ from ._types import (
     PresetInfo,
     Reading,
     ResetResult,
+    RunFile,
+    RunStatus,
     SystemHealth,
     to_value,
 )
@@ -189,6 +198,7 @@ class AsyncBench:
         self._health = health_grpc.HealthStub(self._channel)
         self._preset = preset_grpc.PresetStub(self._channel)
         self._daemon = daemon_grpc.DaemonInfoStub(self._channel)
+        self._storage = storage_grpc.StorageStub(self._channel)
 
     @classmethod
     async def connect(
@@ -474,18 +484,133 @@ class AsyncBench:
             self._daemon.GetDaemonInfo, daemon_pb2.DaemonInfoRequest(), DaemonInfo.from_pb
         )
 
-    # -- extension points (Storage service, camera frames) ----------------------------------
+    # -- camera: acquisitions and frames --------------------------------------------------
 
-    async def record(self, name: str, **options: Any) -> Any:
-        """Record a run (the daemon's Storage service): not served by this daemon version yet."""
-        raise NotImplementedError(
-            "record() needs the Storage service (benchd.v1.Storage), which this client version"
-            " does not speak yet"
+    async def start_acquisition(self, camera: str, frames: int = 0) -> AcquisitionStatus:
+        """Start the camera: ``frames`` frames, or live (0) until ``stop_acquisition``."""
+        request = hardware_pb2.StartStreamRequest(device=camera, frames=frames)
+        return await self._unary(
+            self._hardware.StartStream, request, AcquisitionStatus.from_pb, idempotent=False
         )
 
-    def frames(self, camera: str, **options: Any) -> AsyncIterator[Any]:
-        """Camera frames as numpy arrays (Hardware.StreamFrames): not available yet."""
-        raise NotImplementedError(
-            "frames() needs the camera frame RPCs (Hardware.StreamFrames), which this client"
-            " version does not speak yet"
+    async def stop_acquisition(self, camera: str) -> AcquisitionStatus:
+        request = hardware_pb2.DeviceRequest(device=camera)
+        return await self._unary(self._hardware.StopStream, request, AcquisitionStatus.from_pb)
+
+    async def acquisition(self, camera: str) -> AcquisitionStatus:
+        request = hardware_pb2.DeviceRequest(device=camera)
+        return await self._unary(self._hardware.GetAcquisition, request, AcquisitionStatus.from_pb)
+
+    async def trigger(self, camera: str) -> AcquisitionStatus:
+        """One exposure now (a camera in a software trigger mode)."""
+        request = hardware_pb2.DeviceRequest(device=camera)
+        return await self._unary(
+            self._hardware.SoftwareTrigger, request, AcquisitionStatus.from_pb, idempotent=False
         )
+
+    def stream_frames(self, camera: str, *, max_fps: float = 0.0) -> AsyncIterator[Frame]:
+        """Frames as the camera produces them, latest-only (a slow reader skips frames; the
+        acquisition and any run never wait for it). It only watches: start an acquisition
+        (``start_acquisition``) or a run with frames for frames to flow."""
+        request = hardware_pb2.StreamFramesRequest(device=camera, max_fps=max_fps)
+        return self._subscribe(self._hardware.StreamFrames, request, Frame.from_pb)
+
+    async def frames(
+        self, camera: str = "camera", *, max_fps: float = 0.0
+    ) -> AsyncIterator[npt.NDArray[np.uint16]]:
+        """``stream_frames`` as bare pixel arrays: uint16, shape (height, width)."""
+        async for frame in self.stream_frames(camera, max_fps=max_fps):
+            yield frame.pixels
+
+    # -- storage: runs ----------------------------------------------------------------------
+
+    async def start_run(
+        self,
+        name: str,
+        *,
+        frames: int = 0,
+        duration: float = 0.0,
+        metadata: Mapping[str, object] | None = None,
+        compression: str = "none",
+        readings_only: bool = False,
+    ) -> RunStatus:
+        """Start recording a run (see :meth:`record`); returns at once."""
+        plain = {k: v for k, v in (metadata or {}).items() if isinstance(v, str)}
+        other = {k: v for k, v in (metadata or {}).items() if not isinstance(v, str)}
+        request = storage_pb2.StartRunRequest(
+            name=name,
+            metadata=plain,
+            metadata_json=json.dumps(other) if other else "",
+            frames=frames,
+            duration_s=duration,
+            compression=compression,
+            readings_only=readings_only,
+        )
+        return await self._unary(
+            self._storage.StartRun, request, RunStatus.from_pb, idempotent=False
+        )
+
+    async def stop_run(self, reason: str = "") -> RunStatus:
+        """End the run now (the file gets its end record); replies with the final status."""
+        request = storage_pb2.StopRunRequest(reason=reason)
+        return await self._unary(self._storage.StopRun, request, RunStatus.from_pb)
+
+    async def run_status(self) -> RunStatus:
+        return await self._unary(
+            self._storage.GetRunStatus, storage_pb2.RunStatusRequest(), RunStatus.from_pb
+        )
+
+    def stream_run_status(self) -> AsyncIterator[RunStatus]:
+        """The current status, then progress about once a second and every state change."""
+        request = storage_pb2.RunStatusRequest()
+        return self._subscribe(self._storage.StreamRunStatus, request, RunStatus.from_pb)
+
+    async def record(
+        self,
+        name: str,
+        *,
+        frames: int = 0,
+        duration: float = 0.0,
+        metadata: Mapping[str, object] | None = None,
+        compression: str = "none",
+        readings_only: bool = False,
+        wait: bool = True,
+        progress: Callable[[RunStatus], object] | None = None,
+    ) -> RunStatus:
+        """Record a run: ``frames`` camera frames and/or ``duration`` seconds (neither: until
+        ``stop_run``), every reading and parameter change. With ``wait``, return the final
+        status once the run has ended, calling ``progress(status)`` on each update.
+
+        Error handling: ``InvalidArgument`` for a bad name, compression or frame count;
+        ``FailedPrecondition`` while another run records; ``ResourceExhausted`` when the disk
+        is low. Cancelling the wait leaves the run recording (``stop_run`` ends it).
+        """
+        started = await self.start_run(
+            name,
+            frames=frames,
+            duration=duration,
+            metadata=metadata,
+            compression=compression,
+            readings_only=readings_only,
+        )
+        if not wait:
+            return started
+        status = started
+        if progress is not None:
+            progress(status)
+        async for update in self.stream_run_status():
+            if update.path != started.path:
+                continue  # still the status from before our run started
+            status = update
+            if progress is not None:
+                progress(status)
+            if status.finished:
+                break
+        return status
+
+    async def runs(self) -> list[RunFile]:
+        """The run files in the daemon's storage directory."""
+        reply = await self._unary(
+            self._storage.ListRuns, storage_pb2.ListRunsRequest(), lambda m: m
+        )
+        return [RunFile.from_pb(r) for r in reply.runs]

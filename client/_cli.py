@@ -10,7 +10,8 @@ Error handling: an error prints the daemon's message on stderr (as JSON with ``-
 exits with the error's code: 1 other, 2 usage, 3 invalid argument, 4 not found, 5 refused (the
 e-stop is latched), 6 already exists, 7 unauthenticated / permission denied, 8 unavailable or
 the daemon unreachable, 9 deadline exceeded, 10 aborted, 11 unimplemented, 12 internal error,
-130 interrupted (Ctrl-C; a move in flight is stopped first).
+13 disk space low (a run refused), 130 interrupted (Ctrl-C; a move in flight or a run being
+waited for is stopped first).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from rich.table import Table
 
 from ._async import DEFAULT_PORT, AsyncBench, RetryPolicy
 from ._errors import BenchError
-from ._sync import split_parameter
-from ._types import DeviceInfo, MoveResult, ParameterValue, PlainValue
+from ._sync import RunProgress, split_parameter
+from ._types import DeviceInfo, MoveResult, ParameterValue, PlainValue, RunStatus
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
@@ -55,10 +56,11 @@ def parse_value(text: str) -> bool | int | float | str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="benchctl",
-        description="Drive a benchd daemon: devices, parameters, motion, e-stop, presets.",
+        description="Drive a benchd daemon: devices, parameters, motion, e-stop, presets, runs.",
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 invalid argument, 4 not found, 5 refused"
         " (e-stop latched), 6 already exists, 7 unauthenticated or not allowed, 8 unavailable"
-        " or unreachable, 9 deadline exceeded, 10 aborted, 11 unimplemented, 12 internal.",
+        " or unreachable, 9 deadline exceeded, 10 aborted, 11 unimplemented, 12 internal,"
+        " 13 disk space low, 130 interrupted.",
     )
     parser.add_argument(
         "--address",
@@ -105,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("reason", nargs="?", default="benchctl reset")
     commands.add_parser("health", help="the machine and every actor")
     commands.add_parser("info", help="the daemon: version, bench, features, your role")
+    _add_preset_commands(commands)
+    _add_run_commands(commands)
+    return parser
+
+
+def _add_preset_commands(commands: Any) -> None:
     presets = commands.add_parser("presets", help="list, show, save, load or delete presets")
     actions = presets.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("list", help="the saved presets (the default)")
@@ -120,7 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--device", action="append", default=[], dest="devices")
     delete = actions.add_parser("delete", help="delete a preset")
     delete.add_argument("name")
-    return parser
+
+
+def _add_run_commands(commands: Any) -> None:
+    record = commands.add_parser("record", help="record a run and wait for it, with progress")
+    record.add_argument("name", help="1-64 of A-Z a-z 0-9 . _ -")
+    record.add_argument("--frames", type=int, default=0, help="camera frames, then end")
+    record.add_argument("--duration", type=float, default=0.0, help="seconds, then end")
+    record.add_argument(
+        "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
+    record.add_argument("--compression", default="none", help="none or bitshuffle-lz4")
+    record.add_argument("--readings-only", action="store_true", help="no camera frames")
+    record.add_argument("--no-wait", action="store_true", help="start it and return")
+    commands.add_parser("runs", help="the run files on the daemon")
+    stop_run = commands.add_parser("stop-run", help="end the run now")
+    stop_run.add_argument("reason", nargs="?", default="stopped with benchctl")
 
 
 def _plain(value: Any) -> Any:
@@ -234,21 +257,8 @@ async def run(args: argparse.Namespace, token: str | None, out: Output) -> None:
                 reading = await bench.read(args.device)
                 flags = f" ({', '.join(reading.flags)})" if reading.flags else ""
                 out.emit(reading, f"{reading.device}: {reading.value:g} {reading.units}{flags}")
-            case "estop":
-                result = await bench.emergency_stop(args.reason)
-                slow = [a.actor for a in result.acknowledgements if not a.ok]
-                text = "EMERGENCY STOP latched: " + (
-                    "every device stopped" if result.all_stopped else f"not confirmed by {slow}"
-                )
-                out.emit(result, text)
-            case "reset":
-                reset = await bench.reset_emergency_stop(args.reason)
-                text = (
-                    "emergency stop reset"
-                    if reset.cleared
-                    else f"still latched: {', '.join(reset.still_latched)}"
-                )
-                out.emit(reset, text)
+            case "estop" | "reset":
+                await _estop(bench, args, out)
             case "health":
                 await _health(bench, out)
             case "info":
@@ -261,6 +271,27 @@ async def run(args: argparse.Namespace, token: str | None, out: Output) -> None:
                 )
             case "presets":
                 await _presets(bench, args, out)
+            case "record":
+                await _record(bench, args, out)
+            case "runs":
+                await _runs(bench, out)
+            case "stop-run":
+                status = await bench.stop_run(args.reason)
+                out.emit(status, _run_line(status))
+
+
+async def _estop(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
+    if args.command == "estop":
+        result = await bench.emergency_stop(args.reason)
+        slow = [a.actor for a in result.acknowledgements if not a.ok]
+        text = "EMERGENCY STOP latched: " + (
+            "every device stopped" if result.all_stopped else f"not confirmed by {slow}"
+        )
+        out.emit(result, text)
+    else:
+        reset = await bench.reset_emergency_stop(args.reason)
+        still = ", ".join(reset.still_latched)
+        out.emit(reset, "emergency stop reset" if reset.cleared else f"still latched: {still}")
 
 
 async def _params(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
@@ -291,6 +322,61 @@ async def _health(bench: AsyncBench, out: Output) -> None:
             f" {s.disk_free_bytes / 1e9:.1f} GB free at {s.disk_path}; {s.actors_ready}"
             f" of {s.actors} actors ready; up {s.uptime_s:.0f} s"
         )
+
+
+def _run_line(status: RunStatus) -> str:
+    line = (
+        f"run {status.name!r} {status.state}: {status.frames_written} frames,"
+        f" {status.readings_recorded} readings -> {status.path}"
+    )
+    lost = {
+        "dropped": status.frames_dropped,
+        "missing": status.frames_missing,
+        "readings lost": status.readings_lost,
+    }
+    if any(lost.values()):
+        line += " (" + ", ".join(f"{v} {k}" for k, v in lost.items() if v) + ")"
+    return line + (f"; error: {status.error}" if status.error else "")
+
+
+async def _runs(bench: AsyncBench, out: Output) -> None:
+    runs = await bench.runs()
+    table = Table("run", "status", "frames", "size", "path", box=None)
+    for r in runs:
+        size = f"{r.size_bytes / 1e6:.1f} MB"
+        table.add_row(r.name, r.status, str(r.frames_written), size, r.path)
+    out.emit(runs, table)
+
+
+async def _record(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
+    metadata: dict[str, object] = {}
+    for item in args.metadata:
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise ValueError(f"--metadata {item!r}: expected KEY=VALUE")
+        metadata[key] = value
+    options: dict[str, Any] = {
+        "frames": args.frames,
+        "duration": args.duration,
+        "metadata": metadata,
+        "compression": args.compression,
+        "readings_only": args.readings_only,
+        "wait": not args.no_wait,
+    }
+    show = not args.no_wait and not out.as_json and out.errors.is_terminal
+    try:
+        if show:
+            with RunProgress(args.name, args.frames, args.duration) as bar:
+                status = await bench.record(args.name, progress=bar.update, **options)
+        else:
+            status = await bench.record(args.name, **options)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        with contextlib.suppress(BenchError):
+            await bench.stop_run("interrupted (benchctl, Ctrl-C)")
+        raise
+    out.emit(status, _run_line(status))
+    if status.state == "failed":
+        raise BenchError(f"run {status.name!r} failed: {status.error}")
 
 
 async def _presets(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:

@@ -114,6 +114,13 @@ class InternalError(BenchError):
     exit_code = 12
 
 
+class ResourceExhausted(BenchError):
+    """Not enough disk space to start or go on with a run (RESOURCE_EXHAUSTED)."""
+
+    status = Status.RESOURCE_EXHAUSTED
+    exit_code = 13
+
+
 _BY_STATUS: dict[Status, type[BenchError]] = {
     Status.INVALID_ARGUMENT: InvalidArgument,
     Status.NOT_FOUND: NotFound,
@@ -126,6 +133,7 @@ _BY_STATUS: dict[Status, type[BenchError]] = {
     Status.ABORTED: Aborted,
     Status.UNIMPLEMENTED: Unimplemented,
     Status.INTERNAL: InternalError,
+    Status.RESOURCE_EXHAUSTED: ResourceExhausted,
 }
 
 

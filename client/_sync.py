@@ -18,18 +18,26 @@ import asyncio
 import builtins
 import concurrent.futures
 import threading
+import time
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from typing import Any, Self, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ._async import DEFAULT_PORT, DEFAULT_TIMEOUT, TLS, AsyncBench, RetryPolicy
 from ._errors import ConnectionLost
 from ._types import (
+    AcquisitionStatus,
     DaemonInfo,
     DeviceInfo,
     EmergencyStopEvent,
     EmergencyStopResult,
     EmergencyStopState,
+    Frame,
     Health,
     ParameterInfo,
     ParameterValue,
@@ -40,6 +48,8 @@ from ._types import (
     PresetInfo,
     Reading,
     ResetResult,
+    RunFile,
+    RunStatus,
 )
 
 T = TypeVar("T")
@@ -182,6 +192,19 @@ class Device:
     def watch_parameters(self, *names: str) -> Subscription[ParameterValue]:
         """Current values, then every change, of ``names`` (all parameters if none)."""
         return self._bench._subscribe(self._bench._async.stream_parameters(self.name, names))
+
+    def start_acquisition(self, frames: int = 0) -> AcquisitionStatus:
+        """Camera: acquire ``frames`` frames, or live (0) until ``stop_acquisition()``."""
+        return self._bench._run(self._bench._async.start_acquisition(self.name, frames))
+
+    def stop_acquisition(self) -> AcquisitionStatus:
+        return self._bench._run(self._bench._async.stop_acquisition(self.name))
+
+    def acquisition(self) -> AcquisitionStatus:
+        return self._bench._run(self._bench._async.acquisition(self.name))
+
+    def trigger(self) -> AcquisitionStatus:
+        return self._bench._run(self._bench._async.trigger(self.name))
 
 
 def split_parameter(key: str) -> tuple[str, str]:
@@ -352,12 +375,108 @@ class Bench:
     def info(self) -> DaemonInfo:
         return self._run(self._async.info())
 
-    # -- extension points -------------------------------------------------------------------
+    # -- camera frames, runs ---------------------------------------------------------------
 
-    def record(self, name: str, **options: Any) -> Any:
-        """Record a run through the daemon's Storage service (not available yet)."""
-        return self._run(self._async.record(name, **options))
+    def frames(
+        self, camera: str = "camera", *, max_fps: float = 0.0
+    ) -> Subscription[npt.NDArray[np.uint16]]:
+        """Camera frames as uint16 arrays of shape (height, width), latest-only: a slow reader
+        skips frames, never slows the camera or a run. Frames flow while an acquisition runs
+        (``bench[camera].start_acquisition()``) or a run records frames."""
+        return self._subscribe(self._async.frames(camera, max_fps=max_fps))
 
-    def frames(self, camera: str, **options: Any) -> Iterator[Any]:
-        """Camera frames as numpy arrays (not available yet)."""
-        return self._subscribe(self._async.frames(camera, **options))
+    def frame_stream(self, camera: str = "camera", *, max_fps: float = 0.0) -> Subscription[Frame]:
+        """As :meth:`frames`, with each frame's number, timestamp, exposure and skip count."""
+        return self._subscribe(self._async.stream_frames(camera, max_fps=max_fps))
+
+    def record(
+        self,
+        name: str,
+        *,
+        frames: int = 0,
+        duration: float = 0.0,
+        metadata: Mapping[str, object] | None = None,
+        compression: str = "none",
+        readings_only: bool = False,
+        wait: bool = True,
+        progress: bool | Callable[[RunStatus], object] = False,
+    ) -> RunStatus:
+        """Record a run and (with ``wait``) return its final status (see ``AsyncBench.record``).
+
+        ``progress=True`` shows a progress bar on stderr; a callable is called with each
+        status (on the client's thread: keep it short). Ctrl-C while waiting stops the run.
+        """
+        options: dict[str, Any] = {
+            "frames": frames,
+            "duration": duration,
+            "metadata": metadata,
+            "compression": compression,
+            "readings_only": readings_only,
+            "wait": wait,
+        }
+        if progress is True and wait:
+            with RunProgress(name, frames, duration) as bar:
+                return self._record(name, options, bar.update)
+        callback = progress if callable(progress) else None
+        return self._record(name, options, callback)
+
+    def _record(
+        self,
+        name: str,
+        options: dict[str, Any],
+        progress: Callable[[RunStatus], object] | None,
+    ) -> RunStatus:
+        try:
+            return self._run(self._async.record(name, progress=progress, **options))
+        except KeyboardInterrupt:
+            self._run(self._async.stop_run("interrupted by the client (Ctrl-C)"))
+            raise
+
+    def stop_run(self, reason: str = "") -> RunStatus:
+        return self._run(self._async.stop_run(reason))
+
+    def run_status(self) -> RunStatus:
+        return self._run(self._async.run_status())
+
+    def runs(self) -> list[RunFile]:
+        """The run files in the daemon's storage directory."""
+        return self._run(self._async.runs())
+
+
+class RunProgress:
+    """A rich progress bar (stderr) over a run's frames, or its duration, or its readings."""
+
+    def __init__(self, name: str, frames: int, duration: float) -> None:
+        self._frames = frames
+        self._duration = duration
+        self._progress = Progress(
+            TextColumn(f"run {name}"),
+            BarColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        total = frames or duration or None
+        self._task = self._progress.add_task("run", total=total, detail="starting")
+
+    def update(self, status: RunStatus) -> None:
+        if self._frames:
+            done: float = status.frames_written
+            detail = f"{status.frames_written}/{self._frames} frames"
+        elif self._duration:
+            done = min(time.time() - status.started, self._duration) if status.started else 0.0
+            detail = f"{status.readings_recorded} readings"
+        else:
+            done = 0.0
+            detail = f"{status.frames_written} frames, {status.readings_recorded} readings"
+        if status.frames_dropped:
+            detail += f", {status.frames_dropped} dropped"
+        self._progress.update(self._task, completed=done, detail=f"{detail} ({status.state})")
+
+    def __enter__(self) -> Self:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.stop()

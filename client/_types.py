@@ -9,9 +9,22 @@ Error handling: none here; a field the daemon left unset gets its proto default.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from typing import Any
 
-from benchd.v1 import common_pb2, daemon_pb2, estop_pb2, hardware_pb2, health_pb2, preset_pb2
+import numpy as np
+import numpy.typing as npt
+
+from benchd.v1 import (
+    common_pb2,
+    daemon_pb2,
+    estop_pb2,
+    hardware_pb2,
+    health_pb2,
+    preset_pb2,
+    storage_pb2,
+)
 
 #: A parameter value as Python sees it (None: the daemon sent none, e.g. no desired value yet).
 PlainValue = bool | int | float | str | None
@@ -396,3 +409,139 @@ class Alert:
     @classmethod
     def from_pb(cls, m: health_pb2.Alert) -> Alert:
         return cls(_ALERT_KINDS.get(m.kind, "unknown"), m.subject, m.message, m.active, m.timestamp)
+
+
+_RUN_STATES = {
+    storage_pb2.RUN_STATE_IDLE: "idle",
+    storage_pb2.RUN_STATE_RECORDING: "recording",
+    storage_pb2.RUN_STATE_FINISHING: "finishing",
+    storage_pb2.RUN_STATE_COMPLETED: "completed",
+    storage_pb2.RUN_STATE_FAILED: "failed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """A run's progress (``Storage.GetRunStatus``); ``end_record`` once it has ended."""
+
+    name: str
+    path: str
+    state: str  # "idle", "recording", "finishing", "completed", "failed"
+    started: float
+    ended: float
+    frames_expected: int
+    frames_received: int
+    frames_written: int
+    frames_committed: int  # flushed: survives a crash
+    frames_dropped: int  # the writer fell behind (never silent)
+    frames_missing: int  # lost in the camera
+    writer_lag: int
+    readings_recorded: int
+    readings_lost: int
+    parameter_changes: int
+    parameter_changes_skipped: int
+    error: str
+    end_record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("completed", "failed")
+
+    @property
+    def lost_nothing(self) -> bool:
+        """Every frame and reading that reached the daemon is in the file."""
+        return self.state == "completed" and not (
+            self.frames_dropped or self.frames_missing or self.readings_lost
+        )
+
+    @classmethod
+    def from_pb(cls, m: storage_pb2.RunStatus) -> RunStatus:
+        try:
+            end_record = json.loads(m.end_record_json) if m.end_record_json else {}
+        except ValueError:
+            end_record = {"unparsed": m.end_record_json}
+        return cls(
+            name=m.name,
+            path=m.path,
+            state=_RUN_STATES.get(m.state, "unknown"),
+            started=m.started,
+            ended=m.ended,
+            frames_expected=m.frames_expected,
+            frames_received=m.frames_received,
+            frames_written=m.frames_written,
+            frames_committed=m.frames_committed,
+            frames_dropped=m.frames_dropped,
+            frames_missing=m.frames_missing,
+            writer_lag=m.writer_lag,
+            readings_recorded=m.readings_recorded,
+            readings_lost=m.readings_lost,
+            parameter_changes=m.parameter_changes,
+            parameter_changes_skipped=m.parameter_changes_skipped,
+            error=m.error,
+            end_record=end_record if isinstance(end_record, dict) else {"value": end_record},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunFile:
+    name: str
+    path: str
+    size_bytes: int
+    modified: float
+    status: str  # completed, incomplete, failed; running (or crashed)
+    frames_written: int
+
+    @classmethod
+    def from_pb(cls, m: storage_pb2.RunFile) -> RunFile:
+        return cls(m.name, m.path, m.size_bytes, m.modified, m.status, m.frames_written)
+
+
+@dataclass(frozen=True, slots=True)
+class AcquisitionStatus:
+    device: str
+    running: bool
+    frames_requested: int  # 0: live
+    frames_acquired: int
+    frames_missing: int
+    frames_lost: int
+    last_frame_number: int
+    fps: float
+    error: str
+
+    @classmethod
+    def from_pb(cls, m: hardware_pb2.AcquisitionStatus) -> AcquisitionStatus:
+        return cls(
+            m.device,
+            m.running,
+            m.frames_requested,
+            m.frames_acquired,
+            m.frames_missing,
+            m.frames_lost,
+            m.last_frame_number,
+            m.fps,
+            m.error,
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Frame:
+    """One camera frame: ``pixels`` is a read-only uint16 array of shape (height, width)."""
+
+    device: str
+    frame_number: int
+    timestamp: float
+    exposure_ms: float
+    bit_depth: int
+    skipped: int  # frames this stream skipped so far (slow client or max_fps)
+    pixels: npt.NDArray[np.uint16]
+
+    @classmethod
+    def from_pb(cls, m: hardware_pb2.Frame) -> Frame:
+        if m.pixel_format != "uint16le":
+            raise ValueError(
+                f"unknown pixel format {m.pixel_format!r} (this client reads uint16le)"
+            )
+        pixels = np.frombuffer(m.data, dtype="<u2").reshape(m.height, m.width)
+        return cls(
+            m.device, m.frame_number, m.timestamp, m.exposure_ms, m.bit_depth, m.skipped, pixels
+        )

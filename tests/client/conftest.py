@@ -8,6 +8,7 @@ call crosses a real socket, HTTP/2 and the edge's servicers.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -19,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from actors.edge import EDGE_NAME, Edge, EdgeAddress
-from runtime.config import EdgeConfig
+from runtime.config import EdgeConfig, StorageConfig
 from supervisors import ActorSpec
-from supervisors.bench import SIMULATED_BENCH, Bench, open_bench
+from supervisors.bench import SIMULATED_BENCH, Bench, open_bench, simulated_bench_config
 
 OPERATOR = "operator-token-0123456789"
 OBSERVER = "observer-token-0123456789"
@@ -46,7 +47,10 @@ async def serve_bench(
         port=port, presets_dir=tmp_path / "presets", disk_path=tmp_path, tokens_file=tokens
     )
     spec = ActorSpec(EDGE_NAME, lambda: Edge(edge, bench="simulated", health_period=0.2))
-    async with open_bench(services=[spec]) as bench:
+    # runs and the camera's ring go to the test's own folder
+    storage = StorageConfig(directory=tmp_path / "runs", ring_directory=tmp_path, min_free_mb=0)
+    config = dataclasses.replace(simulated_bench_config(), storage=storage)
+    async with open_bench(config, services=[spec]) as bench:
         address = await bench.system.ref(EDGE_NAME).ask(EdgeAddress())
         yield bench, address
 
@@ -84,6 +88,8 @@ def start_daemon(directory: Path, listen: str = "127.0.0.1:0") -> Daemon:
     config.write_text(
         SIMULATED_BENCH + f"\n[edge]\npresets_dir = '{directory / 'presets'}'\n"
         f"disk_path = '{directory}'\n"
+        f"[storage]\ndirectory = '{directory / 'runs'}'\nring_directory = '{directory}'\n"
+        "min_free_mb = 0\n"
     )
     log = directory / f"daemon-{time.monotonic_ns()}.log"
     with log.open("w") as sink:

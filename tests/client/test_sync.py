@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import h5py
+import numpy as np
 import pytest
 import trio
 
@@ -20,6 +23,7 @@ from client import (
     NotFound,
     PermissionDenied,
     RetryPolicy,
+    RunStatus,
     Unauthenticated,
 )
 
@@ -79,10 +83,44 @@ async def test_devices_motion_parameters_estop_health_presets(daemon: str) -> No
             assert bench.presets.list() == []
             # results are frozen dataclasses, JSON-ready
             assert dataclasses.asdict(info)["bench"] == "simulated"
-            with pytest.raises(NotImplementedError, match="Storage"):
-                bench.record("run")
         with pytest.raises(ConnectionLost, match="closed"):
             bench.info()
+
+    await in_thread(scenario)
+
+
+async def test_record_a_run_and_watch_frames(daemon: str) -> None:
+    def scenario() -> None:
+        with Bench.connect(daemon) as bench:
+            bench.parameters["camera.roi"] = "0,0,256,128"  # small frames: a quick test
+            camera = bench["camera"]
+            camera.start_acquisition()  # live
+            try:
+                with bench.frames("camera", max_fps=50) as frames:
+                    arrays = [next(frames) for _ in range(3)]
+            finally:
+                assert not camera.stop_acquisition().running
+            assert all(a.dtype == np.uint16 and a.shape == (128, 256) for a in arrays)
+            assert arrays[-1].max() > 0
+
+            updates: list[RunStatus] = []
+            final = bench.record(
+                "client-run",
+                frames=20,
+                metadata={"sample": "quartz", "n": 3},
+                progress=updates.append,
+            )
+            assert final.state == "completed" and final.lost_nothing, final
+            assert final.frames_written == 20 and final.end_record["status"] == "completed"
+            assert updates[0].state == "recording" and updates[-1] == final
+            runs = bench.runs()
+            assert [(r.status, r.frames_written) for r in runs] == [("completed", 20)]
+            with h5py.File(final.path, "r") as f:
+                assert f["entry/data/data"].shape == (20, 128, 256)
+                manifest = json.loads(f["entry/manifest/json"][()])
+            assert manifest["metadata"] == {"sample": "quartz", "n": 3}
+            with pytest.raises(InvalidArgument, match="1 to 64 characters"):
+                bench.record("a/b", frames=1)
 
     await in_thread(scenario)
 
