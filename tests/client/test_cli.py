@@ -118,3 +118,18 @@ def test_presets_and_environment_defaults(process_daemon: Daemon) -> None:
     assert run("presets", "load", "cli").returncode == 0
     assert run("presets", "delete", "cli").returncode == 0
     assert run("presets", "show", "cli").returncode == 4
+
+
+def test_record_a_run(process_daemon: Daemon) -> None:
+    assert benchctl(process_daemon, "set", "camera.roi", "0,0,256,128").returncode == 0
+    done = benchctl(
+        process_daemon, "--json", "record", "cli-run", "--frames", "10", "--metadata", "who=cli"
+    )
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["state"] == "completed" and status["frames_written"] == 10
+    assert status["frames_dropped"] == 0 and status["frames_missing"] == 0
+    done = benchctl(process_daemon, "runs")
+    assert done.returncode == 0 and "cli-run" in done.stdout
+    done = benchctl(process_daemon, "record", "bad/name")
+    assert done.returncode == 3 and "1 to 64 characters" in done.stderr
