@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import concurrent.futures
+import contextlib
 import threading
 import time
 import weakref
@@ -29,7 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ._async import DEFAULT_PORT, DEFAULT_TIMEOUT, TLS, AsyncBench, RetryPolicy
-from ._errors import ConnectionLost
+from ._errors import BenchError, ConnectionLost
 from ._types import (
     AcquisitionStatus,
     DaemonInfo,
@@ -39,6 +40,7 @@ from ._types import (
     EmergencyStopState,
     Frame,
     Health,
+    MoveResult,
     ParameterInfo,
     ParameterValue,
     PlainValue,
@@ -148,16 +150,21 @@ class Device:
         return self._bench._run(self._bench._async.device(self.name))
 
     def move_to(self, position: float, *, timeout: float | None = None) -> float:
-        """Move to ``position`` (device units), wait until settled, return where it is."""
-        return self._bench._run(
-            self._bench._async.move_to(self.name, position, timeout=timeout)
-        ).position
+        """Move to ``position`` (device units), wait until settled, return where it is.
+        Ctrl-C while waiting stops the stage."""
+        return self._moving(self._bench._async.move_to(self.name, position, timeout=timeout))
 
     def move_by(self, distance: float, *, timeout: float | None = None) -> float:
-        """Move by ``distance``, wait until settled, return where it is."""
-        return self._bench._run(
-            self._bench._async.move_by(self.name, distance, timeout=timeout)
-        ).position
+        """Move by ``distance``, wait until settled, return where it is. Ctrl-C stops it."""
+        return self._moving(self._bench._async.move_by(self.name, distance, timeout=timeout))
+
+    def _moving(self, move: Coroutine[Any, Any, MoveResult]) -> float:
+        try:
+            return self._bench._run(move).position
+        except KeyboardInterrupt:
+            with contextlib.suppress(BenchError):
+                self.stop()
+            raise
 
     def start_move_to(self, position: float) -> None:
         """Start a move and return at once (``wait_settled()`` or ``stop()`` it later)."""
