@@ -138,7 +138,7 @@ async def test_a_slow_frame_stream_never_costs_the_run_a_frame(client: Client) -
 
     frames = await client.call(read_slowly)
     final = await client.unary(client.storage.GetRunStatus, pb.RunStatusRequest())
-    while final.state == pb.RUN_STATE_RECORDING:
+    while final.state in (pb.RUN_STATE_RECORDING, pb.RUN_STATE_FINISHING):
         await trio.sleep(0.1)
         final = await client.unary(client.storage.GetRunStatus, pb.RunStatusRequest())
     assert (final.frames_written, final.frames_dropped) == (60, 0)
@@ -176,7 +176,7 @@ async def test_health_reports_the_run_and_preview_skips(client: Client) -> None:
     assert idle.run_state == "idle" and idle.writer_lag == 0
     idle_gui = await add_tap(client.bench.system.ref("camera"), "frames", "gui", TapPolicy.LATEST)
     run = await client.unary(client.storage.StartRun, pb.StartRunRequest(name="healthy", frames=40))
-    while run.state == pb.RUN_STATE_RECORDING:
+    while run.state in (pb.RUN_STATE_RECORDING, pb.RUN_STATE_FINISHING):
         await trio.sleep(0.05)
         run = await client.unary(client.storage.GetRunStatus, pb.RunStatusRequest())
     busy = await client.unary(client.health.GetSystemHealth, health_pb.SystemHealthRequest())
