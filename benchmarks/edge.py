@@ -11,6 +11,10 @@
 * loop_ratio: the same fixed-reply echo served from a trio-asyncio loop / plain asyncio: the
   share of the gap that is the loop itself; edge_vs_loop_ratio: the edge / that echo, the share
   that is the edge's own work (validation, the actor round trip, conversion).
+* frames_ratio: MB/s of 8 MiB frames through Hardware/StreamFrames (a frame source that is
+  never the bottleneck -> latest-only tap -> the edge -> a client process with a two-frame
+  HTTP/2 window) / the same messages streamed by the plain asyncio grpclib server, interleaved
+  (goal >= 0.8).
 * estop_rpc_p99_ms: from a client process sending the EmergencyStop RPC to the stop bytes
   arriving at every simulator (ELL14 ``<addr>st`` x3, ESP300 ``AB``, Mai Tai ``SHUT 0``; the
   slowest device per sample), with an ESP300 move in flight; simulators run in a separate
@@ -36,11 +40,21 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np
 from _report import machine, p99, run_benchmark
 from estop import BENCH, Arrivals, serve_simulators
 
-from actors.capabilities import MoveAbsolute
+from actors.capabilities import (
+    AcquisitionStatus,
+    Capability,
+    DeviceActor,
+    Frame,
+    GetAcquisitionStatus,
+    MoveAbsolute,
+    Roi,
+)
 from actors.edge import EDGE_NAME, Edge, EdgeAddress
+from runtime import Message
 from runtime.config import EdgeConfig, parse_config
 from supervisors import ActorSpec
 from supervisors.bench import Bench, open_bench
@@ -90,6 +104,41 @@ class EstopClient:
         assert await self.lines.line() == "done"
 
 
+async def frames_mb_per_s(address: str, seconds: float) -> float:
+    host, port = address.rsplit(":", 1)
+    done = await trio.run_process(
+        [sys.executable, str(HERE / "_grpc_load.py"), "frames", host, port, str(seconds)],
+        capture_stdout=True,
+    )
+    return float(json.loads(done.stdout)["mb_per_s"])
+
+
+class FrameSource(DeviceActor):
+    """A camera that is never the bottleneck: a full frame every 2 ms (the same array each
+    time, read-only), so the figure is the edge's ceiling for 8 MiB frames."""
+
+    driver = "benchmark_frames"
+    capabilities = (Capability.FRAME_PRODUCER,)
+    stream_names = ("frames",)
+
+    async def on_start(self) -> None:
+        pixels = (np.arange(2048 * 2048, dtype=np.uint16) % 4096).reshape(2048, 2048)
+        pixels.flags.writeable = False
+        self.nursery.start_soon(self._produce, pixels)
+
+    async def handle(self, message: Message) -> object:
+        if isinstance(message, GetAcquisitionStatus):  # FrameProducers answer it
+            return AcquisitionStatus(True, None, 0, 0, 0, 0, 500.0, "")
+        return await super().handle(message)
+
+    async def _produce(self, pixels: np.ndarray) -> None:
+        roi, number = Roi(0, 0, 2048, 2048), 0
+        while True:
+            await trio.sleep(0.002)
+            number += 1
+            self.stream("frames").publish(Frame(number, time.time(), 1.0, roi, 16, pixels))
+
+
 async def estop_sample(bench: Bench, arrivals: Arrivals, client: EstopClient | None) -> float:
     system = bench.system
     axis = system.ref("esp300.axis1")
@@ -121,16 +170,21 @@ async def measure(
     rounds, seconds, samples = (2, 0.5, 6) if quick else (5, 3.0, 50)
     arrivals = Arrivals(read_fd)
     edge_rates, plain_rates, loop_rates, rpc, direct = [], [], [], [], []
+    edge_frames: list[float] = []
+    plain_frames: list[float] = []
     try:
         assert await arrivals.line() == "ready"
         config = parse_config(BENCH.format(directory=directory), "<benchmark bench>")
         spec = ActorSpec(EDGE_NAME, lambda: Edge(EdgeConfig(port=0), bench="benchmark"))
-        async with open_bench(config, services=[spec]) as bench:
+        camera = ActorSpec("camera", FrameSource)
+        async with open_bench(config, services=[camera, spec]) as bench:
             address = await bench.system.ref(EDGE_NAME).ask(EdgeAddress())
             for _ in range(rounds):  # interleaved, so drift affects all alike
                 plain_rates.append(await load(baseline, seconds))
                 loop_rates.append(await load(loop_baseline, seconds))
                 edge_rates.append(await load(address, seconds))
+                plain_frames.append(await frames_mb_per_s(baseline, seconds))
+                edge_frames.append(await frames_mb_per_s(address, seconds))
             host, port = address.rsplit(":", 1)
             command = [sys.executable, str(HERE / "_grpc_load.py"), "estop", host, port]
             process = await trio.lowlevel.open_process(
@@ -157,11 +211,16 @@ async def measure(
         "loop_ratio": round(loop_rate / plain_rate, 3),
         "trio_asyncio_echo_calls_per_s": round(loop_rate),
         "edge_vs_loop_ratio": round(edge_rate / loop_rate, 3),
+        "frames_ratio": round(statistics.median(edge_frames) / statistics.median(plain_frames), 3),
+        "edge_frames_mb_per_s": round(statistics.median(edge_frames)),
+        "plain_frames_mb_per_s": round(statistics.median(plain_frames)),
         "estop_rpc_p99_ms": round(p99(rpc) * 1e3, 3),
         "estop_rpc_p50_ms": round(statistics.median(rpc) * 1e3, 3),
         "estop_direct_p99_ms": round(p99(direct) * 1e3, 3),
         "goals_met": {
             "unary_ratio>=0.7": edge_rate / plain_rate >= 0.7,
+            "frames_ratio>=0.8": statistics.median(edge_frames) / statistics.median(plain_frames)
+            >= 0.8,
             "estop_rpc_p99_ms<=2": p99(rpc) * 1e3 <= 2.0,
         },
         "settings": {

@@ -83,6 +83,7 @@ class EdgeConfig:
     presets_dir: Path = DEFAULT_PRESETS_DIR
     disk_path: Path = Path("/")  # watched by the disk-low alert (where the data goes)
     disk_free_min_gb: float = 5.0
+    writer_lag_max_frames: int = 64  # alert when the run writer is further behind than this
     source: str = "<defaults>"  # where host and port came from, for error messages
 
     @property
@@ -233,6 +234,7 @@ EDGE_KEYS = {
     "presets_dir",
     "disk_path",
     "disk_free_min_gb",
+    "writer_lag_max_frames",
 }
 
 
@@ -271,8 +273,17 @@ def _edge(table: object, source: str) -> EdgeConfig:
         presets_dir=paths.get("presets_dir", DEFAULT_PRESETS_DIR),
         disk_path=paths.get("disk_path", Path("/")),
         disk_free_min_gb=minimum,
+        writer_lag_max_frames=_lag_limit(table, source),
         source=source,
     )
+
+
+def _lag_limit(table: Mapping[str, Any], source: str) -> int:
+    value = table.get("writer_lag_max_frames", 64)
+    _expect(value, int, "edge.writer_lag_max_frames", source, "an int (frames)")
+    if value < 1:
+        raise ConfigError(source, "edge.writer_lag_max_frames", f"must be >= 1, got {value}")
+    return int(value)
 
 
 def _only(table: Mapping[str, Any], allowed: set[str], key: str, source: str) -> None:

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
                 "preview_fps",
             },
         ),
-        ("edge.py", {"unary_ratio", "estop_rpc_p99_ms", "edge_calls_per_s"}),
+        ("edge.py", {"unary_ratio", "frames_ratio", "estop_rpc_p99_ms", "edge_calls_per_s"}),
     ],
 )
 def test_benchmark_quick_run_prints_one_json_object(script: str, keys: set[str]) -> None:

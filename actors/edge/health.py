@@ -23,6 +23,10 @@ from benchd.v1 import health_grpc
 from benchd.v1 import health_pb2 as pb
 from runtime import ActorState, BenchError, Ping
 
+from ..capabilities import Capability
+from ..pipeline.recorder import RECORDER_NAME, GetRunStatus
+from ..pipeline.run import RunStatus
+from ..pipeline.taps import GetTapStatistics, TapPolicy
 from . import _convert as convert
 from ._context import EdgeContext, EventLog
 from .hardware import receive
@@ -134,7 +138,32 @@ class HealthMonitor:
             if free is not None and free < minimum
             else None,
         )
+        await self._check_run()
         self.set_serving(all(s.state is ActorState.RUNNING for s in stats))
+
+    async def _check_run(self) -> None:
+        """Writer lag and lost frames of the run being recorded (if the bench records)."""
+        run = await pipeline_figures(self.ctx)
+        if run is None:
+            return
+        limit = self.ctx.config.writer_lag_max_frames
+        self.state.update(
+            AlertKind.KIND_WRITER_LAG,
+            RECORDER_NAME,
+            f"run {run.name!r}: the writer is {run.writer_lag} frames behind (alert above"
+            f" {limit}); frames are dropped, and counted, once its queue is full"
+            if run.active and run.writer_lag > limit
+            else None,
+        )
+        lost = run.frames_dropped + run.frames_missing
+        self.state.update(
+            AlertKind.KIND_FRAMES_LOST,
+            RECORDER_NAME,
+            f"run {run.name!r} has lost {lost} frames ({run.frames_dropped} dropped by the"
+            f" writer, {run.frames_missing} missing from the camera)"
+            if run.active and lost
+            else None,
+        )
 
     async def _ping(self, name: str) -> None:
         started = trio.current_time()
@@ -145,6 +174,27 @@ class HealthMonitor:
         else:
             ok = True
         self.state.heartbeats[name] = Heartbeat(ok, trio.current_time() - started, time.time())
+
+
+async def pipeline_figures(ctx: EdgeContext) -> RunStatus | None:
+    """The recorder's run status (trio side); None if the bench has no (ready) recorder."""
+    try:
+        status: RunStatus = await ctx.system.ref(RECORDER_NAME).ask(GetRunStatus(), timeout=1.0)
+    except BenchError:
+        return None
+    return status
+
+
+async def preview_skips(ctx: EdgeContext) -> int:
+    """Frames skipped by the cameras' latest-only taps (trio side)."""
+    total = 0
+    for name in await ctx.capable(Capability.FRAME_PRODUCER):
+        try:
+            taps = await ctx.system.ref(name).ask(GetTapStatistics("frames"), timeout=1.0)
+        except BenchError:
+            continue
+        total += sum(t.skipped for t in taps if t.policy is not TapPolicy.LOSSLESS)
+    return total
 
 
 def disk_free(path: Path) -> int | None:
@@ -183,8 +233,22 @@ class HealthServicer(health_grpc.HealthBase):
                 uptime_s=self.ctx.uptime(),
                 actors=len(stats),
                 actors_ready=sum(s.state is ActorState.RUNNING for s in stats),
+                **await self._pipeline(),
             )
         )
+
+    async def _pipeline(self) -> dict[str, Any]:
+        run = await self.ctx.bridge.call(lambda: pipeline_figures(self.ctx))
+        skipped = await self.ctx.bridge.call(lambda: preview_skips(self.ctx))
+        if run is None:
+            return {"preview_frames_skipped": skipped}
+        return {
+            "run_state": run.state.value,
+            "writer_lag": run.writer_lag,
+            "run_frames_dropped": run.frames_dropped,
+            "run_frames_missing": run.frames_missing,
+            "preview_frames_skipped": skipped,
+        }
 
     async def ListActors(self, stream: Stream[pb.ListActorsRequest, pb.ListActorsResponse]) -> None:
         await receive(stream)

@@ -205,6 +205,7 @@ class Run:
     async def run(self) -> None:
         """Record until done, then finish the file. Never raises for a recording problem:
         the failure goes in the end record and the status."""
+        ended = False
         try:
             async with trio.open_nursery() as nursery:
                 for name, record in self.devices.items():
@@ -223,7 +224,10 @@ class Run:
                 except OSError as error:  # h5py and the disk: ENOSPC, EIO
                     self._failure = f"writing {self.path.name} failed: {_first_line(error)}"
                 nursery.cancel_scope.cancel()
+            ended = True
         finally:
+            if not ended:  # cancelled from outside: the recorder is stopping (or restarting)
+                self._stop_reason = self._stop_reason or "the recorder stopped (daemon shutdown)"
             try:
                 with trio.CancelScope(shield=True):
                     await self._finish()
@@ -345,7 +349,8 @@ class Run:
             records.append(
                 FrameRecord(frame.frame_number, frame.timestamp, frame.exposure_ms, frame.pixels)
             )
-        await trio.to_thread.run_sync(self.file.append_frames, records)
+        with trio.CancelScope(shield=True):  # frames in hand are written, even when stopping
+            await trio.to_thread.run_sync(self.file.append_frames, records)
 
     async def _flush(self) -> None:
         rows = self._take_readings()

@@ -15,8 +15,11 @@ from grpclib.const import Status
 
 from actors.pipeline.nexus_file import read_end_record
 from actors.pipeline.ring_buffer import RingBufferReader
+from actors.pipeline.subscription import add_tap
+from actors.pipeline.taps import TapPolicy
 from benchd.v1 import common_pb2
 from benchd.v1 import hardware_pb2 as hw
+from benchd.v1 import health_pb2 as health_pb
 from benchd.v1 import storage_pb2 as pb
 from benchd.v1.hardware_grpc import HardwareStub
 
@@ -135,7 +138,7 @@ async def test_a_slow_frame_stream_never_costs_the_run_a_frame(client: Client) -
 
     frames = await client.call(read_slowly)
     final = await client.unary(client.storage.GetRunStatus, pb.RunStatusRequest())
-    while final.state == pb.RUN_STATE_RECORDING:
+    while final.state in (pb.RUN_STATE_RECORDING, pb.RUN_STATE_FINISHING):
         await trio.sleep(0.1)
         final = await client.unary(client.storage.GetRunStatus, pb.RunStatusRequest())
     assert (final.frames_written, final.frames_dropped) == (60, 0)
@@ -165,3 +168,19 @@ async def test_the_ring_buffer_is_found_and_read_through_its_info(client: Client
         assert ring.epoch == info.epoch
         latest = ring.latest()
         assert latest.pixels.shape == (128, 256) and latest.frame_number <= 10
+
+
+async def test_health_reports_the_run_and_preview_skips(client: Client) -> None:
+    await small_frames(client)
+    idle = await client.unary(client.health.GetSystemHealth, health_pb.SystemHealthRequest())
+    assert idle.run_state == "idle" and idle.writer_lag == 0
+    idle_gui = await add_tap(client.bench.system.ref("camera"), "frames", "gui", TapPolicy.LATEST)
+    run = await client.unary(client.storage.StartRun, pb.StartRunRequest(name="healthy", frames=40))
+    while run.state in (pb.RUN_STATE_RECORDING, pb.RUN_STATE_FINISHING):
+        await trio.sleep(0.05)
+        run = await client.unary(client.storage.GetRunStatus, pb.RunStatusRequest())
+    busy = await client.unary(client.health.GetSystemHealth, health_pb.SystemHealthRequest())
+    assert busy.run_state == "completed"
+    assert busy.run_frames_dropped == 0 and busy.run_frames_missing == 0
+    assert busy.preview_frames_skipped >= idle_gui.statistics().skipped > 10  # never read
+    idle_gui.close()
