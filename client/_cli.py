@@ -322,6 +322,12 @@ async def _health(bench: AsyncBench, out: Output) -> None:
             f" {s.disk_free_bytes / 1e9:.1f} GB free at {s.disk_path}; {s.actors_ready}"
             f" of {s.actors} actors ready; up {s.uptime_s:.0f} s"
         )
+        if s.run_state:
+            out.console.print(
+                f"run {s.run_state}: writer lag {s.writer_lag} frames, {s.run_frames_dropped}"
+                f" dropped, {s.run_frames_missing} missing; previews skipped"
+                f" {s.preview_frames_skipped}"
+            )
 
 
 def _run_line(status: RunStatus) -> str:

@@ -206,6 +206,11 @@ class SystemHealth:
     uptime_s: float
     actors: int
     actors_ready: int
+    run_state: str  # the recorder's: idle, recording, finishing, completed, failed
+    writer_lag: int  # frames queued for the run writer now
+    run_frames_dropped: int  # the current (or last) run
+    run_frames_missing: int
+    preview_frames_skipped: int  # latest-only taps (GUIs, streams, the ring): skipped, not lost
 
     @classmethod
     def from_pb(cls, m: health_pb2.SystemHealth) -> SystemHealth:
@@ -220,6 +225,11 @@ class SystemHealth:
             m.uptime_s,
             m.actors,
             m.actors_ready,
+            m.run_state,
+            m.writer_lag,
+            m.run_frames_dropped,
+            m.run_frames_missing,
+            m.preview_frames_skipped,
         )
 
 
@@ -395,12 +405,14 @@ _ALERT_KINDS = {
     health_pb2.Alert.KIND_DEVICE_DEGRADED: "device_degraded",
     health_pb2.Alert.KIND_ACTOR_UNRESPONSIVE: "actor_unresponsive",
     health_pb2.Alert.KIND_MEMORY_HIGH: "memory_high",
+    health_pb2.Alert.KIND_WRITER_LAG: "writer_lag",
+    health_pb2.Alert.KIND_FRAMES_LOST: "frames_lost",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    kind: str  # "disk_low", "device_degraded", "actor_unresponsive", "memory_high"
+    kind: str  # disk_low, device_degraded, actor_unresponsive, memory_high, writer_lag, frames_lost
     subject: str
     message: str
     active: bool  # False: the condition cleared

@@ -110,7 +110,7 @@ def start_daemon(directory: Path, listen: str = "127.0.0.1:0") -> Daemon:
     raise AssertionError(f"the daemon did not start:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def process_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     daemon = start_daemon(tmp_path_factory.mktemp("daemon"))
     try:
