@@ -40,11 +40,21 @@ def tokens_file(tmp_path: Path) -> Path:
 
 @contextlib.asynccontextmanager
 async def serve_bench(
-    tmp_path: Path, *, port: int = 0, tokens: Path | None = None
+    tmp_path: Path,
+    *,
+    port: int = 0,
+    tokens: Path | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> AsyncIterator[tuple[Bench, str]]:
     """The simulated bench and its edge; yields (bench, "127.0.0.1:port")."""
+    cert, key = tls or (None, None)
     edge = EdgeConfig(
-        port=port, presets_dir=tmp_path / "presets", disk_path=tmp_path, tokens_file=tokens
+        port=port,
+        presets_dir=tmp_path / "presets",
+        disk_path=tmp_path,
+        tokens_file=tokens,
+        tls_cert=cert,
+        tls_key=key,
     )
     spec = ActorSpec(EDGE_NAME, lambda: Edge(edge, bench="simulated", health_period=0.2))
     # runs and the camera's ring go to the test's own folder

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -167,6 +169,43 @@ async def test_roles_and_tokens(tmp_path: Path) -> None:
                 assert bench.parameters.set("maitai.wavelength", 900).value == 900.0
 
         await in_thread(scenario)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_tls_with_a_token_from_python_and_benchctl(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    await trio.run_process(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        capture_stdout=True, capture_stderr=True,
+    )  # fmt: skip
+    tokens = tokens_file(tmp_path)
+    async with serve_bench(tmp_path, tokens=tokens, tls=(cert, key)) as (_, address):
+
+        def scenario() -> None:
+            with Bench.connect(address, token=OPERATOR, tls=cert) as bench:
+                assert "tls" in bench.info().features
+            with pytest.raises(ConnectionLost):  # plain HTTP/2 to a TLS port
+                Bench.connect(address, token=OPERATOR, retry=RetryPolicy(budget=0.2))
+
+        await in_thread(scenario)
+        token = tmp_path / "token"
+        token.write_text(OBSERVER + "\n")
+        done = await trio.run_process(
+            [sys.executable, "-m", "client", "--address", address, "--tls", str(cert),
+             "--token-file", str(token), "--json", "info"],
+            capture_stdout=True, capture_stderr=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["role"] == "observer"
+        done = await trio.run_process(
+            [sys.executable, "-m", "client", "--address", address, "--tls", str(cert),
+             "--token-file", str(token), "set", "maitai.wavelength", "900"],
+            capture_stdout=True, capture_stderr=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 7
+        assert b"SetParameter needs the operator role; 'gui' is an observer" in done.stderr
 
 
 async def test_nobody_there_is_connection_lost_within_the_budget() -> None:
