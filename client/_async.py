@@ -84,7 +84,7 @@ DEFAULT_TIMEOUT = 10.0
 #: How long a move with ``wait`` may take before the daemon answers DEADLINE_EXCEEDED.
 DEFAULT_MOVE_TIMEOUT = 60.0
 #: Connection failures: the request never reached the daemon, or its answer never came back.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, StreamTerminatedError, EOFError)
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, StreamTerminatedError)
 
 TLS = bool | str | os.PathLike[str] | ssl.SSLContext | None
 

@@ -456,13 +456,15 @@ class RunProgress:
     def __init__(self, name: str, frames: int, duration: float) -> None:
         self._frames = frames
         self._duration = duration
+        console = Console(stderr=True)
         self._progress = Progress(
             TextColumn(f"run {name}"),
             BarColumn(),
             TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=console,
             transient=True,
+            disable=not console.is_terminal,  # no bar (nor blank lines) in logs and pipes
         )
         total = frames or duration or None
         self._task = self._progress.add_task("run", total=total, detail="starting")
