@@ -189,41 +189,44 @@ def _devices_table(devices: list[DeviceInfo]) -> Table:
 
 
 async def _move(bench: AsyncBench, args: argparse.Namespace, out: Output) -> MoveResult:
-    """Move with a progress bar fed by the position stream; Ctrl-C stops the stage."""
+    """Move and wait; on a terminal, with a progress bar fed by the position stream (the move
+    starts without waiting so the axis answers position requests, then WaitSettled)."""
+    show = not out.as_json and out.errors.is_terminal
+    if not show:
+        if args.relative:
+            return await bench.move_by(args.device, args.position, timeout=args.timeout)
+        return await bench.move_to(args.device, args.position, timeout=args.timeout)
     start = (await bench.position(args.device)).position
     target = start + args.position if args.relative else args.position
-    if args.relative:
-        move = bench.move_by(args.device, args.position, timeout=args.timeout)
-    else:
-        move = bench.move_to(args.device, args.position, timeout=args.timeout)
-    task = asyncio.ensure_future(move)
-    show = not out.as_json and out.errors.is_terminal
     try:
-        if show:
-            span = abs(target - start) or 1.0
-            with Progress(
-                TextColumn(f"{args.device} → {target:g}"),
-                BarColumn(),
-                TextColumn("{task.fields[where]}"),
-                TimeElapsedColumn(),
-                console=out.errors,
-                transient=True,
-            ) as progress:
-                bar = progress.add_task("move", total=span, where=f"{start:g}")
-                async for where in bench.stream_position(args.device, interval=0.05):
-                    done = span - abs(target - where.position)
-                    progress.update(bar, completed=max(done, 0.0), where=f"{where.position:g}")
-                    if task.done():
-                        break
-        return await task
+        if args.relative:
+            await bench.move_by(args.device, args.position, wait=False)
+        else:
+            await bench.move_to(args.device, args.position, wait=False)
+        span = abs(target - start) or 1.0
+        with Progress(
+            TextColumn(f"{args.device} → {target:g}"),
+            BarColumn(),
+            TextColumn("{task.fields[where]}"),
+            TimeElapsedColumn(),
+            console=out.errors,
+            transient=True,
+        ) as progress:
+            bar = progress.add_task("move", total=span, where=f"{start:g}")
+            still, last = 0, start
+            async for where in bench.stream_position(args.device, interval=0.05):
+                done = span - abs(target - where.position)
+                progress.update(bar, completed=max(done, 0.0), where=f"{where.position:g}")
+                still = still + 1 if where.position == last else 0
+                last = where.position
+                if abs(target - where.position) < 1e-6 * max(1.0, abs(target)) or still >= 10:
+                    break  # there, or stopped short (an e-stop, a limit): WaitSettled says
+        settled = await bench.wait_settled(args.device, timeout=args.timeout)
+        return MoveResult(settled.device, settled.position, True, settled.units)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        task.cancel()
         with contextlib.suppress(BenchError):
             await bench.stop(args.device)
         raise
-    finally:
-        if not task.done():
-            task.cancel()
 
 
 async def run(args: argparse.Namespace, token: str | None, out: Output) -> None:
