@@ -274,3 +274,16 @@ async def test_the_simulated_bench_records_full_prime_bsi_frames(tmp_path: Path)
         devices = json.loads(f["entry/manifest/json"][()])["devices"]
     assert {"esp300.axis1", "maitai", "power_meter", "camera", "camera.ring"} <= devices.keys()
     assert devices["maitai"]["parameters"]["wavelength"]["units"] == "nm"
+
+
+async def test_the_output_directory_is_a_parameter_checked_before_it_is_taken(
+    tmp_path: Path,
+) -> None:
+    async with bench(tmp_path) as system:
+        recorder = system.ref("recorder")
+        with pytest.raises(ActorError, match="absolute path"):
+            await recorder.ask(SetParameter("directory", "relative/runs"))
+        await recorder.ask(SetParameter("directory", str(tmp_path / "elsewhere")))
+        await recorder.ask(StartRun("moved", record_frames=False))
+        final = await recorder.ask(StopRun())
+    assert Path(final.path).parent == tmp_path / "elsewhere"
