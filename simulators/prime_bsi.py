@@ -390,15 +390,23 @@ class SimulatedPrimeBsi:
         """A few frames per geometry and mode: a bright spot on an offset, with noise."""
         key = (shape, bit_depth)
         if key not in self._pools:
+            # Cheap on purpose (tens of ms for a full frame's pool, on the event loop): the spot
+            # is separable (an outer product, not a 2-D exp) and the noise a small tile
+            # repeated, all in uint16 (the spot leaves headroom, so the sum never overflows).
             full = (1 << bit_depth) - 1
             rows, columns = shape
-            y = np.linspace(-1.0, 1.0, rows)[:, None]
-            x = np.linspace(-1.0, 1.0, columns)[None, :]
-            spot = np.exp(-(x**2 + y**2) / 0.1) * 0.9 * full + 0.05 * full  # near full scale
+            spread = max(2, int(0.02 * full))
+            gy = np.exp(-(np.linspace(-1.0, 1.0, rows) ** 2) / 0.1).astype(np.float32)
+            gx = np.exp(-(np.linspace(-1.0, 1.0, columns) ** 2) / 0.1).astype(np.float32)
+            spot = np.outer(gy, gx)
+            spot *= 0.9 * (full - spread)
+            spot += 0.05 * (full - spread)
+            base = spot.astype(np.uint16)
+            repeats = (-(-rows // 64), -(-columns // 64))
             pool = []
             for _ in range(POOL_SIZE):
-                noisy = spot + self._rng.normal(0.0, 0.01 * full, shape)
-                pool.append(np.clip(noisy, 0, full).astype(np.uint16))
+                tile = self._rng.integers(0, spread + 1, (64, 64), dtype=np.uint16)
+                pool.append(base + np.tile(tile, repeats)[:rows, :columns])
             self._pools[key] = pool
         return self._pools[key]
 

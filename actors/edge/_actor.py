@@ -34,6 +34,7 @@ from runtime import Actor, Message, Request
 from runtime.config import ConfigError, EdgeConfig
 
 from ._bridge import Bridge
+from ._codec import EdgeCodec
 from ._context import EdgeContext, EventLog
 from ._preset_store import PresetStore
 from .auth import Authenticator
@@ -172,6 +173,7 @@ class Edge(Actor):
                 async def start() -> Server:
                     server = Server(
                         services,
+                        codec=EdgeCodec(),
                         config=Configuration(
                             http2_connection_window_size=WINDOW, http2_stream_window_size=WINDOW
                         ),

@@ -22,7 +22,6 @@ from benchd.v1 import hardware_pb2 as pb
 from ..capabilities import (
     AcquisitionStatus,
     Capability,
-    Frame,
     GetAcquisitionStatus,
     StartAcquisition,
     StopAcquisition,
@@ -30,6 +29,7 @@ from ..capabilities import (
 from ..capabilities import SoftwareTrigger as TriggerNow
 from ..pipeline.subscription import add_tap, remove_tap
 from ..pipeline.taps import TapClosed, TapPolicy
+from ._codec import encode_frame
 from .errors import grpc_error, invalid
 from .hardware import HardwareServicer, receive
 
@@ -48,23 +48,6 @@ def acquisition_message(device: str, status: AcquisitionStatus) -> pb.Acquisitio
         last_frame_number=max(0, status.last_frame_number),
         fps=status.fps,
         error=status.error,
-    )
-
-
-def frame_message(device: str, frame: Frame, skipped: int) -> pb.Frame:
-    """Pixels as little-endian uint16 bytes (one copy, made only for frames actually sent)."""
-    height, width = frame.pixels.shape
-    return pb.Frame(
-        device=device,
-        frame_number=frame.frame_number,
-        timestamp=frame.timestamp,
-        exposure_ms=frame.exposure_ms,
-        width=width,
-        height=height,
-        pixel_format="uint16le",
-        bit_depth=frame.bit_depth,
-        data=frame.pixels.astype("<u2", copy=False).tobytes(),
-        skipped=skipped,
     )
 
 
@@ -132,7 +115,7 @@ class CameraHardwareServicer(HardwareServicer):
         try:
             async for frame, offered in self.ctx.bridge.stream(produce, capacity=1):
                 sent += 1
-                await stream.send_message(frame_message(ref.name, frame, offered - sent))
+                await stream.send_message(encode_frame(ref.name, frame, offered - sent))  # type: ignore[arg-type]
         except GRPCError:
             raise
         except Exception as exc:

@@ -249,7 +249,7 @@ class NexusRunFile:
         assert self.layout is not None
         layout = self.layout
         detector = _group(instrument, layout.detector, "NXdetector")
-        _write_values(detector.create_group("settings"), parameters)
+        _write_values(_group(detector, "settings", "NXcollection"), parameters)
         rows, columns = layout.shape
         options: dict[str, Any] = {}
         if layout.compression is Compression.BITSHUFFLE_LZ4:

@@ -147,8 +147,8 @@ class RecorderActor(Actor):
                 "directory",
                 str,
                 str(directory),
-                description="where run files are written",
-                write=self._check_directory,
+                description="where run files are written (an absolute path)",
+                check=self._check_directory,
             )
         )
         self.min_free_mb = add(
@@ -188,7 +188,8 @@ class RecorderActor(Actor):
         if self._run is not None:
             self._run.min_free_bytes = int(value * MB)  # a running run checks the new limit
 
-    async def _check_directory(self, value: str) -> None:
+    @staticmethod
+    def _check_directory(value: str) -> None:
         path = Path(value)
         if not path.is_absolute():
             raise ValidationError(f"directory must be an absolute path, got {value!r}")

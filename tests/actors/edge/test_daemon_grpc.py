@@ -22,7 +22,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchd.v1 import common_pb2, daemon_pb2, estop_pb2, hardware_pb2, health_pb2, preset_pb2
+from benchd.v1 import (
+    common_pb2,
+    daemon_pb2,
+    estop_pb2,
+    hardware_pb2,
+    health_pb2,
+    preset_pb2,
+    storage_pb2,
+)
 from supervisors.bench import SIMULATED_BENCH
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -39,6 +47,7 @@ PROPER = {
     grpc.StatusCode.ALREADY_EXISTS,
     grpc.StatusCode.ABORTED,
     grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -135,10 +144,13 @@ def test_grpcio_client_reads_moves_and_gets_statuses(channel: grpc.Channel) -> N
 
 def _unary_methods() -> list[str]:
     paths = []
-    for module in (daemon_pb2, estop_pb2, hardware_pb2, health_pb2, preset_pb2):
+    # Left out: the e-stop pair (the fuzz keeps it latched), and what starts acquisitions (full
+    # frames at 47 fps to disk for the rest of the module); their bad inputs are tested alone.
+    skip = ("ResetEmergencyStop", "EmergencyStop", "StartRun", "StartStream", "SoftwareTrigger")
+    for module in (daemon_pb2, estop_pb2, hardware_pb2, health_pb2, preset_pb2, storage_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for m in service.methods:
-                if not m.server_streaming and m.name not in ("ResetEmergencyStop", "EmergencyStop"):
+                if not m.server_streaming and m.name not in skip:
                     paths.append(f"/{service.full_name}/{m.name}")
     return paths
 

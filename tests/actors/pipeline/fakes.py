@@ -7,6 +7,7 @@ recorder in the bench tests; this one keeps the recorder's tests small and its t
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import trio
@@ -23,7 +24,12 @@ from actors.capabilities import (
     StartAcquisition,
     StopAcquisition,
 )
-from runtime import Message, Parameter
+from runtime import Message, Parameter, Request
+
+
+@dataclass(frozen=True, slots=True)
+class Crash(Request[None]):
+    """Make the camera actor crash (its supervisor restarts a fresh instance)."""
 
 
 class FakeCamera(DeviceActor):
@@ -63,6 +69,8 @@ class FakeCamera(DeviceActor):
                 return self._status()
             case GetAcquisitionStatus():
                 return self._status()
+            case Crash():
+                raise RuntimeError("the camera's driver failed (test)")
         return await super().handle(message)
 
     def _status(self) -> AcquisitionStatus:

@@ -163,3 +163,21 @@ def test_sigkill_mid_run_leaves_a_readable_file_with_every_flushed_frame(tmp_pat
         assert np.array_equal(f["entry/instrument/camera/data"][9], frames(10, 1)[0].pixels)
         assert json.loads(f["entry/manifest/metadata_json"][()]) == {"sample": "quartz"}
     assert read_end_record(path)["status"] == "running"  # it never ended: readers can tell
+
+
+def test_nexus_readers_find_the_frames_as_the_default_plot(tmp_path: Path) -> None:
+    """What NeXpy, silx and HDFView rely on: NX_class attributes and the default NXdata."""
+    from nexusformat.nexus import nxload
+
+    path = tmp_path / "run.nxs"
+    run = create(path)
+    run.append_frames(frames(1, 2))
+    run.finish({"status": "completed"}, end_time=1.7e9)
+    root = nxload(str(path))
+    try:
+        assert root.entry.nxclass == "NXentry"
+        assert root.entry.instrument.camera.nxclass == "NXdetector"
+        plot = root.entry.plottable_data
+        assert plot is not None and plot.nxsignal.shape == (2, *SHAPE)
+    finally:
+        root.nxfile.close()

@@ -44,7 +44,7 @@ from runtime import (
 )
 from supervisors import ActorSpec, open_actor_system
 
-from .fakes import FakeCamera
+from .fakes import Crash, FakeCamera
 
 
 @contextlib.asynccontextmanager
@@ -274,3 +274,36 @@ async def test_the_simulated_bench_records_full_prime_bsi_frames(tmp_path: Path)
         devices = json.loads(f["entry/manifest/json"][()])["devices"]
     assert {"esp300.axis1", "maitai", "power_meter", "camera", "camera.ring"} <= devices.keys()
     assert devices["maitai"]["parameters"]["wavelength"]["units"] == "nm"
+
+
+async def test_the_output_directory_is_a_parameter_checked_before_it_is_taken(
+    tmp_path: Path,
+) -> None:
+    async with bench(tmp_path) as system:
+        recorder = system.ref("recorder")
+        with pytest.raises(ActorError, match="absolute path"):
+            await recorder.ask(SetParameter("directory", "relative/runs"))
+        await recorder.ask(SetParameter("directory", str(tmp_path / "elsewhere")))
+        await recorder.ask(StartRun("moved", record_frames=False))
+        final = await recorder.ask(StopRun())
+    assert Path(final.path).parent == tmp_path / "elsewhere"
+
+
+async def test_a_camera_crash_mid_run_ends_the_run_incomplete_with_its_frames_kept(
+    tmp_path: Path,
+) -> None:
+    async with bench(tmp_path, interval=0.005) as system:
+        recorder, camera = system.ref("recorder"), system.ref("camera")
+        await recorder.ask(StartRun("crashy", frames=10_000))
+        with trio.fail_after(10):
+            while (await recorder.ask(GetRunStatus())).frames_written < 20:
+                await trio.sleep(0.05)
+        with pytest.raises(ActorError):
+            await camera.ask(Crash())
+        final = await finished(recorder)
+    record = read_end_record(Path(final.path))
+    assert record["status"] == "incomplete" and record["frames_dropped"] == 0
+    assert record["frames_written"] == record["frames_received"] >= 20
+    with h5py.File(final.path, "r") as f:
+        numbers = list(f["entry/instrument/camera/frame_number"])
+    assert numbers == list(range(1, len(numbers) + 1))  # every frame before the crash, in order
