@@ -199,6 +199,7 @@ class AsyncBench:
         self._preset = preset_grpc.PresetStub(self._channel)
         self._daemon = daemon_grpc.DaemonInfoStub(self._channel)
         self._storage = storage_grpc.StorageStub(self._channel)
+        self._closed = False
 
     @classmethod
     async def connect(
@@ -224,7 +225,9 @@ class AsyncBench:
         return bench
 
     async def close(self) -> None:
-        """Close the connection; streams still open end with ``ConnectionLost``."""
+        """Close the connection; calls and streams still open end with ``ConnectionLost``
+        (grpclib would reconnect on the next call: a closed client never does)."""
+        self._closed = True
         self._channel.close()
         # the transport closes its socket on the next loop iterations: let them run, so a
         # loop stopped right after this (the blocking Bench's) leaves no socket open
@@ -252,6 +255,7 @@ class AsyncBench:
         what = method.name.rsplit("/", 1)[-1]
         backoff = _Backoff(self.retry, self.address)
         while True:
+            self._check_open(what)
             sent = False
             try:
                 async with method.open(
@@ -276,6 +280,10 @@ class AsyncBench:
                     ) from error
                 await backoff.wait(error, what)
 
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise ConnectionLost(f"{what}: this client is closed")
+
     async def _subscribe(
         self, method: Any, request: Any, convert: Callable[[Any], R]
     ) -> AsyncIterator[R]:
@@ -283,6 +291,7 @@ class AsyncBench:
         what = method.name.rsplit("/", 1)[-1]
         backoff = _Backoff(self.retry, self.address)
         while True:
+            self._check_open(what)
             try:
                 async with method.open(metadata=self._metadata) as stream:
                     await stream.send_message(request, end=True)

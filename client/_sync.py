@@ -33,6 +33,7 @@ from ._async import DEFAULT_PORT, DEFAULT_TIMEOUT, TLS, AsyncBench, RetryPolicy
 from ._errors import BenchError, ConnectionLost
 from ._types import (
     AcquisitionStatus,
+    Alert,
     DaemonInfo,
     DeviceInfo,
     EmergencyStopEvent,
@@ -373,6 +374,10 @@ class Bench:
 
     def watch_emergency_stop(self) -> Subscription[EmergencyStopEvent]:
         return self._subscribe(self._async.stream_emergency_stop_events())
+
+    def watch_alerts(self) -> Subscription[Alert]:
+        """Alerts active now, then each one raised or cleared (disk low, device degraded, ...)."""
+        return self._subscribe(self._async.stream_alerts())
 
     # -- health, daemon ---------------------------------------------------------------------
 
