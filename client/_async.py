@@ -189,7 +189,9 @@ class AsyncBench:
     ) -> None:
         self.address = address
         host, port = parse_address(address)
-        self._channel = Channel(host, port, ssl=ssl_context(tls))
+        context = ssl_context(tls)
+        self._tls = context is not None
+        self._channel = Channel(host, port, ssl=context)
         self._metadata = {"authorization": f"Bearer {token}"} if token else {}
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
@@ -229,10 +231,13 @@ class AsyncBench:
         (grpclib would reconnect on the next call: a closed client never does)."""
         self._closed = True
         self._channel.close()
-        # the transport closes its socket on the next loop iterations: let them run, so a
-        # loop stopped right after this (the blocking Bench's) leaves no socket open
+        # the transport closes its socket on the next loop iterations, and a TLS one only after
+        # the close_notify exchange with the daemon (a round trip): let that happen, so a loop
+        # stopped right after this (the blocking Bench's) leaves no socket open
         for _ in range(3):
             await asyncio.sleep(0)
+        if self._tls:
+            await asyncio.sleep(0.1)
 
     async def __aenter__(self) -> Self:
         return self
