@@ -41,6 +41,10 @@ class SupervisedSystem(ActorSystem):
         return self.root.statistics()
 
 
+#: How long a failed ``async with`` block waits for the graceful stop before forcing it.
+SHUTDOWN_GRACE = 60.0
+
+
 @asynccontextmanager
 async def open_actor_system(
     children: SupervisorSpec | Iterable[ActorSpec | SupervisorSpec],
@@ -58,8 +62,9 @@ async def open_actor_system(
     restart jitter reproducible (tests).
 
     Error handling: if the root supervisor gives up, SupervisorGaveUp is raised out of the
-    ``async with`` block. An exception in the block stops the tree and propagates unwrapped
-    when it is the only failure.
+    ``async with`` block. An exception in the block (or a cancellation of it) first stops the
+    tree gracefully, as a normal exit does, then propagates unwrapped when it is the only
+    failure.
     """
     if isinstance(children, SupervisorSpec):
         root = children
@@ -73,12 +78,28 @@ async def open_actor_system(
             backoff=backoff or Backoff(),
         )
     system = SupervisedSystem(root, random.Random(seed))
+    stopped = trio.Event()
+
+    async def run_root(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await system.root.run(task_status=task_status)
+        finally:
+            stopped.set()
+
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(system.root.run)
+            await nursery.start(run_root)
             try:
                 yield system
-            finally:
+            except BaseException:
+                # The block failed (or was cancelled): stop the tree the graceful way — reverse
+                # order, handlers finish, on_stop leaves the hardware safe — before the error
+                # unwinds the nursery, which would cancel every actor at once.
+                system.root.request_stop()
+                with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
+                    await stopped.wait()
+                raise
+            else:
                 system.root.request_stop()
     except BaseExceptionGroup as group:
         leaves = group.exceptions

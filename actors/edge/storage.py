@@ -20,7 +20,6 @@ from benchd.v1 import storage_grpc
 from benchd.v1 import storage_pb2 as pb
 from runtime import Subscription
 
-from ..capabilities import Capability
 from ..pipeline.frame_ring import GetRingInfo, RingInfo
 from ..pipeline.nexus_file import to_json
 from ..pipeline.recorder import (
@@ -46,6 +45,7 @@ STATES = {
     RunState.FAILED: pb.RUN_STATE_FAILED,
 }
 MAX_METADATA_BYTES = 64 * 1024
+RING_SUFFIX = ".ring"  # the bench names each camera's ring actor "<camera>.ring"
 
 
 def status_message(status: RunStatus) -> pb.RunStatus:
@@ -151,14 +151,12 @@ class StorageServicer(storage_grpc.StorageBase):
     async def GetRingInfo(self, stream: Stream[pb.RingInfoRequest, pb.RingInfo]) -> None:
         request = await receive(stream)
         camera = request.camera
-        if not camera:
-            cameras = await self.ctx.bridge.call(
-                lambda: self.ctx.capable(Capability.FRAME_PRODUCER)
-            )
-            if not cameras:
-                raise GRPCError(Status.NOT_FOUND, "this bench has no ready camera")
-            camera = cameras[0]
-        ring = self.ctx.ref(f"{camera}.ring")
+        if not camera:  # the bench's first ring (it stays up while its camera restarts)
+            rings = [n for n in self.ctx.device_names() if n.endswith(RING_SUFFIX)]
+            if not rings:
+                raise GRPCError(Status.NOT_FOUND, "this bench has no camera ring")
+            camera = rings[0].removesuffix(RING_SUFFIX)
+        ring = self.ctx.ref(f"{camera}{RING_SUFFIX}")
         info: RingInfo = await self.ctx.request(stream, ring, GetRingInfo())
         await stream.send_message(
             pb.RingInfo(

@@ -3,7 +3,9 @@
 It takes a *latest-only* tap, so a ring write that is ever slow skips frames rather than slowing
 the camera; the ring is a window on recent frames, not the record (the run writer's lossless
 tap is). The file lives as long as the actor: it is created in ``on_start`` and removed in
-``on_stop``; readers notice a new ring by its ``epoch``.
+``on_stop``; a reader notices a new ring with ``RingBufferReader.stale()`` (another epoch).
+A ring that cannot be made (too little shared memory) fails the start with a message saying
+so: the actor shows as degraded and retries, the rest of the daemon carries on.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ Layout (NeXus application-neutral, readable by silx / HDFView / NeXpy)::
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
@@ -301,20 +302,33 @@ class NexusRunFile:
             return
         start = self._frames_written
         end = start + len(frames)
-        self._frames.resize(end, axis=0)
-        direct = self.layout.compression is Compression.NONE
-        for index, frame in enumerate(frames, start):
-            if direct:  # skips the filter pipeline: the fastest path HDF5 has
-                self._frames.id.write_direct_chunk((index, 0, 0), _contiguous(frame.pixels))
-            else:
-                self._frames[index] = frame.pixels
-        for dataset, values in (
-            (self._frame_numbers, [f.frame_number for f in frames]),
-            (self._timestamps, [f.timestamp for f in frames]),
-            (self._exposures, [f.exposure_ms for f in frames]),
-        ):
-            dataset.resize(end, axis=0)
-            dataset[start:end] = values
+        series = (self._frame_numbers, self._timestamps, self._exposures)
+        try:
+            self._frames.resize(end, axis=0)
+            direct = self.layout.compression is Compression.NONE
+            for index, frame in enumerate(frames, start):
+                if direct:  # skips the filter pipeline: the fastest path HDF5 has
+                    self._frames.id.write_direct_chunk((index, 0, 0), _contiguous(frame.pixels))
+                else:
+                    self._frames[index] = frame.pixels
+            for dataset, values in zip(
+                series,
+                (
+                    [f.frame_number for f in frames],
+                    [f.timestamp for f in frames],
+                    [f.exposure_ms for f in frames],
+                ),
+                strict=True,
+            ):
+                dataset.resize(end, axis=0)
+                dataset[start:end] = values
+        except BaseException:
+            # All or nothing: the data and its per-frame datasets keep one length, so a reader
+            # never sees frames without numbers (best effort: the disk may refuse this too).
+            with contextlib.suppress(Exception):
+                for dataset in (self._frames, *series):
+                    dataset.resize(start, axis=0)
+            raise
         self._frames_written = end
 
     @_io

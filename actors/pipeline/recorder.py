@@ -36,7 +36,13 @@ from runtime import (
     WrongState,
 )
 
-from ..capabilities import DeviceInfo, FrameGeometry, GetFrameGeometry
+from ..capabilities import (
+    AcquisitionStatus,
+    DeviceInfo,
+    FrameGeometry,
+    GetAcquisitionStatus,
+    GetFrameGeometry,
+)
 from .arrow_readings import ArrowReadingsWriter
 from .manifest import build_manifest, survey
 from .nexus_file import (
@@ -47,7 +53,7 @@ from .nexus_file import (
     NexusRunFile,
     read_end_record,
 )
-from .run import MB, Run, RunOptions, RunState, RunStatus, _kind
+from .run import MB, Run, RunFailed, RunOptions, RunState, RunStatus, _kind
 
 logger = logging.getLogger(__name__)
 
@@ -217,8 +223,14 @@ class RecorderActor(Actor):
                 " starting another"
             )
         options = self._options(request)
-        options.directory.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(options.directory).free
+        try:
+            options.directory.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(options.directory).free
+        except OSError as error:
+            raise ValidationError(
+                f"the run directory {options.directory} cannot be used ({error.strerror});"
+                " set the recorder's directory parameter to a writable folder"
+            ) from error
         if free < options.min_free_bytes:
             raise InsufficientResources(
                 f"disk space low: {free // MB} MiB free in {options.directory}; a run needs at"
@@ -229,6 +241,7 @@ class RecorderActor(Actor):
         if path.exists():
             raise ValidationError(f"{path} exists already; runs never overwrite a file")
         layout = await self._frame_layout(options)
+        await self._check_camera_idle(options)
         names = tuple(n for n in self.system.names() if n != self.name)
         devices = await survey(self.system, names)
         manifest = build_manifest(
@@ -275,7 +288,13 @@ class RecorderActor(Actor):
             raise ValidationError(f"{path} exists already; runs never overwrite a file") from None
         except OSError as error:
             raise InsufficientResources(f"cannot create {path}: {error}") from error
-        arrow = ArrowReadingsWriter(path.with_suffix(".readings.arrows"))
+        try:
+            arrow = ArrowReadingsWriter(path.with_suffix(".readings.arrows"))
+        except OSError as error:
+            await trio.to_thread.run_sync(
+                file.finish, {"status": "failed", "reason": f"no readings file: {error}"}, start
+            )
+            raise InsufficientResources(f"cannot create the readings file: {error}") from error
         run = Run(
             self.system,
             options,
@@ -285,12 +304,18 @@ class RecorderActor(Actor):
             arrow=arrow,
             publish=self._publish,
         )
+        refusal: str | None = None
         try:
             await run.attach()
-        except (BenchError, ActorError) as error:
-            run.request_stop(f"could not attach: {error}")
+            await run.start_camera()
+        except (BenchError, ActorError, RunFailed) as error:
+            refusal = str(getattr(error, "cause", None) or error)
+            run.fail(refusal)
         self._run = run
         self.nursery.start_soon(run.run)
+        if refusal is not None:  # the file gets its end record; the caller gets the reason
+            await run.finished.wait()
+            raise WrongState(f"{refusal}; {path.name} was closed with a failed end record")
         self._publish(run.status)
         logger.info("run %s recording to %s", options.name, path)
         return run.status
@@ -347,6 +372,23 @@ class RecorderActor(Actor):
             ) from error
         return FrameLayout(options.camera, geometry.roi.shape, options.compression)
 
+    async def _check_camera_idle(self, options: RunOptions) -> None:
+        """A run that acquires its own frames needs the camera free (not in live view)."""
+        if options.camera is None or not options.frames:
+            return
+        try:
+            status: AcquisitionStatus = await self.system.ref(options.camera).ask(
+                GetAcquisitionStatus(), timeout=5.0
+            )
+        except (BenchError, ActorError) as error:
+            raise WrongState(f"camera {options.camera!r} cannot be asked ({error})") from error
+        if status.running:
+            raise WrongState(
+                f"camera {options.camera!r} is acquiring already ({status.frames_acquired}"
+                " frames so far); stop it (StopStream / StopAcquisition) to record a sequence,"
+                " or start the run without frames= to record what it produces"
+            )
+
     async def _stop(self, reason: str) -> RunStatus:
         run = self._run
         if run is None or run.finished.is_set():
@@ -361,17 +403,23 @@ class RecorderActor(Actor):
     def _list_runs(self) -> tuple[RunFile, ...]:
         directory = Path(self.directory.value)
         files = []
-        for path in sorted(directory.glob(f"*{SUFFIX}")):
-            stat = path.stat()
-            try:
+        try:
+            paths = sorted(directory.glob(f"*{SUFFIX}"))
+        except OSError as error:
+            raise ValidationError(f"cannot list {directory}: {error.strerror}") from error
+        for path in paths:
+            try:  # listing never fails the recorder: an odd entry says what is wrong with it
+                if not path.is_file():
+                    continue
+                stat = path.stat()
+                size, modified = stat.st_size, stat.st_mtime
                 record = read_end_record(path)
                 status = str(record.get("status", "unknown"))
                 written = int(record.get("frames_written", 0))
-            except (OSError, ValueError, KeyError) as error:
+            except (OSError, ValueError, KeyError, TypeError) as error:
                 status, written = f"unreadable: {error}", 0
-            files.append(
-                RunFile(path.stem, str(path), stat.st_size, stat.st_mtime, status, written)
-            )
+                size, modified = 0, 0.0
+            files.append(RunFile(path.stem, str(path), size, modified, status, written))
         return tuple(files)
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -33,9 +33,14 @@ Slot ``i`` starts at ``header_size + i * slot_size``. Frame number ``n`` of the 
 
 Seqlock rule for readers: read ``seq`` (must be even and equal to ``2n+2`` for the frame you
 want), read metadata and pixels, then read ``seq`` again — if it changed, the slot was being
-overwritten and what you read is void. The writer is a single thread, and x86-64 and ARM64
-stores through one mmap are seen in program order by readers of the same cache-coherent
-memory for these aligned 8-byte fields; the writer updates ``seq`` before and after the pixels.
+overwritten and what you read is void. The writer is a single thread and updates ``seq`` before
+and after the pixels. This relies on x86-64's store order (TSO): other processes see the
+writer's stores in program order. On weakly ordered CPUs (ARM64) Python has no memory barrier
+to offer, so a reader there could accept a torn frame; the daemon runs on x86-64 lab PCs.
+
+A writer that restarts makes a new file (a new ``epoch``) at the same path; a reader holding
+the old map keeps seeing the old, frozen ring. :meth:`RingBufferReader.stale` tells, and a new
+``RingBufferReader(path)`` follows the new ring.
 """
 
 from __future__ import annotations
@@ -118,13 +123,20 @@ class RingBufferWriter:
         self.slot_size = slot_size_for(max_pixel_bytes)
         size = HEADER_SIZE + capacity * self.slot_size
         temporary = path.with_name(path.name + ".new")
-        with open(temporary, "wb") as file:
-            file.truncate(size)
-        fd = os.open(temporary, os.O_RDWR)
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
+            # Reserve the memory now: a sparse file on a too-small /dev/shm would kill the
+            # whole daemon with SIGBUS at the first frame that lands on an unbacked page.
+            os.posix_fallocate(fd, 0, size)
             self._map = mmap.mmap(fd, size)
-        finally:
+        except OSError as error:
             os.close(fd)
+            temporary.unlink(missing_ok=True)
+            raise RingBufferError(
+                f"cannot make a {size / 2**20:.0f} MiB ring at {path} ({error.strerror});"
+                " give it fewer slots ([storage] ring_slots) or another ring_directory"
+            ) from error
+        os.close(fd)
         self._write_seq = 0
         self.epoch = time.time_ns()
         _HEADER.pack_into(
@@ -226,6 +238,17 @@ class RingBufferReader:
         self.capacity = capacity
         self.slot_size = slot_size
         self.epoch = epoch
+
+    def stale(self) -> bool:
+        """True if the file at ``path`` is now another ring (the writer restarted) or gone."""
+        try:
+            with open(self.path, "rb") as file:
+                header = file.read(_HEADER.size)
+        except OSError:
+            return True
+        if len(header) < _HEADER.size:
+            return True
+        return bool(_HEADER.unpack(header)[7] != self.epoch)
 
     def header(self) -> RingHeader:
         _, _, _, capacity, _, slot_size, write_seq, epoch = _HEADER.unpack_from(self._map, 0)

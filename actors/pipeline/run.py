@@ -181,6 +181,9 @@ class Run:
         self._wake = trio.CancelScope()
         self.finished = trio.Event()
         self._started_camera = False
+        self._old_tap: TapReader[Frame] | None = None  # closed by a camera restart
+        self._hard_failure = False  # the file cannot take more: queued frames are not written
+        self._frames_discarded = 0  # taken or queued but not written after a hard failure
 
     # -- control -----------------------------------------------------------------------------
 
@@ -214,15 +217,21 @@ class Run:
                             name, info.name, ChannelKind.PARAMETER, _kind(info.dtype), info.units
                         )
                         nursery.start_soon(self._watch_parameter, spec)
-                if self.options.camera is not None and self.options.frames:
-                    await self._start_camera()
-                    nursery.start_soon(self._wait_camera)
                 try:
-                    await self._record()
+                    if self._failure is None:
+                        if self.options.camera is not None and self.options.frames:
+                            await self.start_camera()
+                            nursery.start_soon(self._wait_camera)
+                        await self._record()
                 except RunFailed as failure:
                     self._failure = str(failure)
                 except OSError as error:  # h5py and the disk: ENOSPC, EIO
                     self._failure = f"writing {self.path.name} failed: {_first_line(error)}"
+                    self._hard_failure = True
+                except Exception as error:  # a bug must end the run, never the recorder
+                    logger.exception("run %s failed", self.options.name)
+                    self._failure = f"internal error: {type(error).__name__}: {error}"
+                    self._hard_failure = True
                 nursery.cancel_scope.cancel()
             ended = True
         finally:
@@ -238,13 +247,21 @@ class Run:
     def _tap_name(self) -> str:
         return f"run:{self.options.name}"
 
-    async def _start_camera(self) -> None:
-        assert self.options.camera is not None
+    def fail(self, reason: str) -> None:
+        """End the run with an error before it records (an attach or camera start failed)."""
+        self._failure = self._failure or reason
+        self._wake.cancel()
+
+    async def start_camera(self) -> None:
+        """Start the camera's sequence; RunFailed says why the camera refused."""
+        if self._started_camera or self.options.camera is None or not self.options.frames:
+            return
         camera = self.system.ref(self.options.camera)
         try:
             await camera.ask(StartAcquisition(self.options.frames))
         except (BenchError, ActorError) as error:
-            raise RunFailed(f"could not start the camera: {error}") from error
+            cause = getattr(error, "cause", error)
+            raise RunFailed(f"could not start the camera: {cause}") from error
         self._started_camera = True
 
     async def _wait_camera(self) -> None:
@@ -303,6 +320,9 @@ class Run:
             return
         frame: Frame | None = None
         with self._wake:
+            if self._frame_lost_instance():
+                await self._retap_camera()
+                return
             tap = self._frame_tap
             if tap is None or self._camera_done.is_set():
                 await trio.sleep_forever()
@@ -310,21 +330,26 @@ class Run:
             try:
                 frame = await tap.receive()
             except TapClosed:
-                await self._retap_camera()
+                self._frames_dropped_before += tap.statistics().dropped  # counted once
+                self._old_tap = tap
                 return
         if frame is not None:
             await self._write_frames([frame])
 
+    def _frame_lost_instance(self) -> bool:
+        return self._old_tap is not None and self._old_tap is self._frame_tap
+
     async def _retap_camera(self) -> None:
-        """The camera instance went away (a restart): count its drops, tap the new one."""
-        assert self._frame_tap is not None and self.options.camera is not None
-        self._frames_dropped_before += self._frame_tap.statistics().dropped
+        """The camera instance went away (a restart): tap the new one (its drops were
+        counted when the old tap closed). Interrupted by the flush timer, it tries again."""
+        assert self.options.camera is not None
         camera = self.system.ref(self.options.camera)
         while True:
             try:
                 self._frame_tap = await _add_tap(
                     camera, "frames", self._tap_name, TapPolicy.LOSSLESS, self.options.frame_queue
                 )
+                self._old_tap = None
                 return
             except (BenchError, ActorError):
                 await trio.sleep(0.5)
@@ -338,21 +363,32 @@ class Run:
 
     async def _write_frames(self, frames: list[Frame]) -> None:
         shape = self.file.layout.shape if self.file.layout else None
-        records = []
-        for frame in frames:
-            self._frames.see(frame.frame_number)
+        records: list[FrameRecord] = []
+        rest: list[Frame] = []  # from the first frame of the wrong shape on: not written
+        for index, frame in enumerate(frames):
             if frame.pixels.shape != shape:
-                raise RunFailed(
-                    f"frame {frame.frame_number} is {frame.pixels.shape}, the run records"
-                    f" {shape}: the camera's geometry changed during the run"
-                )
+                rest = frames[index:]
+                break
             records.append(
                 FrameRecord(frame.frame_number, frame.timestamp, frame.exposure_ms, frame.pixels)
             )
-        with trio.CancelScope(shield=True):  # frames in hand are written, even when stopping
-            await trio.to_thread.run_sync(self.file.append_frames, records)
+        for frame in frames:
+            self._frames.see(frame.frame_number)
+        self._frames_discarded += len(rest)
+        try:
+            with trio.CancelScope(shield=True):  # frames in hand are written, even when stopping
+                await trio.to_thread.run_sync(self.file.append_frames, records)
+        except OSError:
+            self._frames_discarded += len(records)  # the file rolls the batch back
+            raise
+        if rest:
+            raise RunFailed(
+                f"frame {rest[0].frame_number} is {rest[0].pixels.shape}, the run records"
+                f" {shape}: the camera's geometry changed during the run"
+            )
 
     async def _flush(self) -> None:
+        await self._retap_readings()
         rows = self._take_readings()
         parameter_rows, self._parameter_rows = self._parameter_rows, []
 
@@ -375,6 +411,28 @@ class Run:
             taken[device] = tap.receive_batch(READINGS_CAPACITY)
             self._readings += len(taken[device])
         return taken
+
+    async def _retap_readings(self) -> None:
+        """A Readable that restarted closed its tap: count its drops and follow the new one."""
+        for device, tap in list(self._reading_taps.items()):
+            statistics = tap.statistics()
+            if not tap.closed or statistics.pending:
+                continue
+            try:
+                reader: TapReader[Reading] = await _add_tap(
+                    self.system.ref(device),
+                    "readings",
+                    self._tap_name,
+                    TapPolicy.LOSSLESS,
+                    READINGS_CAPACITY,
+                )
+            except (BenchError, ActorError):
+                continue  # still restarting: try again at the next flush
+            self._readings_lost_before[device] = (
+                self._readings_lost_before.get(device, 0) + statistics.dropped
+            )
+            self._reading_taps[device] = reader
+            logger.info("%s: following %s's readings again", self.options.name, device)
 
     def _write_rows(
         self,
@@ -439,10 +497,12 @@ class Run:
 
     def _dropped(self) -> int:
         tap = self._frame_tap
-        return self._frames_dropped_before + (tap.statistics().dropped if tap else 0)
+        current = tap.statistics().dropped if tap is not None and tap is not self._old_tap else 0
+        return self._frames_dropped_before + current
 
     def _readings_lost(self) -> int:
-        return sum(t.statistics().dropped for t in self._reading_taps.values())
+        now = sum(t.statistics().dropped for t in self._reading_taps.values())
+        return now + sum(self._readings_lost_before.values())
 
     def _update(self, committed: int | None = None, **changes: Any) -> None:
         tap = self._frame_tap
@@ -475,6 +535,8 @@ class Run:
             await self._drain()
         except (OSError, RunFailed) as error:
             self._failure = self._failure or f"writing the last data failed: {_first_line(error)}"
+            if self._frame_tap is not None:  # what the file could not take is still counted
+                self._frames_discarded += len(self._frame_tap.receive_batch(10**9))
         failed = self._failure is not None
         self._update()
         record = self._end_record(end_time, failed)
@@ -483,7 +545,12 @@ class Run:
         except OSError as error:
             logger.error("%s: the end record could not be written: %s", self.path, error)
             record = {**record, "status": "failed", "end_record_written": False}
-            await trio.to_thread.run_sync(self.file.close)
+            self._failure = self._failure or f"the end record could not be written: {error}"
+            failed = True
+            try:
+                await trio.to_thread.run_sync(self.file.close)
+            except OSError as close_error:
+                logger.error("%s: closing failed too: %s", self.path, close_error)
         try:
             await trio.to_thread.run_sync(self.arrow.close)
         except OSError as error:
@@ -505,19 +572,32 @@ class Run:
                 await camera.ask(StopAcquisition(), timeout=5.0)
             except (BenchError, ActorError) as error:
                 logger.warning("%s: could not stop the camera: %s", self.options.name, error)
-        # Taps are closed, not removed by request: whatever is queued is still drained.
+        # Detach first (the producer forgets a detached tap at its next publish, so nothing
+        # new arrives even if the RemoveTap below cannot get through); what is queued stays
+        # and is drained.
         if self._frame_tap is not None:
+            self._frame_tap.detach()
             await _remove_tap_quietly(self.system, self.options.camera, self._tap_name)
-        for device in self._reading_taps:
+        for device, tap in self._reading_taps.items():
+            tap.detach()
             await _remove_tap_quietly(self.system, device, self._tap_name, stream="readings")
 
     async def _drain(self) -> None:
+        """Write what the taps still hold — unless the file cannot take it (a write failed),
+        in which case the frames left are counted as discarded, never just forgotten."""
         tap = self._frame_tap
-        while tap is not None and self._failure is None:
+        while tap is not None:
+            if self._hard_failure:
+                self._frames_discarded += len(tap.receive_batch(10**9))
+                break
             batch = tap.receive_batch(FRAME_BATCH)
             if not batch:
                 break
-            await self._write_frames(batch)
+            try:
+                await self._write_frames(batch)
+            except OSError:
+                self._hard_failure = True
+                raise
         rows = self._take_readings()
         parameter_rows, self._parameter_rows = self._parameter_rows, []
         await trio.to_thread.run_sync(self._write_rows, rows, parameter_rows)
@@ -540,6 +620,7 @@ class Run:
             "frames_written": status.frames_written,
             "frames_dropped": status.frames_dropped,
             "frames_missing": status.frames_missing,
+            "frames_discarded": self._frames_discarded,
             "readings_recorded": status.readings_recorded,
             "readings_lost": status.readings_lost,
             "parameter_changes": status.parameter_changes,
@@ -569,7 +650,8 @@ def _first_line(error: BaseException) -> str:
     found = re.search(r"errno = (\d+)", text)
     if found:
         number = int(found.group(1))
-    return f"{what}: {os.strerror(number)}" if number else what
+    reason = os.strerror(number) if number else ""
+    return f"{what}: {reason}" if reason and reason not in what else what
 
 
 def _kind(dtype: str) -> str:

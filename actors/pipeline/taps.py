@@ -137,6 +137,11 @@ class TapReader(Generic[T]):
         self._delivered += count
         return batch
 
+    def detach(self) -> None:
+        """Take nothing new, keep what is queued: the producer forgets this tap at its next
+        publish, and the consumer drains the queue (a writer finishing a run)."""
+        self._close()
+
     def close(self) -> None:
         """The consumer is done: the producer forgets this tap at its next publish."""
         self._close()

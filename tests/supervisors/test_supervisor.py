@@ -343,3 +343,17 @@ async def test_stopping_during_a_backoff_does_not_wait_it_out(autojump_clock):
     assert trio.current_time() - leaving < 0.01
     assert journal.events.count("start a") == 1  # the pending restart was abandoned
     assert all(s.state is ActorState.DOWN for s in system.statistics())
+
+
+async def test_an_error_in_the_block_stops_the_tree_gracefully_before_it_propagates(
+    autojump_clock,
+):
+    journal = Journal()
+    with pytest.raises(RuntimeError, match="the script failed"):
+        async with open_actor_system(stages(journal, "a", "b")) as system:
+            system.ref("a").try_tell(Move(90.0, settle=2.0))
+            await trio.sleep(0.5)
+            raise RuntimeError("the script failed")
+    events = journal.events
+    assert "arrived a 90" in events  # the move in flight finished: no cancellation mid-move
+    assert events.index("stop b") < events.index("stop a")  # reverse start order

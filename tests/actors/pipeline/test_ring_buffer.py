@@ -123,3 +123,34 @@ def test_another_process_reads_frames_while_they_are_written(tmp_path: Path) -> 
     result = json.loads(output)
     assert result["checked"] == 200  # every frame it trusted was whole and the right one
     assert result["epoch"] == ring.epoch
+
+
+def test_a_restarted_writer_makes_old_readers_stale(tmp_path: Path) -> None:
+    path = tmp_path / "cam.ring"
+    first = RingBufferWriter(path, capacity=2, max_pixel_bytes=64 * 32 * 2)
+    reader = RingBufferReader(path)
+    assert not reader.stale()
+    first.close()
+    assert reader.stale()  # gone
+    second = RingBufferWriter(path, capacity=2, max_pixel_bytes=64 * 32 * 2)
+    try:
+        assert reader.stale() and not RingBufferReader(path).stale()
+    finally:
+        reader.close()
+        second.close()
+
+
+def test_too_little_shared_memory_is_an_error_not_a_bus_error(tmp_path: Path) -> None:
+    disk = tmp_path / "shm"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("needs root to mount a 2 MB tmpfs (CI runs as root on the lab machine)")
+    try:
+        with pytest.raises(RingBufferError, match="ring_slots"):
+            RingBufferWriter(disk / "cam.ring", capacity=4, max_pixel_bytes=2048 * 2048 * 2)
+        assert list(disk.iterdir()) == []  # nothing half-made left behind
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)
