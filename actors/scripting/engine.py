@@ -79,6 +79,7 @@ def _dialect() -> starlark.Dialect:
     dialect = starlark.Dialect.extended()
     dialect.enable_top_level_stmt = True  # for/if at top level: scripts are not BUILD files
     dialect.enable_load = False
+    dialect.enable_f_strings = True
     return dialect
 
 
