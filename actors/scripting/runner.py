@@ -279,7 +279,7 @@ class ScriptRunner(Actor):
     def _forget_old(self) -> None:
         finished = [k for k, e in self._executions.items() if e.status.state.finished]
         for key in finished[: max(0, len(finished) - HISTORY)]:
-            del self._executions[key]
+            self._executions.pop(key).observable.close()
 
     async def _stop(self, execution: _Execution, reason: str, *, force: bool) -> ExecutionStatus:
         state = execution.status.state

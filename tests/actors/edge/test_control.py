@@ -4,6 +4,8 @@ the client that started it."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -91,22 +93,44 @@ async def test_upload_start_follow_and_status(client: Client) -> None:
     )  # fmt: skip
 
 
-async def test_a_scan_completes_after_its_client_has_gone(client: Client) -> None:
-    host, port = client.address.rsplit(":", 1)
-    source = "line_scan('esp300.axis3', 0, 1, 6, read=['power_meter'], dwell=0.1, name='orphan')\n"
+CLIENT_PROCESS = """
+import asyncio, sys
+from grpclib.client import Channel
+from benchd.v1 import control_pb2 as pb
+from benchd.v1.control_grpc import ControlStub
 
-    async def start_and_vanish() -> str:
-        channel = Channel(host, int(port))
-        try:
-            started = await ControlStub(channel).StartScript(pb.StartScriptRequest(source=source))
-        finally:
-            channel.close()  # the client goes away mid-scan
-        return str(started.id)
+async def main() -> None:
+    host, port = sys.argv[1].rsplit(":", 1)
+    channel = Channel(host, int(port))
+    started = await ControlStub(channel).StartScript(pb.StartScriptRequest(source=sys.argv[2]))
+    print(started.id, flush=True)
+    await asyncio.sleep(3600)  # killed long before
 
-    execution = await client.call(start_and_vanish)
+asyncio.run(main())
+"""
+
+
+async def test_a_scan_completes_after_its_client_process_is_killed(client: Client) -> None:
+    source = "line_scan('esp300.axis3', 0, 1, 5, read=['power_meter'], dwell=0.2, name='killed')\n"
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-c", CLIENT_PROCESS, client.address, source], stdout=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        with trio.fail_after(20):
+            line = b""
+            while not line.endswith(b"\n"):
+                line += await process.stdout.receive_some(64)
+        execution = line.decode().strip()
+        running = await client.unary(client.control.GetExecution, pb.ExecutionRequest(id=execution))
+        assert running.state in (pb.EXECUTION_STATE_PENDING, pb.EXECUTION_STATE_RUNNING)
+    finally:
+        process.kill()  # SIGKILL: no goodbye on the connection
+        await process.wait()
     status = await wait_done(client, execution)
     assert status.state == pb.EXECUTION_STATE_COMPLETED, status.error
-    (path,) = Path(client.bench.config.storage.directory).glob("*_orphan.nxs")
-    assert read_end_record(path)["scan_points"] == 6
+    (path,) = Path(client.bench.config.storage.directory).glob("*_killed.nxs")
+    record = read_end_record(path)
+    assert (record["status"], record["scan_points"]) == ("completed", 5)
     with h5py.File(path, "r") as f:
-        assert list(f["entry/scan/point/value"]) == [0, 1, 2, 3, 4, 5]
+        assert list(f["entry/scan/point/value"]) == [0, 1, 2, 3, 4]

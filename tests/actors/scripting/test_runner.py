@@ -214,3 +214,36 @@ async def test_an_emergency_stop_during_a_scan(bench: Bench) -> None:
     assert record["reason"] == "emergency stop: test e-stop" and record["scan_points"] >= 1
     with h5py.File(path, "r") as f:
         assert len(f["entry/scan/point/value"]) == record["scan_points"]
+
+
+async def test_a_snake_scan_runs_every_other_line_backwards(bench: Bench) -> None:
+    runner = bench.system.ref(RUNNER_NAME)
+    status = await run(
+        runner,
+        "grid_scan(['esp300.axis2', 0, 0.002, 2], ['esp300.axis3', 0, 0.004, 3],"
+        " read='power_meter', snake=True, name='snake')\n",
+    )
+    assert status.state is ExecutionState.COMPLETED, status
+    (path,) = Path(bench.config.storage.directory).glob("*_snake.nxs")
+    with h5py.File(path, "r") as f:
+        slow = list(f["entry/scan/esp300.axis2/value"])
+        fast = list(f["entry/scan/esp300.axis3/value"])
+    assert slow == pytest.approx([0, 0, 0, 0.002, 0.002, 0.002], abs=1e-4)
+    assert fast == pytest.approx([0, 0.002, 0.004, 0.004, 0.002, 0], abs=1e-4)
+    assert read_manifest(path)["metadata"]["scan"]["kind"] == "snake"
+
+
+async def test_one_execution_at_a_time_the_rest_wait_in_order(bench: Bench) -> None:
+    runner = bench.system.ref(RUNNER_NAME)
+    first = await runner.ask(StartScript(source="sleep(0.3)\nlog('first')\n"))
+    second = await runner.ask(StartScript(source="log('second')\n"))
+    third = await runner.ask(StartScript(source="log('third')\n"))
+    await wait_state(runner, first.id, lambda s: s.state is ExecutionState.RUNNING)
+    assert (await runner.ask(GetExecution(second.id))).state is ExecutionState.PENDING
+    stopped = await runner.ask(StopExecution(third.id, reason="not needed"))
+    assert stopped.state is ExecutionState.STOPPED
+    done = [await finished(runner, e.id) for e in (first, second)]
+    assert [d.state for d in done] == [ExecutionState.COMPLETED] * 2
+    assert done[0].ended <= done[1].started
+    with pytest.raises(ActorError, match="has ended"):
+        await runner.ask(StopExecution(first.id))
