@@ -10,12 +10,10 @@ from pathlib import Path
 
 import h5py
 import trio
-from grpclib.client import Channel
 from grpclib.const import Status
 
 from actors.pipeline.nexus_file import read_end_record
 from benchd.v1 import control_pb2 as pb
-from benchd.v1.control_grpc import ControlStub
 
 from .harness import Client
 
