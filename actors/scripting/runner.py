@@ -30,6 +30,7 @@ from runtime import (
     Actor,
     ActorError,
     BenchError,
+    EmergencyStopLatched,
     Message,
     NotFoundError,
     Observable,
@@ -243,6 +244,11 @@ class ScriptRunner(Actor):
         return info
 
     def _submit(self, request: StartScript) -> ExecutionStatus:
+        latched = self.ref.statistics().latched
+        if latched is not None:
+            raise EmergencyStopLatched(
+                f"the emergency stop is latched ({latched}); reset it before starting a script"
+            )
         if request.name and request.source:
             raise ValidationError("give a script name or its source, not both")
         if request.name:

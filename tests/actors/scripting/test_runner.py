@@ -29,7 +29,7 @@ from actors.scripting.runner import (
     StopExecution,
     UploadScript,
 )
-from runtime import ActorError, ActorRef, GetParameter
+from runtime import ActorError, ActorRef, EmergencyStopLatched, GetParameter
 from runtime.config import StorageConfig
 from supervisors.bench import Bench, open_bench, simulated_bench_config
 
@@ -214,6 +214,11 @@ async def test_an_emergency_stop_during_a_scan(bench: Bench) -> None:
     assert record["reason"] == "emergency stop: test e-stop" and record["scan_points"] >= 1
     with h5py.File(path, "r") as f:
         assert len(f["entry/scan/point/value"]) == record["scan_points"]
+    with pytest.raises(ActorError) as refused:  # no new script while latched
+        await runner.ask(StartScript(source="log('hi')\n"))
+    assert isinstance(refused.value.cause, EmergencyStopLatched)
+    assert not await bench.system.reset_emergency_stop("test over")
+    assert (await run(runner, "log(position('esp300.axis1'))\n")).state is ExecutionState.COMPLETED
 
 
 async def test_a_snake_scan_runs_every_other_line_backwards(bench: Bench) -> None:
