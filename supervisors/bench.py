@@ -309,7 +309,8 @@ def _pipeline(config: BenchConfig) -> SupervisorSpec:
         for camera in cameras
         if storage.ring_slots > 0
     ]
-    scripts = ActorSpec(RUNNER_NAME, ScriptRunner)
+    budget = config.scripting.budget
+    scripts = ActorSpec(RUNNER_NAME, lambda: ScriptRunner(budget=budget))
     return _device_supervisor("pipeline", (recorder, *rings, scripts), Strategy.ONE_FOR_ONE)
 
 

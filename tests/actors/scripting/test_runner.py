@@ -30,7 +30,7 @@ from actors.scripting.runner import (
     UploadScript,
 )
 from runtime import ActorError, ActorRef, EmergencyStopLatched, GetParameter
-from runtime.config import StorageConfig
+from runtime.config import ScriptingConfig, StorageConfig
 from supervisors.bench import Bench, open_bench, simulated_bench_config
 
 
@@ -123,11 +123,19 @@ async def test_no_file_system_and_no_imports(bench: Bench) -> None:
         assert status.state is ExecutionState.ERROR and status.line == 1, (source, status)
 
 
-async def test_the_budget_stops_a_runaway_loop(bench: Bench) -> None:
-    runner = bench.system.ref(RUNNER_NAME)
-    status = await run(runner, "x = 0\nfor i in range(100000000):\n    x += i\n")
+async def test_the_budget_stops_a_runaway_loop(tmp_path: Path) -> None:
+    storage = StorageConfig(directory=tmp_path, ring_directory=tmp_path, min_free_mb=0)
+    config = dataclasses.replace(
+        simulated_bench_config(), storage=storage, scripting=ScriptingConfig(budget=500)
+    )
+    async with open_bench(config) as bench:
+        runner = bench.system.ref(RUNNER_NAME)
+        status = await run(runner, "x = 0\nfor i in range(100000000):\n    x += i\n")
+        fine = await run(runner, "x = 0\nfor i in range(100000):\n    x += i\n")
     assert status.state is ExecutionState.ERROR and status.line == 2
-    assert "operation budget exceeded" in status.error and status.steps > 10_000
+    assert "operation budget exceeded: more than 500 steps" in status.error
+    assert status.steps == 501
+    assert fine.state is ExecutionState.COMPLETED and 0 < fine.steps < 500
 
 
 async def test_a_graceful_stop_ends_at_the_next_builtin(bench: Bench) -> None:
