@@ -146,6 +146,15 @@ async def test_a_graceful_stop_ends_at_the_next_builtin(bench: Bench) -> None:
     await runner.ask(StopExecution(started.id, reason="enough"))
     status = await finished(runner, started.id, 5)
     assert status.state is ExecutionState.STOPPED and status.error == "enough"
+    # Pure computation (no builtin to interrupt): the budget hook sees the stop within a step.
+    busy = await runner.ask(StartScript(source="x = 0\nfor i in range(100000000):\n    x += i\n"))
+    await wait_state(runner, busy.id, lambda s: s.state is ExecutionState.RUNNING)
+    await trio.sleep(0.2)
+    with trio.fail_after(1):
+        await runner.ask(StopExecution(busy.id, reason="enough computing"))
+        status = await finished(runner, busy.id, 1)
+    assert (status.state, status.line) == (ExecutionState.STOPPED, 2)
+    assert 0 < status.steps < 10_000
 
 
 async def test_abort_interrupts_a_long_move(bench: Bench) -> None:
