@@ -47,7 +47,6 @@ from .builtins import MAX_LOG_LINES, Builtins, ExecutionContext, abort_devices, 
 from .engine import (
     DEFAULT_BUDGET,
     Budget,
-    BudgetExceeded,
     ScriptError,
     ScriptProblem,
     check,
@@ -441,7 +440,6 @@ def _source(source: str) -> str:
 
 __all__ = [
     "RUNNER_NAME",
-    "BudgetExceeded",
     "CheckScript",
     "ExecutionState",
     "ExecutionStatus",
