@@ -119,6 +119,14 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 @dataclass(frozen=True, slots=True)
+class ScriptingConfig:
+    """The script runner (the ``[scripting]`` table; docs/scripting.md)."""
+
+    #: Steps a script may compute: check_cancelled calls, ~1000 bytecode instructions each.
+    budget: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
 class BenchConfig:
     source: str  # the file it came from, for error messages
     name: str
@@ -126,6 +134,7 @@ class BenchConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     text: str = ""  # the file as written: every run's manifest carries it
     edge: EdgeConfig = field(default_factory=EdgeConfig)
+    scripting: ScriptingConfig = field(default_factory=ScriptingConfig)
 
     def error(self, key: str, reason: str) -> ConfigError:
         return ConfigError(self.source, key, reason)
@@ -146,7 +155,7 @@ def parse_config(text: str, source: str) -> BenchConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "", f"not valid TOML ({exc})") from exc
-    _only(data, {"bench", "device", "storage", "edge"}, "", source)
+    _only(data, {"bench", "device", "storage", "edge", "scripting"}, "", source)
     bench = data.get("bench", {})
     _expect(bench, dict, "bench", source, "a table")
     _only(bench, {"name"}, "bench", source)
@@ -188,8 +197,22 @@ def parse_config(text: str, source: str) -> BenchConfig:
         tuple(devices),
         storage=storage,
         edge=_edge(data.get("edge", {}), source),
+        scripting=_scripting(data.get("scripting", {}), source),
         text=text,
     )
+
+
+def _scripting(table: object, source: str) -> ScriptingConfig:
+    _expect(table, dict, "scripting", source, "a table")
+    assert isinstance(table, dict)
+    _only(table, {"budget"}, "scripting", source)
+    if "budget" not in table:
+        return ScriptingConfig()
+    budget = table["budget"]
+    _expect(budget, int, "scripting.budget", source, "an int")
+    if not 1 <= budget <= 1_000_000_000:
+        raise ConfigError(source, "scripting.budget", f"{budget} is outside 1..1000000000")
+    return ScriptingConfig(budget=budget)
 
 
 _STORAGE_NUMBERS: dict[str, tuple[type, float, float]] = {

@@ -33,6 +33,7 @@ from actors.instruments.visa_transport import VisaSettings
 from actors.pipeline.frame_ring import FrameRing
 from actors.pipeline.recorder import RECORDER_NAME, RecorderActor
 from actors.pipeline.ring_buffer import default_directory
+from actors.scripting.runner import RUNNER_NAME, ScriptRunner
 from runtime import ActorState
 from runtime.config import BUILT_IN, BenchConfig, DeviceConfig, parse_config
 from simulators._pty import PtySimulator
@@ -282,8 +283,8 @@ def _synthetic(config: BenchConfig, device: DeviceConfig, port: str) -> Supervis
 
 
 def _pipeline(config: BenchConfig) -> SupervisorSpec:
-    """The recorder (runs of the first camera's frames plus every reading) and one
-    shared-memory frame ring per camera."""
+    """The recorder (runs of the first camera's frames plus every reading), one
+    shared-memory frame ring per camera, and the script runner (scripts and scans)."""
     storage = config.storage
     cameras = [d.id for d in config.devices if DRIVERS[d.driver].frames]
     recorder = ActorSpec(
@@ -308,7 +309,9 @@ def _pipeline(config: BenchConfig) -> SupervisorSpec:
         for camera in cameras
         if storage.ring_slots > 0
     ]
-    return _device_supervisor("pipeline", (recorder, *rings), Strategy.ONE_FOR_ONE)
+    budget = config.scripting.budget
+    scripts = ActorSpec(RUNNER_NAME, lambda: ScriptRunner(budget=budget))
+    return _device_supervisor("pipeline", (recorder, *rings, scripts), Strategy.ONE_FOR_ONE)
 
 
 def _ring_path(config: BenchConfig, camera: str) -> Path:

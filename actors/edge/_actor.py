@@ -38,6 +38,7 @@ from ._codec import EdgeCodec
 from ._context import EdgeContext, EventLog
 from ._preset_store import PresetStore
 from .auth import Authenticator
+from .control import ControlServicer
 from .daemon_info import DaemonInfoServicer
 from .estop import EmergencyStopServicer, StopEvent
 from .frames import CameraHardwareServicer
@@ -166,6 +167,7 @@ class Edge(Actor):
                     PresetServicer(context, PresetStore(self.config.presets_dir)),
                     DaemonInfoServicer(context),
                     StorageServicer(context),
+                    ControlServicer(context),
                 ]
                 services.append(Health({service: [serving] for service in services}))
                 services = ServerReflection.extend(services)

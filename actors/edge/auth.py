@@ -81,6 +81,9 @@ OPERATOR_METHODS = frozenset(
         "/benchd.v1.Hardware/SoftwareTrigger",
         "/benchd.v1.Storage/StartRun",
         "/benchd.v1.Storage/StopRun",
+        "/benchd.v1.Control/UploadScript",
+        "/benchd.v1.Control/StartScript",
+        "/benchd.v1.Control/StopExecution",
     }
 )
 #: Methods that need no token at all.

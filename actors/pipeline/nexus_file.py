@@ -18,6 +18,7 @@ Layout (NeXus application-neutral, readable by silx / HDFView / NeXpy)::
     /entry/data                  NXdata: data -> the detector's frames (a link)
     /entry/readings/<device>/reading/{time,value,flags}          every Readable reading
     /entry/readings/<device>/parameters/<name>/{time,value}      every parameter change
+    /entry/scan/<column>/{time,value}   a scan's table, one row a point (declared at start)
     /entry/end_record            JSON: exit status, frame and reading accounting
 """
 
@@ -68,6 +69,7 @@ class Compression(enum.StrEnum):
 class ChannelKind(enum.StrEnum):
     READING = "reading"
     PARAMETER = "parameter"
+    SCAN = "scan"  # one column of a scan's table (point, axis positions, readings per point)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,8 @@ class ChannelSpec:
     def path(self) -> str:
         if self.kind is ChannelKind.READING:
             return f"/entry/readings/{self.device}/reading"
+        if self.kind is ChannelKind.SCAN:
+            return f"/entry/scan/{self.name}"
         return f"/entry/readings/{self.device}/parameters/{self.name}"
 
 
@@ -242,7 +246,10 @@ class NexusRunFile:
 
         readings = _group(entry, "readings", "NXcollection")
         for channel in channels:
-            self._lay_out_channel(readings, channel)
+            if channel.kind is ChannelKind.SCAN:
+                self._lay_out_channel(_group(entry, "scan", "NXcollection"), channel)
+            else:
+                self._lay_out_channel(readings, channel)
 
     def _lay_out_detector(
         self, instrument: h5py.Group, entry: h5py.Group, parameters: Mapping[str, Any]
@@ -276,8 +283,8 @@ class NexusRunFile:
         data.attrs["signal"] = "data"
         data["data"] = h5py.SoftLink(self._frames.name)
 
-    def _lay_out_channel(self, readings: h5py.Group, channel: ChannelSpec) -> None:
-        group = readings.require_group(channel.path.removeprefix("/entry/readings/"))
+    def _lay_out_channel(self, parent: h5py.Group, channel: ChannelSpec) -> None:
+        group = parent.require_group(channel.path.removeprefix(f"{parent.name}/"))
         group.attrs["NX_class"] = "NXlog"
         times = _series(group, "time", "f8", CHANNEL_CHUNK)
         times.attrs["units"] = "s"

@@ -74,11 +74,23 @@ class StartRun(Request[RunStatus]):
     duration: float | None = None
     compression: str = "none"
     record_frames: bool = True  # False: readings and parameters only, even with a camera
+    #: A scan's table columns (``/entry/scan/<column>``), declared now because SWMR allows no
+    #: new dataset once the run has started; rows arrive with RecordScanPoint.
+    scan_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class StopRun(Request[RunStatus]):
     reason: str = "stopped by user"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordScanPoint(Request[int]):
+    """One row of the current run's scan table: a value for each declared scan column (a
+    column left out is NaN). Reply: the rows recorded so far."""
+
+    values: Mapping[str, float]
+    timestamp: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +220,8 @@ class RecorderActor(Actor):
                 return await self._start(message)
             case StopRun(reason=reason):
                 return await self._stop(reason)
+            case RecordScanPoint(values=values, timestamp=timestamp):
+                return self._record_scan_point(values, timestamp)
             case GetRunStatus():
                 return self._status.value
             case WatchRun():
@@ -260,17 +274,21 @@ class RecorderActor(Actor):
                 "flush_interval": options.flush_interval,
             },
         )
-        channels = [
-            ChannelSpec(
-                name, "reading", ChannelKind.READING, "float", r.info.units if r.info else ""
-            )
-            for name, r in devices.items()
-            if r.readable
-        ] + [
-            ChannelSpec(name, p.name, ChannelKind.PARAMETER, _kind(p.dtype), p.units)
-            for name, r in devices.items()
-            for p in r.parameters
-        ]
+        channels = (
+            [
+                ChannelSpec(
+                    name, "reading", ChannelKind.READING, "float", r.info.units if r.info else ""
+                )
+                for name, r in devices.items()
+                if r.readable
+            ]
+            + [
+                ChannelSpec(name, p.name, ChannelKind.PARAMETER, _kind(p.dtype), p.units)
+                for name, r in devices.items()
+                for p in r.parameters
+            ]
+            + [ChannelSpec("scan", c, ChannelKind.SCAN, "float") for c in options.scan_columns]
+        )
         try:
             file = await trio.to_thread.run_sync(
                 lambda: NexusRunFile.create(
@@ -320,8 +338,26 @@ class RecorderActor(Actor):
         logger.info("run %s recording to %s", options.name, path)
         return run.status
 
+    def _record_scan_point(self, values: Mapping[str, float], timestamp: float) -> int:
+        run = self._run
+        if run is None or run.finished.is_set():
+            raise WrongState("no run is recording")
+        unknown = set(values) - set(run.options.scan_columns)
+        if unknown:
+            declared = ", ".join(run.options.scan_columns) or "none"
+            raise ValidationError(
+                f"scan columns {sorted(unknown)} were not declared in StartRun;"
+                f" declared: {declared}"
+            )
+        return run.add_scan_point(values, timestamp)
+
     def _options(self, request: StartRun) -> RunOptions:
         name = check_run_name(request.name)
+        columns = request.scan_columns
+        if len(set(columns)) != len(columns) or not all(
+            isinstance(c, str) and c and "/" not in c for c in columns
+        ):
+            raise ValidationError(f"scan columns must be distinct names without '/': {columns}")
         if not all(isinstance(k, str) for k in request.metadata):
             raise ValidationError("run metadata keys must be strings")
         try:
@@ -356,6 +392,7 @@ class RecorderActor(Actor):
             frame_queue=self.frame_queue.value,
             min_free_bytes=int(self.min_free_mb.value * MB),
             flush_interval=self.flush_interval.value,
+            scan_columns=tuple(columns),
         )
 
     async def _frame_layout(self, options: RunOptions) -> FrameLayout | None:
@@ -451,6 +488,7 @@ __all__ = [
     "RECORDER_NAME",
     "GetRunStatus",
     "ListRuns",
+    "RecordScanPoint",
     "RecorderActor",
     "RunFile",
     "RunState",

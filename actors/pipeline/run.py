@@ -82,6 +82,7 @@ class RunOptions:
     frame_queue: int  # lossless frame tap capacity (frames the writer may fall behind)
     min_free_bytes: int
     flush_interval: float
+    scan_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ class RunStatus:
     readings_lost: int = 0
     parameter_changes: int = 0
     parameter_changes_skipped: int = 0
+    scan_points: int = 0
     error: str = ""
     end_record: Mapping[str, Any] = field(default_factory=dict)
 
@@ -174,6 +176,7 @@ class Run:
         self._parameter_rows: list[tuple[ChannelSpec, float, Any]] = []
         self._changes = 0
         self._changes_skipped = 0
+        self._scan_points = 0
         self._readings = 0
         self._stop_reason: str | None = None
         self._failure: str | None = None
@@ -480,6 +483,14 @@ class Run:
             last_version = -1  # a new instance numbers its versions afresh
             await trio.sleep(0.5)
 
+    def add_scan_point(self, values: Mapping[str, float], timestamp: float) -> int:
+        """Queue one scan-table row; written with the next flush like parameter changes."""
+        for column in self.options.scan_columns:
+            spec = ChannelSpec("scan", column, ChannelKind.SCAN, "float")
+            self._parameter_rows.append((spec, timestamp, float(values.get(column, math.nan))))
+        self._scan_points += 1
+        return self._scan_points
+
     def _note_change(self, spec: ChannelSpec, sample: Sample[Any], last_version: int) -> None:
         if last_version >= 0 and sample.version > last_version + 1:
             self._changes_skipped += sample.version - last_version - 1
@@ -521,6 +532,7 @@ class Run:
             readings_lost=self._readings_lost(),
             parameter_changes=self._changes,
             parameter_changes_skipped=self._changes_skipped,
+            scan_points=self._scan_points,
             **changes,
         )
         self._publish(self.status)
@@ -625,6 +637,7 @@ class Run:
             "readings_lost": status.readings_lost,
             "parameter_changes": status.parameter_changes,
             "parameter_changes_skipped": status.parameter_changes_skipped,
+            "scan_points": status.scan_points,
         }
 
 

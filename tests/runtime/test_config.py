@@ -134,3 +134,16 @@ def test_storage_errors_name_file_key_and_reason(storage: str, message: str) -> 
     with pytest.raises(ConfigError) as caught:
         parse_config(GOOD + f"\n[storage]\n{storage}\n", "lab.toml")
     assert str(caught.value).startswith(message)
+
+
+def test_the_scripting_table() -> None:
+    assert parse_config(GOOD, "lab.toml").scripting.budget == 10_000
+    assert parse_config(GOOD + "\n[scripting]\nbudget = 500\n", "lab.toml").scripting.budget == 500
+    for table, message in [
+        ("budget = 0", "lab.toml: scripting.budget: 0 is outside 1..1000000000"),
+        ("budget = 'x'", "lab.toml: scripting.budget: expected an int, got str 'x'"),
+        ("steps = 4", "lab.toml: scripting.steps: unknown key; allowed here: budget"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            parse_config(GOOD + f"\n[scripting]\n{table}\n", "lab.toml")
+        assert str(caught.value).startswith(message)

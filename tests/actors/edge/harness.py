@@ -20,6 +20,7 @@ from grpclib.exceptions import GRPCError
 
 from actors.edge import EDGE_NAME, Edge, EdgeAddress
 from benchd.v1 import (
+    control_grpc,
     daemon_grpc,
     estop_grpc,
     hardware_grpc,
@@ -45,6 +46,7 @@ class Client:
     preset: preset_grpc.PresetStub
     daemon: daemon_grpc.DaemonInfoStub
     storage: storage_grpc.StorageStub
+    control: control_grpc.ControlStub
 
     async def call(self, coroutine: Callable[[], Awaitable[T]]) -> T:
         return await trio_asyncio.aio_as_trio(coroutine)()  # type: ignore[no-any-return]
@@ -130,6 +132,7 @@ async def open_client(
                     preset_grpc.PresetStub(channel),
                     daemon_grpc.DaemonInfoStub(channel),
                     storage_grpc.StorageStub(channel),
+                    control_grpc.ControlStub(channel),
                 )
             finally:
                 channel.close()

@@ -1,0 +1,541 @@
+"""The builtins a script calls, and the bridge from the script's worker thread to the actors.
+
+Every builtin is a plain function that Starlark calls in the worker thread. It hands one
+coroutine to the event loop with ``trio.from_thread.run`` and blocks until it is done, so the
+actors see ordinary asks from a trio task. That coroutine runs inside a cancel scope the
+runner can cancel: an abort or an e-stop interrupts a move, a sleep or an exposure in flight,
+not only at the next Starlark step. A forced stop also sends ``Abort`` to the device being
+driven, since cancelling an ask does not stop the motion it started.
+
+Safety: a script reaches only devices (actors that answer ``Describe``), by their bench names,
+and only the capability a builtin needs; every value goes through the device's own Parameter
+validation; parameter writes carry ``Source.SCRIPT``.
+
+Error handling: a refused request becomes a :class:`BuiltinError` carrying the device's
+reason; Starlark adds the script's line. An interruption raises :class:`BuiltinInterrupted`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from runtime import (
+    Abort,
+    ActorError,
+    ActorSystem,
+    BenchError,
+    GetParameter,
+    ParameterSnapshot,
+    Request,
+    SetParameter,
+    Source,
+)
+
+from ..capabilities import (
+    AcquisitionStatus,
+    Capability,
+    Describe,
+    DeviceInfo,
+    GetAcquisitionStatus,
+    GetPosition,
+    MoveAbsolute,
+    MoveRelative,
+    Read,
+    Reading,
+    StartAcquisition,
+    StopAcquisition,
+)
+from ..pipeline.recorder import (
+    RECORDER_NAME,
+    GetRunStatus,
+    RecordScanPoint,
+    StartRun,
+    StopRun,
+)
+from ..pipeline.run import RunStatus
+
+SHUTTER_DRIVER = "spectra_physics_maitai"
+ACQUISITION_POLL = 0.02
+MAX_LOG_LINES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A scan as asked for: the axes, every point's target positions, what to measure."""
+
+    axes: tuple[str, ...]
+    path: list[tuple[float, ...]]
+    read: Sequence[str]
+    dwell: float
+    settle: float
+    frames: int
+    name: str
+    metadata: Mapping[str, Any] | None
+    definition: dict[str, Any]
+
+
+class BuiltinError(Exception):
+    """A builtin was refused (unknown device, wrong capability, a value out of limits)."""
+
+
+class BuiltinInterrupted(Exception):
+    """The builtin was cut short by a stop, an abort or an emergency stop."""
+
+
+async def inventory(system: ActorSystem, timeout: float = 2.0) -> dict[str, DeviceInfo]:
+    """Every actor that says it is a device (answers Describe), by name."""
+    found: dict[str, DeviceInfo] = {}
+
+    async def one(name: str) -> None:
+        with contextlib.suppress(BenchError, ActorError):
+            found[name] = await system.ref(name).ask(Describe(), timeout=timeout)
+
+    async with trio.open_nursery() as nursery:
+        for name in system.names():
+            nursery.start_soon(one, name)
+    return dict(sorted(found.items()))
+
+
+@dataclass
+class ExecutionContext:
+    """What the builtins of one execution share with the runner (touched only on the event
+    loop's thread, except the plain reads of ``interrupt`` / ``stop`` in the budget hook)."""
+
+    execution_id: str
+    source: str
+    log: Callable[[str], None]
+    progress: Callable[[float], None]
+    stop: str | None = None  # graceful: end at the next step or builtin boundary
+    interrupt: str | None = None  # forced: cut the builtin in flight
+    busy: set[str] = field(default_factory=set)  # devices with a hazardous request in flight
+    shutter_opened: str | None = None  # the device whose shutter the script opened
+    run_started: bool = False  # a run the script (or a scan) started and has not stopped
+    scope: trio.CancelScope | None = None
+    #: The e-stop reason while the bench is latched (the runner's own latch, set the moment
+    #: the e-stop is sent, before any device's "interrupted" reply can arrive).
+    latched: Callable[[], str | None] = lambda: None
+
+    def reason(self) -> str | None:
+        if self.interrupt is not None:
+            return self.interrupt
+        latched = self.latched()
+        if latched is not None:
+            return f"emergency stop: {latched}"
+        return self.stop
+
+
+class Builtins:
+    """One execution's builtins, bound to the bench's devices as they were at its start."""
+
+    def __init__(
+        self, system: ActorSystem, devices: Mapping[str, DeviceInfo], context: ExecutionContext
+    ) -> None:
+        self.system = system
+        self.devices = devices
+        self.context = context
+
+    def functions(self) -> dict[str, Callable[..., Any]]:
+        """name -> callable, for the script's module."""
+        bridged: dict[str, Callable[..., Awaitable[Any]]] = {
+            "move": self.move,
+            "move_rel": self.move_rel,
+            "position": self.position,
+            "read": self.read,
+            "read_averaged": self.read_averaged,
+            "set": self.set,
+            "get": self.get,
+            "sleep": self.sleep,
+            "acquire": self.acquire,
+            "log": self.log,
+            "print": self.log,
+            "progress": self.progress,
+            "start_run": self.start_run,
+            "stop_run": self.stop_run,
+            "devices": self.list_devices,
+            "line_scan": self.line_scan,
+            "grid_scan": self.grid_scan,
+            "_shutter_open": self.shutter_open,
+            "_shutter_close": self.shutter_close,
+        }
+        return {name: self._bridge(function) for name, function in bridged.items()}
+
+    # -- the bridge ------------------------------------------------------------------------------
+
+    def _bridge(self, function: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return trio.from_thread.run(self._guarded, function, args, kwargs)
+
+        call.__name__ = function.__name__
+        return call
+
+    async def _guarded(
+        self,
+        function: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        context = self.context
+        if context.reason() is not None:
+            raise BuiltinInterrupted(context.reason())
+        with trio.CancelScope() as scope:
+            context.scope = scope
+            try:
+                return await function(*args, **kwargs)
+            except (BenchError, ActorError) as error:
+                raise BuiltinError(_describe(error)) from None
+            finally:
+                context.scope = None
+        raise BuiltinInterrupted(context.reason() or "interrupted")
+
+    async def _ask(self, device: str, request: Request[Any], timeout: float | None = None) -> Any:
+        return await self.system.ref(device).ask(request, timeout=timeout)
+
+    async def _hazardous(self, device: str, request: Request[Any]) -> Any:
+        """A request that starts motion: on a forced stop the runner aborts ``busy`` devices."""
+        self.context.busy.add(device)
+        try:
+            return await self._ask(device, request, timeout=None)
+        finally:
+            self.context.busy.discard(device)
+
+    def _device(self, name: object, capability: Capability | None = None) -> str:
+        if not isinstance(name, str) or name not in self.devices:
+            known = ", ".join(self.devices) or "none"
+            raise BuiltinError(f"no device named {name!r}; devices: {known}")
+        if capability is not None and capability not in self.devices[name].capabilities:
+            able = [n for n, d in self.devices.items() if capability in d.capabilities]
+            raise BuiltinError(
+                f"{name} is not {capability.value}; {capability.value} devices:"
+                f" {', '.join(able) or 'none'}"
+            )
+        return name
+
+    def _parameter(self, key: object) -> tuple[str, str]:
+        """``"esp300.axis1.velocity"`` -> (``esp300.axis1``, ``velocity``): device names have
+        dots too, so the longest device name that prefixes the key wins."""
+        if isinstance(key, str):
+            for device in sorted(self.devices, key=len, reverse=True):
+                if key.startswith(f"{device}.") and len(key) > len(device) + 1:
+                    return device, key[len(device) + 1 :]
+        raise BuiltinError(
+            f"{key!r} is not 'device.parameter' for a device of this bench;"
+            f" devices: {', '.join(self.devices)}"
+        )
+
+    # -- motion and readings ---------------------------------------------------------------------
+
+    async def move(self, device: str, position: float) -> float:
+        """Move to ``position`` (the device's units) and wait until settled; the position."""
+        name = self._device(device, Capability.MOVABLE)
+        result: float = await self._hazardous(name, MoveAbsolute(_number(position, "position")))
+        return result
+
+    async def move_rel(self, device: str, distance: float) -> float:
+        name = self._device(device, Capability.MOVABLE)
+        result: float = await self._hazardous(name, MoveRelative(_number(distance, "distance")))
+        return result
+
+    async def position(self, device: str) -> float:
+        result: float = await self._ask(self._device(device, Capability.MOVABLE), GetPosition())
+        return result
+
+    async def read(self, device: str) -> float:
+        """One fresh reading (the device's units); a flagged reading is logged, not hidden."""
+        name = self._device(device, Capability.READABLE)
+        reading: Reading = await self._ask(name, Read())
+        if reading.flags:
+            self.context.log(f"{name}: reading {reading.value} flagged {','.join(reading.flags)}")
+        return reading.value
+
+    async def read_averaged(self, device: str, n: int) -> float:
+        if not isinstance(n, int) or not 1 <= n <= 100_000:
+            raise BuiltinError(f"read_averaged: n must be an integer 1..100000, got {n!r}")
+        values = [await self.read(device) for _ in range(n)]
+        return math.fsum(values) / n
+
+    async def set(self, key: str, value: Any) -> Any:
+        """Set a parameter through its validation (``Source.SCRIPT``); the value it took."""
+        device, parameter = self._parameter(key)
+        snapshot: ParameterSnapshot = await self._ask(
+            device, SetParameter(parameter, value, Source.SCRIPT), timeout=None
+        )
+        return _plain(snapshot.value)
+
+    async def get(self, key: str) -> Any:
+        device, parameter = self._parameter(key)
+        snapshot: ParameterSnapshot = await self._ask(device, GetParameter(parameter))
+        return _plain(snapshot.value)
+
+    async def sleep(self, seconds: float) -> None:
+        seconds = _number(seconds, "seconds")
+        if not 0 <= seconds <= 7 * 86400:
+            raise BuiltinError(f"sleep: seconds must be 0..604800, got {seconds}")
+        await trio.sleep(seconds)
+
+    async def acquire(self, camera: str, n: int) -> int:
+        """Take ``n`` frames and wait for them; the frames acquired. Recorded if a run that
+        records frames is active (``start_run(..., frames=True)``)."""
+        name = self._device(camera, Capability.FRAME_PRODUCER)
+        if not isinstance(n, int) or not 1 <= n <= 1_000_000:
+            raise BuiltinError(f"acquire: n must be an integer 1..1000000, got {n!r}")
+        await self._ask(name, StartAcquisition(n))
+        try:
+            while True:
+                status: AcquisitionStatus = await self._ask(name, GetAcquisitionStatus())
+                if not status.running:
+                    if status.error:
+                        raise BuiltinError(f"{name}: acquisition failed: {status.error}")
+                    return status.frames_acquired
+                await trio.sleep(ACQUISITION_POLL)
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True):
+                await self._ask(name, StopAcquisition(), timeout=5.0)
+            raise
+
+    async def list_devices(self) -> dict[str, list[str]]:
+        return {n: [c.value for c in d.capabilities] for n, d in self.devices.items()}
+
+    # -- output ---------------------------------------------------------------------------------
+
+    async def log(self, *values: Any) -> None:
+        self.context.log(" ".join(str(v) for v in values))
+
+    async def progress(self, fraction: float) -> None:
+        self.context.progress(min(1.0, max(0.0, _number(fraction, "fraction"))))
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    async def start_run(
+        self, name: str, metadata: Mapping[str, Any] | None = None, frames: bool = False
+    ) -> str:
+        """Start recording (every reading and parameter change; camera frames if ``frames``);
+        the run file's path. The runner stops it when the script ends, however it ends."""
+        status = await self._start_run(str(name), dict(metadata or {}), frames, ())
+        return status.path
+
+    async def _start_run(
+        self, name: str, metadata: dict[str, Any], frames: bool, columns: tuple[str, ...]
+    ) -> RunStatus:
+        metadata.update(
+            script_execution=self.context.execution_id,
+            script=self.context.source,
+            script_sha256=hashlib.sha256(self.context.source.encode()).hexdigest(),
+        )
+        status: RunStatus = await self._ask(
+            RECORDER_NAME,
+            StartRun(name, metadata=metadata, record_frames=frames, scan_columns=columns),
+        )
+        self.context.run_started = True
+        self.context.log(f"run {name} recording to {status.path}")
+        return status
+
+    async def stop_run(self, reason: str = "stopped by script") -> dict[str, Any]:
+        """Stop the run; its end record."""
+        status: RunStatus = await self._ask(RECORDER_NAME, StopRun(str(reason)), timeout=60.0)
+        self.context.run_started = False
+        return dict(status.end_record)
+
+    # -- shutter (with_shutter_open) ------------------------------------------------------------
+
+    def _shutter_device(self) -> str:
+        for name, info in self.devices.items():
+            if info.driver == SHUTTER_DRIVER:
+                return name
+        raise BuiltinError("with_shutter_open: this bench has no laser with a shutter")
+
+    async def shutter_open(self) -> None:
+        device = self._shutter_device()
+        self.context.shutter_opened = device  # before: a failed open is closed again too
+        await self._ask(device, SetParameter("shutter", True, Source.SCRIPT), timeout=None)
+
+    async def shutter_close(self) -> None:
+        device = self._shutter_device()
+        await self._ask(device, SetParameter("shutter", False, Source.SCRIPT), timeout=None)
+        self.context.shutter_opened = None
+
+    # -- scans ----------------------------------------------------------------------------------
+
+    async def line_scan(
+        self,
+        axis: str,
+        start: float,
+        stop: float,
+        points: int,
+        *,
+        read: Sequence[str] = (),
+        dwell: float = 0.0,
+        settle: float = 0.0,
+        frames: int = 0,
+        name: str = "line_scan",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Move ``axis`` through ``points`` evenly spaced positions from ``start`` to
+        ``stop``, measuring at each; one run. The run's path and points done."""
+        axis = self._device(axis, Capability.MOVABLE)
+        path: list[tuple[float, ...]] = [(p,) for p in _span(start, stop, points)]
+        definition = {"kind": "line", "axis": axis, "start": start, "stop": stop, "points": points}
+        plan = _Plan((axis,), path, read, dwell, settle, frames, name, metadata, definition)
+        return await self._scan(plan)
+
+    async def grid_scan(
+        self,
+        slow: Sequence[Any],
+        fast: Sequence[Any],
+        *,
+        read: Sequence[str] = (),
+        dwell: float = 0.0,
+        settle: float = 0.0,
+        frames: int = 0,
+        snake: bool = False,
+        name: str = "grid_scan",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A raster, ``slow`` and ``fast`` each ``[axis, start, stop, points]``: for each
+        slow-axis position the fast axis runs its line; with ``snake`` every other line runs
+        backwards (no fly-back move)."""
+        slow_axis, slow_line = self._axis_line(slow, "slow")
+        fast_axis, fast_line = self._axis_line(fast, "fast")
+        if slow_axis == fast_axis:
+            raise BuiltinError("grid_scan: the two axes must differ")
+        path: list[tuple[float, ...]] = []
+        for row, s in enumerate(slow_line):
+            line = fast_line[::-1] if snake and row % 2 else fast_line
+            path.extend((s, f) for f in line)
+        definition = {
+            "kind": "snake" if snake else "grid",
+            "slow": list(slow),
+            "fast": list(fast),
+        }
+        plan = _Plan(
+            (slow_axis, fast_axis), path, read, dwell, settle, frames, name, metadata, definition
+        )
+        return await self._scan(plan)
+
+    def _axis_line(self, spec: Sequence[Any], what: str) -> tuple[str, list[float]]:
+        if not isinstance(spec, list | tuple) or len(spec) != 4:
+            raise BuiltinError(f"grid_scan: {what} must be [axis, start, stop, points]")
+        return self._device(spec[0], Capability.MOVABLE), _span(spec[1], spec[2], spec[3])
+
+    async def _scan(self, plan: _Plan) -> dict[str, Any]:
+        axes, path, definition = plan.axes, plan.path, plan.definition
+        readables = [self._device(d, Capability.READABLE) for d in _names(plan.read)]
+        camera = None
+        frames = plan.frames
+        if frames:
+            if not isinstance(frames, int) or frames < 0:
+                raise BuiltinError(f"frames must be a whole number >= 0, got {frames!r}")
+            cameras = [
+                n for n, d in self.devices.items() if Capability.FRAME_PRODUCER in d.capabilities
+            ]
+            if not cameras:
+                raise BuiltinError("frames= needs a camera, and this bench has none")
+            camera = cameras[0]
+        dwell, settle = _number(plan.dwell, "dwell"), _number(plan.settle, "settle")
+        if dwell < 0 or settle < 0:
+            raise BuiltinError("dwell and settle must be >= 0 s")
+        if self.context.run_started:
+            raise BuiltinError("a scan records its own run: stop_run() first")
+        columns = ("point", *axes, *readables) + (("frames",) if camera else ())
+        definition.update(read=readables, dwell=dwell, settle=settle, frames=frames)
+        definition["columns"] = list(columns)
+        status = await self._start_run(
+            str(plan.name),
+            {**(plan.metadata or {}), "scan": definition},
+            camera is not None,
+            columns,
+        )
+        done = 0
+        outcome = "scan completed"
+        try:
+            for index, target in enumerate(path):
+                if self.context.reason() is not None:
+                    outcome = str(self.context.reason())
+                    break
+                row: dict[str, float] = {"point": float(index)}
+                for axis, position in zip(axes, target, strict=True):
+                    row[axis] = await self._hazardous(axis, MoveAbsolute(position))
+                if settle:
+                    await trio.sleep(settle)
+                for device in readables:
+                    row[device] = await self.read(device)
+                if camera is not None:
+                    row["frames"] = float(await self.acquire(camera, frames))
+                await self._ask(RECORDER_NAME, RecordScanPoint(row, time.time()))
+                done += 1
+                self.context.progress(done / len(path))
+                if dwell:
+                    await trio.sleep(dwell)
+        except trio.Cancelled:
+            outcome = self.context.reason() or "scan cancelled"
+            raise
+        except BaseException as error:
+            outcome = self.context.reason() or f"scan failed: {_describe(error)}"
+            raise
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._end_scan_run(outcome)
+        self.context.log(f"{definition['kind']} scan: {done} of {len(path)} points")
+        return {"path": status.path, "points": done}
+
+    async def _end_scan_run(self, reason: str) -> None:
+        try:
+            current: RunStatus = await self._ask(RECORDER_NAME, GetRunStatus(), timeout=5.0)
+            if current.active:
+                await self._ask(RECORDER_NAME, StopRun(reason), timeout=60.0)
+        except (BenchError, ActorError) as error:
+            self.context.log(f"could not stop the scan's run: {_describe(error)}")
+        self.context.run_started = False
+
+
+async def abort_devices(system: ActorSystem, devices: set[str], reason: str) -> None:
+    """Send Abort (priority lane) to every device with motion in flight."""
+    for device in sorted(devices):
+        # Best effort: the device may be down; an e-stop is the hard stop.
+        with contextlib.suppress(BenchError, ActorError):
+            await system.ref(device).ask(Abort(reason), timeout=5.0)
+
+
+def _span(start: float, stop: float, points: int) -> list[float]:
+    start, stop = _number(start, "start"), _number(stop, "stop")
+    if not isinstance(points, int) or not 1 <= points <= 1_000_000:
+        raise BuiltinError(f"points must be an integer 1..1000000, got {points!r}")
+    if points == 1:
+        return [start]
+    step = (stop - start) / (points - 1)
+    return [start + i * step for i in range(points)]
+
+
+def _names(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BuiltinError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _plain(value: Any) -> Any:
+    """A value Starlark can hold: enums by value, tuples as lists."""
+    if isinstance(value, enum.Enum):
+        return _plain(value.value)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ActorError):
+        return f"{error.actor}: {error.root_cause}"
+    return str(error)

@@ -1,0 +1,456 @@
+"""The ScriptRunner actor: uploads, a queue, one execution at a time per bench.
+
+Scripts run inside the daemon so an experiment outlives its client. The runner keeps the
+uploaded scripts and the last executions (state, output log, times, progress). One helper task
+takes executions from the queue in order and evaluates each in a worker thread; the actor's
+mailbox stays free meanwhile, so status, stop and e-stop are answered at once.
+
+Stopping: ``StopExecution(force=False)`` ends the script at its next step (~1000 instructions)
+or builtin boundary, letting a move in flight finish (state ``stopped``); ``force=True`` also
+cuts the builtin in flight and sends ``Abort`` to the device it drives (state ``aborted``). An
+emergency stop aborts the running execution and every queued one. However a script ends, the
+runner then closes the shutter if the script opened it and stops the run it started, with the
+reason in the run's end record.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import trio
+
+from runtime import (
+    Actor,
+    ActorError,
+    BenchError,
+    EmergencyStopLatched,
+    Message,
+    NotFoundError,
+    Observable,
+    Request,
+    SetParameter,
+    Source,
+    Subscription,
+    ValidationError,
+    WrongState,
+)
+
+from ..pipeline.recorder import RECORDER_NAME, GetRunStatus, StopRun
+from .builtins import MAX_LOG_LINES, Builtins, ExecutionContext, abort_devices, inventory
+from .engine import (
+    DEFAULT_BUDGET,
+    Budget,
+    ScriptError,
+    ScriptProblem,
+    check,
+    evaluate,
+)
+
+logger = logging.getLogger(__name__)
+
+RUNNER_NAME = "scripts"
+MAX_SCRIPT_BYTES = 256 * 1024
+HISTORY = 200  # finished executions kept
+
+
+class ExecutionState(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    ERROR = "error"
+    STOPPED = "stopped"
+    ABORTED = "aborted"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (ExecutionState.PENDING, ExecutionState.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionStatus:
+    id: str
+    script: str
+    state: ExecutionState
+    submitted: float
+    started: float = 0.0
+    ended: float = 0.0
+    progress: float = 0.0  # 0..1, from scans or the script's progress(); 0 if unknown
+    line: int = 0  # the line of the error, 0 if none
+    column: int = 0
+    error: str = ""
+    output_lines: int = 0
+    steps: int = 0  # budget steps used (~1000 bytecode instructions each)
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptInfo:
+    name: str
+    size: int
+    uploaded: float
+    problems: tuple[ScriptProblem, ...]  # lint warnings (an upload with errors is refused)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckScript(Request[tuple[ScriptProblem, ...]]):
+    """Parse and lint; reply: the problems (empty: fine)."""
+
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadScript(Request[ScriptInfo]):
+    """Store a script under ``name`` (replacing one of that name); refused if it does not
+    parse."""
+
+    name: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListScripts(Request[tuple[ScriptInfo, ...]]):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StartScript(Request[ExecutionStatus]):
+    """Queue an execution of an uploaded script (``name``) or of ``source`` directly;
+    ``parameters`` become the script's ``params`` dict."""
+
+    name: str = ""
+    source: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StopExecution(Request[ExecutionStatus]):
+    id: str
+    force: bool = False
+    reason: str = "stopped by user"
+
+
+@dataclass(frozen=True, slots=True)
+class GetExecution(Request[ExecutionStatus]):
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListExecutions(Request[tuple[ExecutionStatus, ...]]):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WatchExecution(Request[Subscription]):  # type: ignore[type-arg]
+    """Reply: a latest-value subscription to the execution's status."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetOutput(Request[tuple]):  # type: ignore[type-arg]
+    """Reply: tuple[str, ...], the execution's output log lines from ``start`` on."""
+
+    id: str
+    start: int = 0
+
+
+class _Execution:
+    def __init__(self, status: ExecutionStatus, source: str) -> None:
+        self.source = source
+        self.output: list[str] = []
+        self.observable: Observable[ExecutionStatus] = Observable(status)
+        self.context = ExecutionContext(status.id, source, self.log, self.set_progress)
+        self.force = False
+        self.done = trio.Event()
+
+    @property
+    def status(self) -> ExecutionStatus:
+        return self.observable.value
+
+    def update(self, **changes: Any) -> None:
+        self.observable.set(replace(self.status, **changes), Source.HARDWARE)
+
+    def log(self, line: str) -> None:
+        if len(self.output) < MAX_LOG_LINES:
+            self.output.append(f"{time.strftime('%H:%M:%S')} {line}")
+        elif len(self.output) == MAX_LOG_LINES:
+            self.output.append("(output truncated)")
+        self.update(output_lines=len(self.output))
+
+    def set_progress(self, fraction: float) -> None:
+        self.update(progress=fraction)
+
+
+class ScriptRunner(Actor):
+    """Runs Starlark scripts against the bench, one at a time, in submission order."""
+
+    stop_timeout = 30.0
+
+    def __init__(self, *, budget: int = DEFAULT_BUDGET) -> None:
+        if budget < 1:
+            raise ValueError("budget must be >= 1 step")
+        self.budget = budget
+        self._scripts: dict[str, tuple[str, ScriptInfo]] = {}
+        self._executions: dict[str, _Execution] = {}
+        self._queue: deque[_Execution] = deque()
+        self._queued = trio.Event()
+        self._counter = itertools.count(1)
+        self._current: _Execution | None = None
+
+    async def on_start(self) -> None:
+        self.nursery.start_soon(self._work)
+
+    async def handle(self, message: Message) -> object:
+        match message:
+            case CheckScript(source=source):
+                return check(_source(source))
+            case UploadScript(name=name, source=source):
+                return self._upload(name, _source(source))
+            case ListScripts():
+                return tuple(info for _, info in self._scripts.values())
+            case StartScript():
+                return self._submit(message)
+            case StopExecution(id=execution_id, force=force, reason=reason):
+                return await self._stop(self._find(execution_id), reason, force=force)
+            case GetExecution(id=execution_id):
+                return self._find(execution_id).status
+            case ListExecutions():
+                return tuple(e.status for e in self._executions.values())
+            case WatchExecution(id=execution_id):
+                return self._find(execution_id).observable.subscribe()
+            case GetOutput(id=execution_id, start=start):
+                return tuple(self._find(execution_id).output[max(0, start) :])
+        return await super().handle(message)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def _upload(self, name: str, source: str) -> ScriptInfo:
+        if not name or len(name) > 128 or not name.isprintable():
+            raise ValidationError(f"script name {name!r}: 1 to 128 printable characters")
+        problems = check(source)
+        errors = [p for p in problems if p.severity == "error"]
+        if errors:
+            raise ValidationError(f"{name}: {errors[0]}")
+        info = ScriptInfo(name, len(source.encode()), time.time(), problems)
+        self._scripts[name] = (source, info)
+        return info
+
+    def _submit(self, request: StartScript) -> ExecutionStatus:
+        latched = self.ref.statistics().latched
+        if latched is not None:
+            raise EmergencyStopLatched(
+                f"the emergency stop is latched ({latched}); reset it before starting a script"
+            )
+        if request.name and request.source:
+            raise ValidationError("give a script name or its source, not both")
+        if request.name:
+            if request.name not in self._scripts:
+                known = ", ".join(self._scripts) or "none"
+                raise NotFoundError(f"no script named {request.name!r}; scripts: {known}")
+            source, name = self._scripts[request.name][0], request.name
+        else:
+            source, name = _source(request.source), "(inline)"
+        errors = [p for p in check(source) if p.severity == "error"]
+        if errors:
+            raise ValidationError(f"{name}: {errors[0]}")
+        execution_id = f"x{next(self._counter)}"
+        status = ExecutionStatus(
+            execution_id,
+            name,
+            ExecutionState.PENDING,
+            time.time(),
+            parameters=dict(request.parameters),
+        )
+        execution = _Execution(status, source)
+        self._executions[execution_id] = execution
+        self._forget_old()
+        self._queue.append(execution)
+        self._queued.set()
+        return status
+
+    def _find(self, execution_id: str) -> _Execution:
+        try:
+            return self._executions[execution_id]
+        except KeyError:
+            raise NotFoundError(f"no execution {execution_id!r}") from None
+
+    def _forget_old(self) -> None:
+        finished = [k for k, e in self._executions.items() if e.status.state.finished]
+        for key in finished[: max(0, len(finished) - HISTORY)]:
+            self._executions.pop(key).observable.close()
+
+    async def _stop(self, execution: _Execution, reason: str, *, force: bool) -> ExecutionStatus:
+        state = execution.status.state
+        if state.finished:
+            raise WrongState(f"execution {execution.status.id} has ended ({state.value})")
+        if state is ExecutionState.PENDING:
+            self._queue.remove(execution)
+            final = ExecutionState.ABORTED if force else ExecutionState.STOPPED
+            execution.update(state=final, ended=time.time(), error=reason)
+            execution.done.set()
+            return execution.status
+        await self._interrupt(execution, reason, force=force)
+        return execution.status
+
+    async def _interrupt(self, execution: _Execution, reason: str, *, force: bool) -> None:
+        context = execution.context
+        if force:
+            execution.force = True
+            context.interrupt = reason
+            if context.scope is not None:
+                context.scope.cancel()
+            await abort_devices(self.system, set(context.busy), reason)
+        else:
+            context.stop = reason
+
+    # -- executing -----------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            while not self._queue:
+                self._queued = trio.Event()
+                await self._queued.wait()
+            execution = self._queue.popleft()
+            self._current = execution
+            try:
+                await self._execute(execution)
+            finally:
+                self._current = None
+                execution.done.set()
+
+    async def _execute(self, execution: _Execution) -> None:
+        context = execution.context
+        context.latched = lambda: self.ref.statistics().latched
+        execution.update(state=ExecutionState.RUNNING, started=time.time())
+        devices = await inventory(self.system)
+        builtins = Builtins(self.system, devices, context)
+
+        def interrupted() -> str | None:
+            try:
+                trio.from_thread.check_cancelled()
+            except trio.Cancelled:
+                return "the script runner is stopping"
+            return context.reason()
+
+        budget = Budget(self.budget, interrupted)
+        variables = {"params": dict(execution.status.parameters)}
+        error: ScriptError | None = None
+        try:
+            await trio.to_thread.run_sync(
+                lambda: evaluate(
+                    execution.source, builtins.functions(), variables=variables, budget=budget
+                )
+            )
+        except ScriptError as failure:
+            error = failure
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._clean_up(execution, error)
+                self._finish(execution, error, budget.used)
+
+    def _finish(self, execution: _Execution, error: ScriptError | None, steps: int) -> None:
+        context = execution.context
+        reason = context.reason()
+        if reason is not None:
+            aborted = execution.force or context.latched() is not None
+            state = ExecutionState.ABORTED if aborted else ExecutionState.STOPPED
+            message = reason
+        elif error is not None:
+            state = ExecutionState.ERROR
+            message = str(error.problem.message)
+        else:
+            state, message = ExecutionState.COMPLETED, ""
+        problem = error.problem if error is not None else None
+        if message:
+            execution.log(
+                f"{state.value}: {problem or message}"
+                if state is ExecutionState.ERROR
+                else f"{state.value}: {message}"
+            )
+        execution.update(
+            state=state,
+            ended=time.time(),
+            error=message,
+            line=problem.line if problem else 0,
+            column=problem.column if problem else 0,
+            steps=steps,
+            progress=1.0 if state is ExecutionState.COMPLETED else execution.status.progress,
+        )
+        logger.info("script execution %s: %s %s", execution.status.id, state.value, message)
+
+    async def _clean_up(self, execution: _Execution, error: ScriptError | None) -> None:
+        """Whatever happened: the shutter the script opened is closed, its run is stopped."""
+        context = execution.context
+        reason = context.reason() or (f"script error: {error.problem}" if error else "")
+        if context.shutter_opened is not None:
+            device = context.shutter_opened
+            try:
+                await self.system.ref(device).ask(
+                    SetParameter("shutter", False, Source.SCRIPT), timeout=10.0
+                )
+                context.shutter_opened = None
+                execution.log(f"{device}: shutter closed")
+            except (BenchError, ActorError) as failure:
+                execution.log(f"{device}: COULD NOT CLOSE THE SHUTTER: {failure}")
+                logger.error("%s: could not close the shutter: %s", device, failure)
+        if context.run_started:
+            recorder = self.system.ref(RECORDER_NAME)
+            try:
+                status = await recorder.ask(GetRunStatus(), timeout=5.0)
+                if status.active:
+                    why = reason or "script completed"
+                    await recorder.ask(StopRun(why), timeout=60.0)
+            except (BenchError, ActorError) as failure:
+                execution.log(f"could not stop the run: {failure}")
+            context.run_started = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def on_emergency_stop(self, reason: str) -> None:
+        why = f"emergency stop: {reason}"
+        for execution in list(self._queue):
+            await self._stop(execution, why, force=True)
+        if self._current is not None:
+            await self._interrupt(self._current, why, force=True)
+
+    async def on_stop(self) -> None:
+        if self._current is not None:
+            await self._interrupt(self._current, "the daemon is stopping", force=True)
+            with trio.move_on_after(self.stop_timeout - 5.0):
+                await self._current.done.wait()
+
+    def release(self) -> None:
+        super().release()
+        for execution in self._executions.values():
+            execution.observable.close()
+
+
+def _source(source: str) -> str:
+    if len(source.encode()) > MAX_SCRIPT_BYTES:
+        raise ValidationError(f"a script may have at most {MAX_SCRIPT_BYTES} bytes")
+    return source
+
+
+__all__ = [
+    "RUNNER_NAME",
+    "CheckScript",
+    "ExecutionState",
+    "ExecutionStatus",
+    "GetExecution",
+    "GetOutput",
+    "ListExecutions",
+    "ListScripts",
+    "ScriptInfo",
+    "ScriptRunner",
+    "StartScript",
+    "StopExecution",
+    "UploadScript",
+    "WatchExecution",
+]
