@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 from _report import machine, p99, run_benchmark
-from estop import BENCH, Arrivals, serve_simulators
+from estop import BENCH, Arrivals, move_in_flight, serve_simulators
 
 from actors.capabilities import (
     AcquisitionStatus,
@@ -50,7 +50,6 @@ from actors.capabilities import (
     DeviceActor,
     Frame,
     GetAcquisitionStatus,
-    MoveAbsolute,
     Roi,
 )
 from actors.edge import EDGE_NAME, Edge, EdgeAddress
@@ -140,23 +139,10 @@ class FrameSource(DeviceActor):
 
 
 async def estop_sample(bench: Bench, arrivals: Arrivals, client: EstopClient | None) -> float:
-    system = bench.system
-    axis = system.ref("esp300.axis1")
-    await system.reset_emergency_stop("next sample")
-    target = 40.0 if (await axis.ask(MoveAbsolute(0.0, wait=False))) < 20 else 0.0
-    async with trio.open_nursery() as nursery:
-
-        async def move() -> None:
-            try:
-                await axis.ask(MoveAbsolute(target), timeout=None)
-            except Exception:  # interrupted by the e-stop, as intended
-                return
-
-        nursery.start_soon(move)
-        await trio.sleep(0.1)
+    async with move_in_flight(bench):
         if client is None:
             sent = time.perf_counter()
-            await system.emergency_stop("benchmark")
+            await bench.system.emergency_stop("benchmark")
         else:
             sent = await client.send()
             await client.wait_reply()

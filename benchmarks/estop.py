@@ -28,6 +28,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
@@ -143,7 +145,10 @@ class Arrivals:
         return times
 
 
-async def one_sample(bench: Bench, arrivals: Arrivals, backlog: bool) -> tuple[float, float]:
+@asynccontextmanager
+async def move_in_flight(bench: Bench) -> AsyncIterator[None]:
+    """Reset the latch, start a long ESP300 move, and yield while it is in flight (its MD?
+    polls in the controller); the block's e-stop ends it."""
     system = bench.system
     axis = system.ref("esp300.axis1")
     await system.reset_emergency_stop("next sample")
@@ -157,7 +162,13 @@ async def one_sample(bench: Bench, arrivals: Arrivals, backlog: bool) -> tuple[f
                 return
 
         nursery.start_soon(move)
-        await trio.sleep(0.1)  # the move is in flight: its MD? polls are in the controller
+        await trio.sleep(0.1)
+        yield
+
+
+async def one_sample(bench: Bench, arrivals: Arrivals, backlog: bool) -> tuple[float, float]:
+    system = bench.system
+    async with move_in_flight(bench):
         if backlog:
             for name in system.names():
                 ref = system.ref(name)
