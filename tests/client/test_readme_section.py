@@ -30,6 +30,7 @@ def test_the_readme_commands_and_python_work(process_daemon: Daemon, tmp_path: P
     assert "esp300.axis1" in outputs[0]
     assert outputs[1].strip() == "esp300.axis1 at 12.5 mm"
     assert outputs[2].startswith("EMERGENCY STOP latched: every device stopped")
+    assert ".nxs" in outputs[4] and "50" in outputs[4]  # the run's file, 50 frames written
 
     (python,) = re.findall(r"```python\n(.*?)```", SECTION, re.S)
     assert '"127.0.0.1:50051"' in python
