@@ -26,7 +26,7 @@ from ._errors import (
     Unavailable,
     Unimplemented,
 )
-from ._sync import Bench, Device, Parameters, Presets, Subscription
+from ._sync import Bench, Device, Parameters, Presets, Scripts, Subscription
 from ._types import (
     AcquisitionStatus,
     ActorHealth,
@@ -36,6 +36,7 @@ from ._types import (
     EmergencyStopEvent,
     EmergencyStopResult,
     EmergencyStopState,
+    Execution,
     Failure,
     Frame,
     Health,
@@ -50,6 +51,7 @@ from ._types import (
     ResetResult,
     RunFile,
     RunStatus,
+    ScriptInfo,
     StopAcknowledgement,
     SystemHealth,
 )
@@ -73,6 +75,7 @@ __all__ = [
     "EmergencyStopLatched",
     "EmergencyStopResult",
     "EmergencyStopState",
+    "Execution",
     "FailedPrecondition",
     "Failure",
     "Frame",
@@ -96,6 +99,8 @@ __all__ = [
     "RetryPolicy",
     "RunFile",
     "RunStatus",
+    "ScriptInfo",
+    "Scripts",
     "StopAcknowledgement",
     "Subscription",
     "SystemHealth",

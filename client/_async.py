@@ -35,6 +35,8 @@ from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from benchd.v1 import (
+    control_grpc,
+    control_pb2,
     daemon_grpc,
     daemon_pb2,
     estop_grpc,
@@ -59,6 +61,7 @@ from ._types import (
     EmergencyStopEvent,
     EmergencyStopResult,
     EmergencyStopState,
+    Execution,
     Frame,
     Health,
     MoveResult,
@@ -72,6 +75,7 @@ from ._types import (
     ResetResult,
     RunFile,
     RunStatus,
+    ScriptInfo,
     SystemHealth,
     to_value,
 )
@@ -201,6 +205,7 @@ class AsyncBench:
         self._preset = preset_grpc.PresetStub(self._channel)
         self._daemon = daemon_grpc.DaemonInfoStub(self._channel)
         self._storage = storage_grpc.StorageStub(self._channel)
+        self._control = control_grpc.ControlStub(self._channel)
         self._closed = False
 
     @classmethod
@@ -628,3 +633,62 @@ class AsyncBench:
             self._storage.ListRuns, storage_pb2.ListRunsRequest(), lambda m: m
         )
         return [RunFile.from_pb(r) for r in reply.runs]
+
+    # -- scripts (Control) --------------------------------------------------------------------
+
+    async def upload_script(self, name: str, source: str) -> ScriptInfo:
+        """Store a script in the daemon (refused, with line and column, if it does not parse)."""
+        request = control_pb2.UploadScriptRequest(name=name, source=source)
+        return await self._unary(self._control.UploadScript, request, ScriptInfo.from_pb)
+
+    async def scripts(self) -> list[ScriptInfo]:
+        reply = await self._unary(
+            self._control.ListScripts, control_pb2.ListScriptsRequest(), lambda m: m
+        )
+        return [ScriptInfo.from_pb(s) for s in reply.scripts]
+
+    async def start_script(
+        self,
+        name: str = "",
+        *,
+        source: str = "",
+        params: Mapping[str, object] | None = None,
+    ) -> Execution:
+        """Queue an execution of an uploaded script (``name``) or of ``source``; it runs in the
+        daemon and outlives this client. Not retried once sent (it would run twice)."""
+        request = control_pb2.StartScriptRequest(
+            name=name, source=source, parameters_json=json.dumps(dict(params or {}))
+        )
+        return await self._unary(
+            self._control.StartScript, request, Execution.from_pb, idempotent=False
+        )
+
+    async def execution(self, execution_id: str) -> Execution:
+        request = control_pb2.ExecutionRequest(id=execution_id)
+        return await self._unary(self._control.GetExecution, request, Execution.from_pb)
+
+    async def executions(self) -> list[Execution]:
+        reply = await self._unary(
+            self._control.ListExecutions, control_pb2.ListExecutionsRequest(), lambda m: m
+        )
+        return [Execution.from_pb(e) for e in reply.executions]
+
+    async def stop_execution(
+        self, execution_id: str, *, force: bool = False, reason: str = ""
+    ) -> Execution:
+        request = control_pb2.StopExecutionRequest(id=execution_id, force=force, reason=reason)
+        return await self._unary(self._control.StopExecution, request, Execution.from_pb)
+
+    async def output(self, execution_id: str, start: int = 0) -> list[str]:
+        request = control_pb2.OutputRequest(id=execution_id, start=start)
+        reply = await self._unary(self._control.GetOutput, request, lambda m: m)
+        return list(reply.lines)
+
+    async def wait_execution(self, execution_id: str, *, poll: float = 0.2) -> Execution:
+        """The execution once it has ended. Polls (a reconnect-proof way to wait for hours);
+        the script's output stays available with :meth:`output`."""
+        while True:
+            execution = await self.execution(execution_id)
+            if execution.finished:
+                return execution
+            await asyncio.sleep(poll)

@@ -34,7 +34,7 @@ from rich.table import Table
 from ._async import DEFAULT_PORT, AsyncBench, RetryPolicy
 from ._errors import BenchError
 from ._sync import RunProgress, split_parameter
-from ._types import DeviceInfo, MoveResult, ParameterValue, PlainValue, RunStatus
+from ._types import DeviceInfo, Execution, MoveResult, ParameterValue, PlainValue, RunStatus
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("info", help="the daemon: version, bench, features, your role")
     _add_preset_commands(commands)
     _add_run_commands(commands)
+    _add_script_commands(commands)
     return parser
 
 
@@ -128,6 +129,28 @@ def _add_preset_commands(commands: Any) -> None:
     load.add_argument("--device", action="append", default=[], dest="devices")
     delete = actions.add_parser("delete", help="delete a preset")
     delete.add_argument("name")
+
+
+def _add_script_commands(commands: Any) -> None:
+    script = commands.add_parser("script", help="Starlark scripts and scans in the daemon")
+    actions = script.add_subparsers(dest="action", required=True)
+    run = actions.add_parser("run", help="start a script file in the daemon (and wait)")
+    run.add_argument("file", help="a Starlark file (docs/scripting.md)")
+    run.add_argument(
+        "--param", action="append", default=[], metavar="KEY=JSON", help="params[KEY]; repeatable"
+    )
+    run.add_argument("--no-wait", action="store_true", help="print the execution id and return")
+    upload = actions.add_parser("upload", help="store a script by name")
+    upload.add_argument("name")
+    upload.add_argument("file")
+    actions.add_parser("list", help="executions, newest last")
+    status = actions.add_parser("status", help="one execution")
+    status.add_argument("id")
+    output = actions.add_parser("output", help="an execution's output log")
+    output.add_argument("id")
+    stop = actions.add_parser("stop", help="stop an execution (graceful; --force aborts)")
+    stop.add_argument("id")
+    stop.add_argument("--force", action="store_true")
 
 
 def _add_run_commands(commands: Any) -> None:
@@ -281,6 +304,8 @@ async def run(args: argparse.Namespace, token: str | None, out: Output) -> None:
             case "stop-run":
                 status = await bench.stop_run(args.reason)
                 out.emit(status, _run_line(status))
+            case "script":
+                await _script(bench, args, out)
 
 
 async def _estop(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
@@ -386,6 +411,59 @@ async def _record(bench: AsyncBench, args: argparse.Namespace, out: Output) -> N
     out.emit(status, _run_line(status))
     if status.state == "failed":
         raise BenchError(f"run {status.name!r} failed: {status.error}")
+
+
+def _read_script(path: str) -> str:
+    """A script file is a few kB read once: no need to leave the event loop for it."""
+    return Path(path).read_text(encoding="utf-8")
+
+
+def _execution_line(e: Execution) -> str:
+    where = f" at line {e.line}:{e.column}" if e.line else ""
+    error = f": {e.error}{where}" if e.error else ""
+    return f"execution {e.id} ({e.script}) {e.state}{error}"
+
+
+async def _script(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
+    match args.action:
+        case "run":
+            params: dict[str, object] = {}
+            for item in args.param:
+                key, equals, value = item.partition("=")
+                if not equals or not key:
+                    raise ValueError(f"--param {item!r}: expected KEY=JSON, e.g. points=21")
+                try:
+                    params[key] = json.loads(value)
+                except json.JSONDecodeError:
+                    params[key] = value  # a plain word is a string
+            source = _read_script(args.file)
+            execution = await bench.start_script(source=source, params=params)
+            if not args.no_wait:
+                execution = await bench.wait_execution(execution.id)
+                if not out.as_json:
+                    for line in await bench.output(execution.id):
+                        out.console.print(line)
+            out.emit(execution, _execution_line(execution))
+            if execution.state == "error":
+                raise BenchError(_execution_line(execution))
+        case "upload":
+            info = await bench.upload_script(args.name, _read_script(args.file))
+            out.emit(info, f"script {info.name!r} stored ({info.size} bytes)")
+        case "list":
+            executions = await bench.executions()
+            table = Table("id", "script", "state", "progress", "error", box=None)
+            for e in executions:
+                table.add_row(e.id, e.script, e.state, f"{e.progress:.0%}", e.error)
+            out.emit(executions, table)
+        case "status":
+            execution = await bench.execution(args.id)
+            out.emit(execution, _execution_line(execution))
+        case "output":
+            lines = await bench.output(args.id)
+            out.emit(lines, "\n".join(lines))
+        case "stop":
+            execution = await bench.stop_execution(args.id, force=args.force)
+            out.emit(execution, _execution_line(execution))
 
 
 async def _presets(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:

@@ -39,6 +39,7 @@ from ._types import (
     EmergencyStopEvent,
     EmergencyStopResult,
     EmergencyStopState,
+    Execution,
     Frame,
     Health,
     MoveResult,
@@ -53,6 +54,7 @@ from ._types import (
     ResetResult,
     RunFile,
     RunStatus,
+    ScriptInfo,
 )
 
 T = TypeVar("T")
@@ -248,6 +250,53 @@ class Parameters:
         return self._bench._run(self._bench._async.parameters(device))
 
 
+class Scripts:
+    """``bench.scripts``: Starlark scripts and scans that run in the daemon (docs/scripting.md).
+
+    An execution belongs to the daemon: close the laptop, reconnect later, and ask for it by id.
+    """
+
+    def __init__(self, bench: Bench) -> None:
+        self._bench = bench
+
+    def upload(self, name: str, source: str) -> ScriptInfo:
+        return self._bench._run(self._bench._async.upload_script(name, source))
+
+    def list(self) -> builtins.list[ScriptInfo]:
+        return self._bench._run(self._bench._async.scripts())
+
+    def start(
+        self, name: str = "", *, source: str = "", params: Mapping[str, object] | None = None
+    ) -> Execution:
+        """Queue an execution and return at once (its id is what to keep)."""
+        return self._bench._run(self._bench._async.start_script(name, source=source, params=params))
+
+    def run(
+        self, name: str = "", *, source: str = "", params: Mapping[str, object] | None = None
+    ) -> Execution:
+        """Start an execution and wait until it has ended. Ctrl-C stops waiting, not the
+        script (stop it with :meth:`stop`)."""
+        execution = self.start(name, source=source, params=params)
+        return self.wait(execution.id)
+
+    def wait(self, execution_id: str) -> Execution:
+        return self._bench._run(self._bench._async.wait_execution(execution_id))
+
+    def status(self, execution_id: str) -> Execution:
+        return self._bench._run(self._bench._async.execution(execution_id))
+
+    def executions(self) -> builtins.list[Execution]:
+        return self._bench._run(self._bench._async.executions())
+
+    def stop(self, execution_id: str, *, force: bool = False, reason: str = "") -> Execution:
+        return self._bench._run(
+            self._bench._async.stop_execution(execution_id, force=force, reason=reason)
+        )
+
+    def output(self, execution_id: str, start: int = 0) -> builtins.list[str]:
+        return self._bench._run(self._bench._async.output(execution_id, start))
+
+
 class Presets:
     """``bench.presets``: list, get, save, load and delete named parameter snapshots."""
 
@@ -295,6 +344,7 @@ class Bench:
         self._subscriptions: weakref.WeakSet[Subscription[Any]] = weakref.WeakSet()
         self.parameters = Parameters(self)
         self.presets = Presets(self)
+        self.scripts = Scripts(self)
 
     @classmethod
     def connect(

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from benchd.v1 import (
     common_pb2,
+    control_pb2,
     daemon_pb2,
     estop_pb2,
     hardware_pb2,
@@ -556,4 +557,74 @@ class Frame:
         pixels = np.frombuffer(m.data, dtype="<u2").reshape(m.height, m.width)
         return cls(
             m.device, m.frame_number, m.timestamp, m.exposure_ms, m.bit_depth, m.skipped, pixels
+        )
+
+
+_EXECUTION_STATES = {
+    control_pb2.EXECUTION_STATE_PENDING: "pending",
+    control_pb2.EXECUTION_STATE_RUNNING: "running",
+    control_pb2.EXECUTION_STATE_COMPLETED: "completed",
+    control_pb2.EXECUTION_STATE_ERROR: "error",
+    control_pb2.EXECUTION_STATE_STOPPED: "stopped",
+    control_pb2.EXECUTION_STATE_ABORTED: "aborted",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptProblem:
+    line: int
+    column: int
+    message: str
+    severity: str  # error, warning, advice
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptInfo:
+    name: str
+    size: int
+    uploaded: float
+    problems: tuple[ScriptProblem, ...]  # lint warnings
+
+    @classmethod
+    def from_pb(cls, m: control_pb2.ScriptInfo) -> ScriptInfo:
+        problems = tuple(ScriptProblem(p.line, p.column, p.message, p.severity) for p in m.problems)
+        return cls(m.name, m.size, m.uploaded, problems)
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One run of a script in the daemon: it goes on whether or not a client watches."""
+
+    id: str
+    script: str
+    state: str  # pending, running, completed, error, stopped, aborted
+    submitted: float
+    started: float
+    ended: float
+    progress: float
+    line: int  # of the error (0: none)
+    column: int
+    error: str
+    output_lines: int
+    steps: int
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("completed", "error", "stopped", "aborted")
+
+    @classmethod
+    def from_pb(cls, m: control_pb2.Execution) -> Execution:
+        return cls(
+            m.id,
+            m.script,
+            _EXECUTION_STATES.get(m.state, "unknown"),
+            m.submitted,
+            m.started,
+            m.ended,
+            m.progress,
+            m.line,
+            m.column,
+            m.error,
+            m.output_lines,
+            m.steps,
         )

@@ -106,7 +106,19 @@ def parse(source: str) -> starlark.AstModule:
     try:
         return starlark.parse(SCRIPT_FILE, source, _dialect())
     except starlark.StarlarkError as error:
-        raise ScriptError(problem_from(error)) from None
+        problem = problem_from(error)
+        if _at_end(error, problem):
+            # starlark-rust puts an error at the end of the input (an unclosed bracket) at 1:1
+            # with no source snippet: say where it really is
+            last = max(1, len(source.rstrip("\n").splitlines()))
+            problem = ScriptProblem(last, 0, f"{problem.message} (at the end of the script)")
+        raise ScriptError(problem) from None
+
+
+def _at_end(error: starlark.StarlarkError, problem: ScriptProblem) -> bool:
+    return (problem.line, problem.column) == (1, 1) and bool(
+        re.search(r":1:1\n \|\n \|\s*$", str(error))
+    )
 
 
 def check(source: str) -> tuple[ScriptProblem, ...]:
