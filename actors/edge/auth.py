@@ -84,6 +84,8 @@ OPERATOR_METHODS = frozenset(
         "/benchd.v1.Control/UploadScript",
         "/benchd.v1.Control/StartScript",
         "/benchd.v1.Control/StopExecution",
+        "/benchd.v1.Control/PauseExecution",
+        "/benchd.v1.Control/ResumeExecution",
     }
 )
 #: Methods that need no token at all.
