@@ -357,11 +357,15 @@ class Builtins:
             script=self.context.source,
             script_sha256=hashlib.sha256(self.context.source.encode()).hexdigest(),
         )
-        status: RunStatus = await self._ask(
-            RECORDER_NAME,
-            StartRun(name, metadata=metadata, record_frames=frames, scan_columns=columns),
-        )
-        self.context.run_started = True
+        # Shielded: an abort arriving while the recorder opens the file must not leave a run
+        # that nobody stops (the runner stops it once ``run_started`` is set).
+        with trio.CancelScope(shield=True):
+            status: RunStatus = await self._ask(
+                RECORDER_NAME,
+                StartRun(name, metadata=metadata, record_frames=frames, scan_columns=columns),
+                timeout=30.0,
+            )
+            self.context.run_started = True
         self.context.log(f"run {name} recording to {status.path}")
         return status
 
