@@ -10,9 +10,9 @@ or builtin boundary, letting a move in flight finish (state ``stopped``); ``forc
 cuts the builtin in flight and sends ``Abort`` to the device it drives (state ``aborted``). An
 emergency stop aborts the running execution and every queued one. ``PauseExecution`` makes a
 scan wait before its next point (any other script: before its next builtin call); stop, abort
-and e-stop still end a paused execution at once; ``ResumeExecution`` carries on. However a script ends, the
-runner then closes the shutter if the script opened it and stops the run it started, with the
-reason in the run's end record.
+and e-stop still end a paused execution at once; ``ResumeExecution`` carries on. However a
+script ends, the runner then closes the shutter if the script opened it and stops the run it
+started, with the reason in the run's end record.
 """
 
 from __future__ import annotations
