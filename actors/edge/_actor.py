@@ -44,6 +44,7 @@ from .estop import EmergencyStopServicer, StopEvent
 from .frames import CameraHardwareServicer
 from .health import HealthMonitor, HealthServicer, HealthState
 from .preset import PresetServicer
+from .scan import ScanServicer
 from .storage import StorageServicer
 
 logger = logging.getLogger("actors.edge")
@@ -168,6 +169,7 @@ class Edge(Actor):
                     DaemonInfoServicer(context),
                     StorageServicer(context),
                     ControlServicer(context),
+                    ScanServicer(context),
                 ]
                 services.append(Health({service: [serving] for service in services}))
                 services = ServerReflection.extend(services)

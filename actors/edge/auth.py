@@ -84,6 +84,14 @@ OPERATOR_METHODS = frozenset(
         "/benchd.v1.Control/UploadScript",
         "/benchd.v1.Control/StartScript",
         "/benchd.v1.Control/StopExecution",
+        "/benchd.v1.Control/PauseExecution",
+        "/benchd.v1.Control/ResumeExecution",
+        "/benchd.v1.Scan/CreateScan",
+        "/benchd.v1.Scan/StartScan",
+        "/benchd.v1.Scan/PauseScan",
+        "/benchd.v1.Scan/ResumeScan",
+        "/benchd.v1.Scan/StopScan",
+        "/benchd.v1.Scan/AbortScan",
     }
 )
 #: Methods that need no token at all.

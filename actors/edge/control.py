@@ -29,6 +29,8 @@ from ..scripting.runner import (
     GetOutput,
     ListExecutions,
     ListScripts,
+    PauseExecution,
+    ResumeExecution,
     ScriptInfo,
     StartScript,
     StopExecution,
@@ -46,6 +48,7 @@ STATES = {
     ExecutionState.ERROR: pb.EXECUTION_STATE_ERROR,
     ExecutionState.STOPPED: pb.EXECUTION_STATE_STOPPED,
     ExecutionState.ABORTED: pb.EXECUTION_STATE_ABORTED,
+    ExecutionState.PAUSED: pb.EXECUTION_STATE_PAUSED,
 }
 MAX_PARAMETERS_BYTES = 64 * 1024
 STREAM_CAPACITY = 64
@@ -84,6 +87,11 @@ def execution_message(status: ExecutionStatus) -> pb.Execution:
         output_lines=status.output_lines,
         steps=status.steps,
         parameters_json=to_json(status.parameters),
+        pause_requested=status.pause_requested,
+        points_done=status.points_done,
+        points_total=status.points_total,
+        positions=dict(status.positions),
+        run_path=status.run_path,
     )
 
 
@@ -146,6 +154,16 @@ class ControlServicer(control_grpc.ControlBase):
         reason = request.reason or f"stopped by {self.ctx.client(stream).name}"
         message = StopExecution(request.id, force=request.force, reason=reason)
         status = await self.ctx.request(stream, self._runner(), message, default=30.0)
+        await stream.send_message(execution_message(status))
+
+    async def PauseExecution(self, stream: Stream[pb.ExecutionRequest, pb.Execution]) -> None:
+        request = await receive(stream)
+        status = await self.ctx.request(stream, self._runner(), PauseExecution(request.id))
+        await stream.send_message(execution_message(status))
+
+    async def ResumeExecution(self, stream: Stream[pb.ExecutionRequest, pb.Execution]) -> None:
+        request = await receive(stream)
+        status = await self.ctx.request(stream, self._runner(), ResumeExecution(request.id))
         await stream.send_message(execution_message(status))
 
     async def GetExecution(self, stream: Stream[pb.ExecutionRequest, pb.Execution]) -> None:

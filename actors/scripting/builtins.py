@@ -120,6 +120,13 @@ class ExecutionContext:
     shutter_opened: str | None = None  # the device whose shutter the script opened
     run_started: bool = False  # a run the script (or a scan) started and has not stopped
     scope: trio.CancelScope | None = None
+    #: Pause: the execution waits at its next point (scans) or builtin call until resumed;
+    #: ``wake`` is set (and replaced) on resume and on every stop, so a waiting builtin
+    #: re-checks at once. An abort or an e-stop cancels the wait through ``scope``.
+    paused: bool = False
+    wake: trio.Event = field(default_factory=trio.Event)
+    #: Status changes for the runner: ``report(paused=…)``, ``report(points_done=…)`` etc.
+    report: Callable[..., None] = lambda **_: None
     #: The e-stop reason while the bench is latched (the runner's own latch, set the moment
     #: the e-stop is sent, before any device's "interrupted" reply can arrive).
     latched: Callable[[], str | None] = lambda: None
@@ -131,6 +138,23 @@ class ExecutionContext:
         if latched is not None:
             return f"emergency stop: {latched}"
         return self.stop
+
+    def poke(self) -> None:
+        """Wake a builtin waiting while paused, to re-check pause and stop."""
+        self.wake.set()
+        self.wake = trio.Event()
+
+    async def wait_while_paused(self) -> None:
+        """Return at once unless paused; else wait until resumed or stopped (an abort or an
+        e-stop cancels the wait)."""
+        if not self.paused or self.reason() is not None:
+            return
+        self.report(paused=True)
+        try:
+            while self.paused and self.reason() is None:
+                await self.wake.wait()
+        finally:
+            self.report(paused=False)
 
 
 class Builtins:
@@ -189,6 +213,9 @@ class Builtins:
         with trio.CancelScope() as scope:
             context.scope = scope
             try:
+                await context.wait_while_paused()  # a paused script waits at its next call
+                if context.reason() is not None:
+                    raise BuiltinInterrupted(context.reason())
                 return await function(*args, **kwargs)
             except (BenchError, ActorError) as error:
                 raise BuiltinError(_describe(error)) from None
@@ -330,11 +357,15 @@ class Builtins:
             script=self.context.source,
             script_sha256=hashlib.sha256(self.context.source.encode()).hexdigest(),
         )
-        status: RunStatus = await self._ask(
-            RECORDER_NAME,
-            StartRun(name, metadata=metadata, record_frames=frames, scan_columns=columns),
-        )
-        self.context.run_started = True
+        # Shielded: an abort arriving while the recorder opens the file must not leave a run
+        # that nobody stops (the runner stops it once ``run_started`` is set).
+        with trio.CancelScope(shield=True):
+            status: RunStatus = await self._ask(
+                RECORDER_NAME,
+                StartRun(name, metadata=metadata, record_frames=frames, scan_columns=columns),
+                timeout=30.0,
+            )
+            self.context.run_started = True
         self.context.log(f"run {name} recording to {status.path}")
         return status
 
@@ -455,22 +486,26 @@ class Builtins:
         )
         done = 0
         outcome = "scan completed"
+        report = self.context.report
+        report(points_done=0, points_total=len(path), positions={}, run_path=status.path)
         try:
             for index, target in enumerate(path):
+                await self.context.wait_while_paused()  # pause: between points
                 if self.context.reason() is not None:
                     outcome = str(self.context.reason())
                     break
-                row: dict[str, float] = {"point": float(index)}
-                for axis, position in zip(axes, target, strict=True):
-                    row[axis] = await self._hazardous(axis, MoveAbsolute(position))
-                if settle:
-                    await trio.sleep(settle)
-                for device in readables:
-                    row[device] = await self.read(device)
-                if camera is not None:
-                    row["frames"] = float(await self.acquire(camera, frames))
+                row = await self._point(
+                    index,
+                    axes,
+                    target,
+                    settle=settle,
+                    readables=readables,
+                    camera=camera,
+                    frames=frames,
+                )
                 await self._ask(RECORDER_NAME, RecordScanPoint(row, time.time()))
                 done += 1
+                report(points_done=done)
                 self.context.progress(done / len(path))
                 if dwell:
                     await trio.sleep(dwell)
@@ -485,6 +520,30 @@ class Builtins:
                 await self._end_scan_run(outcome)
         self.context.log(f"{definition['kind']} scan: {done} of {len(path)} points")
         return {"path": status.path, "points": done}
+
+    async def _point(
+        self,
+        index: int,
+        axes: Sequence[str],
+        target: Sequence[float],
+        *,
+        settle: float,
+        readables: Sequence[str],
+        camera: str | None,
+        frames: int,
+    ) -> dict[str, float]:
+        """One point: move every axis, settle, read, take frames; the row."""
+        row: dict[str, float] = {"point": float(index)}
+        for axis, position in zip(axes, target, strict=True):
+            row[axis] = await self._hazardous(axis, MoveAbsolute(position))
+        self.context.report(positions={axis: row[axis] for axis in axes})
+        if settle:
+            await trio.sleep(settle)
+        for device in readables:
+            row[device] = await self.read(device)
+        if camera is not None:
+            row["frames"] = float(await self.acquire(camera, frames))
+        return row
 
     async def _end_scan_run(self, reason: str) -> None:
         try:

@@ -8,9 +8,11 @@ mailbox stays free meanwhile, so status, stop and e-stop are answered at once.
 Stopping: ``StopExecution(force=False)`` ends the script at its next step (~1000 instructions)
 or builtin boundary, letting a move in flight finish (state ``stopped``); ``force=True`` also
 cuts the builtin in flight and sends ``Abort`` to the device it drives (state ``aborted``). An
-emergency stop aborts the running execution and every queued one. However a script ends, the
-runner then closes the shutter if the script opened it and stops the run it started, with the
-reason in the run's end record.
+emergency stop aborts the running execution and every queued one. ``PauseExecution`` makes a
+scan wait before its next point (any other script: before its next builtin call); stop, abort
+and e-stop still end a paused execution at once; ``ResumeExecution`` carries on. However a
+script ends, the runner then closes the shutter if the script opened it and stops the run it
+started, with the reason in the run's end record.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ HISTORY = 200  # finished executions kept
 class ExecutionState(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    PAUSED = "paused"  # waiting at a scan's next point or the script's next builtin call
     COMPLETED = "completed"
     ERROR = "error"
     STOPPED = "stopped"
@@ -70,7 +73,7 @@ class ExecutionState(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self not in (ExecutionState.PENDING, ExecutionState.RUNNING)
+        return self not in (ExecutionState.PENDING, ExecutionState.RUNNING, ExecutionState.PAUSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,12 @@ class ExecutionStatus:
     output_lines: int = 0
     steps: int = 0  # budget steps used (~1000 bytecode instructions each)
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    pause_requested: bool = False  # paused, or will pause at the next point / builtin call
+    # The scan in progress (or the last one of this execution): points, where the axes are.
+    points_done: int = 0
+    points_total: int = 0
+    positions: Mapping[str, float] = field(default_factory=dict)  # the current point's axes
+    run_path: str = ""  # the scan's run file
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +146,20 @@ class StopExecution(Request[ExecutionStatus]):
 
 
 @dataclass(frozen=True, slots=True)
+class PauseExecution(Request[ExecutionStatus]):
+    """Pause at the next point of a scan (the point in progress finishes) or at the script's
+    next builtin call; state ``paused`` once it waits. Stop, abort and e-stop still act at
+    once. Pausing a pending execution makes it wait at its first builtin call."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeExecution(Request[ExecutionStatus]):
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
 class GetExecution(Request[ExecutionStatus]):
     id: str
 
@@ -167,6 +190,7 @@ class _Execution:
         self.output: list[str] = []
         self.observable: Observable[ExecutionStatus] = Observable(status)
         self.context = ExecutionContext(status.id, source, self.log, self.set_progress)
+        self.context.report = self.report
         self.force = False
         self.done = trio.Event()
 
@@ -186,6 +210,16 @@ class _Execution:
 
     def set_progress(self, fraction: float) -> None:
         self.update(progress=fraction)
+
+    def report(self, *, paused: bool | None = None, **changes: Any) -> None:
+        """From the builtins: a scan's points and positions; ``paused`` when the execution
+        starts or stops waiting."""
+        state = self.status.state
+        if paused is True and state is ExecutionState.RUNNING:
+            changes["state"] = ExecutionState.PAUSED
+        elif paused is False and state is ExecutionState.PAUSED:
+            changes["state"] = ExecutionState.RUNNING
+        self.update(**changes)
 
 
 class ScriptRunner(Actor):
@@ -219,6 +253,10 @@ class ScriptRunner(Actor):
                 return self._submit(message)
             case StopExecution(id=execution_id, force=force, reason=reason):
                 return await self._stop(self._find(execution_id), reason, force=force)
+            case PauseExecution(id=execution_id):
+                return self._pause(self._find(execution_id), paused=True)
+            case ResumeExecution(id=execution_id):
+                return self._pause(self._find(execution_id), paused=False)
             case GetExecution(id=execution_id):
                 return self._find(execution_id).status
             case ListExecutions():
@@ -286,6 +324,19 @@ class ScriptRunner(Actor):
         for key in finished[: max(0, len(finished) - HISTORY)]:
             self._executions.pop(key).observable.close()
 
+    def _pause(self, execution: _Execution, *, paused: bool) -> ExecutionStatus:
+        state = execution.status.state
+        if state.finished:
+            raise WrongState(f"execution {execution.status.id} has ended ({state.value})")
+        execution.context.paused = paused
+        execution.update(pause_requested=paused)
+        execution.context.poke()
+        if paused:
+            execution.log("pause requested: pausing at the next point or builtin call")
+        elif state is ExecutionState.PAUSED:
+            execution.log("resumed")
+        return execution.status
+
     async def _stop(self, execution: _Execution, reason: str, *, force: bool) -> ExecutionStatus:
         state = execution.status.state
         if state.finished:
@@ -309,6 +360,7 @@ class ScriptRunner(Actor):
             await abort_devices(self.system, set(context.busy), reason)
         else:
             context.stop = reason
+        context.poke()  # a paused execution wakes to see the stop
 
     # -- executing -----------------------------------------------------------------------------
 
@@ -381,6 +433,7 @@ class ScriptRunner(Actor):
             line=problem.line if problem else 0,
             column=problem.column if problem else 0,
             steps=steps,
+            pause_requested=False,
             progress=1.0 if state is ExecutionState.COMPLETED else execution.status.progress,
         )
         logger.info("script execution %s: %s %s", execution.status.id, state.value, message)
@@ -447,6 +500,8 @@ __all__ = [
     "GetOutput",
     "ListExecutions",
     "ListScripts",
+    "PauseExecution",
+    "ResumeExecution",
     "ScriptInfo",
     "ScriptRunner",
     "StartScript",

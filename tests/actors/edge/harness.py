@@ -26,6 +26,7 @@ from benchd.v1 import (
     hardware_grpc,
     health_grpc,
     preset_grpc,
+    scan_grpc,
     storage_grpc,
 )
 from runtime.config import BenchConfig, EdgeConfig, StorageConfig
@@ -47,6 +48,7 @@ class Client:
     daemon: daemon_grpc.DaemonInfoStub
     storage: storage_grpc.StorageStub
     control: control_grpc.ControlStub
+    scan: scan_grpc.ScanStub
 
     async def call(self, coroutine: Callable[[], Awaitable[T]]) -> T:
         return await trio_asyncio.aio_as_trio(coroutine)()  # type: ignore[no-any-return]
@@ -133,6 +135,7 @@ async def open_client(
                     daemon_grpc.DaemonInfoStub(channel),
                     storage_grpc.StorageStub(channel),
                     control_grpc.ControlStub(channel),
+                    scan_grpc.ScanStub(channel),
                 )
             finally:
                 channel.close()

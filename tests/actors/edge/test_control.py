@@ -132,3 +132,23 @@ async def test_a_scan_completes_after_its_client_process_is_killed(client: Clien
     assert (record["status"], record["scan_points"]) == ("completed", 5)
     with h5py.File(path, "r") as f:
         assert list(f["entry/scan/point/value"]) == [0, 1, 2, 3, 4]
+
+
+async def test_pause_and_resume_over_grpc(client: Client) -> None:
+    source = "line_scan('esp300.axis2', 0, 0.6, 4, read='power_meter', dwell=0.05, name='pg')\n"
+    started = await client.unary(client.control.StartScript, pb.StartScriptRequest(source=source))
+    request = pb.ExecutionRequest(id=started.id)
+    paused = await client.unary(client.control.PauseExecution, request)
+    assert paused.pause_requested
+    with trio.fail_after(10):
+        while (await client.unary(client.control.GetExecution, request)).state != (
+            pb.EXECUTION_STATE_PAUSED
+        ):
+            await trio.sleep(0.05)
+    resumed = await client.unary(client.control.ResumeExecution, request)
+    assert not resumed.pause_requested
+    status = await wait_done(client, started.id)
+    assert status.state == pb.EXECUTION_STATE_COMPLETED and status.points_done == 4, status
+    assert status.points_total == 4 and status.run_path.endswith("_pg.nxs")
+    assert set(status.positions) == {"esp300.axis2"}
+    await client.fails(Status.FAILED_PRECONDITION, client.control.PauseExecution, request)

@@ -25,6 +25,8 @@ from actors.scripting.runner import (
     ExecutionStatus,
     GetExecution,
     GetOutput,
+    PauseExecution,
+    ResumeExecution,
     StartScript,
     StopExecution,
     UploadScript,
@@ -62,6 +64,7 @@ async def wait_state(runner: ActorRef, execution: str, predicate: object) -> Non
             status = await runner.ask(GetExecution(execution))
             if predicate(status):  # type: ignore[operator]
                 return
+            assert not status.state.finished, status
             await trio.sleep(0.02)
 
 
@@ -269,3 +272,80 @@ async def test_one_execution_at_a_time_the_rest_wait_in_order(bench: Bench) -> N
     assert done[0].ended <= done[1].started
     with pytest.raises(ActorError, match="has ended"):
         await runner.ask(StopExecution(first.id))
+
+
+PAUSE_SCAN = (
+    "line_scan('esp300.axis2', 0, 1.4, 8, read=['power_meter'], dwell=0.05, name=params['n'])\n"
+)
+
+
+async def pause_after(runner: ActorRef, execution: str, points: int) -> ExecutionStatus:
+    """Pause once ``points`` are done; the status once the scan waits."""
+    await wait_state(runner, execution, lambda s: s.points_done >= points)
+    await runner.ask(PauseExecution(execution))
+    await wait_state(runner, execution, lambda s: s.state is ExecutionState.PAUSED)
+    status: ExecutionStatus = await runner.ask(GetExecution(execution))
+    assert status.pause_requested and status.points_total == 8, status
+    return status
+
+
+async def test_a_paused_scan_waits_between_points_and_resumes(bench: Bench) -> None:
+    runner = bench.system.ref(RUNNER_NAME)
+    started = await runner.ask(StartScript(source=PAUSE_SCAN, parameters={"n": "paused"}))
+    paused = await pause_after(runner, started.id, 2)
+    assert set(paused.positions) == {"esp300.axis2"} and paused.run_path.endswith("_paused.nxs")
+    await trio.sleep(0.6)  # a point takes ~0.1 s: several would have run
+    still = await runner.ask(GetExecution(started.id))
+    assert (still.state, still.points_done) == (ExecutionState.PAUSED, paused.points_done)
+    resumed = await runner.ask(ResumeExecution(started.id))
+    assert not resumed.pause_requested
+    status = await finished(runner, started.id, 20)
+    assert (status.state, status.points_done) == (ExecutionState.COMPLETED, 8), status
+    record = read_end_record(Path(status.run_path))
+    assert (record["scan_points"], record["reason"]) == (8, "scan completed")
+    with h5py.File(status.run_path, "r") as f:
+        assert list(f["entry/scan/point/value"]) == list(range(8))  # every point, once
+    output: tuple[str, ...] = await runner.ask(GetOutput(started.id))
+    assert any("resumed" in line for line in output)
+
+
+async def test_stop_and_emergency_stop_act_at_once_while_paused(bench: Bench) -> None:
+    runner = bench.system.ref(RUNNER_NAME)
+    started = await runner.ask(StartScript(source=PAUSE_SCAN, parameters={"n": "stopped"}))
+    paused = await pause_after(runner, started.id, 1)
+    with trio.fail_after(1):
+        await runner.ask(StopExecution(started.id, reason="enough paused"))
+        status = await finished(runner, started.id, 1)
+    assert status.state is ExecutionState.STOPPED and status.error == "enough paused"
+    record = read_end_record(Path(status.run_path))
+    assert (record["reason"], record["scan_points"]) == ("enough paused", paused.points_done)
+    # The e-stop ends a paused scan at once, its reason in the run's end record.
+    started = await runner.ask(StartScript(source=PAUSE_SCAN, parameters={"n": "estopped"}))
+    await pause_after(runner, started.id, 1)
+    with trio.fail_after(3):  # the Mai Tai takes ~1.2 s to confirm its shutter closed
+        await bench.system.emergency_stop("paused e-stop")
+        status = await finished(runner, started.id, 1)
+    assert (status.state, status.error) == (ExecutionState.ABORTED, "emergency stop: paused e-stop")
+    assert read_end_record(Path(status.run_path))["reason"] == "emergency stop: paused e-stop"
+    assert not await bench.system.reset_emergency_stop("test over")
+    with pytest.raises(ActorError, match="has ended"):
+        await runner.ask(PauseExecution(started.id))
+
+
+async def test_a_paused_script_waits_at_its_next_builtin(bench: Bench) -> None:
+    runner = bench.system.ref(RUNNER_NAME)
+    started = await runner.ask(
+        StartScript(source="for i in range(1000):\n    log(i)\n    sleep(0.02)\n")
+    )
+    await wait_state(runner, started.id, lambda s: s.output_lines >= 2)
+    await runner.ask(PauseExecution(started.id))
+    await wait_state(runner, started.id, lambda s: s.state is ExecutionState.PAUSED)
+    lines = (await runner.ask(GetExecution(started.id))).output_lines
+    await trio.sleep(0.3)
+    assert (await runner.ask(GetExecution(started.id))).output_lines == lines
+    await runner.ask(ResumeExecution(started.id))
+    await wait_state(runner, started.id, lambda s: s.output_lines > lines + 3)
+    with trio.fail_after(1):
+        await runner.ask(StopExecution(started.id, force=True, reason="done"))
+        status = await finished(runner, started.id, 1)
+    assert status.state is ExecutionState.ABORTED
