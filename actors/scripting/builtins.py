@@ -166,6 +166,7 @@ class Builtins:
         self.system = system
         self.devices = devices
         self.context = context
+        self._frames_recorded = 0  # frames the current scan has taken so far
 
     def functions(self) -> dict[str, Callable[..., Any]]:
         """name -> callable, for the script's module."""
@@ -475,7 +476,9 @@ class Builtins:
             raise BuiltinError("dwell and settle must be >= 0 s")
         if self.context.run_started:
             raise BuiltinError("a scan records its own run: stop_run() first")
-        columns = ("point", *axes, *readables) + (("frames",) if camera else ())
+        # frame_index: where the point's first frame is in /entry/instrument/<camera>/data
+        # (exact while the end record shows no dropped or missing frames)
+        columns = ("point", *axes, *readables) + (("frames", "frame_index") if camera else ())
         definition.update(read=readables, dwell=dwell, settle=settle, frames=frames)
         definition["columns"] = list(columns)
         status = await self._start_run(
@@ -485,6 +488,7 @@ class Builtins:
             columns,
         )
         done = 0
+        self._frames_recorded = 0
         outcome = "scan completed"
         report = self.context.report
         report(points_done=0, points_total=len(path), positions={}, run_path=status.path)
@@ -542,7 +546,10 @@ class Builtins:
         for device in readables:
             row[device] = await self.read(device)
         if camera is not None:
-            row["frames"] = float(await self.acquire(camera, frames))
+            row["frame_index"] = float(self._frames_recorded)
+            acquired = await self.acquire(camera, frames)
+            row["frames"] = float(acquired)
+            self._frames_recorded += acquired
         return row
 
     async def _end_scan_run(self, reason: str) -> None:

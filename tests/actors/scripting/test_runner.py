@@ -214,6 +214,24 @@ async def test_a_line_scan_lands_in_its_run_file_point_by_point(bench: Bench) ->
     assert metadata["scan"]["kind"] == "line" and metadata["scan"]["points"] == 5
 
 
+async def test_a_scan_with_frames_links_every_point_to_its_frames(bench: Bench) -> None:
+    runner = bench.system.ref(RUNNER_NAME)
+    source = (
+        "set('camera.roi', '0,0,64,32')\n"
+        "line_scan('esp300.axis2', 0, 1, 3, frames=2, name='frames-scan')\n"
+    )
+    status = await run(runner, source)
+    assert status.state is ExecutionState.COMPLETED, status
+    (path,) = Path(bench.config.storage.directory).glob("*_frames-scan.nxs")
+    with h5py.File(path, "r") as f:
+        scan = f["entry/scan"]
+        assert list(scan["frames/value"]) == [2, 2, 2]
+        assert list(scan["frame_index/value"]) == [0, 2, 4]  # where each point's frames start
+        assert f["entry/instrument/camera/data"].shape == (6, 32, 64)
+    record = read_end_record(path)
+    assert (record["frames_dropped"], record["frames_missing"]) == (0, 0)
+
+
 async def test_an_emergency_stop_during_a_scan(bench: Bench) -> None:
     runner = bench.system.ref(RUNNER_NAME)
     source = (
