@@ -26,7 +26,7 @@ from ._errors import (
     Unavailable,
     Unimplemented,
 )
-from ._sync import Bench, Device, Parameters, Presets, Scripts, Subscription
+from ._sync import Bench, Device, Parameters, Presets, Scans, Scripts, Subscription
 from ._types import (
     AcquisitionStatus,
     ActorHealth,
@@ -51,6 +51,7 @@ from ._types import (
     ResetResult,
     RunFile,
     RunStatus,
+    ScanStatus,
     ScriptInfo,
     StopAcknowledgement,
     SystemHealth,
@@ -99,6 +100,8 @@ __all__ = [
     "RetryPolicy",
     "RunFile",
     "RunStatus",
+    "ScanStatus",
+    "Scans",
     "ScriptInfo",
     "Scripts",
     "StopAcknowledgement",

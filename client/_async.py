@@ -47,6 +47,8 @@ from benchd.v1 import (
     health_pb2,
     preset_grpc,
     preset_pb2,
+    scan_grpc,
+    scan_pb2,
     storage_grpc,
     storage_pb2,
 )
@@ -75,6 +77,7 @@ from ._types import (
     ResetResult,
     RunFile,
     RunStatus,
+    ScanStatus,
     ScriptInfo,
     SystemHealth,
     to_value,
@@ -206,6 +209,7 @@ class AsyncBench:
         self._daemon = daemon_grpc.DaemonInfoStub(self._channel)
         self._storage = storage_grpc.StorageStub(self._channel)
         self._control = control_grpc.ControlStub(self._channel)
+        self._scan = scan_grpc.ScanStub(self._channel)
         self._closed = False
 
     @classmethod
@@ -691,4 +695,68 @@ class AsyncBench:
             execution = await self.execution(execution_id)
             if execution.finished:
                 return execution
+            await asyncio.sleep(poll)
+
+    # -- scans (Scan service) -------------------------------------------------------------------
+
+    async def create_scan(
+        self,
+        axes: list[tuple[str, float, float, int]],
+        *,
+        read: tuple[str, ...] | list[str] = (),
+        snake: bool = False,
+        dwell: float = 0.0,
+        settle: float = 0.0,
+        frames: int = 0,
+        name: str = "",
+        metadata: Mapping[str, object] | None = None,
+    ) -> ScanStatus:
+        """Define a line scan (one ``(device, start, stop, points)`` axis) or a grid scan (two:
+        slow, then fast); the daemon checks it at once and names a bad field."""
+        definition = scan_pb2.ScanDefinition(
+            kind=scan_pb2.SCAN_KIND_LINE if len(axes) == 1 else scan_pb2.SCAN_KIND_GRID,
+            axes=[scan_pb2.ScanAxis(device=d, start=a, stop=b, points=n) for d, a, b, n in axes],
+            snake=snake,
+            read=list(read),
+            dwell=dwell,
+            settle=settle,
+            frames=frames,
+            name=name,
+            metadata_json=json.dumps(dict(metadata or {})),
+        )
+        return await self._unary(
+            self._scan.CreateScan, definition, ScanStatus.from_pb, idempotent=False
+        )
+
+    async def _scan_call(self, method: Any, scan_id: str, *, idempotent: bool = True) -> ScanStatus:
+        request = scan_pb2.ScanRequest(id=scan_id)
+        return await self._unary(method, request, ScanStatus.from_pb, idempotent=idempotent)
+
+    async def start_scan(self, scan_id: str) -> ScanStatus:
+        return await self._scan_call(self._scan.StartScan, scan_id, idempotent=False)
+
+    async def pause_scan(self, scan_id: str) -> ScanStatus:
+        return await self._scan_call(self._scan.PauseScan, scan_id)
+
+    async def resume_scan(self, scan_id: str) -> ScanStatus:
+        return await self._scan_call(self._scan.ResumeScan, scan_id)
+
+    async def scan(self, scan_id: str) -> ScanStatus:
+        return await self._scan_call(self._scan.GetScan, scan_id)
+
+    async def stop_scan(self, scan_id: str, *, force: bool = False, reason: str = "") -> ScanStatus:
+        """Stop at the next point (or, ``force``, abort at once: the axis in motion stops)."""
+        request = scan_pb2.StopScanRequest(id=scan_id, reason=reason)
+        method = self._scan.AbortScan if force else self._scan.StopScan
+        return await self._unary(method, request, ScanStatus.from_pb)
+
+    async def scans(self) -> list[ScanStatus]:
+        reply = await self._unary(self._scan.ListScans, scan_pb2.ListScansRequest(), lambda m: m)
+        return [ScanStatus.from_pb(s) for s in reply.scans]
+
+    async def wait_scan(self, scan_id: str, *, poll: float = 0.2) -> ScanStatus:
+        while True:
+            status = await self.scan(scan_id)
+            if status.finished:
+                return status
             await asyncio.sleep(poll)

@@ -54,6 +54,7 @@ from ._types import (
     ResetResult,
     RunFile,
     RunStatus,
+    ScanStatus,
     ScriptInfo,
 )
 
@@ -297,6 +298,60 @@ class Scripts:
         return self._bench._run(self._bench._async.output(execution_id, start))
 
 
+class Scans:
+    """``bench.scans``: line and grid (snake) scans through the Scan service; each is a run in
+    the daemon that outlives the client (keep its id)."""
+
+    def __init__(self, bench: Bench) -> None:
+        self._bench = bench
+
+    def create(
+        self,
+        axes: builtins.list[tuple[str, float, float, int]],
+        *,
+        read: tuple[str, ...] | builtins.list[str] = (),
+        snake: bool = False,
+        dwell: float = 0.0,
+        settle: float = 0.0,
+        frames: int = 0,
+        name: str = "",
+        metadata: Mapping[str, object] | None = None,
+    ) -> ScanStatus:
+        return self._bench._run(
+            self._bench._async.create_scan(
+                axes,
+                read=read,
+                snake=snake,
+                dwell=dwell,
+                settle=settle,
+                frames=frames,
+                name=name,
+                metadata=metadata,
+            )
+        )
+
+    def start(self, scan_id: str) -> ScanStatus:
+        return self._bench._run(self._bench._async.start_scan(scan_id))
+
+    def pause(self, scan_id: str) -> ScanStatus:
+        return self._bench._run(self._bench._async.pause_scan(scan_id))
+
+    def resume(self, scan_id: str) -> ScanStatus:
+        return self._bench._run(self._bench._async.resume_scan(scan_id))
+
+    def stop(self, scan_id: str, *, force: bool = False, reason: str = "") -> ScanStatus:
+        return self._bench._run(self._bench._async.stop_scan(scan_id, force=force, reason=reason))
+
+    def status(self, scan_id: str) -> ScanStatus:
+        return self._bench._run(self._bench._async.scan(scan_id))
+
+    def wait(self, scan_id: str) -> ScanStatus:
+        return self._bench._run(self._bench._async.wait_scan(scan_id))
+
+    def list(self) -> builtins.list[ScanStatus]:
+        return self._bench._run(self._bench._async.scans())
+
+
 class Presets:
     """``bench.presets``: list, get, save, load and delete named parameter snapshots."""
 
@@ -345,6 +400,7 @@ class Bench:
         self.parameters = Parameters(self)
         self.presets = Presets(self)
         self.scripts = Scripts(self)
+        self.scans = Scans(self)
 
     @classmethod
     def connect(

@@ -24,6 +24,7 @@ from benchd.v1 import (
     hardware_pb2,
     health_pb2,
     preset_pb2,
+    scan_pb2,
     storage_pb2,
 )
 
@@ -627,4 +628,49 @@ class Execution:
             m.error,
             m.output_lines,
             m.steps,
+        )
+
+
+_SCAN_STATES = {
+    scan_pb2.SCAN_STATE_CREATED: "created",
+    scan_pb2.SCAN_STATE_PENDING: "pending",
+    scan_pb2.SCAN_STATE_RUNNING: "running",
+    scan_pb2.SCAN_STATE_PAUSED: "paused",
+    scan_pb2.SCAN_STATE_COMPLETED: "completed",
+    scan_pb2.SCAN_STATE_ERROR: "error",
+    scan_pb2.SCAN_STATE_STOPPED: "stopped",
+    scan_pb2.SCAN_STATE_ABORTED: "aborted",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ScanStatus:
+    """A scan created through the Scan service, and where it has got to."""
+
+    id: str
+    state: str  # created, pending, running, paused, completed, error, stopped, aborted
+    execution_id: str
+    points_done: int
+    points_total: int
+    positions: dict[str, float]
+    run_path: str
+    error: str
+    pause_requested: bool
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("completed", "error", "stopped", "aborted")
+
+    @classmethod
+    def from_pb(cls, m: scan_pb2.ScanStatus) -> ScanStatus:
+        return cls(
+            m.id,
+            _SCAN_STATES.get(m.state, "unknown"),
+            m.execution_id,
+            m.points_done,
+            m.points_total,
+            dict(m.positions),
+            m.run_path,
+            m.error,
+            m.pause_requested,
         )

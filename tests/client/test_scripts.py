@@ -68,3 +68,27 @@ def test_benchctl_runs_a_script_file_and_prints_its_output(
     assert "wavelength" in done.stdout and "ada" in done.stdout and "completed" in done.stdout
     listed = benchctl(process_daemon, "--json", "script", "list")
     assert any(e["state"] == "completed" for e in json.loads(listed.stdout))
+
+
+def test_a_scan_from_the_scan_service_pauses_resumes_and_completes(
+    process_daemon: Daemon,
+) -> None:
+    with Bench.connect(process_daemon.address) as bench:
+        with pytest.raises(InvalidArgument, match="not a Movable"):
+            bench.scans.create([("power_meter", 0.0, 1.0, 3)])
+        created = bench.scans.create(
+            [("esp300.axis2", 0.0, 0.01, 6)], read=["power_meter"], name="client-scan"
+        )
+        assert created.state == "created"
+        bench.scans.start(created.id)
+        paused = bench.scans.pause(created.id)
+        assert paused.pause_requested or paused.state == "paused"
+        resumed = bench.scans.resume(created.id)
+        assert not resumed.pause_requested
+        final = bench.scans.wait(created.id)
+        assert final.state == "completed", final.error
+        assert (final.points_done, final.points_total) == (6, 6)
+        assert final.run_path.endswith("_client-scan.nxs")
+        assert any(s.id == created.id for s in bench.scans.list())
+    with h5py.File(final.run_path, "r") as f:
+        assert list(f["entry/scan/point/value"]) == list(range(6))
