@@ -461,12 +461,6 @@ class RecorderActor(Actor):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def on_stop(self) -> None:
-        run = self._run
-        if run is not None and not run.finished.is_set():
-            run.request_stop("the daemon is stopping")
-            await run.finished.wait()
-
     async def on_emergency_stop(self, reason: str) -> None:
         """Keep recording: the readings around an incident are the ones people want. The
         camera stops its own acquisition; the run's end record will show it."""

@@ -31,7 +31,6 @@ import trio
 
 from runtime import (
     ActorError,
-    ActorRef,
     ActorSystem,
     BenchError,
     ObservableClosed,
@@ -203,10 +202,15 @@ class Run:
             if record.readable:
                 await self._tap_readings(name)
         if self.options.camera is not None:
-            camera = self.system.ref(self.options.camera)
-            self._frame_tap = await _add_tap(
-                camera, "frames", self._tap_name, TapPolicy.LOSSLESS, self.options.frame_queue
-            )
+            self._frame_tap = await self._tap_frames()
+
+    async def _tap_frames(self) -> TapReader[Frame]:
+        assert self.options.camera is not None
+        camera = self.system.ref(self.options.camera)
+        reader: TapReader[Frame] = await add_tap(
+            camera, "frames", self._tap_name, TapPolicy.LOSSLESS, capacity=self.options.frame_queue
+        )
+        return reader
 
     async def run(self) -> None:
         """Record until done, then finish the file. Never raises for a recording problem:
@@ -345,13 +349,9 @@ class Run:
     async def _retap_camera(self) -> None:
         """The camera instance went away (a restart): tap the new one (its drops were
         counted when the old tap closed). Interrupted by the flush timer, it tries again."""
-        assert self.options.camera is not None
-        camera = self.system.ref(self.options.camera)
         while True:
             try:
-                self._frame_tap = await _add_tap(
-                    camera, "frames", self._tap_name, TapPolicy.LOSSLESS, self.options.frame_queue
-                )
+                self._frame_tap = await self._tap_frames()
                 self._old_tap = None
                 return
             except (BenchError, ActorError):
@@ -422,13 +422,7 @@ class Run:
             if not tap.closed or statistics.pending:
                 continue
             try:
-                reader: TapReader[Reading] = await _add_tap(
-                    self.system.ref(device),
-                    "readings",
-                    self._tap_name,
-                    TapPolicy.LOSSLESS,
-                    READINGS_CAPACITY,
-                )
+                reader = await self._tap_reading_stream(device)
             except (BenchError, ActorError):
                 continue  # still restarting: try again at the next flush
             self._readings_lost_before[device] = (
@@ -497,12 +491,19 @@ class Run:
         self._changes += 1
         self._parameter_rows.append((spec, sample.timestamp, sample.value))
 
+    async def _tap_reading_stream(self, device: str) -> TapReader[Reading]:
+        reader: TapReader[Reading] = await add_tap(
+            self.system.ref(device),
+            "readings",
+            self._tap_name,
+            TapPolicy.LOSSLESS,
+            capacity=READINGS_CAPACITY,
+        )
+        return reader
+
     async def _tap_readings(self, device: str) -> None:
-        ref = self.system.ref(device)
         try:
-            self._reading_taps[device] = await _add_tap(
-                ref, "readings", self._tap_name, TapPolicy.LOSSLESS, READINGS_CAPACITY
-            )
+            self._reading_taps[device] = await self._tap_reading_stream(device)
         except (BenchError, ActorError) as error:
             logger.warning("%s: not recording %s readings: %s", self.options.name, device, error)
 
@@ -589,10 +590,11 @@ class Run:
         # and is drained.
         if self._frame_tap is not None:
             self._frame_tap.detach()
-            await _remove_tap_quietly(self.system, self.options.camera, self._tap_name)
+            if self.options.camera is not None:
+                await remove_tap(self.system.ref(self.options.camera), "frames", self._tap_name)
         for device, tap in self._reading_taps.items():
             tap.detach()
-            await _remove_tap_quietly(self.system, device, self._tap_name, stream="readings")
+            await remove_tap(self.system.ref(device), "readings", self._tap_name)
 
     async def _drain(self) -> None:
         """Write what the taps still hold — unless the file cannot take it (a write failed),
@@ -639,20 +641,6 @@ class Run:
             "parameter_changes_skipped": status.parameter_changes_skipped,
             "scan_points": status.scan_points,
         }
-
-
-async def _add_tap(
-    ref: ActorRef, stream: str, name: str, policy: TapPolicy, capacity: int
-) -> TapReader[Any]:
-    return await add_tap(ref, stream, name, policy, capacity=capacity)
-
-
-async def _remove_tap_quietly(
-    system: ActorSystem, device: str | None, name: str, *, stream: str = "frames"
-) -> None:
-    if device is None:
-        return
-    await remove_tap(system.ref(device), stream, name)
 
 
 def _first_line(error: BaseException) -> str:
