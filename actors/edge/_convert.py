@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
 from benchd.v1 import common_pb2, hardware_pb2
 from runtime import ActorState, FailureRecord, ParameterInfo, ParameterSnapshot, Sample, Source
@@ -140,3 +142,25 @@ def check_value(info: ParameterInfo, value: object) -> str | None:
         allowed = ", ".join(repr(c) for c in info.choices)
         return f"{info.name}: {value!r} is not one of {allowed}"
     return None
+
+
+MAX_JSON_BYTES = 64 * 1024
+
+
+def json_object(text: str, field: str, example: str) -> dict[str, Any]:
+    """A request's JSON-object field (metadata, script parameters); {} when empty.
+
+    Error handling: INVALID_ARGUMENT naming the field, for text over 64 KiB, text that is not
+    JSON, or JSON that is not an object (``example`` shows one).
+    """
+    if not text:
+        return {}
+    if len(text) > MAX_JSON_BYTES:
+        raise invalid(f"{field} is limited to {MAX_JSON_BYTES} bytes")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise invalid(f"{field} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise invalid(f"{field} must be a JSON object, e.g. {example}")
+    return value

@@ -7,7 +7,6 @@ its script running, and any client can follow or stop it by id.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from grpclib.const import Status
@@ -38,7 +37,7 @@ from ..scripting.runner import (
     WatchExecution,
 )
 from ._context import EdgeContext
-from .errors import invalid
+from ._convert import json_object
 from .hardware import receive
 
 STATES = {
@@ -50,7 +49,6 @@ STATES = {
     ExecutionState.ABORTED: pb.EXECUTION_STATE_ABORTED,
     ExecutionState.PAUSED: pb.EXECUTION_STATE_PAUSED,
 }
-MAX_PARAMETERS_BYTES = 64 * 1024
 STREAM_CAPACITY = 64
 
 
@@ -96,17 +94,7 @@ def execution_message(status: ExecutionStatus) -> pb.Execution:
 
 
 def parameters(text: str) -> dict[str, Any]:
-    if not text:
-        return {}
-    if len(text) > MAX_PARAMETERS_BYTES:
-        raise invalid(f"parameters_json is limited to {MAX_PARAMETERS_BYTES} bytes")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise invalid(f"parameters_json is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise invalid('parameters_json must be a JSON object, e.g. {"points": 11}')
-    return value
+    return json_object(text, "parameters_json", '{"points": 11}')
 
 
 class ControlServicer(control_grpc.ControlBase):

@@ -14,7 +14,6 @@ forgets executions); everything about a started scan comes from its execution.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import time
 from collections.abc import Mapping
@@ -44,13 +43,13 @@ from ..scripting.runner import (
     WatchExecution,
 )
 from ._context import EdgeContext
+from ._convert import json_object
 from .errors import invalid
 from .hardware import receive
 
 MAX_POINTS = 1_000_000
 MAX_SECONDS = 3600.0
 MAX_FRAMES = 10_000
-MAX_METADATA_BYTES = 64 * 1024
 KEPT = 500  # scan definitions kept (the oldest are forgotten first)
 
 STATES = {
@@ -145,16 +144,7 @@ def validate(
     name = definition.name or ("line_scan" if line else "grid_scan")
     if not RUN_NAME.fullmatch(name):
         raise invalid(f"name {name!r} is not allowed; use {RUN_NAME_RULE}")
-    metadata: Any = {}
-    if definition.metadata_json:
-        if len(definition.metadata_json) > MAX_METADATA_BYTES:
-            raise invalid(f"metadata_json is limited to {MAX_METADATA_BYTES} bytes")
-        try:
-            metadata = json.loads(definition.metadata_json)
-        except json.JSONDecodeError as exc:
-            raise invalid(f"metadata_json is not valid JSON: {exc}") from None
-        if not isinstance(metadata, dict):
-            raise invalid('metadata_json must be a JSON object, e.g. {"sample": "A1"}')
+    metadata = json_object(definition.metadata_json, "metadata_json", '{"sample": "A1"}')
     parameters = {
         "axes": axes,
         "snake": definition.snake,

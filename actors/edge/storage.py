@@ -8,7 +8,6 @@ RESOURCE_EXHAUSTED — so the statuses and messages are the same as everywhere e
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -34,6 +33,7 @@ from ..pipeline.recorder import (
 from ..pipeline.run import RunState, RunStatus
 from ..pipeline.taps import GetTapStatistics
 from ._context import EdgeContext
+from ._convert import json_object
 from .errors import invalid
 from .hardware import receive
 
@@ -44,7 +44,6 @@ STATES = {
     RunState.COMPLETED: pb.RUN_STATE_COMPLETED,
     RunState.FAILED: pb.RUN_STATE_FAILED,
 }
-MAX_METADATA_BYTES = 64 * 1024
 RING_SUFFIX = ".ring"  # the bench names each camera's ring actor "<camera>.ring"
 
 
@@ -85,16 +84,7 @@ def run_file_message(run: RunFile) -> pb.RunFile:
 def start_request(request: pb.StartRunRequest) -> StartRun:
     """The recorder's StartRun; INVALID_ARGUMENT for what the wire format itself gets wrong."""
     metadata: dict[str, Any] = dict(request.metadata)
-    if request.metadata_json:
-        if len(request.metadata_json) > MAX_METADATA_BYTES:
-            raise invalid(f"metadata_json is limited to {MAX_METADATA_BYTES} bytes")
-        try:
-            extra = json.loads(request.metadata_json)
-        except json.JSONDecodeError as exc:
-            raise invalid(f"metadata_json is not valid JSON: {exc}") from None
-        if not isinstance(extra, dict):
-            raise invalid('metadata_json must be a JSON object, e.g. {"sample": "quartz"}')
-        metadata.update(extra)
+    metadata.update(json_object(request.metadata_json, "metadata_json", '{"sample": "quartz"}'))
     if not math.isfinite(request.duration_s) or request.duration_s < 0:
         raise invalid("duration_s must be 0 (no limit) or a positive number of seconds")
     return StartRun(
