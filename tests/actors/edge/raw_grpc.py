@@ -107,6 +107,8 @@ class _Reply:
     def handle(
         self, connection: h2.connection.H2Connection, event: h2.events.Event, stream_id: int
     ) -> None:
+        if getattr(event, "stream_id", stream_id) not in (stream_id, 0):
+            return  # another stream's (a raw call uses only one)
         if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
             headers = dict(event.headers)  # type: ignore[arg-type]
             if "grpc-status" in headers:
