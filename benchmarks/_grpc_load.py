@@ -26,7 +26,9 @@ characters, malformed bodies (compressed flag, a length prefix that lies, bytes 
 protobuf, no message at all), too many repeated entries, JSON nested 60 000 deep, a method that
 does not exist, and expensive but valid calls — written frame by frame with h2 (grpclib's client
 cannot send malformed messages). It prints one JSON object: requests sent, answered with a
-gRPC status (by status), and unanswered (the connection broke or no status came).
+gRPC status (by status), and unanswered (the connection broke or no status came). It runs at
+nice 10: on a real bench such clients are other machines, and on the benchmark's 2 cores the
+daemon should compete with the clients' *requests*, not with their processes for the CPU.
 ``estop-loop`` sends an EmergencyStop every PERIOD seconds, then a ResetEmergencyStop, and
 prints a JSON line per stop: ``sent`` (perf_counter before sending), ``replied``, and the
 daemon's ``received_at`` (Unix time) and ``dispatch_ms``; ``"unix_minus_perf"`` first, so the
@@ -38,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 import struct
 import sys
 import time
@@ -303,7 +306,11 @@ class RawConnection:
 CALL_TIMEOUT = 10.0  # a hostile request not answered by then counts as unanswered
 
 
+HOSTILE_NICE = 10
+
+
 async def hostile(host: str, port: int, seconds: float, clients: int) -> None:
+    os.nice(HOSTILE_NICE)  # see the module docstring
     sent: collections.Counter[str] = collections.Counter()
     answered: collections.Counter[str] = collections.Counter()
     statuses: collections.Counter[str] = collections.Counter()
