@@ -12,7 +12,7 @@ import numpy as np
 from benchd.v1 import common_pb2, hardware_pb2
 from runtime import ActorState, FailureRecord, ParameterInfo, ParameterSnapshot, Sample, Source
 
-from .errors import invalid
+from .errors import invalid, quote
 
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -128,22 +128,22 @@ def check_value(info: ParameterInfo, value: object) -> str | None:
         return f"{info.name} is read-only"
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if info.dtype == "float" and not (number and math.isfinite(float(value))):  # type: ignore[arg-type]
-        return f"{info.name}: expected a finite float, got {value!r}"
+        return f"{info.name}: expected a finite float, got {quote(value)}"
     if info.dtype == "int" and not (
         number and float(value).is_integer()  # type: ignore[arg-type]
     ):
-        return f"{info.name}: expected an int, got {value!r}"
+        return f"{info.name}: expected an int, got {quote(value)}"
     if info.dtype == "bool" and not isinstance(value, bool):
-        return f"{info.name}: expected a bool, got {value!r}"
+        return f"{info.name}: expected a bool, got {quote(value)}"
     if info.dtype == "str" and not isinstance(value, str):
-        return f"{info.name}: expected a str, got {value!r}"
+        return f"{info.name}: expected a str, got {quote(value)}"
     if info.limits is not None and number:
         low, high = info.limits
         if not low <= float(value) <= high:  # type: ignore[arg-type]
-            return f"{info.name}: {value!r} is outside the allowed range {low:g} to {high:g}"
+            return f"{info.name}: {quote(value)} is outside the allowed range {low:g} to {high:g}"
     if info.choices is not None and value not in info.choices:
         allowed = ", ".join(repr(c) for c in info.choices)
-        return f"{info.name}: {value!r} is not one of {allowed}"
+        return f"{info.name}: {quote(value)} is not one of {allowed}"
     return None
 
 

@@ -39,12 +39,15 @@ from grpclib.const import Handler, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.server import Stream
 
-from ._wire import read_message
+from ._wire import check_bytes, read_message
 from .errors import RequestRefused, bounded, grpc_error, refused
 from .limits import RequestLimits, too_large
 
 logger = logging.getLogger("actors.edge")
 
+#: A body up to this many bytes is read at once and its fields scanned in memory; a larger one is
+#: read field by field, so a field over its limit is refused before its bytes are read.
+SMALL_BODY = 16 * 1024
 #: A body over this many bytes waits for one of the LARGE_BODIES reading slots.
 LARGE_BODY = 256 * 1024
 LARGE_BODIES = 2
@@ -102,15 +105,19 @@ class BoundedStream(Stream[Any, Any]):
         if size > limits.message_bytes(self.method):
             raise too_large(self.method, size, limits)
         descriptor = self._recv_type.DESCRIPTOR
-
-        async def read(count: int) -> bytes:
-            return await self._read(count, size)
-
-        if size > LARGE_BODY:
-            async with self.guard.large_bodies:
-                body = await read_message(read, size, descriptor, limits)
+        if size <= SMALL_BODY:  # read at once, then scanned in memory: no await per field
+            body = await self._read(size, size)
+            check_bytes(body, descriptor, limits)
         else:
-            body = await read_message(read, size, descriptor, limits)
+
+            async def read(count: int) -> bytes:
+                return await self._read(count, size)
+
+            if size > LARGE_BODY:
+                async with self.guard.large_bodies:
+                    body = await read_message(read, size, descriptor, limits)
+            else:
+                body = await read_message(read, size, descriptor, limits)
         try:
             message = self._codec.decode(body, self._recv_type)
         except DecodeError as exc:

@@ -43,6 +43,7 @@ from grpclib.server import Server
 from benchd.v1 import estop_pb2 as pb
 from runtime import EmergencyStopReport
 
+from ._wire import check_bytes
 from .auth import LOCAL, Authenticator
 from .errors import RequestRefused
 from .limits import REASON_CHARS, RequestLimits
@@ -54,6 +55,7 @@ ESTOP_METHOD = "/benchd.v1.EmergencyStop/EmergencyStop"
 #: character); a longer one is left to the servicer, which refuses it.
 MESSAGE_BYTES = 4 * REASON_CHARS + 16
 
+_DESCRIPTOR: Any = pb.EmergencyStopRequest.DESCRIPTOR
 #: Broadcasts the stop: (client's reason, who) -> (the report, time.monotonic() of the broadcast).
 Broadcast = Callable[[str, str], Awaitable[tuple[EmergencyStopReport, float]]]
 
@@ -105,7 +107,8 @@ class PriorityStops:
         stream.buffer = _WatchedBuffer(partial(stream.connection.ack, stream.id), watch.added)
 
     def _start(self, stream: H2Stream, message: bytes, who: str, arrived: float) -> None:
-        try:
+        try:  # the very checks the servicer's read makes: both accept it, or neither
+            check_bytes(message, _DESCRIPTOR, self._limits)
             request = pb.EmergencyStopRequest.FromString(message)
             self._limits.check(request)
         except (DecodeError, RequestRefused):

@@ -50,6 +50,29 @@ async def read_message(
     return b"".join(scan.pieces)
 
 
+def check_bytes(data: bytes, descriptor: Descriptor, limits: RequestLimits) -> None:
+    """The same scan over a message already in memory (a small body, read at once).
+
+    Error handling: as :func:`read_message`.
+    """
+    position = 0
+
+    async def read(size: int) -> bytes:
+        nonlocal position
+        piece = data[position : position + size]
+        position += size
+        return piece
+
+    # Reading from memory never suspends, so the coroutine runs to its end in one step.
+    scan = read_message(read, len(data), descriptor, limits)
+    try:
+        scan.send(None)
+    except StopIteration:
+        return
+    scan.close()
+    raise RuntimeError("the in-memory field scan suspended")  # cannot happen: read never waits
+
+
 class _Scan:
     def __init__(self, read: Read, limits: RequestLimits) -> None:
         self._read = read

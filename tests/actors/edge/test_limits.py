@@ -294,6 +294,17 @@ async def test_the_priority_path_stops_only_authenticated_clients(tmp_path: Path
         assert state is not None and "seen smoke [by viewer (observer)" in state
 
 
+async def test_an_estop_the_guard_refuses_stops_nothing(client: Client) -> None:
+    """The priority path and the servicer judge a request alike: an e-stop over a limit —
+    its reason too long, or given 300 times (protobuf would keep the last) — is refused, and
+    nothing stops."""
+    too_long = estop_pb2.EmergencyStopRequest(reason="r" * 1001).SerializeToString()
+    for body in (too_long, b"\x0a\x01x" * 300):
+        reply = await call(client.address, "/benchd.v1.EmergencyStop/EmergencyStop", frame(body))
+        assert reply.status == Status.INVALID_ARGUMENT.value, reply
+    assert not client.bench.system.latched
+
+
 def test_edge_request_caps_are_validated_with_file_key_and_reason() -> None:
     base = SIMULATED_BENCH + "\n[edge]\n"
     edge = parse_config(base + "max_request_bytes = 1048576\nmax_script_bytes = 4096\n", "l.toml")
