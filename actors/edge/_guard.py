@@ -7,10 +7,13 @@ grpclib's ``grpc.health.v1`` and reflection services) through grpclib's servable
 * reads the 5-byte gRPC prefix first and refuses, before reading a byte of the body: a
   compressed message (no ``grpc-encoding`` is accepted), a flag other than 0/1, and a length
   over the method's cap (``limits.py``) — RESOURCE_EXHAUSTED, the status gRPC itself uses;
+* checks the body's fields against their limits as they come off the wire (``_wire.py``): a
+  body over :data:`SMALL_BODY` bytes is read field by field, so a field over its limit is
+  refused before its bytes are read; a smaller one is read at once and scanned in memory;
 * lets at most :data:`LARGE_BODIES` bodies over :data:`LARGE_BODY` bytes be read at a time
   (the others wait, and HTTP/2 flow control holds their clients: see docs/edge.md, "Limits");
 * refuses a body cut short, or one that is not the method's protobuf message, with
-  INVALID_ARGUMENT, and a decoded message with a field over its limit the same way.
+  INVALID_ARGUMENT; then checks the decoded message's fields exactly (``limits.py``).
 
 Then, whatever the handler raises, the status message is bounded (``errors.bounded``); an
 unexpected exception becomes INTERNAL (logged once with its traceback, as before), never
@@ -19,11 +22,11 @@ in one line without a traceback — at most :data:`LOG_BURST` lines per :data:`L
 seconds, then one line saying how many more were refused, so a flood cannot fill the disk.
 
 Why a subclass of grpclib's server ``Stream``: grpclib (0.4, pinned) has no message-size limit
-(vmagamedov/grpclib#195) and reads a body of whatever length the prefix claims. The subclass
-keeps grpclib's own stream object — its trailers, its bookkeeping — and replaces only how a
-message is read, using the HTTP/2 stream grpclib keeps on it (``_stream``: ``recv_data`` and
-``created``). That attribute is the one grpclib internal the edge touches, here only; the
-tests in tests/actors/edge/test_limits.py fail loudly if a grpclib release moves it.
+(vmagamedov/grpclib#195) and reads a body of whatever length the prefix claims. The subclass is
+swapped in as each call starts, so the stream stays grpclib's own object — its trailers, its
+bookkeeping — and only how a message is read changes, through the HTTP/2 stream grpclib keeps
+on it (``_stream``: ``recv_data`` and ``created``). With ``_priority.py``'s two, these are the
+grpclib internals the edge uses; tests/actors/edge/test_limits.py fails loudly if they move.
 """
 
 from __future__ import annotations
