@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote as percent_encode
 
 import pytest
@@ -23,6 +24,7 @@ from benchd.v1 import (
     control_pb2,
     estop_pb2,
     hardware_pb2,
+    preset_pb2,
     scan_pb2,
     storage_pb2,
 )
@@ -148,7 +150,7 @@ async def test_the_caps_come_from_the_config(tmp_path: Path) -> None:
         assert (await client.unary(client.control.CheckScript, fine)).ok
 
 
-FIELD_CASES = [
+FIELD_CASES: list[tuple[str, Any, str]] = [
     (
         "Hardware/GetParameter",
         hardware_pb2.ParameterRequest(device="maitai", name="n" * 129),
@@ -204,6 +206,26 @@ FIELD_CASES = [
         control_pb2.StartScriptRequest(name="s" * 129),
         "name: at most 128 characters",
     ),
+    (
+        "Preset/SavePreset",
+        preset_pb2.SavePresetRequest(name="night", description="d" * 1001),
+        "description: at most 1000 characters",
+    ),
+    (
+        "Preset/LoadPreset",
+        preset_pb2.LoadPresetRequest(name="night", devices=["maitai"] * 257),
+        "devices: at most 256 entries",
+    ),
+    (
+        "DaemonInfo/GetDaemonInfo",
+        b"\xfa\x06\x88\x27" + b"z" * 5000,  # field 111, which this daemon does not know
+        "field 111: an unknown field, at most 4096 bytes, got 'zzzz",
+    ),
+    (
+        "Health/ListActors",
+        b"\x08\x01" * 300,  # field 1, 300 times
+        "field 1: at most 256 entries",
+    ),
 ]
 
 
@@ -212,9 +234,8 @@ async def test_per_field_limits_are_checked_before_any_work(
 ) -> None:
     caplog.set_level(logging.INFO)
     for method, request, words in FIELD_CASES:
-        reply = await call(
-            client.address, f"/benchd.v1.{method}", frame(request.SerializeToString())
-        )
+        body = request if isinstance(request, bytes) else request.SerializeToString()
+        reply = await call(client.address, f"/benchd.v1.{method}", frame(body))
         assert reply.status == Status.INVALID_ARGUMENT.value, (method, reply)
         assert reply.message.startswith(words), (method, reply.message)
         assert_bounded(reply)
