@@ -115,10 +115,7 @@ async def test_disk_low_and_unresponsive_actor_alerts_are_raised_and_cleared(
             move = None
             async with client.health.StreamAlerts.open() as stream:
                 await stream.send_message(pb.StreamAlertsRequest(), end=True)
-                while not (
-                    axis(alerts, True)
-                    and axis(alerts[alerts.index(axis(alerts, True)[0]) :], False)
-                ):
+                while not cleared(alerts):
                     alerts.append(await stream.recv_message())
                     if move is None:  # a 1 s move holds the axis's mailbox: Pings wait
                         move = asyncio.ensure_future(
