@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from grpclib.server import Server
 from benchd.v1 import estop_pb2 as pb
 from runtime import EmergencyStopReport
 
+from ._bridge import shutting_down
 from ._wire import check_bytes
 from .auth import LOCAL, Authenticator
 from .errors import RequestRefused
@@ -64,7 +64,6 @@ Broadcast = Callable[[str, str], Awaitable[tuple[EmergencyStopReport, float]]]
 class EarlyStop:
     """An e-stop broadcast from its request's bytes, for the servicer to report."""
 
-    arrived: float  # time.monotonic() when its headers were parsed
     reason: str
     who: str
     report: asyncio.Future[tuple[EmergencyStopReport, float]] = field(
@@ -101,28 +100,38 @@ class PriorityStops:
             return  # the guard answers UNAUTHENTICATED as for any request
         peer = stream.connection.get_peer().addr()
         who = f"{client.name} ({client.role.label}) from {peer[0] if peer else 'unknown'}"
-        arrived = stream.created if stream.created is not None else time.monotonic()
-        watch = _Watch(lambda message: self._start(stream, message, who, arrived))
+        request = weakref.ref(stream)  # the stream owns the buffer that holds this: no cycle
+
+        def complete(message: bytes) -> None:
+            alive = request()
+            if alive is not None:
+                self._start(alive, message, who)
+
+        watch = _Watch(complete)
         assert stream.id is not None  # the stream exists: its headers were just received
         stream.buffer = _WatchedBuffer(partial(stream.connection.ack, stream.id), watch.added)
 
-    def _start(self, stream: H2Stream, message: bytes, who: str, arrived: float) -> None:
+    def _start(self, stream: H2Stream, message: bytes, who: str) -> None:
         try:  # the very checks the servicer's read makes: both accept it, or neither
             check_bytes(message, _DESCRIPTOR, self._limits)
             request = pb.EmergencyStopRequest.FromString(message)
             self._limits.check(request)
         except (DecodeError, RequestRefused):
             return  # the servicer reads the same bytes and refuses them
-        stop = EarlyStop(arrived, request.reason, who)
+        stop = EarlyStop(request.reason, who)
         self._started[stream] = stop
         self._nursery.start_soon(self._run, stop)
 
     async def _run(self, stop: EarlyStop) -> None:
         try:
             result = await self._broadcast(stop.reason, stop.who)
-        except Exception as error:  # reported by the servicer, which waits for it
+        except BaseException as error:  # reported by the servicer, which waits for it
             if not stop.report.done():
-                stop.report.set_exception(error)
+                stop.report.set_exception(
+                    error if isinstance(error, Exception) else shutting_down()
+                )
+            if not isinstance(error, Exception):
+                raise  # cancelled: the edge is stopping
         else:
             if not stop.report.done():
                 stop.report.set_result(result)
