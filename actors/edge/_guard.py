@@ -175,9 +175,7 @@ class RequestGuard:
         self.limits = limits
         self.large_bodies = asyncio.Semaphore(LARGE_BODIES)
         self.refusals = 0  # requests refused for what they are (statistics, tests)
-        self._logged_at = -LOG_PERIOD
-        self._lines = 0
-        self._suppressed = 0
+        self._log_limit = LogLimit()
 
     def wrap(self, services: Iterable[Any]) -> list[Any]:
         return [_Guarded(service, self) for service in services]
@@ -210,19 +208,15 @@ class RequestGuard:
         return guarded
 
     def _log(self, method: str, stream: Stream[Any, Any], error: GRPCError) -> None:
-        now = time.monotonic()
-        if now - self._logged_at >= LOG_PERIOD:
-            if self._suppressed:
-                logger.warning(
-                    "%d more requests were refused in the last %.0f s (not logged one by one)",
-                    self._suppressed,
-                    now - self._logged_at,
-                )
-            self._logged_at, self._lines, self._suppressed = now, 0, 0
-        if self._lines >= LOG_BURST:
-            self._suppressed += 1
+        log, suppressed, since = self._log_limit.take(time.monotonic())
+        if suppressed:
+            logger.warning(
+                "%d more requests were refused in the last %.0f s (not logged one by one)",
+                suppressed,
+                since,
+            )
+        if not log:
             return
-        self._lines += 1
         peer = stream.peer.addr() if stream.peer is not None else None
         logger.warning(
             "refused %s from %s: %s: %s",
@@ -231,6 +225,29 @@ class RequestGuard:
             error.status.name,
             error.message,
         )
+
+
+class LogLimit:
+    """At most ``burst`` lines per ``period`` seconds; then how many were left out."""
+
+    def __init__(self, burst: int = LOG_BURST, period: float = LOG_PERIOD) -> None:
+        self.burst = burst
+        self.period = period
+        self._since = -period
+        self._lines = 0
+        self._suppressed = 0
+
+    def take(self, now: float) -> tuple[bool, int, float]:
+        """(log this one?, lines left out of the period that just ended, its length)."""
+        suppressed, since = 0, 0.0
+        if now - self._since >= self.period:
+            suppressed, since = self._suppressed, now - self._since
+            self._since, self._lines, self._suppressed = now, 0, 0
+        if self._lines >= self.burst:
+            self._suppressed += 1
+            return False, suppressed, since
+        self._lines += 1
+        return True, suppressed, since
 
 
 class _Guarded:

@@ -16,6 +16,7 @@ from grpclib.metadata import encode_grpc_message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from actors.edge._guard import LogLimit
 from actors.edge._wire import read_message
 from actors.edge.errors import MESSAGE_BYTES, RequestRefused, bounded, quote
 from actors.edge.limits import RequestLimits
@@ -166,3 +167,12 @@ def test_a_status_message_is_bounded_once_encoded(text: str) -> None:
         f"(message cut: {len(text) + 9} characters)"
     )
     assert bounded("fine as it is") == "fine as it is"
+
+
+def test_refusals_are_logged_one_line_each_up_to_a_burst_then_counted() -> None:
+    limit = LogLimit(burst=20, period=10.0)
+    assert [limit.take(100.0 + i * 0.01)[0] for i in range(25)] == [True] * 20 + [False] * 5
+    assert limit.take(105.0) == (False, 0, 0.0)  # still the same period
+    log, suppressed, since = limit.take(110.5)  # a new period: the count of those left out
+    assert (log, suppressed, round(since, 1)) == (True, 6, 10.5)
+    assert limit.take(111.0) == (True, 0, 0.0)
