@@ -252,8 +252,10 @@ async def test_an_estop_is_broadcast_on_arrival_however_busy_the_edge_is(
     e-stop: the priority path broadcasts it from its bytes (``_priority.py``), ahead of the
     requests queued before it. Bounds are generous (2 busy cores); typical is < 1 ms."""
     caplog.set_level(logging.INFO)
+    name = hardware_pb2.DeviceRequest
     bodies = [
-        ("/benchd.v1.Hardware/GetDevice", frame(b"\x0a\x80\x80\x10" + b"x" * 300_000)),
+        ("/benchd.v1.Hardware/GetDevice", frame(name(device="x" * 400_000).SerializeToString())),
+        ("/benchd.v1.Hardware/GetDevice", frame(name(device="y" * 3_000_000).SerializeToString())),
         ("/benchd.v1.Hardware/GetDevice", frame(b"\x0a" + b"x" * 65536, length=64 << 20)),
         ("/benchd.v1.Hardware/ListDevices", frame(b"")),
         ("/benchd.v1.Health/ListActors", frame(b"", compressed=True)),
