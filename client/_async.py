@@ -22,9 +22,11 @@ a call (asyncio) cancels the RPC on the daemon too.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
@@ -422,7 +424,9 @@ class AsyncBench:
     async def emergency_stop(self, reason: str = "") -> EmergencyStopResult:
         """Stop every device now and latch (open to every authenticated client)."""
         request = estop_pb2.EmergencyStopRequest(reason=reason or "client emergency stop")
-        return await self._unary(self._estop.EmergencyStop, request, EmergencyStopResult.from_pb)
+        sent = time.perf_counter()
+        result = await self._unary(self._estop.EmergencyStop, request, EmergencyStopResult.from_pb)
+        return dataclasses.replace(result, round_trip_ms=(time.perf_counter() - sent) * 1e3)
 
     async def reset_emergency_stop(self, reason: str = "") -> ResetResult:
         request = estop_pb2.ResetEmergencyStopRequest(reason=reason)

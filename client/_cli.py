@@ -315,6 +315,10 @@ async def _estop(bench: AsyncBench, args: argparse.Namespace, out: Output) -> No
         text = "EMERGENCY STOP latched: " + (
             "every device stopped" if result.all_stopped else f"not confirmed by {slow}"
         )
+        text += (
+            f" (broadcast {result.dispatch_ms:.1f} ms after the daemon received it;"
+            f" reply {result.round_trip_ms:.0f} ms after sending)"
+        )
         out.emit(result, text)
     else:
         reset = await bench.reset_emergency_stop(args.reason)

@@ -361,14 +361,17 @@ class StopAcknowledgement:
 @dataclass(frozen=True, slots=True)
 class EmergencyStopResult:
     all_stopped: bool
-    acknowledgements: tuple[StopAcknowledgement, ...]
+    acknowledgements: tuple[StopAcknowledgement, ...]  # latency_ms: from the daemon's receipt
+    received_at: float = 0.0  # Unix time the request reached the daemon (its clock)
+    dispatch_ms: float = 0.0  # the daemon's wait from that receipt to the stop's broadcast
+    round_trip_ms: float = 0.0  # measured here: from sending the request to the reply
 
     @classmethod
     def from_pb(cls, m: estop_pb2.EmergencyStopResponse) -> EmergencyStopResult:
         acks = tuple(
             StopAcknowledgement(a.actor, a.ok, a.latency_ms, a.error) for a in m.acknowledgements
         )
-        return cls(m.all_stopped, acks)
+        return cls(m.all_stopped, acks, m.received_at, m.dispatch_ms)
 
 
 @dataclass(frozen=True, slots=True)

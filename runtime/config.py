@@ -65,6 +65,10 @@ class StorageConfig:
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
 DEFAULT_PRESETS_DIR = Path("~/.local/share/benchd/presets")
+#: The largest request message the edge reads (its 5-byte length prefix is checked first).
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+#: The largest script source a client may send (CheckScript, UploadScript, StartScript).
+DEFAULT_MAX_SCRIPT_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,8 @@ class EdgeConfig:
     disk_path: Path = Path("/")  # watched by the disk-low alert (where the data goes)
     disk_free_min_gb: float = 5.0
     writer_lag_max_frames: int = 64  # alert when the run writer is further behind than this
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES  # see docs/edge.md, "Limits"
+    max_script_bytes: int = DEFAULT_MAX_SCRIPT_BYTES
     source: str = "<defaults>"  # where host and port came from, for error messages
 
     @property
@@ -258,6 +264,8 @@ EDGE_KEYS = {
     "disk_path",
     "disk_free_min_gb",
     "writer_lag_max_frames",
+    "max_request_bytes",
+    "max_script_bytes",
 }
 
 
@@ -298,6 +306,7 @@ def _edge(table: object, source: str) -> EdgeConfig:
         disk_free_min_gb=minimum,
         writer_lag_max_frames=_lag_limit(table, source),
         source=source,
+        **_request_limits(table, source),
     )
 
 
@@ -307,6 +316,29 @@ def _lag_limit(table: Mapping[str, Any], source: str) -> int:
     if value < 1:
         raise ConfigError(source, "edge.writer_lag_max_frames", f"must be >= 1, got {value}")
     return int(value)
+
+
+#: Bounds of the request-size keys: below 64 KiB ordinary requests would be refused, above
+#: 64 MiB one client could make the daemon hold that much per request.
+MAX_REQUEST_BYTES_RANGE = (64 * 1024, 64 * 1024 * 1024)
+MAX_SCRIPT_BYTES_RANGE = (1024, 16 * 1024 * 1024)
+
+
+def _request_limits(table: Mapping[str, Any], source: str) -> dict[str, int]:
+    """``max_request_bytes`` and ``max_script_bytes`` (ints of bytes, within their ranges)."""
+    values = {}
+    for key, default, (low, high) in (
+        ("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES, MAX_REQUEST_BYTES_RANGE),
+        ("max_script_bytes", DEFAULT_MAX_SCRIPT_BYTES, MAX_SCRIPT_BYTES_RANGE),
+    ):
+        value = table.get(key, default)
+        _expect(value, int, f"edge.{key}", source, "an int (bytes)")
+        if not low <= value <= high:
+            raise ConfigError(
+                source, f"edge.{key}", f"{value} is outside {low}..{high} bytes (default {default})"
+            )
+        values[key] = int(value)
+    return values
 
 
 def _only(table: Mapping[str, Any], allowed: set[str], key: str, source: str) -> None:

@@ -41,7 +41,19 @@ ROOT = Path(__file__).resolve().parent.parent
                 "preview_fps",
             },
         ),
-        ("edge.py", {"unary_ratio", "frames_ratio", "estop_rpc_p99_ms", "edge_calls_per_s"}),
+        (
+            "edge.py",
+            {
+                "unary_ratio",
+                "frames_ratio",
+                "estop_rpc_p99_ms",
+                "edge_calls_per_s",
+                "hostile_estop_p99_ms",
+                "hostile_estop_client_p99_ms",
+                "hostile_frames_lost",
+                "hostile_unanswered",
+            },
+        ),
         ("scripting.py", {"builtin_overhead_ratio", "scan_ratio", "builtin_us", "direct_us"}),
     ],
 )

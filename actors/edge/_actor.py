@@ -28,7 +28,6 @@ from grpclib.events import RecvRequest, listen
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
-from grpclib.server import Server
 
 from runtime import Actor, Message, Request
 from runtime.config import ConfigError, EdgeConfig
@@ -36,13 +35,16 @@ from runtime.config import ConfigError, EdgeConfig
 from ._bridge import Bridge
 from ._codec import EdgeCodec
 from ._context import EdgeContext, EventLog
+from ._guard import RequestGuard
 from ._preset_store import PresetStore
+from ._priority import EdgeServer, PriorityStops
 from .auth import Authenticator
 from .control import ControlServicer
 from .daemon_info import DaemonInfoServicer
 from .estop import EmergencyStopServicer, StopEvent
 from .frames import CameraHardwareServicer
 from .health import HealthMonitor, HealthServicer, HealthState
+from .limits import RequestLimits
 from .preset import PresetServicer
 from .scan import ScanServicer
 from .storage import StorageServicer
@@ -50,8 +52,12 @@ from .storage import StorageServicer
 logger = logging.getLogger("actors.edge")
 
 EDGE_NAME = "edge"
-#: HTTP/2 flow-control windows: grpclib's 4 MiB default would throttle 8 MiB camera frames.
-WINDOW = 32 * 1024 * 1024
+#: The HTTP/2 flow-control windows the edge advertises: how much a client may send before the
+#: edge has read it (per stream, and per connection). They bound what a client can make the
+#: daemon buffer and parse ahead of the guard's checks, while a legitimate large request
+#: (a script) still flows, acknowledged as it is read. They do not limit what the edge sends:
+#: frames flow within the *client's* windows (docs/edge.md, "Frames").
+WINDOW = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +179,15 @@ class Edge(Actor):
                 ]
                 services.append(Health({service: [serving] for service in services}))
                 services = ServerReflection.extend(services)
+                limits = RequestLimits.from_config(self.config)
+                services = RequestGuard(limits).wrap(services)
+                stops = PriorityStops(authenticator, limits, nursery, estop.broadcast)
+                estop.priority = stops
 
-                async def start() -> Server:
-                    server = Server(
+                async def start() -> EdgeServer:
+                    server = EdgeServer(
                         services,
+                        stops=stops,
                         codec=EdgeCodec(),
                         config=Configuration(
                             http2_connection_window_size=WINDOW, http2_stream_window_size=WINDOW

@@ -35,7 +35,7 @@ from ..capabilities import Capability, Describe, DeviceInfo
 from ._bridge import Bridge, clamp_timeout
 from ._convert import state_label
 from .auth import LOCAL, Authenticator, Client
-from .errors import grpc_error, invalid
+from .errors import grpc_error, invalid, quote
 
 T = TypeVar("T")
 
@@ -146,13 +146,13 @@ class EdgeContext:
         if not name:
             raise invalid(f"device is required; devices: {', '.join(self.device_names())}")
         if name == self.edge_name:
-            raise GRPCError(Status.NOT_FOUND, f"{name!r} is the gRPC edge, not a device")
+            raise GRPCError(Status.NOT_FOUND, f"{quote(name)} is the gRPC edge, not a device")
         try:
             ref = self.system.ref(name)
         except NotFoundError as exc:
             raise GRPCError(
                 Status.NOT_FOUND,
-                f"no device named {name!r}; devices: {', '.join(self.device_names())}",
+                f"no device named {quote(name)}; devices: {', '.join(self.device_names())}",
             ) from exc
         if ready and ref.state is not ActorState.RUNNING:
             stats = ref.statistics()

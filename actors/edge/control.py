@@ -38,7 +38,7 @@ from ..scripting.runner import (
 )
 from ._context import EdgeContext
 from ._convert import json_object
-from .hardware import receive
+from ._guard import receive
 
 STATES = {
     ExecutionState.PENDING: pb.EXECUTION_STATE_PENDING,

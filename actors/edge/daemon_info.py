@@ -8,7 +8,7 @@ from benchd.v1 import daemon_grpc
 from benchd.v1 import daemon_pb2 as pb
 
 from ._context import EdgeContext
-from .hardware import receive
+from ._guard import receive
 
 #: Services this edge serves (frames and storage come with the camera and pipeline work).
 FEATURES = ("hardware", "estop", "health", "presets", "daemon_info", "grpc.health.v1", "reflection")

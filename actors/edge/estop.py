@@ -5,6 +5,12 @@ bench safer. It goes straight to ``ActorSystem.emergency_stop``, which puts the 
 device's priority lane in one synchronous pass; the reply comes once every device acknowledged
 (or after 2 s, saying which did not). Reset needs the operator role.
 
+Latency is measured from the request's *arrival*: the moment its HTTP/2 headers were read off
+the connection (``BoundedStream.arrived``), before any task existed for it — not from the
+broadcast, which would hide the time a busy daemon took to get to it. The reply carries that
+arrival (``received_at``), the wait until the broadcast (``dispatch_ms``) and each device's
+acknowledgement counted from the arrival; the edge logs the same in one line.
+
 The event stream reports every stop and reset: those made over gRPC with who asked, and —
 through :meth:`EmergencyStopServicer.watch`, which looks at the latches every 50 ms — those made
 any other way (a script, the bench API), with an empty ``client``.
@@ -12,6 +18,7 @@ any other way (a script, the bench API), with an empty ``client``.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +28,13 @@ from grpclib.server import Stream
 
 from benchd.v1 import estop_grpc
 from benchd.v1 import estop_pb2 as pb
-from runtime import ActorSystem
+from runtime import ActorSystem, EmergencyStopReport
 
 from ._context import EdgeContext, EventLog
-from .hardware import receive
+from ._guard import BoundedStream, receive
+from ._priority import PriorityStops
 
+logger = logging.getLogger("actors.edge")
 Kind = pb.EmergencyStopEvent
 
 
@@ -63,6 +72,7 @@ class EmergencyStopServicer(estop_grpc.EmergencyStopBase):
     def __init__(self, context: EdgeContext, events: EventLog[StopEvent]) -> None:
         self.ctx = context
         self.events = events
+        self.priority: PriorityStops | None = None  # set by the edge once its server exists
         self._reported = False  # the latch state the event log last reported
         self._in_flight = 0  # stops and resets made over gRPC that are still running
 
@@ -78,38 +88,65 @@ class EmergencyStopServicer(estop_grpc.EmergencyStopBase):
                 kind = Kind.KIND_STOPPED if state.latched else Kind.KIND_RESET
                 self.events.append(StopEvent(kind, state.reason, time.time(), state.latched))
 
+    async def broadcast(self, reason: str, who: str) -> tuple[EmergencyStopReport, float]:
+        """Stop everything now (trio side); the report and ``time.monotonic()`` of the
+        broadcast. Both paths come here: the priority path and the servicer's own."""
+        reason = f"{reason.strip() or 'gRPC EmergencyStop'} [by {who}]"
+        self._in_flight += 1
+        try:
+            broadcast = time.monotonic()
+            report = await self.ctx.system.emergency_stop(reason)
+        finally:
+            self._in_flight -= 1
+        self._reported = True
+        self.events.append(
+            StopEvent(Kind.KIND_STOPPED, reason, time.time(), True, report.all_stopped, who)
+        )
+        return report, broadcast
+
     async def EmergencyStop(
         self, stream: Stream[pb.EmergencyStopRequest, pb.EmergencyStopResponse]
     ) -> None:
+        arrived = stream.arrived if isinstance(stream, BoundedStream) else time.monotonic()
+        received_at = time.time() - (time.monotonic() - arrived)
         request = await receive(stream)
-        client = self.ctx.client(stream)
-        peer = stream.peer.addr() if stream.peer else None
-        who = f"{client.name} ({client.role.label}) from {peer[0] if peer else 'unknown'}"
-        reason = f"{request.reason.strip() or 'gRPC EmergencyStop'} [by {who}]"
-        system, events = self.ctx.system, self.events
-
-        async def stop() -> Any:
-            self._in_flight += 1
-            try:
-                report = await system.emergency_stop(reason)
-            finally:
-                self._in_flight -= 1
-            self._reported = True
-            events.append(
-                StopEvent(Kind.KIND_STOPPED, reason, time.time(), True, report.all_stopped, who)
-            )
-            return report
-
-        report = await self.ctx.bridge.call(stop)  # no deadline: a stop always completes
+        early = None
+        if self.priority is not None and isinstance(stream, BoundedStream):
+            early = self.priority.take(stream.h2_stream)
+        if early is not None:  # broadcast already, from the request's bytes (_priority.py)
+            who = early.who
+            report, broadcast = await early.report
+        else:
+            client = self.ctx.client(stream)
+            peer = stream.peer.addr() if stream.peer else None
+            who = f"{client.name} ({client.role.label}) from {peer[0] if peer else 'unknown'}"
+            report, broadcast = await self.ctx.bridge.call(
+                lambda: self.broadcast(request.reason, who)
+            )  # no deadline: a stop always completes
+        dispatch = broadcast - arrived
+        slowest = max((a.seconds for a in report.acknowledgements), default=0.0)
+        logger.warning(
+            "e-stop over gRPC by %s: broadcast %.3f ms after the request arrived%s, every"
+            " device acknowledged %.3f ms after it",
+            who,
+            dispatch * 1e3,
+            " (priority path)" if early is not None else "",
+            (dispatch + slowest) * 1e3,
+        )
         await stream.send_message(
             pb.EmergencyStopResponse(
                 all_stopped=report.all_stopped,
                 acknowledgements=[
                     pb.StopAcknowledgement(
-                        actor=a.actor, ok=a.ok, latency_ms=a.seconds * 1e3, error=a.error or ""
+                        actor=a.actor,
+                        ok=a.ok,
+                        latency_ms=(dispatch + a.seconds) * 1e3,
+                        error=a.error or "",
                     )
                     for a in report.acknowledgements
                 ],
+                received_at=received_at,
+                dispatch_ms=dispatch * 1e3,
             )
         )
 

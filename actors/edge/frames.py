@@ -30,8 +30,9 @@ from ..capabilities import SoftwareTrigger as TriggerNow
 from ..pipeline.subscription import add_tap, remove_tap
 from ..pipeline.taps import TapClosed, TapPolicy
 from ._codec import encode_frame
+from ._guard import receive
 from .errors import grpc_error, invalid
-from .hardware import HardwareServicer, receive
+from .hardware import HardwareServicer
 
 MAX_FPS = 1000.0
 _stream_numbers = itertools.count(1)

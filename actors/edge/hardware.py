@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import trio
-from google.protobuf.message import DecodeError
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
@@ -44,24 +43,12 @@ from ..capabilities import (
 )
 from . import _convert as convert
 from ._context import DEFAULT_WAIT, EdgeContext
+from ._guard import receive as receive  # noqa: PLC0414 (re-exported: scan.py imports it here)
 from .errors import grpc_error, invalid
 
 MIN_INTERVAL = 0.01
 DEFAULT_INTERVAL = 0.1
 MAX_INTERVAL = 60.0
-
-
-async def receive(stream: Stream[Any, Any]) -> Any:
-    """The request message; INVALID_ARGUMENT if it is missing or is not the expected message."""
-    try:
-        request = await stream.recv_message()
-    except DecodeError as exc:
-        raise invalid(
-            f"the request is not a valid request message for this method: {exc}"
-        ) from None
-    if request is None:
-        raise invalid("no request message was sent")
-    return request
 
 
 def interval_of(request: pb.StreamRequest) -> float:

@@ -29,7 +29,7 @@ from ..pipeline.run import RunStatus
 from ..pipeline.taps import GetTapStatistics, TapPolicy
 from . import _convert as convert
 from ._context import EdgeContext, EventLog
-from .hardware import receive
+from ._guard import receive
 
 AlertKind = pb.Alert
 

@@ -32,9 +32,9 @@ from runtime import (
 
 from . import _convert as convert
 from ._context import EdgeContext
+from ._guard import receive
 from ._preset_store import PresetStore, StoredPreset
 from .errors import grpc_error, status_of
-from .hardware import receive
 
 
 def info_message(preset: StoredPreset) -> pb.PresetInfo:

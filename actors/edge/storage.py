@@ -34,8 +34,8 @@ from ..pipeline.run import RunState, RunStatus
 from ..pipeline.taps import GetTapStatistics
 from ._context import EdgeContext
 from ._convert import json_object
+from ._guard import receive
 from .errors import invalid
-from .hardware import receive
 
 STATES = {
     RunState.IDLE: pb.RUN_STATE_IDLE,

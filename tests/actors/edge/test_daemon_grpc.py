@@ -24,11 +24,13 @@ from hypothesis import strategies as st
 
 from benchd.v1 import (
     common_pb2,
+    control_pb2,
     daemon_pb2,
     estop_pb2,
     hardware_pb2,
     health_pb2,
     preset_pb2,
+    scan_pb2,
     storage_pb2,
 )
 from supervisors.bench import SIMULATED_BENCH
@@ -146,8 +148,13 @@ def _unary_methods() -> list[str]:
     paths = []
     # Left out: the e-stop pair (the fuzz keeps it latched), and what starts acquisitions (full
     # frames at 47 fps to disk for the rest of the module); their bad inputs are tested alone.
-    skip = ("ResetEmergencyStop", "EmergencyStop", "StartRun", "StartStream", "SoftwareTrigger")
-    for module in (daemon_pb2, estop_pb2, hardware_pb2, health_pb2, preset_pb2, storage_pb2):
+    # Scripts and scans are not started either (they would run for the rest of the module).
+    skip = (
+        "ResetEmergencyStop", "EmergencyStop", "StartRun", "StartStream", "SoftwareTrigger",
+        "StartScript", "StartScan",
+    )  # fmt: skip
+    modules = (daemon_pb2, estop_pb2, hardware_pb2, health_pb2, preset_pb2, storage_pb2)
+    for module in (*modules, control_pb2, scan_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for m in service.methods:
                 if not m.server_streaming and m.name not in skip:
@@ -193,7 +200,7 @@ names = st.one_of(
     st.sampled_from(["wavelength", "velocity", "shutter", "position", "poll_interval", "jog_step"]),
     st.text(max_size=12),
 )
-devices = st.one_of(st.sampled_from(DEVICES), st.text(max_size=12))
+devices = st.one_of(st.sampled_from(DEVICES), st.text(max_size=12), st.text(max_size=400))
 numbers = st.floats()
 
 
