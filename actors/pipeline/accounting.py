@@ -122,11 +122,9 @@ class RunAccounting:
             return self._failure
         stop_reason, stop_outcome = self._stop or ("", None)
         if self._estop is not None:
-            then = (
-                f"; then {stop_reason or self._end_reason}"
-                if (stop_reason or self._end_reason)
-                else ""
-            )
+            if stop_reason and self._estop in stop_reason:  # the owner stopped for the e-stop
+                return RunOutcome.ESTOPPED, stop_reason, ""
+            then = f"; then {stop_reason}" if stop_reason else ""
             return RunOutcome.ESTOPPED, self._estop + then, ""
         if self._stop is not None:
             if stop_outcome is not None:

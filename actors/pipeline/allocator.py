@@ -5,10 +5,10 @@ catches up (up to ``frame_queue`` in its tap, plus the preview streams' copies).
 allocator serves such blocks with ``mmap`` only until the first one is freed; from then on it
 raises its threshold (the "dynamic mmap threshold") and serves them from its heaps, which it
 seldom returns to the system: the daemon's resident memory then stays at the highest backlog
-it ever had, and grows with each new high — 99 MB to 314 MB over a series of streamed runs,
-measured (benchmarks/soak.py). Pinning the threshold instead (``mallopt``) would make every
-frame a fresh ``mmap`` and cost a third of the compressed writer's speed (measured in
-benchmarks/pipeline.py), so the recorder asks glibc to hand back what is free
+it ever had, and grows with each new high — +193 MB over 18 streamed runs of full frames
+(benchmarks/soak.py; +1.6 MB with this module). Pinning the threshold instead (``mallopt``)
+would make every frame a fresh ``mmap`` and cost a third of the compressed writer's speed
+(measured with benchmarks/pipeline.py), so the recorder asks glibc to hand back what is free
 (``malloc_trim``) once a run has ended, off the event loop.
 
 On other C libraries (musl, macOS) this does nothing: their allocators behave differently and
