@@ -217,6 +217,7 @@ class RecorderActor(Actor):
         )
         self._status: Observable[RunStatus] = Observable(RunStatus())
         self._run: Run | None = None
+        self._repaired: set[Path] = set()  # directories whose crashed runs were repaired
 
     async def _apply_min_free(self, value: float) -> None:
         if self._run is not None:
@@ -243,6 +244,7 @@ class RecorderActor(Actor):
             case WatchRun():
                 return self._status.subscribe()
             case ListRuns():
+                await self._repair(Path(self.directory.value))
                 return await trio.to_thread.run_sync(self._list_runs)
         return await super().handle(message)
 
@@ -252,6 +254,7 @@ class RecorderActor(Actor):
                 f"run {self._run.name!r} is recording; stop it (StopRun) before starting another"
             )
         options = self._options(request)
+        await self._repair(options.directory)
         try:
             options.directory.mkdir(parents=True, exist_ok=True)
             free = self.free_space(options.directory)
@@ -450,6 +453,11 @@ class RecorderActor(Actor):
         await self._repair(Path(self.directory.value))
 
     async def _repair(self, directory: Path) -> None:
+        """Repair ``directory``'s crashed runs, once per directory (the directory parameter
+        may point elsewhere later: StartRun and ListRuns repair that one first)."""
+        if directory in self._repaired:
+            return
+        self._repaired.add(directory)
         repairs: list[Repair] = await trio.to_thread.run_sync(repair_directory, directory)
         crashed = [(r, r.end) for r in repairs if r.end is not None]
         if crashed and (self._run is None or self._run.finished.is_set()):
