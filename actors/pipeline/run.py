@@ -28,6 +28,8 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from runtime import ValidationError, WrongState
+
 from .accounting import RunAccounting
 from .allocator import release_free_memory
 from .disk_space import MB, DiskFull
@@ -102,9 +104,14 @@ class Run:
         self._wake.cancel()
 
     def add_scan_point(self, values: Mapping[str, float], timestamp: float) -> int:
-        """One row of the scan table (written with the next flush); the rows so far."""
+        """One row of the scan table (written with the next flush); the rows so far.
+
+        Error handling: WrongState once the run is finishing (its last rows are being
+        written: a later row would be lost), ValidationError for undeclared columns."""
+        if self.status.state is not RunState.RECORDING:
+            raise WrongState(f"run {self.name!r} has ended; the point was not recorded")
         if self.pieces.scan is None:
-            raise SourceRefused("this run has no scan table")
+            raise ValidationError(f"run {self.name!r} has no scan table (no scan columns)")
         return self.pieces.scan.add(values, timestamp)
 
     def set_min_free(self, min_free_bytes: int) -> None:
@@ -329,15 +336,16 @@ async def open_run(
         run.finished.set()
         raise
     run._publish(run.status)
+    failure: Exception | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run._run)
         try:
             yield run
-        except Exception as error:
+        except Exception as error:  # re-raised below, outside the nursery: as it came
+            failure = error
             run.fail(f"{type(error).__name__}: {error}")
             with trio.CancelScope(shield=True):
                 await run.finished.wait()
-            raise
         except BaseException:
             with trio.CancelScope(shield=True):
                 run.stop(cancel_reason, RunOutcome.STOPPED)
@@ -346,6 +354,8 @@ async def open_run(
         if not run.finished.is_set():
             run.stop("finished")
             await run.finished.wait()
+    if failure is not None:
+        raise failure
 
 
 __all__ = [
