@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
             },
         ),
         ("scripting.py", {"builtin_overhead_ratio", "scan_ratio", "builtin_us", "direct_us"}),
+        ("soak.py", {"rss_growth_mb", "rss_mb", "frames_written", "frames_lost"}),
     ],
 )
 def test_benchmark_quick_run_prints_one_json_object(script: str, keys: set[str]) -> None:

@@ -30,7 +30,7 @@ from ..pipeline.recorder import (
     StopRun,
     WatchRun,
 )
-from ..pipeline.run import RunState, RunStatus
+from ..pipeline.run_status import RunOutcome, RunState, RunStatus
 from ..pipeline.taps import GetTapStatistics
 from ._context import EdgeContext
 from ._convert import json_object
@@ -67,6 +67,11 @@ def status_message(status: RunStatus) -> pb.RunStatus:
         parameter_changes_skipped=status.parameter_changes_skipped,
         error=status.error,
         end_record_json=to_json(status.end_record) if status.end_record else "",
+        outcome=status.outcome,
+        frames_discarded=status.frames_discarded,
+        readings_discarded=status.readings_discarded,
+        scan_points=status.scan_points,
+        parameter_changes_discarded=status.parameter_changes_discarded,
     )
 
 
@@ -78,6 +83,9 @@ def run_file_message(run: RunFile) -> pb.RunFile:
         modified=run.modified,
         status=run.status,
         frames_written=run.frames_written,
+        readings_recorded=run.readings_recorded,
+        reason=run.reason,
+        error=run.error,
     )
 
 
@@ -111,7 +119,7 @@ class StorageServicer(storage_grpc.StorageBase):
 
     async def StopRun(self, stream: Stream[pb.StopRunRequest, pb.RunStatus]) -> None:
         request = await receive(stream)
-        message = StopRun(request.reason or "stopped by user")
+        message = StopRun(request.reason or "stopped by user", RunOutcome.STOPPED)
         status = await self.ctx.request(stream, self._recorder(), message, default=120.0)
         await stream.send_message(status_message(status))
 

@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
+import fcntl
 import functools
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,14 +43,40 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from .hdf5_superblock import clear_status_flags, read_superblock
+
 END_RECORD_BYTES = 16384
 RESERVE_BYTES = 1024 * 1024  # ballast freed on a full disk, so the end record can be written
 STRING_BYTES = 64  # fixed-length text values (enum names, short strings) in channel datasets
-CHANNEL_CHUNK = 4096
+CHANNEL_CHUNK = 4096  # rows per chunk of a reading channel (thousands a second)
+CHANGE_CHUNK = 256  # rows per chunk of a parameter or scan channel (a few a run, mostly)
 
 
 class RunFileError(OSError):
-    """HDF5 could not write (h5py reports a full disk from a flush as RuntimeError)."""
+    """HDF5 could not write (h5py reports a full disk from a flush as RuntimeError). Carries
+    the system's errno where HDF5's message names one."""
+
+
+def file_error(error: BaseException) -> RunFileError:
+    """An OSError for what HDF5 (or the system) reported, with its errno (None if HDF5 named
+    none) and a one-line message: HDF5's messages run to several lines of C-level detail."""
+    text = re.sub(r"^\[Errno \d+\] ", "", str(error))
+    found = re.search(r"errno = (\d+)", text)
+    if found is None and isinstance(error, OSError) and error.errno:
+        where = f" ({error.filename})" if error.filename else ""
+        return RunFileError(error.errno, f"{error.strerror or text}{where}")
+    what = re.split(r" \((?:file write failed|unable to extend)", text.split("\n")[0])[0]
+    what = what.strip() or type(error).__name__
+    if found is None:
+        return RunFileError(what)
+    number = int(found.group(1))
+    return RunFileError(number, f"{what}: {os.strerror(number)}")
+
+
+def error_name(error: BaseException) -> str:
+    """ENOSPC, EFBIG, EIO...: the errno's name, for the end record."""
+    number = getattr(error, "errno", None)
+    return errno.errorcode.get(number, f"errno {number}") if number else "HDF5 error"
 
 
 def _io(function: Callable[P, R]) -> Callable[P, R]:
@@ -55,8 +84,10 @@ def _io(function: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return function(*args, **kwargs)
-        except RuntimeError as error:
-            raise RunFileError(str(error).split("\n")[0]) from error
+        except RunFileError:
+            raise
+        except (RuntimeError, OSError) as error:
+            raise file_error(error) from error
 
     return wrapper
 
@@ -160,7 +191,9 @@ class NexusRunFile:
         self._frames_written = 0
         self._frames_committed = 0
         self._rows_written: dict[str, int] = {}
-        self._reserve = self.path.with_name(f".{self.path.name}.reserve")
+        self._reserve = reserve_path(self.path)
+        self._reserve_fd: int | None = None
+        self._end_offsets: tuple[int, int] | None = None  # end_record's, end_time's raw data
 
     # -- creation ------------------------------------------------------------------------------
 
@@ -196,18 +229,32 @@ class NexusRunFile:
         except BaseException:
             file.close()
             path.unlink(missing_ok=True)
-            path.with_name(f".{path.name}.reserve").unlink(missing_ok=True)
+            run._drop_reserve()
             raise
         return run
 
     def _reserve_space(self) -> None:
-        with open(self._reserve, "wb") as ballast:
-            ballast.write(b"\0" * RESERVE_BYTES)
-            ballast.flush()
-            os.fsync(ballast.fileno())
+        """The ballast, which is also the sign that a writer is alive: the writer holds an
+        exclusive ``flock`` on it until the file is closed, and the kernel drops that lock
+        when the process dies — so the repair at start-up knows a crashed run from one that
+        another daemon is still writing."""
+        fd = os.open(self._reserve, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self._reserve_fd = fd
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, b"\0" * RESERVE_BYTES)
+        os.fsync(fd)
 
     def _release_reserve(self) -> None:
+        """Give the ballast's space back (the lock stays until the file is closed)."""
+        if self._reserve_fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._reserve_fd, 0)
+
+    def _drop_reserve(self) -> None:
         self._reserve.unlink(missing_ok=True)
+        if self._reserve_fd is not None:
+            os.close(self._reserve_fd)  # releases the lock
+            self._reserve_fd = None
 
     def _lay_out(
         self,
@@ -227,9 +274,13 @@ class NexusRunFile:
         entry["title"] = title
         entry["start_time"] = iso(start_time)
         entry["program_name"] = "benchd"
-        entry.create_dataset("end_time", data=np.array(b"".ljust(40), dtype="S40"))
+        end_time = entry.create_dataset("end_time", data=np.array(b"".ljust(40), dtype="S40"))
         record = _text(to_json({"status": "running"}), END_RECORD_BYTES).ljust(END_RECORD_BYTES)
-        entry.create_dataset("end_record", data=np.array(record, dtype=f"S{END_RECORD_BYTES}"))
+        end = entry.create_dataset("end_record", data=np.array(record, f"S{END_RECORD_BYTES}"))
+        file.flush()  # allocates both, so their raw data have addresses
+        offsets = end.id.get_offset(), end_time.id.get_offset()
+        if offsets[0] is not None and offsets[1] is not None:
+            self._end_offsets = (offsets[0], offsets[1])
 
         notes = _group(entry, "manifest", "NXcollection")
         notes["json"] = to_json(manifest)
@@ -286,15 +337,16 @@ class NexusRunFile:
     def _lay_out_channel(self, parent: h5py.Group, channel: ChannelSpec) -> None:
         group = parent.require_group(channel.path.removeprefix(f"{parent.name}/"))
         group.attrs["NX_class"] = "NXlog"
-        times = _series(group, "time", "f8", CHANNEL_CHUNK)
+        chunk = CHANNEL_CHUNK if channel.kind is ChannelKind.READING else CHANGE_CHUNK
+        times = _series(group, "time", "f8", chunk)
         times.attrs["units"] = "s"
         times.attrs["description"] = "Unix time"
-        values = _series(group, "value", _CHANNEL_DTYPES[channel.dtype], CHANNEL_CHUNK)
+        values = _series(group, "value", _CHANNEL_DTYPES[channel.dtype], chunk)
         if channel.units:
             values.attrs["units"] = channel.units
         flags = None
         if channel.kind is ChannelKind.READING:
-            flags = _series(group, "flags", f"S{STRING_BYTES}", CHANNEL_CHUNK)
+            flags = _series(group, "flags", f"S{STRING_BYTES}", chunk)
         self._channels[channel.key] = (times, values, flags)
         self._rows_written[channel.key] = 0
 
@@ -372,6 +424,10 @@ class NexusRunFile:
     def frames_written(self) -> int:
         return self._frames_written
 
+    def size(self) -> int:
+        """The file's size as HDF5 will leave it (what it has allocated, written or not)."""
+        return int(self._file.id.get_filesize())
+
     @property
     def frames_committed(self) -> int:
         return self._frames_committed
@@ -379,29 +435,91 @@ class NexusRunFile:
     def rows_written(self, key: str) -> int:
         return self._rows_written[key]
 
-    @_io
-    def finish(self, end_record: Mapping[str, Any], end_time: float) -> None:
-        """Write the end record in its pre-allocated place, flush and close. The ballast
-        file goes first, so even a full disk has room for HDF5's last metadata."""
+    def bytes_for_rows(self, key: str, rows: int) -> int:
+        """What appending ``rows`` rows to a channel may add to the file: the new chunks its
+        datasets allocate (a chunk is allocated whole, at its first row)."""
+        datasets = [d for d in self._channels[key] if d is not None]
+        chunk = int(datasets[0].chunks[0])
+        written = self._rows_written[key]
+        new_chunks = -(-(written + rows) // chunk) - -(-written // chunk)
+        return int(new_chunks * chunk * sum(d.dtype.itemsize for d in datasets))
+
+    def finish(self, end_record: Mapping[str, Any], end_time: float) -> dict[str, Any]:
+        """Write the end record in its pre-allocated place, flush and close; the end record
+        as written. The ballast file goes first, so even a full disk has room for HDF5's last
+        metadata.
+
+        If HDF5 cannot close the file (a write error it cannot get past, e.g. the file may
+        not grow: EFBIG), the end record is written straight into its bytes and the
+        superblock marks cleared (:meth:`seal_in_place`), so the file still opens in any
+        reader. Only what the last flush made durable is then trusted: ``frames_written``
+        becomes the frames committed, the rest count as discarded, ``sealed`` says why.
+        Raises RunFileError only if even that failed.
+        """
         self._release_reserve()
+        record = dict(end_record)
         try:
             entry = self._file["entry"]
-            text = _text(to_json(end_record), END_RECORD_BYTES).ljust(END_RECORD_BYTES)
-            entry["end_record"][()] = np.array(text, f"S{END_RECORD_BYTES}")
+            entry["end_record"][()] = end_record_bytes(record)
             entry["end_time"][()] = np.array(iso(end_time).encode().ljust(40), "S40")
             self._file.flush()
             self._frames_committed = self._frames_written
+            self._file.close()
+        except (RuntimeError, OSError) as error:
+            failure = file_error(error)
+            lost = self._frames_written - self._frames_committed
+            if "frames_written" in record:
+                record["frames_written"] = self._frames_committed
+                record["frames_discarded"] = int(record.get("frames_discarded", 0)) + lost
+            record["sealed"] = f"HDF5 could not close the file: {failure.strerror or failure}"
+            try:
+                self.seal_in_place(end_record_bytes(record).tobytes(), iso(end_time).encode())
+            except OSError as seal_error:
+                raise failure from seal_error
         finally:
-            self.close()
+            self._drop_reserve()
+        return record
+
+    def seal_in_place(self, record: bytes, stamp: bytes) -> None:
+        """Finish a file HDF5 cannot close: write the end record's and end time's bytes
+        where they were allocated at creation, then clear the superblock's "open" flags and
+        make its end-of-file address the file's real size (what a failed close could not
+        do). The HDF5 library keeps its handle (it would not let go of it); this process
+        never writes to the file again."""
+        if self._end_offsets is None:
+            raise RunFileError(errno.EIO, "the end record has no fixed place in the file")
+        record_at, stamp_at = self._end_offsets
+        fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, record.ljust(END_RECORD_BYTES)[:END_RECORD_BYTES], record_at)
+            os.pwrite(fd, stamp.ljust(40)[:40], stamp_at)
+            os.fsync(fd)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        block = read_superblock(self.path)
+        clear_status_flags(self.path, end_of_file=size if size < block.end_of_file else None)
 
     def close(self) -> None:
         """Close without an end record (the status stays "running": the run did not end)."""
-        self._release_reserve()
-        if self._file.id.valid:
-            try:
+        try:
+            if self._file.id.valid:
                 self._file.close()
-            except RuntimeError as error:
-                raise RunFileError(str(error).split("\n")[0]) from error
+        except RuntimeError as error:
+            raise file_error(error) from error
+        finally:
+            self._drop_reserve()
+
+
+def end_record_bytes(record: Mapping[str, Any]) -> npt.NDArray[Any]:
+    """The end record as its fixed-size dataset holds it."""
+    text = _text(to_json(record), END_RECORD_BYTES).ljust(END_RECORD_BYTES)
+    return np.array(text, f"S{END_RECORD_BYTES}")
+
+
+def reserve_path(path: Path) -> Path:
+    """The ballast (and writer's lock) file beside a run file."""
+    return path.with_name(f".{path.name}.reserve")
 
 
 def read_end_record(path: Path) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,22 +37,18 @@ from runtime import (
 
 from ..capabilities import (
     AcquisitionStatus,
-    DeviceInfo,
     FrameGeometry,
     GetAcquisitionStatus,
     GetFrameGeometry,
 )
-from .arrow_readings import ArrowReadingsWriter
-from .manifest import build_manifest, survey
-from .nexus_file import (
-    ChannelKind,
-    ChannelSpec,
-    Compression,
-    FrameLayout,
-    NexusRunFile,
-    read_end_record,
-)
-from .run import MB, Run, RunFailed, RunOptions, RunState, RunStatus, _kind
+from .crash_repair import Repair, repair_directory
+from .disk_space import MB, DiskFull, FreeSpace, free_bytes
+from .frame_source import SourceRefused
+from .manifest import survey
+from .nexus_file import Compression, FrameLayout, read_end_record
+from .run import Run, open_run
+from .run_setup import RunOptions, RunPieces, create_run
+from .run_status import RunEnd, RunOutcome, RunState, RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +76,13 @@ class StartRun(Request[RunStatus]):
 
 @dataclass(frozen=True, slots=True)
 class StopRun(Request[RunStatus]):
+    """End the current run. ``outcome``: how its end record names the end — STOPPED for a
+    user's stop; None (an owner ending the run it started, a scan or script that is done):
+    "stopped" if the run had a frame count or duration it has not reached, else as its data
+    say (completed, or incomplete if frames are missing)."""
+
     reason: str = "stopped by user"
+    outcome: RunOutcome | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +106,18 @@ class WatchRun(Request[Subscription]):  # type: ignore[type-arg]
 
 @dataclass(frozen=True, slots=True)
 class RunFile:
+    """A run file as its end record describes it (the same record the run's final status
+    was made from)."""
+
     name: str
     path: str
     size_bytes: int
     modified: float
-    status: str  # the end record's status; "running" if it has none (in progress or crashed)
+    status: str  # the end record's status (a RunOutcome); "running" while it records
     frames_written: int
+    readings_recorded: int = 0
+    reason: str = ""
+    error: str = ""  # a write error's errno name
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +129,13 @@ def check_run_name(name: str) -> str:
     if not RUN_NAME.fullmatch(name):
         raise ValidationError(f"run name {name!r} is not allowed; use {RUN_NAME_RULE}")
     return name
+
+
+def run_name_of(path: Path) -> str:
+    """The run's name from its file name (``<YYYYmmdd-HHMMSS>_<name>.nxs``)."""
+    stem = path.name.removesuffix(SUFFIX)
+    stamp, _, name = stem.partition("_")
+    return name if name and len(stamp) == 15 else stem
 
 
 def run_file_name(name: str, start: float) -> str:
@@ -155,8 +169,10 @@ class RecorderActor(Actor):
         min_free_mb: float = 1024.0,
         flush_interval: float = 1.0,
         frame_queue: int = 128,
+        free_space: FreeSpace = free_bytes,
     ) -> None:
         self.camera = camera
+        self.free_space = free_space  # how free disk space is read (tests fill a "disk")
         self.config_text = config_text
         self.config_source = config_source
         add = self.parameters.add
@@ -201,10 +217,11 @@ class RecorderActor(Actor):
         )
         self._status: Observable[RunStatus] = Observable(RunStatus())
         self._run: Run | None = None
+        self._repaired: set[Path] = set()  # directories whose crashed runs were repaired
 
     async def _apply_min_free(self, value: float) -> None:
         if self._run is not None:
-            self._run.min_free_bytes = int(value * MB)  # a running run checks the new limit
+            self._run.set_min_free(int(value * MB))  # a running run checks the new limit
 
     @staticmethod
     def _check_directory(value: str) -> None:
@@ -218,8 +235,8 @@ class RecorderActor(Actor):
         match message:
             case StartRun():
                 return await self._start(message)
-            case StopRun(reason=reason):
-                return await self._stop(reason)
+            case StopRun(reason=reason, outcome=outcome):
+                return await self._stop(reason, outcome)
             case RecordScanPoint(values=values, timestamp=timestamp):
                 return self._record_scan_point(values, timestamp)
             case GetRunStatus():
@@ -227,19 +244,20 @@ class RecorderActor(Actor):
             case WatchRun():
                 return self._status.subscribe()
             case ListRuns():
+                await self._repair(Path(self.directory.value))
                 return await trio.to_thread.run_sync(self._list_runs)
         return await super().handle(message)
 
     async def _start(self, request: StartRun) -> RunStatus:
         if self._run is not None and not self._run.finished.is_set():
             raise WrongState(
-                f"run {self._run.options.name!r} is recording; stop it (StopRun) before"
-                " starting another"
+                f"run {self._run.name!r} is recording; stop it (StopRun) before starting another"
             )
         options = self._options(request)
+        await self._repair(options.directory)
         try:
             options.directory.mkdir(parents=True, exist_ok=True)
-            free = shutil.disk_usage(options.directory).free
+            free = self.free_space(options.directory)
         except OSError as error:
             raise ValidationError(
                 f"the run directory {options.directory} cannot be used ({error.strerror});"
@@ -258,97 +276,56 @@ class RecorderActor(Actor):
         await self._check_camera_idle(options)
         names = tuple(n for n in self.system.names() if n != self.name)
         devices = await survey(self.system, names)
-        manifest = build_manifest(
-            run_name=options.name,
-            metadata=options.metadata,
-            devices=devices,
-            config_text=self.config_text,
-            config_source=self.config_source,
-            start_time=start,
-            options={
-                "frames": options.frames,
-                "duration": options.duration,
-                "compression": options.compression.value,
-                "camera": options.camera,
-                "frame_queue": options.frame_queue,
-                "flush_interval": options.flush_interval,
-            },
-        )
-        channels = (
-            [
-                ChannelSpec(
-                    name, "reading", ChannelKind.READING, "float", r.info.units if r.info else ""
-                )
-                for name, r in devices.items()
-                if r.readable
-            ]
-            + [
-                ChannelSpec(name, p.name, ChannelKind.PARAMETER, _kind(p.dtype), p.units)
-                for name, r in devices.items()
-                for p in r.parameters
-            ]
-            + [ChannelSpec("scan", c, ChannelKind.SCAN, "float") for c in options.scan_columns]
-        )
         try:
-            file = await trio.to_thread.run_sync(
-                lambda: NexusRunFile.create(
-                    path,
-                    title=options.name,
-                    start_time=start,
-                    manifest=manifest,
-                    metadata=options.metadata,
-                    devices={n: r.snapshot for n, r in devices.items()},
-                    frames=layout,
-                    channels=channels,
-                )
+            pieces = await create_run(
+                self.system,
+                options,
+                path=path,
+                start_time=start,
+                devices=devices,
+                layout=layout,
+                config_text=self.config_text,
+                config_source=self.config_source,
+                free_space=self.free_space,
             )
         except FileExistsError:
             raise ValidationError(f"{path} exists already; runs never overwrite a file") from None
+        except DiskFull as error:
+            raise InsufficientResources(str(error)) from error
         except OSError as error:
             raise InsufficientResources(f"cannot create {path}: {error}") from error
         try:
-            arrow = ArrowReadingsWriter(path.with_suffix(".readings.arrows"))
-        except OSError as error:
-            await trio.to_thread.run_sync(
-                file.finish, {"status": "failed", "reason": f"no readings file: {error}"}, start
-            )
-            raise InsufficientResources(f"cannot create the readings file: {error}") from error
-        run = Run(
-            self.system,
-            options,
-            path=path,
-            devices=devices,
-            file=file,
-            arrow=arrow,
-            publish=self._publish,
-        )
-        refusal: str | None = None
-        try:
-            await run.attach()
-            await run.start_camera()
-        except (BenchError, ActorError, RunFailed) as error:
-            refusal = str(getattr(error, "cause", None) or error)
-            run.fail(refusal)
+            run: Run = await self.nursery.start(self._record, pieces, options)
+        except SourceRefused as refusal:  # the file got its end record; the caller the reason
+            raise WrongState(
+                f"{refusal}; {path.name} was closed with a failed end record"
+            ) from None
         self._run = run
-        self.nursery.start_soon(run.run)
-        if refusal is not None:  # the file gets its end record; the caller gets the reason
-            await run.finished.wait()
-            raise WrongState(f"{refusal}; {path.name} was closed with a failed end record")
-        self._publish(run.status)
         logger.info("run %s recording to %s", options.name, path)
         return run.status
+
+    async def _record(
+        self,
+        pieces: RunPieces,
+        options: RunOptions,
+        *,
+        task_status: trio.TaskStatus[Run] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """The run's task: it lives in the recorder's nursery, so it outlives StartRun."""
+        async with open_run(
+            pieces,
+            flush_interval=options.flush_interval,
+            duration=options.duration,
+            publish=self._publish,
+            cancel_reason="the recorder stopped (daemon shutdown)",
+        ) as run:
+            task_status.started(run)
+            await run.finished.wait()
 
     def _record_scan_point(self, values: Mapping[str, float], timestamp: float) -> int:
         run = self._run
         if run is None or run.finished.is_set():
             raise WrongState("no run is recording")
-        unknown = set(values) - set(run.options.scan_columns)
-        if unknown:
-            declared = ", ".join(run.options.scan_columns) or "none"
-            raise ValidationError(
-                f"scan columns {sorted(unknown)} were not declared in StartRun;"
-                f" declared: {declared}"
-            )
         return run.add_scan_point(values, timestamp)
 
     def _options(self, request: StartRun) -> RunOptions:
@@ -426,13 +403,13 @@ class RecorderActor(Actor):
                 " or start the run without frames= to record what it produces"
             )
 
-    async def _stop(self, reason: str) -> RunStatus:
+    async def _stop(self, reason: str, outcome: RunOutcome | None) -> RunStatus:
         run = self._run
         if run is None or run.finished.is_set():
             raise WrongState("no run is recording")
-        run.request_stop(reason)
+        run.stop(reason, outcome)
         await run.finished.wait()
-        return self._status.value
+        return run.status
 
     def _publish(self, status: RunStatus) -> None:
         self._status.set(status, Source.HARDWARE)
@@ -449,33 +426,58 @@ class RecorderActor(Actor):
                 if not path.is_file():
                     continue
                 stat = path.stat()
-                size, modified = stat.st_size, stat.st_mtime
-                record = read_end_record(path)
-                status = str(record.get("status", "unknown"))
-                written = int(record.get("frames_written", 0))
-            except (OSError, ValueError, KeyError, TypeError) as error:
-                status, written = f"unreadable: {error}", 0
-                size, modified = 0, 0.0
-            files.append(RunFile(path.stem, str(path), size, modified, status, written))
+                end = RunEnd.from_record(read_end_record(path))
+            except (OSError, RuntimeError, ValueError, KeyError, TypeError) as error:
+                files.append(RunFile(path.stem, str(path), 0, 0.0, f"unreadable: {error}", 0))
+                continue
+            files.append(
+                RunFile(
+                    path.stem,
+                    str(path),
+                    stat.st_size,
+                    stat.st_mtime,
+                    end.outcome.value,
+                    end.counts.frames_written,
+                    end.counts.readings_recorded,
+                    end.reason,
+                    end.error,
+                )
+            )
         return tuple(files)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    async def on_start(self) -> None:
+        """Repair the runs a crash left open before taking new ones (see crash_repair.py);
+        the newest repaired run is then what GetRunStatus reports."""
+        await self._repair(Path(self.directory.value))
+
+    async def _repair(self, directory: Path) -> None:
+        """Repair ``directory``'s crashed runs, once per directory (the directory parameter
+        may point elsewhere later: StartRun and ListRuns repair that one first)."""
+        if directory in self._repaired:
+            return
+        self._repaired.add(directory)
+        repairs: list[Repair] = await trio.to_thread.run_sync(repair_directory, directory)
+        crashed = [(r, r.end) for r in repairs if r.end is not None]
+        if crashed and (self._run is None or self._run.finished.is_set()):
+            repair, end = crashed[-1]
+            self._publish(
+                RunStatus.from_end_record(
+                    run_name_of(repair.path), str(repair.path), end.to_record()
+                )
+            )
+
     async def on_emergency_stop(self, reason: str) -> None:
         """Keep recording: the readings around an incident are the ones people want. The
-        camera stops its own acquisition; the run's end record will show it."""
+        camera stops its own acquisition; the run's outcome will be "e-stopped"."""
         if self._run is not None and not self._run.finished.is_set():
-            logger.warning(
-                "run %s keeps recording through the e-stop (%s)", self._run.options.name, reason
-            )
+            self._run.emergency_stop(reason)
+            logger.warning("run %s keeps recording through the e-stop (%s)", self._run.name, reason)
 
     def release(self) -> None:
         super().release()
         self._status.close()
-
-
-def _units(info: DeviceInfo | None) -> str:
-    return info.units if info is not None else ""
 
 
 __all__ = [
@@ -485,6 +487,7 @@ __all__ = [
     "RecordScanPoint",
     "RecorderActor",
     "RunFile",
+    "RunOutcome",
     "RunState",
     "RunStatus",
     "StartRun",

@@ -73,6 +73,12 @@ class FakeCamera(DeviceActor):
                 raise RuntimeError("the camera's driver failed (test)")
         return await super().handle(message)
 
+    async def on_emergency_stop(self, reason: str) -> None:
+        """Like the real camera: an e-stop ends the acquisition."""
+        if self._scope is not None:
+            self._scope.cancel()
+        self._running = False
+
     def _status(self) -> AcquisitionStatus:
         return AcquisitionStatus(
             self._running,

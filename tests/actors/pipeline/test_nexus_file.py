@@ -181,3 +181,55 @@ def test_nexus_readers_find_the_frames_as_the_default_plot(tmp_path: Path) -> No
         assert plot is not None and plot.nxsignal.shape == (2, *SHAPE)
     finally:
         root.nxfile.close()
+
+
+#: A writer whose file may not grow past 1 MiB: frames until HDF5 reports EFBIG, then finish.
+#: HDF5 cannot close such a file (it must extend it to what it allocated); finish writes the end
+#: record in place and seals the superblock instead. os._exit: the library still holds the
+#: file, and this process must not let it try again at exit.
+EFBIG = """
+import json, os, resource, sys
+import numpy as np
+from pathlib import Path
+from actors.pipeline.nexus_file import *
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+run = NexusRunFile.create(
+    Path(sys.argv[1]), title="big", start_time=1.7e9, manifest={}, metadata={}, devices={},
+    frames=FrameLayout("camera", (128, 128)), channels=[],
+)
+pixels = np.ones((128, 128), np.uint16)
+try:
+    for number in range(1, 1000):
+        run.append_frames([FrameRecord(number, 1.7e9 + number, 2.0, pixels)])
+        if number % 5 == 0:
+            run.flush()  # as a run does every second
+except OSError as error:
+    print(error.errno, run.frames_written, run.frames_committed, flush=True)
+record = {"status": "write error", "frames_written": run.frames_written, "frames_discarded": 0}
+print(json.dumps(run.finish(record, 1.7e9 + 99)), flush=True)
+os._exit(0)
+"""
+
+
+def test_a_file_hdf5_cannot_close_is_sealed_with_its_end_record_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "big.nxs"
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", EFBIG, str(path)], cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    failure, returned = done.stdout.split("\n")[:2]
+    errno_number, written, committed = (int(x) for x in failure.split())
+    assert errno_number == 27 and 0 < committed <= written  # EFBIG
+    with h5py.File(path, "r") as f:  # no SWMR, no h5clear: the seal made it a closed file
+        record = json.loads(bytes(f["entry/end_record"][()]).rstrip(b" "))
+        numbers = list(f["entry/instrument/camera/frame_number"][:committed])
+    assert record == json.loads(returned)  # what finish said it wrote
+    assert "HDF5 could not close the file" in record["sealed"]  # the normal close failed
+    # Only what the last flush made durable is claimed; the rest is counted as discarded.
+    assert (record["frames_written"], record["frames_discarded"]) == (
+        committed,
+        written - committed,
+    )
+    assert numbers == list(range(1, committed + 1))
+    assert not path.with_name(f".{path.name}.reserve").exists()
