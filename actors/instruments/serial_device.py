@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from runtime import RequestError
-
 from ..capabilities import DeviceActor
-from .transport import Link, SerialSettings, SerialTransport
+from .transport import DeviceRefused, Link, ReplyPolicy, SerialSettings, SerialTransport
 from .visa_transport import VisaSettings, VisaTransport
 
 LinkSettings = SerialSettings | VisaSettings
 
-
-class DeviceRefused(RequestError):
-    """The instrument flagged a command as bad (status byte, error queue): it did not apply."""
+__all__ = ["DeviceRefused", "LinkSettings", "SerialDevice"]
 
 
 class SerialDevice(DeviceActor):
@@ -23,11 +19,15 @@ class SerialDevice(DeviceActor):
     settings: LinkSettings
     _transport: Link | None = None
 
-    async def open_port(self) -> Link:
+    async def open_port(self, policy: ReplyPolicy | None = None) -> Link:
+        """Open the link; ``policy`` says how this instrument's replies are told apart
+        (:meth:`Link.exchange`)."""
         if isinstance(self.settings, VisaSettings):
             self._transport = await VisaTransport.open(self.name, self.settings)
         else:
             self._transport = await SerialTransport.open(self.name, self.settings)
+        if policy is not None:
+            self._transport.policy = policy
         return self._transport
 
     async def on_stop(self) -> None:
