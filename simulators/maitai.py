@@ -23,7 +23,8 @@ Run alone: ``python -m simulators.maitai``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import ClassVar
 
 import trio
 
@@ -62,7 +63,7 @@ class MaiTaiSimulator(PtySimulator):
     reply_terminator = b"\n"
     any_line_end = True
     ignored_bytes = b"\x11\x13"
-    QUIRKS = {
+    QUIRKS: ClassVar[Mapping[str, str]] = {
         "echo": "every command line is echoed back before anything else",
         "ok_after_set": "a set command (ON, WAV 820, SHUT 1) leaves an OK line behind",
         "slow_replies": "replies take ~2 s while warming up and for 10 s after a wavelength change",
