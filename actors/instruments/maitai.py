@@ -86,10 +86,6 @@ class SafetyInterlock(RequestError):
     """A command refused by the driver's safety rules (not by the laser)."""
 
 
-class NoReply(RequestError):
-    """One query went unanswered within the time-out; the link resyncs before the next one."""
-
-
 class ShutterNotClosed(Exception):
     """The shutter did not confirm closed after an emergency stop: the beam may be on."""
 
@@ -267,7 +263,8 @@ class MaiTai(SerialDevice):
         self.ref.try_tell(ConfirmShutterClosed(reason, sent))
 
     async def check_link(self) -> None:
-        self.warmup.report(await self._number(b"READ:PCTW?"))
+        match = await self.check_line(b"READ:PCTW?", PERCENT)
+        self.warmup.report(float(match.group(1)))
 
     async def _keepalive_checks(self, interval: float = 5.0) -> None:
         """Like ``start_keepalive``, but a check may wait behind an emission request that
@@ -393,14 +390,9 @@ class MaiTai(SerialDevice):
             raise DeviceRefused(f"{self.name} refused {command.decode()}: {code}: {text}")
 
     async def _query(self, query: bytes) -> re.Match[bytes]:
-        """One query, its reply matched by form. A first time-out refuses this request only;
-        a second in a row crashes the actor (the link is gone: the supervisor reconnects)."""
-        try:
-            return await self._port.exchange(query, FORMS[query])
-        except ReplyTimeout as exc:
-            if self._port.consecutive_timeouts >= 2:
-                raise
-            raise NoReply(f"{exc}; the link resyncs before the next query") from None
+        """One query, its reply matched by its form (``ask_line``: a first time-out refuses
+        this request only, a second in a row restarts the actor)."""
+        return await self.ask_line(query, FORMS[query])
 
     async def _number(self, query: bytes) -> float:
         return float((await self._query(query)).group(1))

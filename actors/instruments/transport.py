@@ -62,6 +62,11 @@ class DeviceRefused(RequestError):
     it did not apply. A refusal of one request, not a broken link."""
 
 
+class NoReply(RequestError):
+    """One query went unanswered in time. The request fails; the link resyncs before the next
+    exchange (a second time-out in a row is a dead link: the driver lets the actor restart)."""
+
+
 class TransportError(BenchError):
     """The link to an instrument failed; the message says what was sent and what came back."""
 
@@ -356,6 +361,8 @@ class Link(abc.ABC):
                 )
             except ReplyTimeout as exc:
                 self._owed = owed
+                self.consecutive_timeouts += 1
+                self._counts["timeouts"] += 1
                 raise ReplyTimeout(
                     self.device,
                     f"no answer to the resync query within {seconds:g} s after {owed} reply"

@@ -10,8 +10,8 @@ import pytest
 import trio
 
 from actors.capabilities import Read
-from actors.instruments.maitai import MaiTai, NoReply, SafetyInterlock, serial_settings
-from actors.instruments.serial_device import DeviceRefused
+from actors.instruments.maitai import MaiTai, SafetyInterlock, serial_settings
+from actors.instruments.serial_device import DeviceRefused, NoReply
 from runtime import (
     ActorError,
     ActorRef,
