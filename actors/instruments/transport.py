@@ -158,14 +158,25 @@ class ReplyPolicy:
     resync_timeout: float | None = None  # default: twice the reply timeout
 
 
+_NOT_A_NUMBER = re.compile(rb"[^0-9+\-.,\s]")
+
+
 def is_echo(line: bytes, command: bytes, *, partial: bool) -> bool:
-    """Whether ``line`` repeats ``command``: whole, or (``partial``) cut short at either end."""
+    """Whether ``line`` repeats ``command``: whole, or (``partial``) its head or its tail cut
+    short. A fragment made only of digits and signs never counts: ``1`` is the head of
+    ``1MD?`` but is the ESP300's answer to it; such fragments are judged by form instead."""
     text, sent = line.strip().upper(), command.strip().upper()
     if not text or not sent:
         return False
     if text == sent:
         return True
-    return partial and (sent.startswith(text) or sent.endswith(text))
+    fragment = sent.startswith(text) or sent.endswith(text)
+    return partial and fragment and _NOT_A_NUMBER.search(text) is not None
+
+
+def is_tail(line: bytes, command: bytes) -> bool:
+    text, sent = line.strip().upper(), command.strip().upper()
+    return bool(text) and sent.endswith(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,15 +322,11 @@ class Link(abc.ABC):
                 self._counts["echoes"] += 1
                 return None
             for index, sent in enumerate(self._sent[:-1]):
-                # an earlier command's echo: whole, its head, or its tail unless that tail is
-                # a plausible reply (``0800`` after ``W0800`` when ``W?`` is asked)
-                head = is_echo(line, sent, partial=True) and sent.upper().startswith(
-                    line.strip().upper()
-                )
-                if (
-                    is_echo(line, sent, partial=False)
-                    or head
-                    or (is_echo(line, sent, partial=True) and form.match(line) is None)
+                # an earlier command's echo (each echoes once): whole, cut short, or a numeric
+                # tail that is not what we wait for (``820`` of ``WAV 820`` before a status
+                # byte; ``0800`` of ``W0800`` when ``W?`` is asked is the answer, not an echo)
+                if is_echo(line, sent, partial=True) or (
+                    is_tail(line, sent) and form.match(line) is None
                 ):
                     del self._sent[index]
                     self._counts["echoes"] += 1

@@ -246,6 +246,7 @@ async def test_a_resync_nobody_answers_is_a_dead_link(io_clock, link):
 def test_echo_rules():
     assert is_echo(b"D?", b"D?", partial=False) and is_echo(b" d? ", b"D?", partial=False)
     assert is_echo(b"?", b"D?", partial=True) and is_echo(b"W08", b"W0800", partial=True)
-    assert is_echo(b"0800", b"W0800", partial=True)
+    assert not is_echo(b"0800", b"W0800", partial=True)  # digits only: judged by form
+    assert not is_echo(b"1", b"1MD?", partial=True)  # the ESP300's answer, not an echo
     assert not is_echo(b"144", b"W1440", partial=True)  # neither its head nor its tail
     assert not is_echo(b"", b"D?", partial=True)
