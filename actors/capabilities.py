@@ -310,17 +310,19 @@ class DeviceActor(Actor):
         """Override: the cheapest query the instrument answers; raise if it does not."""
         raise UnhandledMessage(f"{type(self).__name__} has no link check")
 
-    def start_keepalive(self, interval: Callable[[], float]) -> None:
-        """Run :meth:`check_link` through the mailbox every ``interval()`` s (0: paused)."""
-        self.nursery.start_soon(self._keepalive, interval)
+    def start_keepalive(self, interval: Callable[[], float], *, patience: float = 10.0) -> None:
+        """Run :meth:`check_link` through the mailbox every ``interval()`` s (0: paused).
+        ``patience``: how long a check may wait behind the longest request this device
+        legitimately handles (a move, a warm-up) before the actor counts as hung."""
+        self.nursery.start_soon(self._keepalive, interval, patience)
 
-    async def _keepalive(self, interval: Callable[[], float]) -> None:
+    async def _keepalive(self, interval: Callable[[], float], patience: float = 10.0) -> None:
         while True:
             seconds = interval()
             await trio.sleep(seconds if seconds > 0 else 1.0)
             if seconds <= 0:
                 continue
             try:
-                await self.ref.ask(CheckLink(), timeout=max(10.0, seconds))
+                await self.ref.ask(CheckLink(), timeout=max(patience, seconds))
             except ActorError:
                 return  # the check failed: this instance is crashing; its successor starts anew

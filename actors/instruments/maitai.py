@@ -39,9 +39,9 @@ from dataclasses import dataclass
 
 import trio
 
-from runtime import ActorError, Message, Parameter, PriorityMessage, Request, RequestError
+from runtime import Message, Parameter, PriorityMessage, Request, RequestError
 
-from ..capabilities import Capability, CheckLink, Read, Reading
+from ..capabilities import Capability, Read, Reading
 from .serial_device import DeviceRefused, SerialDevice
 from .transport import ReplyForm, ReplyPolicy, ReplyTimeout, SerialSettings
 
@@ -242,7 +242,8 @@ class MaiTai(SerialDevice):
         for parameter in (self.shutter, self.emission, self.wavelength):
             await parameter.refresh()  # type: ignore[union-attr]
         self.warmup.report(await self._number(b"READ:PCTW?"))
-        self.nursery.start_soon(self._keepalive_checks)
+        # a check may wait behind an emission request waiting for warm-up
+        self.start_keepalive(lambda: 5.0, patience=10.0 + self.warmup_timeout)
         logger.info(
             "%s: %s on %s (%g-%g nm)", self.name, self.identity, self.settings.address, low, high
         )
@@ -265,17 +266,6 @@ class MaiTai(SerialDevice):
     async def check_link(self) -> None:
         match = await self.check_line(b"READ:PCTW?", PERCENT)
         self.warmup.report(float(match.group(1)))
-
-    async def _keepalive_checks(self, interval: float = 5.0) -> None:
-        """Like ``start_keepalive``, but a check may wait behind an emission request that
-        waits for warm-up (the longest a handler legitimately takes) without counting as a
-        hung actor."""
-        while True:
-            await trio.sleep(interval)
-            try:
-                await self.ref.ask(CheckLink(), timeout=10.0 + self.warmup_timeout)
-            except ActorError:
-                return  # the check failed: this instance is crashing; its successor starts anew
 
     # -- messages --------------------------------------------------------------------------------
 
