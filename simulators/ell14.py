@@ -104,6 +104,11 @@ class Ell14BusSimulator(PtySimulator):
         self._nursery: trio.Nursery | None = None
         self._noise_pending = self.quirk("power_up_noise")
 
+    def enable_quirk(self, name: str, on: bool = True) -> None:
+        super().enable_quirk(name, on)
+        if name == "power_up_noise" and hasattr(self, "modules"):
+            self._noise_pending = on  # as if it had been so since power-up
+
     def replace_next_reply(self, address: str, raw: bytes) -> None:
         """Module ``address``'s next reply goes out as exactly ``raw`` (line end included or
         not): a cut frame ``3PO``, a bad one ``2POF``, two frames run together..."""

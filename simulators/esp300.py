@@ -182,6 +182,12 @@ class Esp300Simulator(PtySimulator):
         self.errors: deque[tuple[int, int]] = deque(maxlen=10)
         self.aborts = 0
 
+    def enable_quirk(self, name: str, on: bool = True) -> None:
+        super().enable_quirk(name, on)
+        if name == "motor_off" and on and hasattr(self, "axes"):
+            for axis in self.axes.values():  # as if it had powered up that way
+                axis.motor_on = False
+
     def fault_next_move(self, axis: int, code: int = 2) -> None:
         """The next move of ``axis`` faults halfway (2 amplifier fault, 3 following error):
         the axis stops there, its motor switches off, error ``axis*100+code`` is queued."""
