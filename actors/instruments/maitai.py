@@ -23,8 +23,9 @@ Safety (a Class 4 laser):
   latched); closing and switching off never are;
 * neither is ever restored automatically after a restart;
 * the emergency stop sends ``SHUT 0`` at once (and ``OFF`` if configured) and returns: the stop
-  is acknowledged when its bytes are on the wire. The confirmation follows from the priority
-  lane within ``estop_confirm_window`` (default 5 s: the shutter's ~1 s lag plus a ~2 s reply,
+  is acknowledged when its bytes are on the wire. The confirmation follows: the shutter's lag
+  is waited out off the mailbox (other requests go on), then ``SHUT?`` is read from the
+  priority lane, within ``estop_confirm_window`` (default 5 s: the shutter's ~1 s lag plus a ~2 s reply,
   with room): ``safe_state`` says "confirmed" once ``SHUT?`` reads 0; a shutter still open at
   the end of the window fails loudly — the actor crashes with ShutterNotClosed (health shows it
   degraded, with that message), and on restart while latched it sends ``SHUT 0`` again.
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 
 import trio
 
-from runtime import Message, Parameter, PriorityMessage, Request, RequestError
+from runtime import BenchError, Message, Parameter, PriorityMessage, Request, RequestError
 
 from ..capabilities import Capability, Read, Reading
 from .serial_device import DeviceRefused, SerialDevice
@@ -91,12 +92,13 @@ class ShutterNotClosed(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class ConfirmShutterClosed(Request[None], PriorityMessage):
-    """Second moment of an e-stop: read ``SHUT?`` until it says closed, within the window.
-    Priority lane: nothing queued delays it (it is not Hazardous: it only reads)."""
+class ConfirmShutterClosed(Request[bool], PriorityMessage):
+    """Second moment of an e-stop: one ``SHUT?`` read-back. True: confirmed closed; False:
+    not yet (``SHUT 0`` sent again); ShutterNotClosed once the window is over. Priority lane:
+    nothing queued delays it (it is not Hazardous: it only reads, and closes)."""
 
     reason: str
-    sent_at: float  # trio time SHUT 0 was written
+    sent_at: float  # trio time SHUT 0 was first written
 
 
 def serial_settings(port: str, **overrides: object) -> SerialSettings:
@@ -137,7 +139,7 @@ class MaiTai(SerialDevice):
         self.estop_confirm_window = estop_confirm_window
         self.warmup_timeout = warmup_timeout
         self.warmup_poll = warmup_poll
-        # the confirmation runs on the priority lane, bounded like the e-stop itself
+        # a read-back runs on the priority lane, bounded like the e-stop itself
         self.stop_timeout = max(type(self).stop_timeout, estop_confirm_window + 2.0)  # type: ignore[misc]
         self._shutter_moved_at = -1e9
         add = self.parameters.add
@@ -260,8 +262,19 @@ class MaiTai(SerialDevice):
         self.safe_state.report(f"SHUT 0 sent ({reason}); confirming")
         logger.warning("%s: SHUT 0 sent (%s); confirming within %g s", self.name, reason,
                        self.estop_confirm_window)  # fmt: skip
-        # through the mailbox (priority lane): the port is only ever touched by a handler
-        self.ref.try_tell(ConfirmShutterClosed(reason, sent))
+        self.nursery.start_soon(self._confirm_closed, reason, sent)
+
+    async def _confirm_closed(self, reason: str, sent: float) -> None:
+        """Wait out the shutter's lag here (the mailbox stays free meanwhile), then read it
+        back through the priority lane — the port is only ever touched by a handler."""
+        deadline = sent + self.estop_confirm_window
+        while True:
+            await trio.sleep_until(min(self._shutter_moved_at + self.shutter_lag, deadline))
+            try:
+                if await self.ref.ask(ConfirmShutterClosed(reason, sent), timeout=None):
+                    return
+            except BenchError:
+                return  # not confirmed: the handler crashed the actor, loudly; or it stopped
 
     async def check_link(self) -> None:
         match = await self.check_line(b"READ:PCTW?", PERCENT)
@@ -278,41 +291,48 @@ class MaiTai(SerialDevice):
             self.stream("readings").publish(reading)
             return reading
         if isinstance(message, ConfirmShutterClosed):
-            await self._confirm_closed(message.reason, message.sent_at)
-            return None
+            return await self._check_closed(message.reason, message.sent_at)
         return await super().handle(message)
 
-    async def _confirm_closed(self, reason: str, sent: float) -> None:
-        """Poll ``SHUT?`` (after its lag) until it reads 0, re-sending ``SHUT 0`` if it reads
-        open, until the window closes; then fail loudly."""
+    async def _check_closed(self, reason: str, sent: float) -> bool:
+        """One read-back of the e-stop's confirmation (see ``_confirm_closed``): True if
+        closed; False if open with time left to send ``SHUT 0`` again and see it through its
+        lag; ShutterNotClosed when the window is spent."""
         deadline = sent + self.estop_confirm_window
+        remaining = deadline - trio.current_time()
         last = "no answer"
-        while True:
-            ready = max(self._shutter_moved_at + self.shutter_lag, sent)
-            if ready >= deadline:
-                break
-            await trio.sleep_until(ready)
-            remaining = deadline - trio.current_time()
+        if remaining > 0:
             try:
                 match = await self._port.exchange(b"SHUT?", SHUTTER, timeout=remaining)
-            except (ReplyTimeout, DeviceRefused) as exc:
+            except ReplyTimeout as exc:  # it waited out the window
                 last = str(exc)
-                break
-            if match.group(1) == b"0":
-                took = trio.current_time() - sent
-                self.shutter.report(False)
-                self.safe_state.report(f"confirmed: the shutter reads closed {took:.1f} s after"
-                                       f" SHUT 0 ({reason})")  # fmt: skip
-                logger.warning("%s: shutter confirmed closed %.1f s after SHUT 0", self.name, took)
-                return
-            last = "SHUT? = 1"
-            await self._port.send(b"SHUT 0")  # once more: the lab saw commands ignored
-            self._shutter_moved_at = trio.current_time()
+            except DeviceRefused as exc:
+                last = str(exc)
+                if trio.current_time() + self.shutter_lag < deadline:
+                    return await self._close_again()
+            else:
+                if match.group(1) == b"0":
+                    took = trio.current_time() - sent
+                    self.shutter.report(False)
+                    self.safe_state.report(
+                        f"confirmed: the shutter reads closed {took:.1f} s after SHUT 0 ({reason})"
+                    )
+                    logger.warning("%s: shutter confirmed closed %.1f s after SHUT 0", self.name,
+                                   took)  # fmt: skip
+                    return True
+                last = "SHUT? = 1"
+                if trio.current_time() + self.shutter_lag < deadline:
+                    return await self._close_again()
         self.safe_state.report(f"NOT CONFIRMED ({last}): treat the beam as ON")
         raise ShutterNotClosed(
             f"{self.name}: the shutter still reads open {self.estop_confirm_window:g} s after"
             f" SHUT 0 ({last}; front panel in LOCAL mode? keyswitch?) — treat the beam as ON"
         )
+
+    async def _close_again(self) -> bool:
+        await self._port.send(b"SHUT 0")  # once more: the lab saw shutter commands ignored
+        self._shutter_moved_at = trio.current_time()
+        return False
 
     # -- parameters on the wire --------------------------------------------------------------
 
