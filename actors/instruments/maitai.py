@@ -25,14 +25,16 @@ Safety (a Class 4 laser):
 * the emergency stop sends ``SHUT 0`` at once (and ``OFF`` if configured) and returns: the stop
   is acknowledged when its bytes are on the wire. The confirmation follows: the shutter's lag
   is waited out off the mailbox (other requests go on), then ``SHUT?`` is read from the
-  priority lane, within ``estop_confirm_window`` (default 5 s: the shutter's ~1 s lag plus a ~2 s reply,
-  with room): ``safe_state`` says "confirmed" once ``SHUT?`` reads 0; a shutter still open at
+  priority lane, within ``estop_confirm_window`` (default 5 s: the shutter's ~1 s lag plus a
+  ~2 s reply, with room): ``safe_state`` says "confirmed" once ``SHUT?`` reads 0 (a reset
+  before that ends the read-back, and says so); a shutter still open at
   the end of the window fails loudly — the actor crashes with ShutterNotClosed (health shows it
   degraded, with that message), and on restart while latched it sends ``SHUT 0`` again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -142,6 +144,8 @@ class MaiTai(SerialDevice):
         # a read-back runs on the priority lane, bounded like the e-stop itself
         self.stop_timeout = max(type(self).stop_timeout, estop_confirm_window + 2.0)  # type: ignore[misc]
         self._shutter_moved_at = -1e9
+        self._confirm_requests: trio.MemorySendChannel[tuple[str, float]] | None = None
+        self._confirming: trio.CancelScope | None = None
         add = self.parameters.add
         self.shutter = add(
             Parameter(
@@ -220,6 +224,10 @@ class MaiTai(SerialDevice):
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def on_start(self) -> None:
+        # the e-stop's read-backs run in one long-lived task of this instance
+        send, requests = trio.open_memory_channel[tuple[str, float]](1)
+        self._confirm_requests = send
+        self.nursery.start_soon(self._confirmer, requests)
         await self.open_port(POLICY)
         latched = self.ref.statistics().latched
         if latched is not None:  # restarted during an e-stop: close again before anything else
@@ -262,7 +270,22 @@ class MaiTai(SerialDevice):
         self.safe_state.report(f"SHUT 0 sent ({reason}); confirming")
         logger.warning("%s: SHUT 0 sent (%s); confirming within %g s", self.name, reason,
                        self.estop_confirm_window)  # fmt: skip
-        self.nursery.start_soon(self._confirm_closed, reason, sent)
+        if self._confirm_requests is not None:
+            with contextlib.suppress(trio.WouldBlock):  # one already waits: it covers this one
+                self._confirm_requests.send_nowait((reason, sent))
+
+    async def on_reset(self) -> None:
+        """After a reset the shutter may be opened on purpose: a read-back still pending
+        would call that a failed stop. It ends here, and says so."""
+        if self._confirming is not None and not self._confirming.cancel_called:
+            self._confirming.cancel()
+            self.safe_state.report("reset before the shutter was confirmed closed")
+
+    async def _confirmer(self, requests: trio.MemoryReceiveChannel[tuple[str, float]]) -> None:
+        async for reason, sent in requests:
+            with trio.CancelScope() as self._confirming:
+                await self._confirm_closed(reason, sent)
+            self._confirming = None
 
     async def _confirm_closed(self, reason: str, sent: float) -> None:
         """Wait out the shutter's lag here (the mailbox stays free meanwhile), then read it
