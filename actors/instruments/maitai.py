@@ -62,7 +62,7 @@ ERROR_QUEUE = ReplyForm.of(
 )
 IDENTITY = ReplyForm.of("the identity (…,MaiTai,…)", rb"([^,]*),\s*(MAI\s*TAI)\s*,(.*)")
 #: A line saying Error that is not the error queue's "code: text" answer: the laser refusing.
-ERROR_LINE = ReplyForm.of("an error message", rb"(?![-+]?\d+\s*[:,]).*\bERROR\b.*")
+ERROR_LINE = ReplyForm.of("an error message", rb"(?![-+]?\d+\s*[:,]).*ERROR.*")
 NUMBER = ReplyForm.of("a number", rb"(" + _DECIMAL + rb")")
 
 POLICY = ReplyPolicy(

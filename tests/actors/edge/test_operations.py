@@ -37,7 +37,7 @@ async def test_home_streams_progress_then_done(client: Client) -> None:
     assert messages[-1].done and messages[-1].position == pytest.approx(0.0, abs=1e-3)
     assert messages[-1].units == "mm" and not any(m.done for m in messages[:-1])
     moving = [m.position for m in messages[:-1] if m.position == m.position]  # not NaN
-    assert moving and 0.0 <= min(moving) and max(moving) <= 2.0 + 1e-6
+    assert moving and min(moving) >= 0.0 and max(moving) <= 2.0 + 1e-6
     assert [m.elapsed_s for m in messages] == sorted(m.elapsed_s for m in messages)
     mount = await client.call(lambda: _read_all(hw.Home, pb.HomeRequest(device="ell14.3")))
     assert mount[-1].done and mount[-1].position == pytest.approx(0.0) and mount[-1].units == "deg"

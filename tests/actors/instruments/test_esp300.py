@@ -182,6 +182,10 @@ async def test_emergency_stop_aborts_a_move_in_flight_despite_a_backlog(io_clock
             except ActorError as exc:
                 outcome.append(exc)
 
+        stops: list[bytes] = []  # simulator.commands keeps only the last 10 000: the backlog's
+        simulator.on_command = lambda _, command: (
+            stops.append(command) if b"ST" in command else None
+        )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(long_move)
             await trio.sleep(1.0)
@@ -190,7 +194,7 @@ async def test_emergency_stop_aborts_a_move_in_flight_despite_a_backlog(io_clock
             report = await system.emergency_stop("light curtain")
             assert report.all_stopped
         assert isinstance(outcome[0].cause, Interrupted)
-        await until(lambda: simulator.aborts == 1 and b"1ST" in simulator.commands)
+        await until(lambda: simulator.aborts == 1 and b"1ST" in stops)
         halted = simulator.axes[1].position
         assert 0.0 < halted < 40.0  # stopped where it was, not at 45 mm
         await trio.sleep(1.0)
