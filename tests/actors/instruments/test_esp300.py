@@ -30,7 +30,7 @@ from actors.instruments.esp300 import (
     ReadErrors,
     serial_settings,
 )
-from actors.instruments.serial_device import DeviceRefused
+from actors.instruments.serial_device import DeviceRefused, NoReply
 from runtime import (
     Abort,
     ActorError,
@@ -330,3 +330,25 @@ async def test_a_motor_fault_mid_move_is_reported_with_the_controllers_text(io_c
         assert await axis.ask(MotorOn()) is True
         assert await axis.ask(Home(), timeout=30) == pytest.approx(0.0)
         assert await system.ref("esp300").ask(ReadErrors()) == ()  # nothing left behind
+
+
+async def test_a_late_reply_never_answers_a_later_question(io_clock, link):
+    """TP? answers after 1.5 s (past the 1 s time-out): that request fails, the next one
+    resyncs on VE? first, so the late position is read and dropped, not taken as MD?'s."""
+    async with bench(link) as (simulator, system):
+        axis = system.ref("esp300.axis1")
+        await axis.ask(MoveAbsolute(1.0))
+
+        def late_position(_: float, command: bytes) -> None:
+            simulator.faults.reply_delay = 1.5 if command == b"1TP?" else 0.0
+            if command != b"1TP?":
+                simulator.on_command = None
+
+        simulator.on_command = late_position
+        with pytest.raises(ActorError) as caught:
+            await axis.ask(GetPosition())
+        assert isinstance(caught.value.root_cause, NoReply)
+        assert not caught.value.crashed
+        assert await axis.ask(GetPosition()) == pytest.approx(1.0)
+        assert await axis.ask(MoveAbsolute(2.0)) == pytest.approx(2.0)
+        assert all(system.ref(n).statistics().restarts == 0 for n in ("esp300", "esp300.axis1"))
