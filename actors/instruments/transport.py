@@ -296,6 +296,7 @@ class Link(abc.ABC):
                 self.consecutive_timeouts = 0
                 return verdict
             discarded.append(line)
+            del discarded[:-8]  # quoted in a time-out's message: the last few are enough
             if verdict == "stale":
                 continue
             if verdict == "error":
@@ -381,9 +382,10 @@ class Link(abc.ABC):
                 break
             if line.strip() and not is_echo(line, query, partial=True):
                 discarded.append(line)
+                del discarded[:-8]
         self._sent.clear()
         if discarded:
-            self._counts["stale"] += len(discarded)
+            self._counts["stale"] += 1
             logger.warning(
                 "%s: resynced after a timeout; discarded late replies %s",
                 self.device,
