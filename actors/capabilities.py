@@ -42,6 +42,16 @@ class Capability(enum.StrEnum):
     PARAMETERIZED = "Parameterized"  # every actor: ListParameters / Get / Set / Watch
 
 
+class Operation(enum.StrEnum):
+    """Actions a device kind offers besides its capabilities' core messages; each is one
+    message below, reachable from every surface (gRPC, scripts, the client, benchctl)."""
+
+    HOME = "home"  # Home: run the home search (Hazardous)
+    STOP = "stop"  # StopMotion: decelerate and stop (never refused)
+    MOTOR_ON = "motor_on"  # MotorOn: power the motor after a fault or power-up (Hazardous)
+    ZERO = "zero"  # Zero: store / drop a dark offset (a power meter)
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
     name: str
@@ -49,6 +59,7 @@ class DeviceInfo:
     capabilities: tuple[Capability, ...]
     identity: str  # what the instrument says it is (firmware string), "" if it cannot say
     units: str  # of the position (Movable) or the reading (Readable)
+    operations: tuple[Operation, ...] = ()  # what else it can do (home, stop, motor_on, zero)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +110,20 @@ class NotSettled(RequestError):
 class StopMotion(Request[float]):
     """Decelerate and stop (not an emergency stop: no latch; never refused while latched).
     Reply: the position where the axis came to rest."""
+
+
+@dataclass(frozen=True, slots=True)
+class MotorOn(Request[bool], Hazardous):
+    """Switch the motor on (after a fault or a power-up left it off); reply: the motor state
+    read back (True). Hazardous: refused while the e-stop is latched."""
+
+
+@dataclass(frozen=True, slots=True)
+class Zero(Request[bool]):
+    """A power meter's zero: ``enable`` stores the present reading as the dark offset and
+    subtracts it from then on; False stops subtracting. Reply: the zero state read back."""
+
+    enable: bool = True
 
 
 # -- Readable ----------------------------------------------------------------------------------
@@ -229,6 +254,8 @@ class DeviceActor(Actor):
 
     driver: ClassVar[str] = "device"
     capabilities: ClassVar[tuple[Capability, ...]] = (Capability.PARAMETERIZED,)
+    #: The operations (messages besides the capabilities') this device kind handles.
+    operations: ClassVar[tuple[Operation, ...]] = ()
     units: ClassVar[str] = ""
     #: What this device publishes to taps: "readings" for a Readable, "frames" for a camera.
     stream_names: ClassVar[tuple[str, ...]] = ()
@@ -272,6 +299,7 @@ class DeviceActor(Actor):
                 capabilities=self.capabilities,
                 identity=self.identity,
                 units=self.units,
+                operations=self.operations,
             )
         if isinstance(message, CheckLink):
             await self.check_link()
@@ -282,17 +310,19 @@ class DeviceActor(Actor):
         """Override: the cheapest query the instrument answers; raise if it does not."""
         raise UnhandledMessage(f"{type(self).__name__} has no link check")
 
-    def start_keepalive(self, interval: Callable[[], float]) -> None:
-        """Run :meth:`check_link` through the mailbox every ``interval()`` s (0: paused)."""
-        self.nursery.start_soon(self._keepalive, interval)
+    def start_keepalive(self, interval: Callable[[], float], *, patience: float = 10.0) -> None:
+        """Run :meth:`check_link` through the mailbox every ``interval()`` s (0: paused).
+        ``patience``: how long a check may wait behind the longest request this device
+        legitimately handles (a move, a warm-up) before the actor counts as hung."""
+        self.nursery.start_soon(self._keepalive, interval, patience)
 
-    async def _keepalive(self, interval: Callable[[], float]) -> None:
+    async def _keepalive(self, interval: Callable[[], float], patience: float = 10.0) -> None:
         while True:
             seconds = interval()
             await trio.sleep(seconds if seconds > 0 else 1.0)
             if seconds <= 0:
                 continue
             try:
-                await self.ref.ask(CheckLink(), timeout=max(10.0, seconds))
+                await self.ref.ask(CheckLink(), timeout=max(patience, seconds))
             except ActorError:
                 return  # the check failed: this instance is crashing; its successor starts anew

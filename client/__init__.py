@@ -40,6 +40,8 @@ from ._types import (
     Failure,
     Frame,
     Health,
+    HomeProgress,
+    MotorState,
     MoveResult,
     ParameterInfo,
     ParameterValue,
@@ -55,6 +57,7 @@ from ._types import (
     ScriptInfo,
     StopAcknowledgement,
     SystemHealth,
+    ZeroState,
 )
 
 __all__ = [
@@ -81,8 +84,10 @@ __all__ = [
     "Failure",
     "Frame",
     "Health",
+    "HomeProgress",
     "InternalError",
     "InvalidArgument",
+    "MotorState",
     "MoveResult",
     "NotFound",
     "ParameterInfo",
@@ -110,5 +115,6 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
+    "ZeroState",
     "parse_address",
 ]

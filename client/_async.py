@@ -68,6 +68,8 @@ from ._types import (
     Execution,
     Frame,
     Health,
+    HomeProgress,
+    MotorState,
     MoveResult,
     ParameterInfo,
     ParameterValue,
@@ -82,6 +84,7 @@ from ._types import (
     ScanStatus,
     ScriptInfo,
     SystemHealth,
+    ZeroState,
     to_value,
 )
 
@@ -92,6 +95,8 @@ DEFAULT_PORT = 50051
 DEFAULT_TIMEOUT = 10.0
 #: How long a move with ``wait`` may take before the daemon answers DEADLINE_EXCEEDED.
 DEFAULT_MOVE_TIMEOUT = 60.0
+#: How long a home search may take before the daemon answers DEADLINE_EXCEEDED.
+DEFAULT_HOME_TIMEOUT = 120.0
 #: Connection failures: the request never reached the daemon, or its answer never came back.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, StreamTerminatedError)
 
@@ -418,6 +423,66 @@ class AsyncBench:
     def stream_values(self, device: str, interval: float = 0.1) -> AsyncIterator[Reading]:
         request = hardware_pb2.StreamRequest(device=device, interval_s=interval)
         return self._subscribe(self._hardware.StreamValues, request, Reading.from_pb)
+
+    # -- operations: home, stop (above), motor on, zero ----------------------------------------
+
+    async def stream_home(
+        self, device: str, *, timeout: float | None = None
+    ) -> AsyncIterator[HomeProgress]:
+        """Run the device's home search; its progress as it goes, the last one ``done``.
+
+        Never repeated after a connection drop (the search may be running): ConnectionLost.
+        Error handling: ``Refused`` while the e-stop is latched, ``Unimplemented`` for a device
+        that cannot home (naming those that can), ``DeadlineExceeded`` after ``timeout``
+        (default 120 s; the search goes on: ``stop`` it).
+        """
+        timeout = DEFAULT_HOME_TIMEOUT if timeout is None else timeout
+        request = hardware_pb2.HomeRequest(device=device, timeout_s=timeout)
+        self._check_open("Home")
+        try:
+            async with self._hardware.Home.open(
+                timeout=timeout + self.timeout, metadata=self._metadata
+            ) as stream:
+                await stream.send_message(request, end=True)
+                while (message := await stream.recv_message()) is not None:
+                    yield HomeProgress.from_pb(message)
+        except GRPCError as error:
+            raise from_grpc(error) from None
+        except TimeoutError:
+            raise DeadlineExceeded(f"Home: no answer within {timeout + self.timeout:g} s") from None
+        except CONNECTION_ERRORS as error:
+            raise ConnectionLost(
+                f"Home: the connection to {self.address} dropped during the home search; it"
+                " may still be running (not repeated)"
+            ) from error
+
+    async def home(
+        self,
+        device: str,
+        *,
+        timeout: float | None = None,
+        progress: Callable[[HomeProgress], None] | None = None,
+    ) -> Position:
+        """Home the device and wait; where it is homed. ``progress`` sees every step."""
+        last: HomeProgress | None = None
+        async for step in self.stream_home(device, timeout=timeout):
+            last = step
+            if progress is not None:
+                progress(step)
+        if last is None or not last.done:
+            raise ConnectionLost(f"Home: the daemon ended the stream before {device} was homed")
+        return Position(last.device, last.position, last.units, last.timestamp)
+
+    async def motor_on(self, device: str) -> MotorState:
+        """Switch a motor on after a fault or power-up (ESP300 axes); re-home afterwards."""
+        request = hardware_pb2.DeviceRequest(device=device)
+        return await self._unary(self._hardware.MotorOn, request, MotorState.from_pb)
+
+    async def zero(self, device: str, enable: bool = True) -> ZeroState:
+        """A power meter's zero: store the present reading as its dark offset (cover the
+        detector first); ``enable=False`` stops subtracting it."""
+        request = hardware_pb2.ZeroRequest(device=device, off=not enable)
+        return await self._unary(self._hardware.Zero, request, ZeroState.from_pb)
 
     # -- emergency stop ---------------------------------------------------------------------
 

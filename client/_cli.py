@@ -28,13 +28,22 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ._async import DEFAULT_PORT, AsyncBench, RetryPolicy
 from ._errors import BenchError
 from ._sync import RunProgress, split_parameter
-from ._types import DeviceInfo, Execution, MoveResult, ParameterValue, PlainValue, RunStatus
+from ._types import (
+    DeviceInfo,
+    Execution,
+    HomeProgress,
+    MoveResult,
+    ParameterValue,
+    PlainValue,
+    Position,
+    RunStatus,
+)
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
@@ -101,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("device", metavar="DEVICE")
     read = commands.add_parser("read", help="one reading: read power_meter")
     read.add_argument("device", metavar="DEVICE")
+    home = commands.add_parser("home", help="run a stage's home search, with progress")
+    home.add_argument("device", metavar="DEVICE")
+    home.add_argument("--timeout", type=float, default=120.0, help="seconds (default 120)")
+    motor_on = commands.add_parser("motor-on", help="switch a motor on after a fault")
+    motor_on.add_argument("device", metavar="DEVICE")
+    zero = commands.add_parser("zero", help="power meter: store the dark offset (cover it)")
+    zero.add_argument("device", metavar="DEVICE")
+    zero.add_argument("--off", action="store_true", help="stop subtracting the offset")
     estop = commands.add_parser("estop", help="EMERGENCY STOP every device and latch")
     estop.add_argument("reason", nargs="?", default="benchctl estop")
     reset = commands.add_parser("reset", help="reset the emergency stop (operator)")
@@ -252,6 +269,47 @@ async def _move(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Mov
         raise
 
 
+async def _operation(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
+    """``home``, ``motor-on``, ``zero`` (``stop`` is the old StopMotion)."""
+    match args.command:
+        case "home":
+            homed = await _home(bench, args, out)
+            out.emit(homed, f"{homed.device} homed at {_format(homed.position, homed.units)}")
+        case "motor-on":
+            state = await bench.motor_on(args.device)
+            out.emit(state, f"{state.device}: motor {'on' if state.motor_on else 'OFF'}")
+        case "zero":
+            zeroed = await bench.zero(args.device, enable=not args.off)
+            out.emit(zeroed, f"{zeroed.device}: zero {'on' if zeroed.zero else 'off'}")
+
+
+async def _home(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Position:
+    """Home and wait; on a terminal, a spinner with the position and the time it takes (the
+    daemon streams the search's progress). Ctrl-C stops the axis."""
+    try:
+        if out.as_json or not out.errors.is_terminal:
+            return await bench.home(args.device, timeout=args.timeout)
+        with Progress(
+            SpinnerColumn(),
+            TextColumn(f"{args.device} homing"),
+            TextColumn("{task.fields[where]}"),
+            TimeElapsedColumn(),
+            console=out.errors,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("home", total=None, where="")
+
+            def show(step: HomeProgress) -> None:
+                if step.position == step.position:  # not NaN: a position is known
+                    progress.update(task, where=_format(step.position, step.units))
+
+            return await bench.home(args.device, timeout=args.timeout, progress=show)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        with contextlib.suppress(BenchError):
+            await bench.stop(args.device)
+        raise
+
+
 async def run(args: argparse.Namespace, token: str | None, out: Output) -> None:
     retry = RetryPolicy(budget=max(args.wait, 0.0))
     async with await AsyncBench.connect(
@@ -283,6 +341,8 @@ async def run(args: argparse.Namespace, token: str | None, out: Output) -> None:
                 reading = await bench.read(args.device)
                 flags = f" ({', '.join(reading.flags)})" if reading.flags else ""
                 out.emit(reading, f"{reading.device}: {reading.value:g} {reading.units}{flags}")
+            case "home" | "motor-on" | "zero":
+                await _operation(bench, args, out)
             case "estop" | "reset":
                 await _estop(bench, args, out)
             case "health":

@@ -42,6 +42,8 @@ from ._types import (
     Execution,
     Frame,
     Health,
+    HomeProgress,
+    MotorState,
     MoveResult,
     ParameterInfo,
     ParameterValue,
@@ -56,6 +58,7 @@ from ._types import (
     RunStatus,
     ScanStatus,
     ScriptInfo,
+    ZeroState,
 )
 
 T = TypeVar("T")
@@ -186,6 +189,31 @@ class Device:
     def stop(self) -> float:
         """Abort a move in flight; returns where the axis rests."""
         return self._bench._run(self._bench._async.stop(self.name)).position
+
+    def home(
+        self,
+        *,
+        timeout: float | None = None,
+        progress: Callable[[HomeProgress], None] | None = None,
+    ) -> float:
+        """Run the home search, wait, return where it is homed. ``progress`` sees each step
+        (position, time elapsed). Ctrl-C while waiting stops the axis."""
+        coroutine = self._bench._async.home(self.name, timeout=timeout, progress=progress)
+        try:
+            return self._bench._run(coroutine).position
+        except KeyboardInterrupt:
+            with contextlib.suppress(BenchError):
+                self.stop()
+            raise
+
+    def motor_on(self) -> MotorState:
+        """Switch the motor on after a fault or power-up; home afterwards."""
+        return self._bench._run(self._bench._async.motor_on(self.name))
+
+    def zero(self, enable: bool = True) -> ZeroState:
+        """Power meter: store the present reading as the dark offset (``enable=False``: stop
+        subtracting it)."""
+        return self._bench._run(self._bench._async.zero(self.name, enable))
 
     def read(self) -> Reading:
         """One reading (Readable devices: the power meter, the laser's output power)."""

@@ -90,6 +90,7 @@ class DeviceInfo:
     restarts: int
     last_failure: Failure | None
     latched: str  # the e-stop reason while latched, "" otherwise
+    operations: tuple[str, ...] = ()  # "home", "stop", "motor_on", "zero"
 
     @classmethod
     def from_pb(cls, m: hardware_pb2.Device) -> DeviceInfo:
@@ -104,6 +105,7 @@ class DeviceInfo:
             restarts=m.restarts,
             last_failure=_failure(m.last_failure, m.HasField("last_failure")),
             latched=m.latched,
+            operations=tuple(m.operations),
         )
 
 
@@ -169,6 +171,44 @@ class Position:
     @classmethod
     def from_pb(cls, m: hardware_pb2.Position) -> Position:
         return cls(m.device, m.position, m.units, m.timestamp)
+
+
+@dataclass(frozen=True, slots=True)
+class HomeProgress:
+    """One step of a home search: the latest position known (NaN until the axis reports one;
+    an ELL14 mount reports only the end), time elapsed; ``done`` on the last one."""
+
+    device: str
+    position: float
+    units: str
+    elapsed: float  # seconds since the search started
+    done: bool
+    timestamp: float
+
+    @classmethod
+    def from_pb(cls, m: hardware_pb2.HomeProgress) -> HomeProgress:
+        return cls(m.device, m.position, m.units, m.elapsed_s, m.done, m.timestamp)
+
+
+@dataclass(frozen=True, slots=True)
+class MotorState:
+    device: str
+    motor_on: bool
+    fault: str  # why it was off, as the controller said ("" if none)
+
+    @classmethod
+    def from_pb(cls, m: hardware_pb2.MotorState) -> MotorState:
+        return cls(m.device, m.motor_on, m.fault)
+
+
+@dataclass(frozen=True, slots=True)
+class ZeroState:
+    device: str
+    zero: bool  # a dark offset is subtracted now
+
+    @classmethod
+    def from_pb(cls, m: hardware_pb2.ZeroState) -> ZeroState:
+        return cls(m.device, m.zero)
 
 
 @dataclass(frozen=True, slots=True)

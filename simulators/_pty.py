@@ -9,6 +9,13 @@ The simulator is addressed through a stable symlink (``link``) rather than the `
 name, because that name changes when the "cable" is pulled and plugged back in; a driver
 configured with the link finds the instrument again after :meth:`reconnect`, like a udev name.
 
+Quirk modes (:attr:`PtySimulator.QUIRKS`) reproduce what real units of a model were recorded
+doing — echoes, stale ``OK`` lines, slow or late replies, other line ends, noise on a shared bus.
+They are off by default (the simulated bench is clean); a test, a bench file (device option
+``quirks`` on a ``sim`` port) or ``python -m simulators.<instrument> --quirk NAME`` switches them
+on. Unlike :class:`Faults` (one-off link failures a test injects), a quirk is a standing
+behaviour of the instrument.
+
 Time comes from ``trio.current_time()``, so motion and lags follow trio's MockClock in tests.
 (Use a MockClock with a small ``autojump_threshold``, e.g. 0.01 s: a pty delivers bytes through
 the kernel, and a clock that jumps at once could fire a reply timeout before they arrive.)
@@ -17,16 +24,19 @@ the kernel, and a clock that jumps at once could fire a reply timeout before the
 from __future__ import annotations
 
 import abc
+import argparse
 import logging
 import os
 import signal
+import sys
 import tempfile
 import time
 import tty
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import trio
 
@@ -54,9 +64,14 @@ class PtySimulator(abc.ABC):
     any_line_end = False  # accept CR, LF or CR LF (and ignore the empty commands between)
     ignored_bytes = b""  # e.g. XON/XOFF, which an instrument's UART swallows
     partial_timeout = 2.0  # seconds of silence after which a partial command is discarded
+    #: The quirk modes this instrument has: name -> what a real unit does in that mode.
+    QUIRKS: ClassVar[Mapping[str, str]] = {}
 
-    def __init__(self, *, link: Path | str | None = None) -> None:
+    def __init__(self, *, link: Path | str | None = None, quirks: Iterable[str] = ()) -> None:
         self.faults = Faults()
+        self.quirks: set[str] = set()
+        for name in quirks:
+            self.enable_quirk(name)
         # The most recent commands (bounded: a simulated bench runs for days), and when their
         # bytes arrived (perf_counter, wall time) for latency measurements.
         self.commands: deque[bytes] = deque(maxlen=10_000)
@@ -68,6 +83,26 @@ class PtySimulator(abc.ABC):
         self._connected = trio.Event()
         self._disconnected: trio.Event | None = None
         self._last_byte = 0.0
+
+    # -- quirk modes -----------------------------------------------------------------------------
+
+    def enable_quirk(self, name: str, on: bool = True) -> None:
+        """Switch a quirk mode on (or off). ValueError naming the known ones for a typo."""
+        if name not in self.QUIRKS:
+            known = ", ".join(sorted(self.QUIRKS)) or "none"
+            raise ValueError(f"{self.name} simulator has no quirk {name!r}; quirks: {known}")
+        if on:
+            self.quirks.add(name)
+        else:
+            self.quirks.discard(name)
+
+    def quirk(self, name: str) -> bool:
+        return name in self.quirks
+
+    def reply_delay(self, command: bytes) -> float:
+        """Seconds before the reply to ``command`` goes out (the instrument answers in order:
+        nothing else is processed meanwhile). Override for quirks such as slow replies."""
+        return self.faults.reply_delay
 
     # -- the port a driver opens -----------------------------------------------------------------
 
@@ -188,7 +223,7 @@ class PtySimulator(abc.ABC):
                     self.on_command(arrived, command)
                 reply = await self.respond(command)
                 if reply is not None:
-                    await self._send(stream, reply)
+                    await self._send(stream, reply, self.reply_delay(command))
 
     def next_command(self, buffer: bytearray) -> bytes | None:
         """Take one complete command off the front of ``buffer`` (terminator framing by
@@ -206,9 +241,13 @@ class PtySimulator(abc.ABC):
             os.write(self._master, data)
             await trio.lowlevel.checkpoint()
 
-    async def _send(self, stream: trio.abc.Stream, reply: bytes) -> None:
+    def frame(self, reply: bytes) -> bytes:
+        """The bytes on the wire for one reply (override for quirky line ends)."""
+        return reply + self.reply_terminator
+
+    async def _send(self, stream: trio.abc.Stream, reply: bytes, delay: float = 0.0) -> None:
         faults = self.faults
-        data = reply + self.reply_terminator
+        data = self.frame(reply)
         if faults.silent:
             return
         if faults.drop_replies > 0:
@@ -217,8 +256,8 @@ class PtySimulator(abc.ABC):
         if faults.garbage_replies > 0:
             faults.garbage_replies -= 1
             data = b"\x8f\xfe#@" + bytes(reversed(reply)) + self.reply_terminator
-        if faults.reply_delay:
-            await trio.sleep(faults.reply_delay)
+        if delay:
+            await trio.sleep(delay)
         if faults.split_replies > 0 and len(data) > 1:
             faults.split_replies -= 1
             half = len(data) // 2
@@ -240,8 +279,30 @@ def default_link_dir() -> Path:
     return directory
 
 
-def run_standalone(simulator: PtySimulator, description: str) -> None:
-    """``python -m simulators.<instrument>``: serve on a stable link until Ctrl-C or SIGTERM."""
+def run_standalone(
+    simulator: PtySimulator, description: str, argv: Sequence[str] | None = None
+) -> None:
+    """``python -m simulators.<instrument> [--quirk NAME]...``: serve on a stable link until
+    Ctrl-C or SIGTERM; ``--list-quirks`` says what each quirk mode does."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--quirk",
+        action="append",
+        default=[],
+        choices=sorted(simulator.QUIRKS),
+        metavar="NAME",
+        help="switch a quirk mode on (repeatable); --list-quirks shows them",
+    )
+    parser.add_argument("--list-quirks", action="store_true", help="list the quirk modes")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.list_quirks:
+        for name, what in sorted(simulator.QUIRKS.items()):
+            print(f"{name}: {what}")
+        return
+    for name in args.quirk:
+        simulator.enable_quirk(name)
+    if simulator.quirks:
+        description += f"; quirks: {', '.join(sorted(simulator.quirks))}"
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

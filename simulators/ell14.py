@@ -9,12 +9,23 @@ calibration comes from the ``in`` reply (the lab's units: 143360 pulses per 360Â
 answering; a query to a module that is moving answers ``GS09`` (busy; configurable, the real
 behaviour is unconfirmed). ``st`` stops a move. Errors latch until ``gs`` reads them.
 
+The bus is noisy on real benches (recorded): bytes before the first frame after power-up, a
+frame cut short and run into another unit's reply, a reply carrying another unit's address.
+Quirk modes (off by default): ``power_up_noise`` (garbage before the first reply after a
+power-up), ``noisy_bus`` (every 4th reply mangled in turn: leading garbage, cut to 3
+characters, cut and run into another unit's frame, another unit's address), ``busy_silent``
+(a module that is moving does not answer queries at all, instead of ``GS09``). For targeted
+tests: :meth:`Ell14BusSimulator.replace_next_reply` (the exact bytes of a module's next reply),
+``mechanical_timeouts`` (the next N moves end with ``GS02``).
+
 Run alone: ``python -m simulators.ell14`` (modules 2, 3 and 8, as in the lab).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import trio
 
@@ -28,6 +39,8 @@ DATA_LENGTH = {
     "bw": 0, "st": 0, "gv": 0, "sv": 2, "go": 0, "so": 8, "us": 0,
 }  # fmt: skip
 OK, MECHANICAL_TIMEOUT, COMMAND_ERROR, VALUE_OUT_OF_RANGE, BUSY = 0, 2, 3, 4, 9
+NOISE = b"\x00\xfe\xff\x80"  # what a bus sees while modules power up
+NOISY_EVERY = 4
 
 
 def to_hex32(value: int) -> str:
@@ -63,17 +76,75 @@ class Module:
 class Ell14BusSimulator(PtySimulator):
     name = "ell14"
     reply_terminator = b"\r\n"
+    QUIRKS: ClassVar[Mapping[str, str]] = {
+        "power_up_noise": "garbage bytes before the first reply after a power-up",
+        "noisy_bus": "every 4th reply mangled: garbage before it, cut short, cut and run into"
+        " another unit's frame, or another unit's address",
+        "busy_silent": "a moving module ignores queries (instead of answering GS09)",
+    }
 
-    def __init__(self, *, addresses: tuple[str, ...] = ("2", "3", "8"), **kw: object) -> None:
+    def __init__(
+        self,
+        *,
+        addresses: tuple[str, ...] = ("2", "3", "8"),
+        models: Mapping[str, int] | None = None,
+        **kw: object,
+    ) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.addresses = addresses
+        self.models = dict(models or {})  # address -> type code of the `in` reply (14: ELL14)
         self.busy_while_moving = True
         self.mechanical_timeouts = 0  # the next N moves end with GS02 instead of PO
+        self._replacements: dict[str, list[bytes]] = {}
+        self._replies = 0
         self.power_on()
 
     def power_on(self) -> None:
         self.modules = {a: Module(a, serial=f"1140051{i}") for i, a in enumerate(self.addresses)}
         self._nursery: trio.Nursery | None = None
+        self._noise_pending = self.quirk("power_up_noise")
+
+    def enable_quirk(self, name: str, on: bool = True) -> None:
+        super().enable_quirk(name, on)
+        if name == "power_up_noise" and hasattr(self, "modules"):
+            self._noise_pending = on  # as if it had been so since power-up
+
+    def replace_next_reply(self, address: str, raw: bytes) -> None:
+        """Module ``address``'s next reply goes out as exactly ``raw`` (line end included or
+        not): a cut frame ``3PO``, a bad one ``2POF``, two frames run together..."""
+        self._replacements.setdefault(address, []).append(raw)
+
+    # -- replies, with the bus's noise --------------------------------------------------------
+
+    async def _emit(self, module: Module, text: str) -> None:
+        """Put one reply of ``module`` on the bus (through the quirks)."""
+        if self.faults.silent:
+            return
+        data = f"{module.address}{text}\r\n".encode()
+        pending = self._replacements.get(module.address)
+        if pending:
+            data = pending.pop(0)
+        elif self.quirk("noisy_bus"):
+            self._replies += 1
+            if self._replies % NOISY_EVERY == 0:
+                data = self._mangle(module, data, self._replies // NOISY_EVERY)
+        if self._noise_pending:
+            self._noise_pending = False
+            data = NOISE + data
+        await self.send_unsolicited(data)
+
+    def _mangle(self, module: Module, data: bytes, turn: int) -> bytes:
+        others = [a for a in self.modules if a != module.address] or [module.address]
+        other = self.modules[others[turn % len(others)]]
+        match turn % 4:
+            case 0:
+                return NOISE + data
+            case 1:
+                return data[:3] + b"\r\n"
+            case 2:
+                return data[:6] + f"{other.address}GS{OK:02X}\r\n".encode()
+            case _:
+                return other.address.encode() + data[1:]
 
     async def _background(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -107,14 +178,18 @@ class Ell14BusSimulator(PtySimulator):
             return None  # nobody at that address on the bus
         mnemonic, data = text[1:3], text[3:]
         reply = self._execute(module, mnemonic, data)
-        return f"{module.address}{reply}".encode() if reply is not None else None
+        if reply is not None:
+            await self._emit(module, reply)
+        return None  # replies go out through _emit (the bus's noise applies to all of them)
 
     def _execute(self, module: Module, mnemonic: str, data: str) -> str | None:
         if module.moving is not None and mnemonic != "st":
-            return f"GS{BUSY:02X}" if self.busy_while_moving else None
+            busy = self.busy_while_moving and not self.quirk("busy_silent")
+            return f"GS{BUSY:02X}" if busy else None
         if mnemonic == "in":
-            # type 0E (ELL14), serial, year, firmware, hardware, travel, pulses per travel
-            return f"IN0E{module.serial}20231701{TRAVEL_DEG:04X}{PULSES_PER_TURN:08X}"
+            # type (0E: ELL14), serial, year, firmware, hardware, travel, pulses per travel
+            kind = self.models.get(module.address, 14)
+            return f"IN{kind:02X}{module.serial}20231701{TRAVEL_DEG:04X}{PULSES_PER_TURN:08X}"
         if mnemonic == "gs":
             code, module.error = module.error, OK
             return f"GS{code:02X}"
@@ -179,9 +254,10 @@ class Ell14BusSimulator(PtySimulator):
             module.position, module.moving = target, None
             if self.mechanical_timeouts > 0:  # real units sometimes end a move like this
                 self.mechanical_timeouts -= 1
-                await self.send_unsolicited(f"{module.address}GS02\r\n".encode())
+                module.error = MECHANICAL_TIMEOUT
+                await self._emit(module, f"GS{MECHANICAL_TIMEOUT:02X}")
                 return
-            await self.send_unsolicited(f"{module.address}PO{to_hex32(target)}\r\n".encode())
+            await self._emit(module, f"PO{to_hex32(target)}")
 
 
 if __name__ == "__main__":

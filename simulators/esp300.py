@@ -4,7 +4,14 @@ Protocol facts: ../shared/reference/esp300.md. CR-terminated lines of ``[axis]MN
 separated by ``;`` (80 characters at most), case-insensitive; only queries answer (CR LF);
 errors go silently into a 10-deep FIFO read with ``TE?``/``TB?``. Moves follow a trapezoidal
 profile (VA, AC, AG) in trio time so ``TP?`` moves and ``MD?`` flips 0 -> 1 when done; ``ST``
-decelerates, ``AB`` stops every axis at once; ``WS``/``WP`` hold the command queue.
+decelerates, ``AB`` stops every axis at once; ``WS``/``WP`` hold the command queue. Each axis
+has software travel limits (``SL``/``SR``, configurable per axis); a motor fault
+(:meth:`Esp300Simulator.fault_next_move`: amplifier fault, following error) stops the axis
+halfway, switches its motor off and queues the axis error.
+
+Quirk modes (recorded on real units; off by default): ``cr_only`` / ``lf_only`` (replies end
+in CR or LF instead of CR LF), ``mixed_line_ends`` (CR LF, CR and LF in turn), ``motor_off``
+(power-up leaves every motor off: ``MO`` is needed before anything moves).
 
 Run alone: ``python -m simulators.esp300``.
 """
@@ -14,7 +21,9 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import trio
 
@@ -24,6 +33,7 @@ TICK_S = 400e-6  # servo cycle; TB? timestamps count these
 LINE_LIMIT = 80
 COMMAND = re.compile(r"^\s*(\d*)\s*([A-Za-z]{2})\s*(.*?)\s*$")
 
+LINE_ENDS = {"cr_only": (b"\r",), "lf_only": (b"\n",), "mixed_line_ends": (b"\r\n", b"\r", b"\n")}
 GENERAL_ERRORS = {
     0: "NO ERROR DETECTED",
     6: "COMMAND DOES NOT EXIST",
@@ -34,6 +44,8 @@ GENERAL_ERRORS = {
 }
 AXIS_ERRORS = {
     1: "PARAMETER OUT OF RANGE",
+    2: "AMPLIFIER FAULT DETECTED",
+    3: "FOLLOWING ERROR THRESHOLD EXCEEDED",
     6: "POSITIVE SOFTWARE LIMIT DETECTED",
     7: "NEGATIVE SOFTWARE LIMIT DETECTED",
     10: "MAXIMUM VELOCITY EXCEEDED",
@@ -78,6 +90,7 @@ class Axis:
     motor_on: bool = True
     homed: bool = False
     profile: list[Segment] = field(default_factory=list)
+    fault: tuple[float, int] | None = None  # (when, axis error code): the motion faults then
 
     def state(self, now: float) -> tuple[float, float]:
         """(position, velocity) now; settles the profile when it has finished."""
@@ -138,17 +151,66 @@ class Esp300Simulator(PtySimulator):
     name = "esp300"
     command_terminator = b"\r"
     reply_terminator = b"\r\n"
+    QUIRKS: ClassVar[Mapping[str, str]] = {
+        "cr_only": "replies end in CR alone",
+        "lf_only": "replies end in LF alone",
+        "mixed_line_ends": "replies end in CR LF, CR and LF in turn",
+        "motor_off": "power-up leaves every motor off (MO before any motion)",
+    }
 
-    def __init__(self, *, axes: int = 3, **kw: object) -> None:
+    def __init__(
+        self,
+        *,
+        axes: int = 3,
+        limits: Mapping[int, tuple[float, float]] | None = None,
+        **kw: object,
+    ) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.axis_count = axes
+        self.limits = dict(limits or {})
         self.version = "ESP300 Version 3.04 07/27/01"
+        self._replies = 0
+        self._faults: dict[int, int] = {}
         self.power_on()
 
     def power_on(self) -> None:
         self.axes = {n: Axis(n) for n in range(1, self.axis_count + 1)}
+        for number, (left, right) in self.limits.items():
+            self.axes[number].left_limit, self.axes[number].right_limit = left, right
+        for axis in self.axes.values():
+            axis.motor_on = not self.quirk("motor_off")
         self.errors: deque[tuple[int, int]] = deque(maxlen=10)
         self.aborts = 0
+
+    def enable_quirk(self, name: str, on: bool = True) -> None:
+        super().enable_quirk(name, on)
+        if name == "motor_off" and on and hasattr(self, "axes"):
+            for axis in self.axes.values():  # as if it had powered up that way
+                axis.motor_on = False
+
+    def fault_next_move(self, axis: int, code: int = 2) -> None:
+        """The next move of ``axis`` faults halfway (2 amplifier fault, 3 following error):
+        the axis stops there, its motor switches off, error ``axis*100+code`` is queued."""
+        self._faults[axis] = code
+
+    def frame(self, reply: bytes) -> bytes:
+        for quirk, ends in LINE_ENDS.items():
+            if self.quirk(quirk):
+                end = ends[self._replies % len(ends)]
+                self._replies += 1
+                return reply.replace(b"\r\n", end) + end
+        return reply + self.reply_terminator
+
+    def _settle_faults(self, now: float) -> None:
+        for axis in self.axes.values():
+            if axis.fault is not None and now >= axis.fault[0]:
+                when, code = axis.fault
+                axis.fault = None
+                position, _ = axis.state(when)
+                axis.position = axis.target = position
+                axis.profile = []
+                axis.motor_on = False
+                self._error(axis.number * 100 + code)
 
     # -- errors ----------------------------------------------------------------------------------
 
@@ -185,6 +247,7 @@ class Esp300Simulator(PtySimulator):
             return None
         prefix, mnemonic, argument = match.group(1), match.group(2).upper(), match.group(3)
         now = trio.current_time()
+        self._settle_faults(now)
         if mnemonic not in AXIS_COMMANDS:
             return self._controller_command(mnemonic, argument, now)
         if not prefix:
@@ -253,6 +316,7 @@ class Esp300Simulator(PtySimulator):
                 return None
             axis.plan(now, 0.0)
             axis.homed = True
+            self._arm_fault(axis)
             return None
         if mnemonic == "DH":
             axis.stop(now, immediately=True)
@@ -275,6 +339,12 @@ class Esp300Simulator(PtySimulator):
             return None
         return self._set_axis(axis, mnemonic, value, now)
 
+    def _arm_fault(self, axis: Axis) -> None:
+        code = self._faults.pop(axis.number, None)
+        if code is not None and axis.profile:
+            start = axis.profile[0].start
+            axis.fault = (start + (axis.finish() - start) / 2, code)
+
     def _set_axis(self, axis: Axis, mnemonic: str, value: float, now: float) -> str | None:
         code = axis.number * 100
         if mnemonic in ("PA", "PR"):
@@ -288,6 +358,7 @@ class Esp300Simulator(PtySimulator):
                 self._error(code + 7)
             else:
                 axis.plan(now, target)
+                self._arm_fault(axis)
             return None
         if mnemonic == "VA":
             if not 0 < value <= axis.max_velocity:

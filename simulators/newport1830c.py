@@ -7,6 +7,12 @@ status byte: bit 0 parameter error, bit 1 command error); ``D?`` answers in the 
 filter setting averages, ranges that over-range and saturate, auto-range with a busy period,
 hold, zero and a reference.
 
+Quirk modes (recorded on real units; off by default): ``echo`` (echo on at power-up: every
+command line comes back before its reply; ``E0`` turns it off, ``E1`` on), ``ignores_e0`` (the
+unit does not know ``E``: a command error, and the echo stays as it was), ``partial_echo``
+(echoes come back cut short: ``D`` for ``D?``, ``W08`` for ``W0800``), ``slow_replies``
+(queries answered after ~0.5 s, as the lab meter sometimes does).
+
 Run alone: ``python -m simulators.newport1830c`` prints the path to open with a terminal program.
 """
 
@@ -14,6 +20,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
+from typing import ClassVar
 
 import trio
 
@@ -52,6 +60,12 @@ class Newport1830CSimulator(PtySimulator):
     name = "newport1830c"
     command_terminator = b"\n"
     reply_terminator = b"\n"
+    QUIRKS: ClassVar[Mapping[str, str]] = {
+        "echo": "echo on at power-up: each command line comes back before its reply (E0: off)",
+        "ignores_e0": "E0/E1 are unknown commands (command error bit); the echo stays as it is",
+        "partial_echo": "echoes come back cut short (D for D?, W08 for W0800)",
+        "slow_replies": "queries are answered after ~0.5 s",
+    }
 
     def __init__(
         self, *, power_w: float = 1.0e-6, noise: float = 0.002, seed: int = 0, **kw: object
@@ -80,6 +94,16 @@ class Newport1830CSimulator(PtySimulator):
         self.status = NEW_READING
         self._busy_until = 0.0
         self._held: float | None = None
+        self.echo = self.quirk("echo")
+
+    def enable_quirk(self, name: str, on: bool = True) -> None:
+        super().enable_quirk(name, on)
+        if name == "echo":
+            self.echo = on
+
+    def reply_delay(self, command: bytes) -> float:
+        slow = 0.5 if self.quirk("slow_replies") and command.strip().endswith(b"?") else 0.0
+        return max(super().reply_delay(command), slow)
 
     # -- the detector --------------------------------------------------------------------------
 
@@ -127,19 +151,28 @@ class Newport1830CSimulator(PtySimulator):
 
     async def respond(self, command: bytes) -> bytes | None:
         await trio.lowlevel.checkpoint()
-        text = command.decode("ascii", "replace").strip().upper()
+        raw = command.decode("ascii", "replace").strip()
+        text = raw.upper()
         if not text:
             return None
+        lines: list[str] = []
+        if self.echo:  # the echo of what was typed, before anything else
+            lines.append(raw[: max(1, len(raw) - 2)] if self.quirk("partial_echo") else raw)
         letter, argument = text[0], text[1:]
         if argument == "?":
             reply = self._query(letter)
             if reply is None:
                 self.status |= COMMAND_ERROR
-                return None
-            return reply.encode()
-        if self._set(letter, argument):
-            return None
-        return None
+            else:
+                lines.append(reply)
+        elif letter == "E" and not self.quirk("ignores_e0"):
+            if argument in ("0", "1"):
+                self.echo = argument == "1"
+            else:
+                self.status |= PARAMETER_ERROR
+        else:
+            self._set(letter, argument)
+        return "\n".join(lines).encode() if lines else None
 
     def _query(self, letter: str) -> str | None:
         if letter == "D":

@@ -14,6 +14,7 @@ back in an hour later and the daemon must pick it up without a restart.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -135,6 +136,7 @@ def _link(settings: SerialSettings, options: Options) -> LinkSettings:
         write_terminator=settings.write_terminator,
         read_terminator=settings.read_terminator,
         reply_timeout=settings.reply_timeout,
+        any_line_end=settings.any_line_end,
     )
 
 
@@ -197,10 +199,24 @@ def _maitai(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorS
     )
     off_on_estop = options.get("off_on_estop", bool, False)
     shutter_lag = options.get("shutter_lag", float, 1.2, _positive)
+    # the e-stop's read-back window: the shutter's lag plus a slow (~2 s) reply, with room
+    confirm = options.get("estop_confirm_window", float, 5.0, _positive)
+    warmup_timeout = options.get("warmup_timeout", float, 300.0, _positive)
     options.finish()
+    if confirm <= shutter_lag:
+        raise config.error(
+            f"{device.key}.options.estop_confirm_window",
+            f"{confirm:g} s leaves no time to read the shutter after its lag ({shutter_lag:g} s)",
+        )
     actor = ActorSpec(
         device.id,
-        lambda: maitai.MaiTai(settings, off_on_estop=off_on_estop, shutter_lag=shutter_lag),
+        lambda: maitai.MaiTai(
+            settings,
+            off_on_estop=off_on_estop,
+            shutter_lag=shutter_lag,
+            estop_confirm_window=confirm,
+            warmup_timeout=warmup_timeout,
+        ),
     )
     return _device_supervisor(device.id, (actor,), Strategy.ONE_FOR_ONE)
 
@@ -212,22 +228,45 @@ def _addresses(value: Any) -> str | None:
     return None
 
 
+def _status_codes(value: Any) -> str | None:
+    codes = [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
+    if len(codes) != len(value) or any(c not in ell14.STATUS or c == 0 for c in codes):
+        listing = ", ".join(f"{c} {t}" for c, t in ell14.STATUS.items() if c)
+        return f"expected a list of status codes 1-13 to accept after a move ({listing})"
+    return None
+
+
 def _ell14(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorSpec:
+    """No default address: a mount at the wrong address would time out or, worse, be another
+    unit. List them (``addresses``); ``discover = true`` reports what is on the bus."""
     options = Options(config, device)
     settings = ell14.serial_settings(
         port, reply_timeout=options.get("reply_timeout", float, 2.0, _positive)
     )
-    addresses = options.get("addresses", list, ["0"], _addresses)
+    addresses = options.get("addresses", list, None, _addresses)
     move_timeout = options.get("move_timeout", float, 30.0, _positive)
+    discover = options.get("discover", bool, False)
+    tolerate = options.get("tolerate_status", list, [], _status_codes)
     options.finish()
-    bus = ActorSpec(device.id, lambda: ell14.Ell14Bus(settings))
-    mounts = [_ell14_mount(device.id, a, move_timeout) for a in addresses]
+    if addresses is None:
+        raise config.error(
+            f"{device.key}.options.addresses",
+            'required: the modules\' one-digit hex addresses, e.g. addresses = ["2", "3", "8"]'
+            " (there is no default address; discover = true reports the units on the bus)",
+        )
+    bus = ActorSpec(
+        device.id, lambda: ell14.Ell14Bus(settings, discover=discover, addresses=addresses)
+    )
+    mounts = [_ell14_mount(device.id, a, move_timeout, tuple(tolerate)) for a in addresses]
     return _device_supervisor(device.id, (bus, *mounts), Strategy.REST_FOR_ONE)
 
 
-def _ell14_mount(bus: str, address: str, move_timeout: float) -> ActorSpec:
+def _ell14_mount(
+    bus: str, address: str, move_timeout: float, tolerate: tuple[int, ...] = ()
+) -> ActorSpec:
     return ActorSpec(
-        f"{bus}.{address}", lambda: ell14.Ell14Mount(bus, address, move_timeout=move_timeout)
+        f"{bus}.{address}",
+        lambda: ell14.Ell14Mount(bus, address, move_timeout=move_timeout, tolerate_status=tolerate),
     )
 
 
@@ -345,13 +384,25 @@ class Driver:
     build: Callable[[BenchConfig, DeviceConfig, str], SupervisorSpec]
     simulator: Callable[[Path], PtySimulator] | None = None
     frames: bool = False  # a camera: the recorder records its frames, a ring shares them
+    #: The simulator's quirk modes (device option ``quirks`` on a ``sim`` port switches them on).
+    quirks: Mapping[str, str] = field(default_factory=dict)
 
 
 DRIVERS: Mapping[str, Driver] = {
-    "thorlabs_ell14": Driver(_ell14, lambda link: Ell14BusSimulator(link=link)),
-    "newport_1830c": Driver(_power_meter, lambda link: Newport1830CSimulator(link=link)),
-    "newport_esp300": Driver(_esp300, lambda link: Esp300Simulator(link=link)),
-    "spectra_physics_maitai": Driver(_maitai, lambda link: MaiTaiSimulator(link=link)),
+    "thorlabs_ell14": Driver(
+        _ell14, lambda link: Ell14BusSimulator(link=link), quirks=Ell14BusSimulator.QUIRKS
+    ),
+    "newport_1830c": Driver(
+        _power_meter,
+        lambda link: Newport1830CSimulator(link=link),
+        quirks=Newport1830CSimulator.QUIRKS,
+    ),
+    "newport_esp300": Driver(
+        _esp300, lambda link: Esp300Simulator(link=link), quirks=Esp300Simulator.QUIRKS
+    ),
+    "spectra_physics_maitai": Driver(
+        _maitai, lambda link: MaiTaiSimulator(link=link), quirks=MaiTaiSimulator.QUIRKS
+    ),
     "photometrics_prime_bsi": Driver(_camera, frames=True),
     "synthetic_signal": Driver(_synthetic),
 }
@@ -372,7 +423,8 @@ def build_tree(
             raise config.error(
                 f"{device.key}.driver", f"unknown driver {device.driver!r}; known: {known}"
             )
-        children.append(driver.build(config, device, ports.get(device.id, device.port)))
+        bare, _ = simulator_quirks(config, device)
+        children.append(driver.build(config, bare, ports.get(device.id, device.port)))
     children.append(_pipeline(config))
     children.extend(services)
     return SupervisorSpec("bench", tuple(children), strategy=Strategy.ONE_FOR_ONE)
@@ -393,6 +445,26 @@ class Bench:
             ActorState.DOWN: "down",
         }
         return {s.name: names.get(s.state, "degraded") for s in self.system.statistics()}
+
+
+def simulator_quirks(config: BenchConfig, device: DeviceConfig) -> tuple[DeviceConfig, list[str]]:
+    """The ``quirks`` option (simulator quirk modes, for ``port = "sim"`` only), validated,
+    and the device without it (the driver's builder never sees it)."""
+    if "quirks" not in device.options:
+        return device, []
+    key = f"{device.key}.options.quirks"
+    quirks = device.options["quirks"]
+    driver = DRIVERS[device.driver]
+    if not device.simulated:
+        raise config.error(key, 'quirk modes are a simulator\'s: only for port = "sim"')
+    known = ", ".join(sorted(driver.quirks)) or "none"
+    if not isinstance(quirks, list) or not all(isinstance(q, str) for q in quirks):
+        raise config.error(key, f"expected a list of quirk names; quirks: {known}")
+    for quirk in quirks:
+        if quirk not in driver.quirks:
+            raise config.error(key, f"unknown quirk {quirk!r} for {device.driver}; quirks: {known}")
+    options = {k: v for k, v in device.options.items() if k != "quirks"}
+    return dataclasses.replace(device, options=options), list(quirks)
 
 
 def _pty_simulator(driver: str) -> Callable[[Path], PtySimulator] | None:
@@ -420,6 +492,10 @@ async def open_bench(
         simulators = {d.id: factory(Path(directory) / d.id)
                       for d in simulated
                       if (factory := _pty_simulator(d.driver)) is not None}  # fmt: skip
+        for device in simulated:
+            if device.id in simulators and device.driver in DRIVERS:
+                for quirk in simulator_quirks(config, device)[1]:
+                    simulators[device.id].enable_quirk(quirk)
         ports = {device_id: str(sim.path) for device_id, sim in simulators.items()}
         tree = build_tree(config, ports, services)  # validates everything before anything starts
         async with trio.open_nursery() as nursery:

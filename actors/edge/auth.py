@@ -92,6 +92,9 @@ OPERATOR_METHODS = frozenset(
         "/benchd.v1.Scan/ResumeScan",
         "/benchd.v1.Scan/StopScan",
         "/benchd.v1.Scan/AbortScan",
+        "/benchd.v1.Hardware/Home",
+        "/benchd.v1.Hardware/MotorOn",
+        "/benchd.v1.Hardware/Zero",
     }
 )
 #: Methods that need no token at all.

@@ -7,6 +7,7 @@ are the camera's, in ``frames.py``, whose servicer completes this one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Any
@@ -22,6 +23,7 @@ from runtime import (
     Abort,
     ActorRef,
     ActorState,
+    AskTimeout,
     GetParameter,
     ListParameters,
     ParameterInfo,
@@ -34,18 +36,24 @@ from runtime import (
 from ..capabilities import (
     Capability,
     GetPosition,
+    Home,
+    MotorOn,
     MoveAbsolute,
     MoveRelative,
+    Operation,
     Read,
     Reading,
     StopMotion,
     WaitSettled,
+    Zero,
 )
 from . import _convert as convert
 from ._context import DEFAULT_WAIT, EdgeContext
 from ._guard import receive as receive  # noqa: PLC0414 (re-exported: scan.py imports it here)
 from .errors import grpc_error, invalid
 
+DEFAULT_HOME = 120.0  # s: a home search with no timeout given
+HOME_HEARTBEAT = 0.25  # s: progress at least this often while homing
 MIN_INTERVAL = 0.01
 DEFAULT_INTERVAL = 0.1
 MAX_INTERVAL = 60.0
@@ -90,6 +98,7 @@ class HardwareServicer(hardware_grpc.HardwareBase):
                 device.capabilities.extend(str(c) for c in info.capabilities)
                 device.identity = info.identity
                 device.units = info.units
+                device.operations.extend(str(o) for o in info.operations)
                 limits = convert.limits(cached.position_limits)
                 if limits is not None:
                     device.position_limits.CopyFrom(limits)
@@ -321,6 +330,108 @@ class HardwareServicer(hardware_grpc.HardwareBase):
                 push(reading_message(ref.name, await ref.ask(Read())))
 
         await self._relay(stream, produce, capacity=16)
+
+    # -- operations (home, motor on, zero; stop is StopMotion) -------------------------------
+
+    async def _operation(self, ref: ActorRef, operation: Operation, what: str) -> str:
+        """UNIMPLEMENTED unless the device has ``operation``; its units otherwise."""
+        cached = await self.ctx.bridge.call(lambda: self.ctx.describe(ref))
+        if cached is None:
+            raise GRPCError(Status.UNAVAILABLE, f"device {ref.name!r} cannot describe itself")
+        if operation not in cached.info.operations:
+            able = await self.ctx.bridge.call(lambda: self._with_operation(operation))
+            raise GRPCError(
+                Status.UNIMPLEMENTED,
+                f"{ref.name!r} cannot {what}; devices that can: {', '.join(able) or 'none'}",
+            )
+        return cached.info.units
+
+    async def _with_operation(self, operation: Operation) -> list[str]:
+        names = []
+        for name in self.ctx.device_names():
+            ref = self.ctx.system.ref(name)
+            if ref.statistics().state is ActorState.RUNNING:
+                cached = await self.ctx.describe(ref)
+                if cached is not None and operation in cached.info.operations:
+                    names.append(name)
+        return names
+
+    async def Home(self, stream: Stream[pb.HomeRequest, pb.HomeProgress]) -> None:
+        """The position parameter is watched before the search starts, so progress costs
+        the axis nothing (it reports positions while it polls its own motion)."""
+        request = await receive(stream)
+        ref = self.ctx.ref(request.device)
+        timeout = wait_timeout(request.timeout_s) or DEFAULT_HOME
+        units = await self._operation(ref, Operation.HOME, "home")
+
+        async def produce(push: Any) -> None:
+            watch = await ref.ask(WatchParameter("position"))
+            started = trio.current_time()
+            latest = [math.nan]
+            homed: list[float] = []
+            failed: list[Exception] = []
+
+            def progress(done: bool = False) -> pb.HomeProgress:
+                return pb.HomeProgress(
+                    device=ref.name,
+                    position=latest[0],
+                    units=units,
+                    elapsed_s=trio.current_time() - started,
+                    done=done,
+                    timestamp=time.time(),
+                )
+
+            async with trio.open_nursery() as nursery:
+
+                async def home() -> None:
+                    try:
+                        homed.append(await ref.ask(Home(), timeout=timeout))
+                    except Exception as error:  # raised below, outside the nursery's group
+                        failed.append(error)
+                    nursery.cancel_scope.cancel()
+
+                async def positions() -> None:
+                    async for sample in watch:
+                        latest[0] = sample.value
+                        push(progress())
+
+                async def heartbeat() -> None:
+                    while True:
+                        await trio.sleep(HOME_HEARTBEAT)
+                        push(progress())
+
+                nursery.start_soon(home)
+                nursery.start_soon(positions)
+                nursery.start_soon(heartbeat)
+            if failed:
+                if isinstance(failed[0], AskTimeout):
+                    raise GRPCError(
+                        Status.DEADLINE_EXCEEDED,
+                        f"{ref.name!r} is still homing after {timeout:g} s; the search goes"
+                        " on: call StopMotion to stop it",
+                    )
+                raise failed[0]
+            latest[0] = homed[0]
+            push(progress(done=True))
+
+        await self._relay(stream, produce, capacity=16)
+
+    async def MotorOn(self, stream: Stream[pb.DeviceRequest, pb.MotorState]) -> None:
+        request = await receive(stream)
+        ref = self.ctx.ref(request.device)
+        await self._operation(ref, Operation.MOTOR_ON, "switch a motor on")
+        on = await self.ctx.request(stream, ref, MotorOn())
+        fault = ""
+        with contextlib.suppress(GRPCError):  # a device without a fault parameter
+            fault = (await self.ctx.request(stream, ref, GetParameter("fault"))).value
+        await stream.send_message(pb.MotorState(device=ref.name, motor_on=on, fault=str(fault)))
+
+    async def Zero(self, stream: Stream[pb.ZeroRequest, pb.ZeroState]) -> None:
+        request = await receive(stream)
+        ref = self.ctx.ref(request.device)
+        await self._operation(ref, Operation.ZERO, "zero")
+        zero = await self.ctx.request(stream, ref, Zero(enable=not request.off))
+        await stream.send_message(pb.ZeroState(device=ref.name, zero=zero))
 
 
 def reading_message(device: str, reading: Reading) -> pb.Reading:

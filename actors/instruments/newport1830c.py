@@ -6,6 +6,17 @@ refusal becomes a clear error instead of a setting silently not applied. Reading
 status flags (saturated, over-range, busy) instead of hiding them; the units are forced to watts
 (``U1``) because the meaning of ``U2``/``U3`` is disputed between sources.
 
+Replies are believed only by form (:data:`POLICY`, ``Link.exchange``). Some units power up with
+echo on — the command text comes back before each reply, whole or cut short — so the driver
+sends ``E0`` on connect (a unit that does not know it only sets its command-error bit, which
+is cleared) and every exchange skips lines repeating the command; only a numeric line is a
+reading. A query that times out fails that request only; the next one resyncs on ``W?`` (its
+four digits are no other reply's form), so a late reply never answers a later question.
+
+Zero (``Zero`` message, the ``zero`` operation): ``Z1`` stores the present reading as the dark
+offset and subtracts it from every reading after; ``Z0`` stops subtracting. Cover the detector
+first.
+
 Streaming: set ``streaming`` true and the actor polls ``D?`` back to back (``poll_interval``
 apart) and publishes every reading to its ``power`` parameter; clients subscribe to that. Polls
 go through the actor's own mailbox, so they never collide with a client's request on the port.
@@ -22,9 +33,9 @@ import trio
 
 from runtime import Message, Parameter
 
-from ..capabilities import Capability, Read, Reading
+from ..capabilities import Capability, Operation, Read, Reading, Zero
 from .serial_device import DeviceRefused, LinkSettings, SerialDevice
-from .transport import SerialSettings
+from .transport import ProtocolError, ReplyForm, ReplyPolicy, ReplyTimeout, SerialSettings
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +50,19 @@ class Filter(enum.Enum):
 
 
 FILTER_CODES = {Filter.SLOW: 1, Filter.MEDIUM: 2, Filter.FAST: 3}
+
+# -- what each reply looks like ---------------------------------------------------------------
+#: ``D?``: a number (``+.75E-9``, ``5E-9``, ``-15.24``), or a word the meter may use when it
+#: cannot measure (unconfirmed: OVER, SAT, ERR, UNDER) — flagged, never a value.
+READING = ReplyForm.of(
+    "a power reading (a number)",
+    rb"([+-]?(?:\d+\.?\d*|\.\d+)(?:E[+-]?\d+)?)|(OVER|SAT|ERR|UNDER)",
+)
+STATUS_BYTE = ReplyForm.of("a status byte (an integer 0-255)", rb"(\d{1,3})")
+DIGIT = ReplyForm.of("a one-digit setting", rb"(\d)")
+ZERO_STATE = ReplyForm.of("0 or 1", rb"([01])")
+WAVELENGTH = ReplyForm.of("a wavelength in four digits such as 0800", rb"(\d{4})")
+POLICY = ReplyPolicy(known=(READING, STATUS_BYTE, WAVELENGTH), resync=(b"W?", WAVELENGTH))
 
 
 def serial_settings(port: str, **overrides: object) -> SerialSettings:
@@ -56,6 +80,7 @@ def serial_settings(port: str, **overrides: object) -> SerialSettings:
 class Newport1830C(SerialDevice):
     driver = "newport_1830c"
     capabilities = (Capability.READABLE, Capability.PARAMETERIZED)
+    operations = (Operation.ZERO,)
     units = "W"
     stream_names = ("readings",)
 
@@ -154,17 +179,32 @@ class Newport1830C(SerialDevice):
                 description="range in use (1-8)",
             )
         )
+        self.zero = add(
+            Parameter(
+                "zero",
+                bool,
+                False,
+                read_only=True,
+                description="a dark offset is subtracted (the zero operation sets it)",
+            )
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        await self.open_port()
-        zero = await self._port.query(b"Z?")
-        if zero.strip() not in (b"0", b"1"):  # the meter has no *IDN?; Z? is the known probe
+        await self.open_port(POLICY)
+        # Echo off. A unit without echo mode flags a command error (cleared below); no unit
+        # acknowledges it, and one that keeps echoing is read past by every exchange.
+        await self._port.send(b"E0")
+        try:  # the meter has no *IDN?; Z? answering 0 or 1 is the known probe
+            zero = await self._port.exchange(b"Z?", ZERO_STATE)
+        except (ProtocolError, ReplyTimeout) as exc:
             raise self._port.protocol_error(
-                "does not answer like a Newport 1830-C", command=b"Z?", received=zero
-            )
+                "does not answer like a Newport 1830-C", command=b"Z?", received=exc.received
+            ) from None
+        self.zero.report(zero.group(1) == b"1")
         self.identity = "Newport 1830-C"
+        await self._port.send(b"C")  # clear the command-error bit an unknown E0 may have set
         await self._command(b"U1")  # watts: the only units all sources agree on
         for parameter in (self.wavelength, self.attenuator, self.filter):
             await parameter.refresh()
@@ -181,24 +221,32 @@ class Newport1830C(SerialDevice):
     async def handle(self, message: Message) -> object:
         if isinstance(message, Read):
             return await self.read()
+        if isinstance(message, Zero):
+            return await self.set_zero(message.enable)
         return await super().handle(message)
 
     async def check_link(self) -> None:
-        await self._status()
+        await self.check_line(b"Q?", STATUS_BYTE)
+
+    async def set_zero(self, enable: bool) -> bool:
+        """``Z1``: the present reading becomes the dark offset, subtracted from now on; ``Z0``:
+        no offset. Verified by ``Z?``; the reply is the state read back."""
+        await self._command(b"Z1" if enable else b"Z0")
+        on = await self._query_int(b"Z?") == 1
+        self.zero.report(on)
+        if on != enable:
+            raise DeviceRefused(f"{self.name}: zero {'on' if enable else 'off'} did not take")
+        logger.info("%s: zero %s", self.name, "on (dark offset stored)" if on else "off")
+        return on
 
     async def read(self) -> Reading:
-        text = await self._port.query(b"D?")
+        match = await self.ask_line(b"D?", READING)
         status = await self._status()
         flags = tuple(name for bit, name in FLAG_NAMES if status & bit)
-        try:
-            value = float(text)
-        except ValueError:
-            word = text.strip().upper()
-            if word not in (b"OVER", b"SAT", b"ERR", b"UNDER"):
-                raise self._port.protocol_error(
-                    "power reading is not a number", command=b"D?", received=text
-                ) from None
-            value, flags = math.nan, (*flags, word.decode().lower())
+        if match.group(1) is not None:
+            value = float(match.group(1))
+        else:
+            value, flags = math.nan, (*flags, match.group(2).decode().lower())
         self.power.report(value)
         reading = Reading(value, "W", time.time(), flags)
         self.stream("readings").publish(reading)
@@ -214,42 +262,29 @@ class Newport1830C(SerialDevice):
     # -- the wire --------------------------------------------------------------------------------
 
     async def _status(self) -> int:
-        reply = await self._port.query(b"Q?")
-        try:
-            status = int(reply)
-        except ValueError:
-            raise self._port.protocol_error(
-                "status byte is not a number", command=b"Q?", received=reply
-            ) from None
+        status = int((await self.ask_line(b"Q?", STATUS_BYTE)).group(1))
         if self.range.value == 0 or status & (SATURATED | OVER_RANGE):
-            range_reply = await self._port.query(b"R?")
-            if range_reply.strip().isdigit():
-                self.present_range.report(int(range_reply))
+            self.present_range.report(await self._query_int(b"R?"))
         return status
 
     async def _command(self, command: bytes) -> None:
         """Send a set command and make the meter's silent refusal loud."""
-        await self._port.write(command)
+        await self._port.send(command)
         status = await self._status()
         if status & (PARAMETER_ERROR | COMMAND_ERROR):
-            await self._port.write(b"C")
+            await self._port.send(b"C")
             what = "parameter error" if status & PARAMETER_ERROR else "command error"
             raise DeviceRefused(f"{self.name} refused {command.decode()}: {what} (status {status})")
 
     async def _query_int(self, command: bytes) -> int:
-        reply = await self._port.query(command)
-        try:
-            return int(reply)
-        except ValueError:
-            raise self._port.protocol_error(
-                "expected an integer", command=command, received=reply
-            ) from None
+        """A one-digit setting (``A?``, ``F?``, ``R?``, ``Z?``)."""
+        return int((await self.ask_line(command, DIGIT)).group(1))
 
     async def _write_wavelength(self, nm: int) -> None:
         await self._command(b"W%04d" % nm)
 
     async def _read_wavelength(self) -> int:
-        return await self._query_int(b"W?")
+        return int((await self.ask_line(b"W?", WAVELENGTH)).group(1))
 
     async def _write_range(self, value: int) -> None:
         await self._command(b"R%d" % value)

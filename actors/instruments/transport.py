@@ -10,6 +10,17 @@ every read has a deadline. Errors name the device, the command sent and the byte
 because "timeout" alone is useless at 3 a.m.: ``esp300: no complete reply to b'1TP?' within
 0.5 s; received b'12.3' (waiting for b'\\r\\n')``.
 
+Replies are matched by form (:meth:`Link.exchange`): a query says what its answer looks like
+(:class:`ReplyForm`: an integer, ``820nm``, ``code, text``) and the link reads lines until one
+has that form. On the way it skips echoes of the commands it sent (whole, or cut short), discards
+stale lines the instrument is known to leave behind (an ``OK`` after a set, a reply that came
+after its query had timed out), turns a line the instrument marks as an error into
+:class:`DeviceRefused` with its text, and calls anything else a protocol error naming the raw
+bytes. A query that times out leaves a reply *owed*; before the next exchange the link resyncs
+(a sentinel query whose answer cannot be mistaken, everything before it discarded), so a late
+reply never becomes the answer to a later question. Instruments answer in order, which is what
+makes the sentinel sound.
+
 Error handling: TransportError subclasses are *not* RequestErrors on purpose. A timeout or a
 garbled reply means the link is in an unknown state; the driver's actor crashes, its supervisor
 reopens the port and the actor re-applies its settings.
@@ -22,6 +33,7 @@ import errno
 import logging
 import math
 import os
+import re
 import termios
 from dataclasses import dataclass
 from typing import Any, Literal, Self
@@ -29,9 +41,30 @@ from typing import Any, Literal, Self
 import serial
 import trio
 
-from runtime import BenchError
+from runtime import BenchError, RequestError
 
 logger = logging.getLogger(__name__)
+
+
+#: Raw bytes quoted in an error are cut to this many (a noisy line can be kilobytes long).
+EXCERPT_BYTES = 64
+
+
+def excerpt(data: bytes, limit: int = EXCERPT_BYTES) -> str:
+    """``repr`` of raw bytes for a message, cut to ``limit`` bytes (saying how many there were)."""
+    if len(data) <= limit:
+        return repr(data)
+    return f"{data[:limit]!r}... ({len(data)} bytes)"
+
+
+class DeviceRefused(RequestError):
+    """The instrument flagged a command as bad (status byte, error queue, an ``Error`` reply):
+    it did not apply. A refusal of one request, not a broken link."""
+
+
+class NoReply(RequestError):
+    """One query went unanswered in time. The request fails; the link resyncs before the next
+    exchange (a second time-out in a row is a dead link: the driver lets the actor restart)."""
 
 
 class TransportError(BenchError):
@@ -39,7 +72,7 @@ class TransportError(BenchError):
 
     def __init__(self, device: str, message: str, *, command: bytes = b"", received: bytes = b""):
         sent = f" to {command!r}" if command else ""
-        got = f"; received {received!r}" if received else "; received nothing"
+        got = f"; received {excerpt(received)}" if received else "; received nothing"
         super().__init__(f"{device}: {message}{sent}{got}")
         self.device = device
         self.command = command
@@ -73,10 +106,88 @@ class SerialSettings:
     read_terminator: bytes = b"\n"
     reply_timeout: float = 1.0
     exclusive: bool = True  # refuse a port another process already holds
+    #: Replies may end in CR LF, CR or LF (and empty lines between them mean nothing): the
+    #: default terminator then means "any line end". An explicit ``read_until`` terminator
+    #: (fixed framing) is unaffected.
+    any_line_end: bool = False
 
     @property
     def address(self) -> str:
         return self.port
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyForm:
+    """What a reply must look like before it is believed: a regular expression the whole line
+    (stripped of surrounding white space) must match, and words for error messages."""
+
+    description: str
+    pattern: re.Pattern[bytes]
+
+    @classmethod
+    def of(cls, description: str, regex: bytes, *, ignore_case: bool = True) -> ReplyForm:
+        flags = re.IGNORECASE if ignore_case else 0
+        return cls(description, re.compile(regex, flags))
+
+    def match(self, line: bytes) -> re.Match[bytes] | None:
+        return self.pattern.fullmatch(line.strip())
+
+
+#: Forms most instruments use.
+INTEGER = ReplyForm.of("an integer", rb"[+-]?\d+")
+NUMBER = ReplyForm.of("a number", rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:E[+-]?\d+)?")
+OK_LINE = ReplyForm.of("OK", rb"OK")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPolicy:
+    """How one instrument's line replies are told apart (see :meth:`Link.exchange`).
+
+    ``known``: every reply form the instrument sends; a line of one of these forms that is not
+    the expected one is *stale* (a late reply, an ``OK``) and is discarded. ``error``: a line of
+    this form is the instrument reporting an error (DeviceRefused with its text). ``resync``: a
+    query and the form of its answer, which no other reply can have; sent after a timeout, so a
+    late reply is read and discarded before the next question. ``echoes``: skip lines that
+    repeat a command sent (an instrument with echo on).
+    """
+
+    known: tuple[ReplyForm, ...] = ()
+    error: ReplyForm | None = None
+    resync: tuple[bytes, ReplyForm] | None = None
+    echoes: bool = True
+    resync_timeout: float | None = None  # default: twice the reply timeout
+
+
+_NOT_A_NUMBER = re.compile(rb"[^0-9+\-.,\s]")
+
+
+def is_echo(line: bytes, command: bytes, *, partial: bool) -> bool:
+    """Whether ``line`` repeats ``command``: whole, or (``partial``) its head or its tail cut
+    short. A fragment made only of digits and signs never counts: ``1`` is the head of
+    ``1MD?`` but is the ESP300's answer to it; such fragments are judged by form instead."""
+    text, sent = line.strip().upper(), command.strip().upper()
+    if not text or not sent:
+        return False
+    if text == sent:
+        return True
+    fragment = sent.startswith(text) or sent.endswith(text)
+    return partial and fragment and _NOT_A_NUMBER.search(text) is not None
+
+
+def is_tail(line: bytes, command: bytes) -> bool:
+    text, sent = line.strip().upper(), command.strip().upper()
+    return bool(text) and sent.endswith(text)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStatistics:
+    """What the reply matching had to put up with on one link (since it was opened)."""
+
+    echoes_skipped: int
+    stale_discarded: int
+    protocol_errors: int
+    timeouts: int
+    resyncs: int
 
 
 class Link(abc.ABC):
@@ -86,6 +197,25 @@ class Link(abc.ABC):
     """
 
     device: str
+    settings: Any  # SerialSettings or VisaSettings: both have the terminators and reply_timeout
+    policy: ReplyPolicy = ReplyPolicy()
+    _sent: list[bytes]  # commands written since the last reply was matched (echo candidates)
+    _owed: int = 0  # replies of timed-out queries that may still arrive
+    consecutive_timeouts: int = 0
+
+    def _init_matching(self) -> None:
+        self._sent = []
+        self._owed = 0
+        self.consecutive_timeouts = 0
+        self._counts = {"echoes": 0, "stale": 0, "protocol": 0, "timeouts": 0, "resyncs": 0}
+
+    @property
+    def reply_timeout(self) -> float:
+        return float(self.settings.reply_timeout)
+
+    def statistics(self) -> LinkStatistics:
+        c = self._counts
+        return LinkStatistics(c["echoes"], c["stale"], c["protocol"], c["timeouts"], c["resyncs"])
 
     @abc.abstractmethod
     async def write(self, command: bytes, *, terminate: bool = True) -> None:
@@ -110,6 +240,161 @@ class Link(abc.ABC):
         self.drain(command)
         await self.write(command)
         return await self.read_until(command=command, timeout=timeout)
+
+    async def send(self, command: bytes) -> None:
+        """A command the instrument does not answer: written, and remembered as a possible
+        echo so the next exchange skips it."""
+        await self.write(command)
+        self._remember(command)
+
+    async def exchange(
+        self, command: bytes, form: ReplyForm, *, timeout: float | None = None
+    ) -> re.Match[bytes]:
+        """Send a query and return the match of the first line of the expected ``form``.
+
+        Before writing: stray input is drained, and if an earlier query timed out, the link
+        resyncs (:meth:`resync`). Then each line read is, in order: an echo of a command sent
+        since the last reply (skipped); the expected reply (returned); an error line of the
+        policy (DeviceRefused with the instrument's text); a stale line of another known form
+        (discarded); anything else, a ProtocolError naming its bytes. The deadline covers the
+        whole exchange, not each line.
+
+        Error handling: ReplyTimeout if no line of the expected form arrives in time (the reply
+        is then owed: the next exchange resyncs first); ProtocolError for a line of no known
+        form (the caller's link is in doubt: drivers let the actor restart).
+        """
+        if self._owed:
+            await self.resync()
+        self.drain(command)
+        await self.write(command)
+        self._remember(command)
+        seconds = self.reply_timeout if timeout is None else timeout
+        deadline = trio.current_time() + seconds
+        discarded: list[bytes] = []
+        while True:
+            try:
+                line = await self.read_until(
+                    command=command, timeout=max(0.0, deadline - trio.current_time())
+                )
+            except ReplyTimeout as exc:
+                self._owed += 1
+                self.consecutive_timeouts += 1
+                self._counts["timeouts"] += 1
+                received = b" | ".join([*discarded, exc.received]) if discarded else exc.received
+                raise ReplyTimeout(
+                    self.device,
+                    f"no complete reply of the expected form ({form.description}) within"
+                    f" {seconds:g} s",
+                    command=command,
+                    received=received,
+                ) from None
+            verdict = self._classify(line, command, form)
+            if verdict is None:
+                continue
+            if isinstance(verdict, re.Match):
+                self._sent.clear()
+                self.consecutive_timeouts = 0
+                return verdict
+            discarded.append(line)
+            del discarded[:-8]  # quoted in a time-out's message: the last few are enough
+            if verdict == "stale":
+                continue
+            if verdict == "error":
+                self._sent.clear()
+                self.consecutive_timeouts = 0
+                text = line.decode("ascii", "replace").strip()
+                raise DeviceRefused(f"{self.device}: {command.decode('ascii', 'replace')}: {text}")
+            self._counts["protocol"] += 1
+            self._sent.clear()
+            self._owed += 1  # our real reply may still be on its way: resync before the next
+            raise ProtocolError(
+                self.device, f"expected {form.description}", command=command, received=line
+            )
+
+    def _classify(
+        self, line: bytes, command: bytes, form: ReplyForm
+    ) -> re.Match[bytes] | str | None:
+        """None: skip (empty, an echo); a match: the reply; "stale", "error" or "protocol"."""
+        if not line.strip():
+            return None
+        policy = self.policy
+        if policy.echoes:
+            if is_echo(line, command, partial=True):
+                self._counts["echoes"] += 1
+                return None
+            for index, sent in enumerate(self._sent[:-1]):
+                # an earlier command's echo (each echoes once): whole, cut short, or a numeric
+                # tail that is not what we wait for (``820`` of ``WAV 820`` before a status
+                # byte; ``0800`` of ``W0800`` when ``W?`` is asked is the answer, not an echo)
+                if is_echo(line, sent, partial=True) or (
+                    is_tail(line, sent) and form.match(line) is None
+                ):
+                    del self._sent[index]
+                    self._counts["echoes"] += 1
+                    return None
+        match = form.match(line)
+        if match is not None:
+            return match
+        if policy.error is not None and policy.error.match(line) is not None:
+            return "error"
+        if any(known.match(line) is not None for known in (*policy.known, OK_LINE)):
+            self._counts["stale"] += 1
+            logger.info(
+                "%s: discarded a stale line %s before %r", self.device, excerpt(line), command
+            )
+            return "stale"
+        return "protocol"
+
+    async def resync(self) -> None:
+        """After a timeout: read and discard everything up to the answer of the policy's
+        sentinel query (instruments answer in order, so a late reply comes before it).
+
+        Error handling: ReplyTimeout if the sentinel is not answered either — the link is dead.
+        Without a sentinel the owed replies are left to form matching.
+        """
+        owed, self._owed = self._owed, 0
+        if self.policy.resync is None:
+            return
+        query, answer = self.policy.resync
+        self.drain(query)
+        await self.write(query)
+        self._counts["resyncs"] += 1
+        seconds = self.policy.resync_timeout or 2 * self.reply_timeout
+        deadline = trio.current_time() + seconds
+        discarded: list[bytes] = []
+        while True:
+            try:
+                line = await self.read_until(
+                    command=query, timeout=max(0.0, deadline - trio.current_time())
+                )
+            except ReplyTimeout as exc:
+                self._owed = owed
+                self.consecutive_timeouts += 1
+                self._counts["timeouts"] += 1
+                raise ReplyTimeout(
+                    self.device,
+                    f"no answer to the resync query within {seconds:g} s after {owed} reply"
+                    " timed out",
+                    command=query,
+                    received=b" | ".join([*discarded, exc.received]),
+                ) from None
+            if answer.match(line) is not None:
+                break
+            if line.strip() and not is_echo(line, query, partial=True):
+                discarded.append(line)
+                del discarded[:-8]
+        self._sent.clear()
+        if discarded:
+            self._counts["stale"] += 1
+            logger.warning(
+                "%s: resynced after a timeout; discarded late replies %s",
+                self.device,
+                ", ".join(excerpt(d) for d in discarded),
+            )
+
+    def _remember(self, command: bytes) -> None:
+        self._sent.append(command)
+        del self._sent[:-8]  # echoes come back at once; a few commands are plenty
 
     def protocol_error(self, reason: str, *, command: bytes, received: bytes) -> ProtocolError:
         """For drivers: a reply that parses badly, with everything needed to debug it."""
@@ -140,6 +425,7 @@ class SerialTransport(Link):
         self._buffer = bytearray()
         self.bytes_written = 0
         self.bytes_read = 0
+        self._init_matching()
 
     @classmethod
     async def open(cls, device: str, settings: SerialSettings) -> SerialTransport:
@@ -193,9 +479,21 @@ class SerialTransport(Link):
         command: bytes = b"",
         timeout: float | None = None,
     ) -> bytes:
-        """One frame ending with ``terminator`` (default: the read terminator), without it."""
-        end = terminator or self.settings.read_terminator
+        """One frame ending with ``terminator`` (default: the read terminator), without it.
+
+        With ``any_line_end`` and no explicit terminator: a line ending in CR LF, CR or LF;
+        empty lines are skipped."""
         deadline = self._deadline(timeout)
+        if terminator is None and self.settings.any_line_end:
+            while True:
+                while (index := _line_end(self._buffer)) < 0:
+                    await self._fill(deadline, command, "waiting for a line end", timeout)
+                frame = bytes(self._buffer[:index])
+                size = 2 if self._buffer[index : index + 2] == b"\r\n" else 1
+                del self._buffer[: index + size]
+                if frame:
+                    return frame
+        end = terminator or self.settings.read_terminator
         while (index := self._buffer.find(end)) < 0:
             await self._fill(deadline, command, f"waiting for {end!r}", timeout)
         frame = bytes(self._buffer[:index])
@@ -233,6 +531,12 @@ class SerialTransport(Link):
             logger.warning("%s: discarded stray input %r before %r", self.device, stray, command)
         return stray
 
+    def discard_partial(self) -> bytes:
+        """Drop bytes of an unfinished frame (after a framing error); return them."""
+        partial = bytes(self._buffer)
+        self._buffer.clear()
+        return partial
+
     def _deadline(self, timeout: float | None) -> float:
         seconds = self.settings.reply_timeout if timeout is None else timeout
         return trio.current_time() + seconds if math.isfinite(seconds) else math.inf
@@ -264,3 +568,13 @@ class SerialTransport(Link):
             command=command,
             received=received,
         )
+
+
+def _line_end(buffer: bytearray) -> int:
+    """Index of the first CR or LF in ``buffer``, -1 if none."""
+    cr, lf = buffer.find(b"\r"), buffer.find(b"\n")
+    if cr < 0:
+        return lf
+    if lf < 0:
+        return cr
+    return min(cr, lf)

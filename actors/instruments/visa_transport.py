@@ -35,6 +35,7 @@ class VisaSettings:
     write_terminator: bytes = b"\n"
     read_terminator: bytes = b"\n"
     reply_timeout: float = 1.0
+    any_line_end: bool = False  # accept CR LF, CR or LF (GPIB's EOI ends the message anyway)
 
     @property
     def address(self) -> str:
@@ -52,6 +53,7 @@ class VisaTransport(Link):
         self._lock = threading.Lock()  # an abandoned read finishes before the next call starts
         self.bytes_written = 0
         self.bytes_read = 0
+        self._init_matching()
 
     @classmethod
     async def open(cls, device: str, settings: VisaSettings) -> VisaTransport:
@@ -107,6 +109,8 @@ class VisaTransport(Link):
                 ) from exc
             raise ConnectionLost(self.device, f"read failed ({exc})", command=command) from exc
         self.bytes_read += len(data)
+        if terminator is None and self.settings.any_line_end:
+            return data.rstrip(b"\r\n")
         if not data.endswith(end):
             raise ProtocolError(
                 self.device, f"reply does not end with {end!r}", command=command, received=data

@@ -34,6 +34,7 @@ from runtime import (
     ActorSystem,
     BenchError,
     GetParameter,
+    ListParameters,
     ParameterSnapshot,
     Request,
     SetParameter,
@@ -47,12 +48,17 @@ from ..capabilities import (
     DeviceInfo,
     GetAcquisitionStatus,
     GetPosition,
+    Home,
+    MotorOn,
     MoveAbsolute,
     MoveRelative,
+    Operation,
     Read,
     Reading,
     StartAcquisition,
     StopAcquisition,
+    StopMotion,
+    Zero,
 )
 from ..pipeline.recorder import (
     RECORDER_NAME,
@@ -190,6 +196,10 @@ class Builtins:
             "grid_scan": self.grid_scan,
             "_shutter_open": self.shutter_open,
             "_shutter_close": self.shutter_close,
+            "home": self.home,
+            "stop": self.stop_motion,
+            "motor_on": self.motor_on,
+            "zero": self.zero,
         }
         return {name: self._bridge(function) for name, function in bridged.items()}
 
@@ -332,6 +342,66 @@ class Builtins:
     async def list_devices(self) -> dict[str, list[str]]:
         return {n: [c.value for c in d.capabilities] for n, d in self.devices.items()}
 
+    # -- operations (home, stop, motor_on, zero) ------------------------------------------------
+
+    def _operable(self, name: object, operation: Operation) -> str:
+        device = self._device(name)
+        if operation not in self.devices[device].operations:
+            able = [n for n, d in self.devices.items() if operation in d.operations]
+            raise BuiltinError(
+                f"{device} cannot {operation.value.replace('_', ' ')}; devices that can:"
+                f" {', '.join(able) or 'none'}"
+            )
+        return device
+
+    async def home(self, device: str) -> float:
+        """Run the device's home search and wait for it; the position homed."""
+        name = self._operable(device, Operation.HOME)
+        self.context.log(f"{name}: homing")
+        result: float = await self._hazardous(name, Home())
+        self.context.log(f"{name}: homed at {result:g}")
+        return result
+
+    async def stop_motion(self, device: str) -> float:
+        """Stop the device's motion (never refused, also while the e-stop is latched); the
+        position where it rests."""
+        name = self._operable(device, Operation.STOP)
+        result: float = await self._ask(name, StopMotion(), timeout=30.0)
+        return result
+
+    async def motor_on(self, device: str) -> bool:
+        """Switch the motor on after a fault or a power-up (hazardous: refused while latched).
+        Home afterwards: the position may be lost."""
+        name = self._operable(device, Operation.MOTOR_ON)
+        result: bool = await self._hazardous(name, MotorOn())
+        return result
+
+    async def zero(self, device: str, enable: bool = True) -> bool:
+        """A power meter's zero: store the present reading as the dark offset (cover the
+        detector first), or with ``enable=False`` stop subtracting it; the zero state."""
+        name = self._operable(device, Operation.ZERO)
+        if not isinstance(enable, bool):
+            raise BuiltinError(f"zero: enable must be True or False, got {enable!r}")
+        result: bool = await self._ask(name, Zero(enable))
+        return result
+
+    async def _check_travel(self, axes: Sequence[str], path: Sequence[Sequence[float]]) -> None:
+        """Every point inside each axis's position limits (its travel), before anything moves:
+        one error naming the axis, the first value outside and the allowed range."""
+        for column, axis in enumerate(axes):
+            infos = await self._ask(axis, ListParameters())
+            limits = next((i.limits for i in infos if i.name == "position"), None)
+            if limits is None:
+                continue
+            low, high = limits
+            outside = [p[column] for p in path if not low <= p[column] <= high]
+            if outside:
+                units = self.devices[axis].units
+                raise BuiltinError(
+                    f"{axis}: {outside[0]:g} {units} is outside its travel {low:g} to {high:g}"
+                    f" {units} ({len(outside)} of {len(path)} points); nothing moved"
+                )
+
     # -- output ---------------------------------------------------------------------------------
 
     async def log(self, *values: Any) -> None:
@@ -459,6 +529,7 @@ class Builtins:
 
     async def _scan(self, plan: _Plan) -> dict[str, Any]:
         axes, path, definition = plan.axes, plan.path, plan.definition
+        await self._check_travel(axes, path)
         readables = [self._device(d, Capability.READABLE) for d in _names(plan.read)]
         camera = None
         frames = plan.frames

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import trio
 import trio_asyncio
 from grpclib.const import Status
 
@@ -57,6 +58,9 @@ async def test_stops_and_resets_made_elsewhere_are_streamed_too(client: Client) 
 
     async def script_stops_and_resets() -> None:
         await system.emergency_stop("scan script: limit switch")
+        # the e-stop answers once the stop bytes are out (ms); the edge sees stops made
+        # elsewhere by looking every 50 ms: its timer comes due before this one
+        await trio.sleep(0.2)
         await system.reset_emergency_stop("scan script")
 
     events = await client.stream(

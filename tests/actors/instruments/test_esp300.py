@@ -14,19 +14,30 @@ from actors.capabilities import (
     Describe,
     GetPosition,
     Home,
+    MotorOn,
     MoveAbsolute,
     MoveRelative,
     NotSettled,
+    Operation,
     StopMotion,
     WaitSettled,
 )
-from actors.instruments.esp300 import Command, Esp300, Esp300Axis, ReadErrors, serial_settings
-from actors.instruments.serial_device import DeviceRefused
+from actors.instruments.esp300 import (
+    Command,
+    Esp300,
+    Esp300Axis,
+    MotorOff,
+    ReadErrors,
+    serial_settings,
+)
+from actors.instruments.serial_device import DeviceRefused, NoReply
 from runtime import (
     Abort,
     ActorError,
     EmergencyStopLatched,
+    GetParameter,
     Interrupted,
+    ListParameters,
     SetParameter,
     ValidationError,
 )
@@ -38,7 +49,7 @@ from supervisors import (
     SupervisedSystem,
     SupervisorSpec,
 )
-from tests.actors.instruments.harness import running
+from tests.actors.instruments.harness import running, until
 
 
 def esp300_tree(port: str) -> SupervisorSpec:
@@ -57,8 +68,10 @@ def esp300_tree(port: str) -> SupervisorSpec:
 
 
 @asynccontextmanager
-async def bench(link: Path) -> AsyncIterator[tuple[Esp300Simulator, SupervisedSystem]]:
-    simulator = Esp300Simulator(link=link)
+async def bench(
+    link: Path, **simulator_options: object
+) -> AsyncIterator[tuple[Esp300Simulator, SupervisedSystem]]:
+    simulator = Esp300Simulator(link=link, **simulator_options)  # type: ignore[arg-type]
     async with running(simulator, [esp300_tree(str(link))]) as system:
         yield simulator, system
 
@@ -127,8 +140,8 @@ async def test_parameters_are_written_and_read_back(io_clock, link):
 
 async def test_controller_errors_are_reported_with_their_text(io_clock, link):
     async with bench(link) as (simulator, system):
-        simulator.axes[3].motor_on = False
-        with pytest.raises(ActorError, match=r"refused 3PA1\.000000: error 313 MOTOR NOT ENABLED"):
+        simulator.axes[3].right_limit = 0.5  # changed behind our back: the controller refuses
+        with pytest.raises(ActorError, match=r"refused 3PA1\.000000: error 306 POSITIVE SOFTWARE"):
             await system.ref("esp300.axis3").ask(MoveAbsolute(1.0))
         controller = system.ref("esp300")
         with pytest.raises(ActorError, match="refused 1XX: error 6 COMMAND DOES NOT EXIST"):
@@ -169,6 +182,10 @@ async def test_emergency_stop_aborts_a_move_in_flight_despite_a_backlog(io_clock
             except ActorError as exc:
                 outcome.append(exc)
 
+        stops: list[bytes] = []  # simulator.commands keeps only the last 10 000: the backlog's
+        simulator.on_command = lambda _, command: (
+            stops.append(command) if b"ST" in command else None
+        )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(long_move)
             await trio.sleep(1.0)
@@ -177,10 +194,9 @@ async def test_emergency_stop_aborts_a_move_in_flight_despite_a_backlog(io_clock
             report = await system.emergency_stop("light curtain")
             assert report.all_stopped
         assert isinstance(outcome[0].cause, Interrupted)
-        assert simulator.aborts == 1
-        assert b"1ST" in simulator.commands
+        await until(lambda: simulator.aborts == 1 and b"1ST" in stops)
         halted = simulator.axes[1].position
-        assert 0.0 < halted < 10.0  # stopped where it was, not at 45 mm
+        assert 0.0 < halted < 40.0  # stopped where it was, not at 45 mm
         await trio.sleep(1.0)
         assert simulator.axes[1].position == halted
         with pytest.raises(ActorError) as latched:
@@ -219,6 +235,120 @@ async def test_abort_stops_motion_without_latching(io_clock, link):
         await axis.ask(MoveAbsolute(40.0, wait=False))
         await trio.sleep(1.0)
         await system.ref("esp300").ask(Abort("operator"))
-        await trio.sleep(0.1)  # the bytes are written; let the simulator read them
-        assert simulator.aborts == 1 and not simulator.axes[1].moving(trio.current_time())
+        await until(lambda: simulator.aborts == 1)  # the bytes are written; the sim reads them
+        assert not simulator.axes[1].moving(trio.current_time())
         assert await axis.ask(MoveAbsolute(1.0), timeout=60) == pytest.approx(1.0)  # no latch
+
+
+# -- quirk modes of real units, motor power, travel limits --------------------------------------
+
+
+@pytest.mark.parametrize("quirk", ["cr_only", "lf_only", "mixed_line_ends"])
+async def test_replies_ending_in_cr_lf_cr_or_lf_are_all_accepted(io_clock, link, quirk):
+    async with bench(link, quirks=(quirk,)) as (_, system):
+        axis = system.ref("esp300.axis2")
+        assert await axis.ask(MoveAbsolute(2.0)) == pytest.approx(2.0)
+        assert await axis.ask(MoveRelative(-1.0)) == pytest.approx(1.0)
+        assert (await axis.ask(SetParameter("velocity", 8.0))).value == 8.0
+        with pytest.raises(ActorError, match="error 210 MAXIMUM VELOCITY EXCEEDED"):
+            await axis.ask(SetParameter("velocity", 30.0))
+        assert all(system.ref(n).statistics().restarts == 0 for n in ("esp300", "esp300.axis2"))
+
+
+async def test_software_limits_are_the_position_limits_and_every_move_checks_them(io_clock, link):
+    limits = {1: (-25.0, 30.0), 2: (0.0, 12.5)}
+    async with bench(link, limits=limits) as (simulator, system):
+        for number, (low, high) in limits.items():
+            infos = {
+                p.name: p for p in await system.ref(f"esp300.axis{number}").ask(ListParameters())
+            }
+            assert infos["position"].limits == (low, high)
+        axis = system.ref("esp300.axis2")
+        with pytest.raises(ActorError) as caught:
+            await axis.ask(MoveAbsolute(13.0))
+        assert isinstance(caught.value.cause, ValidationError)
+        assert str(caught.value.cause) == (
+            "esp300.axis2: 13 mm is outside the travel 0 to 12.5 mm"
+            " (the controller's software limits SL/SR)"
+        )
+        await axis.ask(MoveAbsolute(10.0))
+        with pytest.raises(ActorError) as caught:
+            await axis.ask(MoveRelative(5.0))
+        assert (
+            "a move by 5 mm from 10 mm would end at 15 mm, which is outside the travel 0 to"
+            " 12.5 mm" in str(caught.value)
+        )
+        assert not any(
+            c.startswith((b"2PA1", b"2PR")) and c != b"2PA10.000000" for c in simulator.commands
+        )
+        assert simulator.axes[2].position == pytest.approx(10.0)
+
+
+async def test_motor_off_at_power_up_is_reported_and_motor_on_is_an_operation(io_clock, link):
+    async with bench(link, quirks=("motor_off",)) as (simulator, system):
+        axis = system.ref("esp300.axis1")
+        info = await axis.ask(Describe())
+        assert info.operations == (Operation.HOME, Operation.STOP, Operation.MOTOR_ON)
+        assert (await axis.ask(GetParameter("motor"))).value is False
+        assert "power-up" in (await axis.ask(GetParameter("fault"))).value
+        with pytest.raises(ActorError) as caught:
+            await axis.ask(MoveAbsolute(1.0))
+        assert isinstance(caught.value.cause, MotorOff)
+        assert "cannot move: the motor is off" in str(caught.value)
+        assert "switch it on with motor_on" in str(caught.value)
+        with pytest.raises(ActorError, match="cannot home: the motor is off"):
+            await axis.ask(Home())
+        assert not any(b"PA" in c or b"OR" in c for c in simulator.commands)  # nothing moved
+        assert await axis.ask(MotorOn()) is True
+        assert simulator.axes[1].motor_on and b"1MO" in simulator.commands
+        assert (await axis.ask(GetParameter("motor"))).value is True
+        assert (await axis.ask(GetParameter("fault"))).value == ""
+        assert await axis.ask(MoveAbsolute(1.0)) == pytest.approx(1.0)
+
+
+async def test_a_motor_fault_mid_move_is_reported_with_the_controllers_text(io_clock, link):
+    async with bench(link) as (simulator, system):
+        axis = system.ref("esp300.axis1")
+        simulator.fault_next_move(1, code=3)  # following error halfway
+        with pytest.raises(ActorError) as caught:
+            await axis.ask(MoveAbsolute(10.0))
+        assert isinstance(caught.value.cause, MotorOff) and not caught.value.crashed
+        message = str(caught.value)
+        assert "motion stopped at" in message and "the motor went off" in message
+        assert "103 FOLLOWING ERROR THRESHOLD EXCEEDED" in message
+        assert 0.0 < simulator.axes[1].position < 10.0 and not simulator.axes[1].motor_on
+        fault = (await axis.ask(GetParameter("fault"))).value
+        assert fault == "103 FOLLOWING ERROR THRESHOLD EXCEEDED"
+        with pytest.raises(ActorError, match=r"cannot move: the motor is off \(103 FOLLOWING"):
+            await axis.ask(MoveAbsolute(1.0))
+        await system.emergency_stop("operator")
+        with pytest.raises(ActorError) as latched:  # hazardous: refused while latched
+            await axis.ask(MotorOn())
+        assert isinstance(latched.value.cause, EmergencyStopLatched)
+        await axis.ask(StopMotion())  # stop is never refused
+        await system.reset_emergency_stop("clear")
+        assert await axis.ask(MotorOn()) is True
+        assert await axis.ask(Home(), timeout=30) == pytest.approx(0.0)
+        assert await system.ref("esp300").ask(ReadErrors()) == ()  # nothing left behind
+
+
+async def test_a_late_reply_never_answers_a_later_question(io_clock, link):
+    """TP? answers after 1.5 s (past the 1 s time-out): that request fails, the next one
+    resyncs on VE? first, so the late position is read and dropped, not taken as MD?'s."""
+    async with bench(link) as (simulator, system):
+        axis = system.ref("esp300.axis1")
+        await axis.ask(MoveAbsolute(1.0))
+
+        def late_position(_: float, command: bytes) -> None:
+            simulator.faults.reply_delay = 1.5 if command == b"1TP?" else 0.0
+            if command != b"1TP?":
+                simulator.on_command = None
+
+        simulator.on_command = late_position
+        with pytest.raises(ActorError) as caught:
+            await axis.ask(GetPosition())
+        assert isinstance(caught.value.root_cause, NoReply)
+        assert not caught.value.crashed
+        assert await axis.ask(GetPosition()) == pytest.approx(1.0)
+        assert await axis.ask(MoveAbsolute(2.0)) == pytest.approx(2.0)
+        assert all(system.ref(n).statistics().restarts == 0 for n in ("esp300", "esp300.axis1"))

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from actors.capabilities import Capability, Describe, Read
+from actors.capabilities import Capability, Describe, Operation, Read, Zero
 from actors.instruments.newport1830c import Newport1830C, serial_settings
-from actors.instruments.serial_device import DeviceRefused
+from actors.instruments.serial_device import DeviceRefused, NoReply
 from runtime import (
     ActorError,
     ActorRef,
@@ -29,9 +29,9 @@ from tests.actors.instruments.harness import running
 
 @asynccontextmanager
 async def bench(
-    link: Path, simulator: Newport1830CSimulator | None = None
+    link: Path, simulator: Newport1830CSimulator | None = None, quirks: tuple[str, ...] = ()
 ) -> AsyncIterator[tuple[Newport1830CSimulator, ActorRef, SupervisedSystem]]:
-    simulator = simulator or Newport1830CSimulator(link=link)
+    simulator = simulator or Newport1830CSimulator(link=link, quirks=quirks)
     spec = ActorSpec("power_meter", lambda: Newport1830C(serial_settings(str(link))))
     backoff = Backoff(initial=0.2, maximum=1.0, jitter=0.0)
     async with running(simulator, [spec], max_restarts=100, backoff=backoff) as system:
@@ -135,20 +135,41 @@ async def test_streaming_publishes_every_reading(io_clock, link):
         assert (await settled_read(meter)).valid
 
 
-@pytest.mark.parametrize(
-    ("fault", "error"),
-    [("garbage_replies", "power reading is not a number"), ("drop_replies", "no complete reply")],
-)
-async def test_a_bad_reply_crashes_the_actor_which_reconnects(io_clock, link, fault, error):
+async def test_a_garbled_reply_crashes_the_actor_which_reconnects(io_clock, link):
     async with bench(link) as (simulator, meter, system):
-        setattr(simulator.faults, fault, 1)
+        simulator.faults.garbage_replies = 1
         with pytest.raises(ActorError) as caught:
             await meter.ask(Read())
-        assert caught.value.crashed and error in str(caught.value)
-        assert "power_meter:" in str(caught.value) and "b'D?'" in str(caught.value)
+        assert caught.value.crashed
+        assert "power_meter: expected a power reading (a number) to b'D?'" in str(caught.value)
         assert (await settled_read(meter)).valid  # restarted, reconnected, reading again
         assert meter.statistics().restarts == 1
         assert system.supervision().children[0].last_failure.message.startswith("power_meter:")
+
+
+async def test_a_lost_reply_fails_one_read_and_the_link_resyncs(io_clock, link):
+    async with bench(link) as (simulator, meter, _):
+        simulator.faults.drop_replies = 1
+        with pytest.raises(ActorError) as caught:
+            await meter.ask(Read())
+        assert isinstance(caught.value.cause, NoReply) and not caught.value.crashed
+        assert "no complete reply" in str(caught.value) and "b'D?'" in str(caught.value)
+        assert (await settled_read(meter)).valid
+        assert meter.statistics().restarts == 0
+        assert b"W?" in list(simulator.commands)[-6:]  # resynced on W? before asking again
+
+
+async def test_a_silent_meter_still_restarts(io_clock, link):
+    async with bench(link) as (simulator, meter, _):
+        simulator.faults.silent = True
+        with pytest.raises(ActorError):
+            await meter.ask(Read())
+        with pytest.raises(ActorError) as caught:  # the resync is not answered either
+            await meter.ask(Read())
+        assert caught.value.crashed and "no answer to the resync query" in str(caught.value)
+        simulator.faults.silent = False
+        assert (await settled_read(meter)).valid
+        assert meter.statistics().restarts >= 1
 
 
 async def test_pulled_cable_restarts_with_backoff_and_reapplies_settings(io_clock, link):
@@ -182,3 +203,46 @@ async def test_something_else_on_the_port_is_refused(io_clock, link):
         assert "does not answer like a Newport 1830-C to b'Z?'" in failure.message
         assert "ESP300 Version" in failure.message
         assert meter.statistics().state is not ActorState.RUNNING
+
+
+# -- quirk modes of real units -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "quirks",
+    [("echo",), ("echo", "ignores_e0"), ("echo", "ignores_e0", "partial_echo"), ("slow_replies",)],
+)
+async def test_echo_on_at_power_up_is_read_past(io_clock, link, quirks):
+    """The command text comes back before each reply (whole or cut short); E0 is sent on
+    connect, and a unit that ignores it still works. Only a numeric line is a reading."""
+    async with bench(link, quirks=quirks) as (simulator, meter, _):
+        assert b"E0" in simulator.commands
+        assert simulator.echo == ("ignores_e0" in quirks)
+        simulator.power_w = 2.5e-6
+        for _ in range(3):
+            reading = await settled_read(meter)
+            assert reading.value == pytest.approx(2.5e-6, rel=0.01)
+        snapshot = await meter.ask(SetParameter("wavelength", 1064))
+        assert snapshot.value == 1064 and simulator.wavelength == 1064
+        await meter.ask(SetParameter("filter", "medium"))
+        assert (await meter.ask(GetParameter("filter"))).value == "medium"
+        simulator.wavelength_limits = (400, 1000)
+        with pytest.raises(ActorError, match="refused W1050: parameter error"):
+            await meter.ask(SetParameter("wavelength", 1050))
+        assert meter.statistics().restarts == 0  # no restart loop
+
+
+async def test_zero_is_an_operation_of_the_meter(io_clock, link):
+    async with bench(link, quirks=("echo", "ignores_e0")) as (simulator, meter, _):
+        info = await meter.ask(Describe())
+        assert info.operations == (Operation.ZERO,)
+        simulator.power_w = 1.0e-9  # the dark level, detector covered
+        assert await meter.ask(Zero()) is True
+        assert simulator.zero == 1 and simulator.background == pytest.approx(1.0e-9)
+        assert (await meter.ask(GetParameter("zero"))).value is True
+        simulator.power_w = 5.0e-9
+        reading = await settled_read(meter)
+        assert reading.value == pytest.approx(4.0e-9, rel=0.02)  # the dark offset subtracted
+        assert await meter.ask(Zero(enable=False)) is False
+        assert simulator.zero == 0 and (await meter.ask(GetParameter("zero"))).value is False
+        assert (await settled_read(meter)).value == pytest.approx(5.0e-9, rel=0.02)

@@ -9,9 +9,14 @@ import trio
 
 from actors.instruments.transport import (
     ConnectionLost,
+    DeviceRefused,
+    ProtocolError,
+    ReplyForm,
+    ReplyPolicy,
     ReplyTimeout,
     SerialSettings,
     SerialTransport,
+    is_echo,
 )
 from simulators._pty import PtySimulator
 
@@ -124,3 +129,124 @@ async def test_opening_a_missing_port_names_it(tmp_path: Path):
     missing = tmp_path / "ttyUSB9"
     with pytest.raises(ConnectionLost, match=f"echo: cannot open {missing}"):
         await SerialTransport.open("echo", settings(str(missing)))
+
+
+# -- replies matched by form ---------------------------------------------------------------------
+
+
+class Scripted(PtySimulator):
+    """Answers each command with the next scripted lines (raw bytes, terminators included),
+    after ``delays[i]`` seconds; ``SYNC?`` always answers ``SYNC OK``."""
+
+    name = "scripted"
+    command_terminator = b"\n"
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.script: list[bytes] = []
+        self.delays: list[float] = []
+
+    def reply_delay(self, command: bytes) -> float:
+        return self.delays.pop(0) if self.delays and command != b"SYNC?" else 0.0
+
+    def frame(self, reply: bytes) -> bytes:
+        return reply  # scripted replies carry their own line ends
+
+    async def respond(self, command: bytes) -> bytes | None:
+        await trio.lowlevel.checkpoint()
+        if command == b"SYNC?":
+            return b"SYNC OK\n"
+        return self.script.pop(0) if self.script else None
+
+
+STATUS = ReplyForm.of("a status byte", rb"(\d{1,3})")
+WAVELENGTH = ReplyForm.of("a wavelength", rb"(\d+)nm")
+POLICY = ReplyPolicy(
+    known=(STATUS, WAVELENGTH),
+    error=ReplyForm.of("an error", rb".*\bERROR\b.*"),
+    resync=(b"SYNC?", ReplyForm.of("SYNC OK", rb"SYNC OK")),
+)
+
+
+def line_settings(path: str) -> SerialSettings:
+    return SerialSettings(
+        path, write_terminator=b"\n", read_terminator=b"\n", reply_timeout=1.0, any_line_end=True
+    )
+
+
+async def test_exchange_skips_echoes_and_stale_lines_and_accepts_any_line_end(io_clock, link):
+    sim = Scripted(link=link)
+    async with trio.open_nursery() as nursery:
+        path = await nursery.start(sim.run)
+        async with await SerialTransport.open("laser", line_settings(path)) as port:
+            port.policy = POLICY
+            await port.send(b"WAV 820")
+            sim.script.append(b"WAV 820\r\nOK\r*STB?\n*ST\r\n\n8\r")  # echoes, OK, cut echo
+            match = await port.exchange(b"*STB?", STATUS)
+            assert match.group(1) == b"8"
+            sim.script.append(b"12\n820nm\n")  # a late status byte before the wavelength
+            assert (await port.exchange(b"WAV?", WAVELENGTH)).group(1) == b"820"
+            stats = port.statistics()
+            assert (stats.echoes_skipped, stats.stale_discarded) == (3, 2)
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_error_line_refuses_and_anything_else_is_a_protocol_error(io_clock, link):
+    sim = Scripted(link=link)
+    async with trio.open_nursery() as nursery:
+        path = await nursery.start(sim.run)
+        async with await SerialTransport.open("laser", line_settings(path)) as port:
+            port.policy = POLICY
+            sim.script.append(b"Error: undefined header\n")
+            with pytest.raises(DeviceRefused, match="laser: \\*STB\\?: Error: undefined header"):
+                await port.exchange(b"*STB?", STATUS)
+            sim.script.append(b"\x8f\xfe" + b"#" * 200 + b"\n")
+            with pytest.raises(ProtocolError) as caught:
+                await port.exchange(b"*STB?", STATUS)
+            message = str(caught.value)
+            assert "laser: expected a status byte to b'*STB?'; received b'\\x8f\\xfe###" in message
+            assert "... (202 bytes)" in message  # the raw bytes, cut short
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_late_reply_is_discarded_by_the_resync_before_the_next_question(io_clock, link):
+    """ "1" arrives after the time-out; the next question's answer is also 0 or 1."""
+    sim = Scripted(link=link)
+    shutter = ReplyForm.of("0 or 1", rb"[01]")
+    async with trio.open_nursery() as nursery:
+        path = await nursery.start(sim.run)
+        async with await SerialTransport.open("laser", line_settings(path)) as port:
+            port.policy = POLICY
+            sim.script.append(b"1\n")
+            sim.delays.append(1.5)  # past the 1 s time-out
+            with pytest.raises(ReplyTimeout, match="no complete reply of the expected form"):
+                await port.exchange(b"*STB?", STATUS)
+            assert port.consecutive_timeouts == 1
+            sim.script.append(b"0\n")
+            assert (await port.exchange(b"SHUT?", shutter)).group(0) == b"0"
+            assert port.consecutive_timeouts == 0 and port.statistics().resyncs == 1
+            assert list(sim.commands) == [b"*STB?", b"SYNC?", b"SHUT?"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_resync_nobody_answers_is_a_dead_link(io_clock, link):
+    sim = Scripted(link=link)
+    async with trio.open_nursery() as nursery:
+        path = await nursery.start(sim.run)
+        async with await SerialTransport.open("laser", line_settings(path)) as port:
+            port.policy = POLICY
+            with pytest.raises(ReplyTimeout):
+                await port.exchange(b"*STB?", STATUS)
+            sim.faults.silent = True
+            with pytest.raises(ReplyTimeout, match="no answer to the resync query within 2 s"):
+                await port.exchange(b"*STB?", STATUS)
+        nursery.cancel_scope.cancel()
+
+
+def test_echo_rules():
+    assert is_echo(b"D?", b"D?", partial=False) and is_echo(b" d? ", b"D?", partial=False)
+    assert is_echo(b"?", b"D?", partial=True) and is_echo(b"W08", b"W0800", partial=True)
+    assert not is_echo(b"0800", b"W0800", partial=True)  # digits only: judged by form
+    assert not is_echo(b"1", b"1MD?", partial=True)  # the ESP300's answer, not an echo
+    assert not is_echo(b"144", b"W1440", partial=True)  # neither its head nor its tail
+    assert not is_echo(b"", b"D?", partial=True)
