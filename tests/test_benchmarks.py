@@ -42,7 +42,19 @@ ROOT = Path(__file__).resolve().parent.parent
             },
         ),
         ("edge.py", {"unary_ratio", "frames_ratio", "estop_rpc_p99_ms", "edge_calls_per_s"}),
-        ("scripting.py", {"builtin_overhead_ratio", "scan_ratio", "builtin_us", "direct_us"}),
+        (
+            "scripting.py",
+            {
+                "builtin_overhead_ratio",
+                "scan_ratio",
+                "builtin_us",
+                "direct_us",
+                "loop_lag_ms_p99",
+                "loop_lag_bomb_ms_p99",
+                "loop_lag_busy_ms_p99",
+                "loop_lag_idle_ms_p99",
+            },
+        ),
     ],
 )
 def test_benchmark_quick_run_prints_one_json_object(script: str, keys: set[str]) -> None:

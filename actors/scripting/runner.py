@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import json
 import logging
 import time
 from collections import deque
@@ -61,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 RUNNER_NAME = "scripts"
 MAX_SCRIPT_BYTES = 256 * 1024
+MAX_PARAMETER_BYTES = 256 * 1024  # the job (source + parameters) must fit one frame
 HISTORY = 200  # finished executions kept
 MAX_LINE_CHARS = 1000  # one output line; longer ones are cut and say how long they were
 
@@ -343,6 +345,7 @@ class ScriptRunner(Actor):
         errors = [p for p in check(source) if p.severity == "error"]
         if errors:
             raise ValidationError(f"{name}: {errors[0]}")
+        _check_parameters(request.parameters)
         execution_id = f"x{next(self._counter)}"
         status = ExecutionStatus(
             execution_id,
@@ -577,6 +580,21 @@ def _show_usage(execution: _Execution, usage: Usage) -> None:
             memory_rss_bytes=usage.rss,
             memory_peak_bytes=usage.peak,
             cpu_time_s=round(usage.cpu_seconds, 3),
+        )
+
+
+def _check_parameters(parameters: Mapping[str, Any]) -> None:
+    """The script's ``params`` travel to its worker as JSON, next to the source."""
+    try:
+        size = len(json.dumps(dict(parameters), allow_nan=False).encode())
+    except (TypeError, ValueError) as error:
+        raise ValidationError(
+            f"script parameters must be JSON data (numbers, strings, booleans, null, lists,"
+            f" objects): {str(error)[:100]}"
+        ) from None
+    if size > MAX_PARAMETER_BYTES:
+        raise ValidationError(
+            f"script parameters may have at most {MAX_PARAMETER_BYTES} bytes as JSON, not {size}"
         )
 
 

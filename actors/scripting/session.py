@@ -43,8 +43,8 @@ from .protocol import EXIT_MEMORY, ProtocolError, encode
 
 logger = logging.getLogger(__name__)
 
-STOP_GRACE = 0.03  # s the worker has to end itself after a stop frame, then SIGTERM
-STOP_BOUND = 0.1  # s from a stop to the worker gone (SIGKILL at 2 x STOP_GRACE)
+STOP_GRACE = 0.02  # s a worker has to end itself after a stop frame (then SIGTERM, then SIGKILL)
+STOP_BOUND = 0.1  # s from a stop to the worker gone: SIGKILL at 2 x STOP_GRACE, then the reaping
 EXIT_GRACE = 2.0  # s a worker has to exit after its last report, then SIGKILL
 SAMPLE_INTERVAL = 0.05  # s between memory / CPU samples
 REPORT_INTERVAL = 0.5  # s between usage updates of the execution's status
@@ -145,8 +145,9 @@ class WorkerSession:
         try:
             frame = encode(job)
             _apply_limits(worker.pid, self.limits)
-        except (OSError, psutil.Error, ProtocolError) as error:
-            what = "too large" if isinstance(error, ProtocolError) else "could not cap its worker"
+        except (OSError, psutil.Error, ProtocolError, TypeError, ValueError) as error:
+            capping = isinstance(error, OSError | psutil.Error)
+            what = "could not cap its worker" if capping else "its job cannot be sent"
             logger.error("script worker %d: %s: %s", worker.pid, what, error)
             await worker.close()
             problem = ScriptProblem(0, 0, f"the script could not start: {what} ({error})")

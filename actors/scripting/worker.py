@@ -172,12 +172,13 @@ def _outcome(job: dict[str, Any], link: _Link) -> dict[str, Any]:
             "steps": budget.used,
         }
     except MemoryError:
-        return {"type": "failed", "kind": "memory", "message": "MemoryError", "steps": budget.used}
+        return {"type": "failed", "kind": "memory", "message": "", "steps": budget.used}
     except BaseException as error:  # a Rust panic (pyo3 PanicException) is a BaseException
         text = str(error)[:500]
-        kind = "memory" if "out of memory" in text or "memory allocation" in text else "error"
+        if "out of memory" in text or "memory allocation" in text:
+            return {"type": "failed", "kind": "memory", "message": "", "steps": budget.used}
         message = f"the interpreter failed: {type(error).__name__}: {text}"
-        return {"type": "failed", "kind": kind, "message": message, "steps": budget.used}
+        return {"type": "failed", "kind": "error", "message": message, "steps": budget.used}
     return {"type": "finished", "steps": budget.used}
 
 
