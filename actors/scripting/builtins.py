@@ -183,6 +183,7 @@ class Builtins:
         self.context = context
         self._frames_recorded = 0  # frames the current scan has taken so far
         self._table: dict[str, Callable[..., Awaitable[Any]]] | None = None
+        self._signatures: dict[str, inspect.Signature] = {}
 
     def functions(self) -> dict[str, Callable[..., Awaitable[Any]]]:
         """name -> async function: the script's builtins (the worker proxies these names)."""
@@ -221,8 +222,11 @@ class Builtins:
         function = self._table.get(name)
         if function is None:
             raise BuiltinError(f"no builtin named {name[:40]!r}")
+        signature = self._signatures.get(name)
+        if signature is None:
+            signature = self._signatures[name] = inspect.signature(function)
         try:
-            inspect.signature(function).bind(*args, **kwargs)
+            signature.bind(*args, **kwargs)
         except TypeError as error:
             raise BuiltinError(f"{name}(): {error}") from None
         try:

@@ -447,6 +447,10 @@ class ScriptRunner(Actor):
                 problem = outcome.problem
         except WorkerStartError as failure:
             problem = ScriptProblem(0, 0, str(failure))
+        except trio.Cancelled:  # the runner is stopping (the daemon, or a restart)
+            execution.force = True
+            context.interrupt = context.interrupt or "the script runner is stopping"
+            raise
         finally:
             execution.session = None
             with trio.CancelScope(shield=True):

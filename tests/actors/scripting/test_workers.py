@@ -301,3 +301,12 @@ def test_the_scripting_limits_are_configurable() -> None:
         with pytest.raises(ConfigError) as caught:
             parse_config(bench + f"[scripting]\n{line}\n", "lab.toml")
         assert message in str(caught.value)
+
+
+async def test_closing_the_bench_ends_the_running_and_the_idle_workers(tmp_path: Path) -> None:
+    async with scripting_bench(tmp_path, budget=1_000_000_000, pool_size=2) as bench:
+        runner = bench.system.ref(RUNNER_NAME)
+        _, busy = await started_worker(runner, BUSY)
+        idle = await pool_when(runner, lambda s: s.ready == 2)
+    assert not busy.is_running()
+    assert not any(psutil.pid_exists(pid) for pid in idle.ready_pids)
