@@ -140,7 +140,10 @@ async def test_an_emergency_stop_during_a_memory_bomb(tmp_path: Path) -> None:
         with trio.fail_after(5):  # the Mai Tai confirms its shutter in ~1.2 s
             await bench.system.emergency_stop("bomb e-stop")
         status = await finished(runner, execution, 5)
-        assert (status.state, status.error) == (ExecutionState.ABORTED, "emergency stop: bomb e-stop")
+        assert (status.state, status.error) == (
+            ExecutionState.ABORTED,
+            "emergency stop: bomb e-stop",
+        )
         assert 0 < status.worker_stop_ms <= STOP_BOUND * 1000, status.worker_end
         assert not worker.is_running()
         assert not await bench.system.reset_emergency_stop("test over")
@@ -157,9 +160,7 @@ async def test_a_busy_loop_is_ended_by_the_cpu_time_cap(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("how", ["stop", "abort", "e-stop"])
-async def test_stop_abort_and_estop_end_the_worker_within_100_ms(
-    tmp_path: Path, how: str
-) -> None:
+async def test_stop_abort_and_estop_end_the_worker_within_100_ms(tmp_path: Path, how: str) -> None:
     async with scripting_bench(tmp_path, budget=1_000_000_000) as bench:
         runner = bench.system.ref(RUNNER_NAME)
         execution, worker = await started_worker(runner, BUSY)
