@@ -318,8 +318,9 @@ class WorkerSession:
 
     def _outcome(self, report: dict[str, Any] | None) -> Outcome:
         code = self.worker.returncode
-        if self._signalled:
-            end = self._signalled
+        ours = {-signal.SIGTERM: "terminated", -signal.SIGKILL: "killed"}
+        if self._signalled and code in ours:  # what ended it, not only what we sent
+            end = ours[code]
         elif code is not None and code < 0:
             end = f"died: signal {-code} ({_signal_name(-code)})"
         else:
