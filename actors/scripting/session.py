@@ -27,6 +27,7 @@ import contextlib
 import enum
 import logging
 import math
+import os
 import resource
 import signal
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,7 @@ STOP_BOUND = 0.1  # s from a stop to the worker gone: SIGKILL at 2 x STOP_GRACE,
 EXIT_GRACE = 2.0  # s a worker has to exit after its last report, then SIGKILL
 SAMPLE_INTERVAL = 0.05  # s between memory / CPU samples
 REPORT_INTERVAL = 0.5  # s between usage updates of the execution's status
+WORKER_NICE = 10  # a script computes at a lower CPU priority than the daemon
 MEMORY_CRASH_FRACTION = 0.5  # a crash with the address space above this share of the cap
 _MEMORY_WORDS = ("memory allocation of", "out of memory", "MemoryError", "Cannot allocate memory")
 
@@ -355,13 +357,16 @@ class WorkerSession:
 
 def _apply_limits(pid: int, limits: Limits) -> None:
     """Cap a started worker from outside (``prlimit``), before its job: the worker's own code
-    is not trusted to do it. The CPU cap counts from now (the start-up is not the script's)."""
+    is not trusted to do it. The CPU cap counts from now (the start-up is not the script's).
+    The worker also runs at a lower priority: when the cores are scarce, the daemon's event
+    loop and writer win over a script's computation."""
     times = psutil.Process(pid).cpu_times()
     used = math.ceil(times.user + times.system)
     cpu = used + limits.cpu_seconds
     resource.prlimit(pid, resource.RLIMIT_CORE, (0, 0))
     resource.prlimit(pid, resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     resource.prlimit(pid, resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU, then SIGKILL
+    os.setpriority(os.PRIO_PROCESS, pid, WORKER_NICE)
 
 
 def _call(message: dict[str, Any]) -> tuple[str, tuple[Any, ...], dict[str, Any]]:

@@ -311,3 +311,18 @@ async def test_closing_the_bench_ends_the_running_and_the_idle_workers(tmp_path:
         idle = await pool_when(runner, lambda s: s.ready == 2)
     assert not busy.is_running()
     assert not any(psutil.pid_exists(pid) for pid in idle.ready_pids)
+
+
+async def test_a_worker_is_capped_before_it_gets_its_job(tmp_path: Path) -> None:
+    async with scripting_bench(
+        tmp_path, budget=1_000_000_000, memory_limit_mb=300, cpu_time_limit_s=20
+    ) as bench:
+        runner = bench.system.ref(RUNNER_NAME)
+        execution, worker = await started_worker(runner, BUSY)
+        assert worker.rlimit(psutil.RLIMIT_AS) == (300 << 20, 300 << 20)
+        assert worker.rlimit(psutil.RLIMIT_CORE) == (0, 0)
+        soft, hard = worker.rlimit(psutil.RLIMIT_CPU)
+        assert 20 <= soft <= 25 and hard == soft + 1  # counted from the job's start
+        assert worker.nice() == 10
+        await runner.ask(StopExecution(execution, force=True))
+        await finished(runner, execution)
