@@ -5,16 +5,24 @@
 Both on the simulated bench (every instrument's wire-protocol simulator on a pty), runs in a
 temporary directory.
 
-* builtin_overhead_ratio: the time of one builtin call from a Starlark script — worker thread
-  -> ``trio.from_thread.run`` -> ask -> reply -> back to Starlark — over one direct ``ask`` of
-  the same request from a trio task (``get("maitai.wavelength")`` against
-  ``GetParameter("wavelength")``, answered by the kernel without touching the instrument).
-  builtin_us and direct_us are the per-call times; the ratio is the price of the thread hop.
+* builtin_overhead_ratio: the time of one builtin call from a Starlark script — the script's
+  worker process -> a JSON frame over the pipe -> the runner -> ask -> reply -> a frame back —
+  over one direct ``ask`` of the same request from a trio task (``get("maitai.wavelength")``
+  against ``GetParameter("wavelength")``, answered by the kernel without touching the
+  instrument). builtin_us and direct_us are the per-call times; the ratio is the price of the
+  process hop.
 * scan_ratio: points per second of ``line_scan`` over an ESP300 axis (tiny steps, so the
   serial protocol and not the travel dominates) with a power-meter read per point, recorded
   to a run / the same loop written directly against the actors (StartRun with the same scan
   columns, MoveAbsolute, Read, RecordScanPoint, StopRun) (goal >= 0.8). Interleaved rounds,
   median of the per-round ratios.
+* loop_lag_ms_p99: how late the daemon's event loop runs while a script misbehaves — a trio
+  task sleeps 5 ms again and again and records how late it woke (the overshoot), while a memory
+  bomb (``x = "x" * 1000000000`` under the default 1 GiB cap, until it ends in its "memory
+  limit" error) and while a busy loop (until the default budget ends it) run. The worse of the
+  two p99s (goal <= 20 ms); loop_lag_idle_ms_p99 is the same sampler with no script running,
+  the baseline. In-process evaluation stopped the loop for 12-30 s on the bomb.
+* empty_script_ms: StartScript of ``x = 1`` to its end, on a warm pool (the median).
 """
 
 from __future__ import annotations
@@ -24,13 +32,15 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _report import machine, run_benchmark
+from _report import machine, p99, run_benchmark
 
 from actors.capabilities import MoveAbsolute, Read
 from actors.pipeline.recorder import RECORDER_NAME, RecordScanPoint, StartRun, StopRun
@@ -99,6 +109,82 @@ async def direct_scan(bench: Bench, points: int, name: str) -> float:
     return points / (time.perf_counter() - began)
 
 
+BOMB = 'x = "x" * 1000000000\n'
+BUSY = "x = 0\nfor i in range(1000000000):\n    x += 1\n"  # ended by the budget
+
+
+class LoopLag:
+    """Samples the event loop's lag: sleep 5 ms, note how late the wake-up came."""
+
+    PERIOD = 0.005
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.on = False
+
+    async def run(self) -> None:
+        while True:
+            began = time.perf_counter()
+            await trio.sleep(self.PERIOD)
+            if self.on:
+                self.samples.append((time.perf_counter() - began - self.PERIOD) * 1000)
+
+    async def during(self, work: Any) -> tuple[float, Any]:
+        """The lag p99 (ms) while ``work()`` runs, and what it returned."""
+        self.samples = []
+        self.on = True
+        try:
+            result = await work()
+        finally:
+            self.on = False
+        return p99(self.samples), result
+
+
+async def finish(runner: ActorRef, source: str) -> ExecutionStatus:
+    started: ExecutionStatus = await runner.ask(StartScript(source=source))
+    while True:
+        status: ExecutionStatus = await runner.ask(GetExecution(started.id))
+        if status.state.finished:
+            return status
+        await trio.sleep(0.01)
+
+
+async def misbehaving_scripts(bench: Bench, rounds: int) -> dict[str, object]:
+    runner = bench.system.ref(RUNNER_NAME)
+    lag = LoopLag()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lag.run)
+        idle, _ = await lag.during(partial(trio.sleep, 2.0 if rounds > 1 else 1.0))
+        bombs, busies, errors = [], [], []
+        for _ in range(rounds):
+            lag_ms, status = await lag.during(lambda: finish(runner, BOMB))
+            bombs.append(lag_ms)
+            errors.append(status.error)
+            lag_ms, status = await lag.during(lambda: finish(runner, BUSY))
+            busies.append(lag_ms)
+            errors.append(status.error)
+        nursery.cancel_scope.cancel()
+    bomb, busy = max(bombs), max(busies)
+    return {
+        "loop_lag_ms_p99": round(max(bomb, busy), 2),
+        "loop_lag_bomb_ms_p99": round(bomb, 2),
+        "loop_lag_busy_ms_p99": round(busy, 2),
+        "loop_lag_idle_ms_p99": round(idle, 2),
+        "misbehaving_rounds": rounds,
+        "bomb_ended_by_memory_limit": all("memory limit" in e for e in errors[::2]),
+        "busy_ended_by_budget": all("operation budget exceeded" in e for e in errors[1::2]),
+    }
+
+
+async def empty_script_ms(bench: Bench, runs: int) -> float:
+    runner = bench.system.ref(RUNNER_NAME)
+    times = []
+    for _ in range(runs):
+        await trio.sleep(0.2)  # the pool refills
+        times.append(await run_script(runner, "x = 1\n") * 1000)
+    return statistics.median(times)
+
+
 async def measure(quick: bool) -> dict[str, object]:
     calls, points, rounds = (200, 10, 2) if quick else (2000, 40, 5)
     with tempfile.TemporaryDirectory(prefix="benchd-scripting-") as directory:
@@ -116,6 +202,8 @@ async def measure(quick: bool) -> dict[str, object]:
                 direct.append(await direct_scan(bench, points, f"direct{index}"))
                 scripted.append(await scripted_scan(bench, points, f"script{index}"))
                 ratios.append(scripted[-1] / direct[-1])
+            empty_ms = await empty_script_ms(bench, 5 if quick else 20)
+            misbehaving = await misbehaving_scripts(bench, 1 if quick else 3)
             bench.system.ref(RUNNER_NAME)  # still there: nothing crashed
     scan_ratio = statistics.median(ratios)
     result: dict[str, object] = {
@@ -127,8 +215,13 @@ async def measure(quick: bool) -> dict[str, object]:
         "direct_points_per_s": round(statistics.median(direct), 1),
         "scan_ratio_rounds": [round(r, 3) for r in ratios],
         "points_per_scan": points,
+        "empty_script_ms": round(empty_ms, 1),
+        **misbehaving,
     }
-    result["goals_met"] = {"scan_ratio>=0.8": scan_ratio >= 0.8}
+    result["goals_met"] = {
+        "scan_ratio>=0.8": scan_ratio >= 0.8,
+        "loop_lag_ms_p99<=20": float(misbehaving["loop_lag_ms_p99"]) <= 20,  # type: ignore[arg-type]
+    }
     result["machine"] = machine()
     return result
 

@@ -651,6 +651,15 @@ class Execution:
     error: str
     output_lines: int
     steps: int
+    # The script's worker process: memory and CPU time next to their caps, how it ended.
+    worker_pid: int = 0
+    memory_rss_bytes: int = 0
+    memory_peak_bytes: int = 0
+    memory_limit_bytes: int = 0
+    cpu_time_s: float = 0.0
+    cpu_time_limit_s: float = 0.0
+    worker_end: str = ""
+    worker_stop_ms: float = 0.0
 
     @property
     def finished(self) -> bool:
@@ -671,6 +680,14 @@ class Execution:
             m.error,
             m.output_lines,
             m.steps,
+            m.worker_pid,
+            m.memory_rss_bytes,
+            m.memory_peak_bytes,
+            m.memory_limit_bytes,
+            m.cpu_time_s,
+            m.cpu_time_limit_s,
+            m.worker_end,
+            m.worker_stop_ms,
         )
 
 

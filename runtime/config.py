@@ -130,6 +130,15 @@ class ScriptingConfig:
 
     #: Steps a script may compute: check_cancelled calls, ~1000 bytecode instructions each.
     budget: int = 10_000
+    #: Each script runs in a worker process capped at this much address space (RLIMIT_AS).
+    memory_limit_mb: int = 1024
+    #: ... and this much CPU time (RLIMIT_CPU; time waiting for builtins costs none).
+    cpu_time_limit_s: int = 600
+    #: An execution's output log keeps at most this many lines and this many KiB.
+    output_lines: int = 10_000
+    output_kib: int = 1024
+    #: Worker processes kept started, so a script starts without waiting for an interpreter.
+    pool_size: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,14 +220,27 @@ def parse_config(text: str, source: str) -> BenchConfig:
 def _scripting(table: object, source: str) -> ScriptingConfig:
     _expect(table, dict, "scripting", source, "a table")
     assert isinstance(table, dict)
-    _only(table, {"budget"}, "scripting", source)
-    if "budget" not in table:
-        return ScriptingConfig()
-    budget = table["budget"]
-    _expect(budget, int, "scripting.budget", source, "an int")
-    if not 1 <= budget <= 1_000_000_000:
-        raise ConfigError(source, "scripting.budget", f"{budget} is outside 1..1000000000")
-    return ScriptingConfig(budget=budget)
+    _only(table, set(_SCRIPTING_INTS), "scripting", source)
+    values: dict[str, int] = {}
+    for name, (low, high) in _SCRIPTING_INTS.items():
+        if name not in table:
+            continue
+        value = table[name]
+        _expect(value, int, f"scripting.{name}", source, "an int")
+        if not low <= value <= high:
+            raise ConfigError(source, f"scripting.{name}", f"{value} is outside {low}..{high}")
+        values[name] = value
+    return ScriptingConfig(**values)
+
+
+_SCRIPTING_INTS: dict[str, tuple[int, int]] = {
+    "budget": (1, 1_000_000_000),
+    "memory_limit_mb": (64, 1_048_576),
+    "cpu_time_limit_s": (1, 7 * 86_400),
+    "output_lines": (1, 1_000_000),
+    "output_kib": (1, 1_048_576),
+    "pool_size": (0, 8),
+}
 
 
 _STORAGE_NUMBERS: dict[str, tuple[type, float, float]] = {

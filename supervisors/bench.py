@@ -348,8 +348,7 @@ def _pipeline(config: BenchConfig) -> SupervisorSpec:
         for camera in cameras
         if storage.ring_slots > 0
     ]
-    budget = config.scripting.budget
-    scripts = ActorSpec(RUNNER_NAME, lambda: ScriptRunner(budget=budget))
+    scripts = ActorSpec(RUNNER_NAME, lambda: ScriptRunner(config.scripting))
     return _device_supervisor("pipeline", (recorder, *rings, scripts), Strategy.ONE_FOR_ONE)
 
 

@@ -54,7 +54,19 @@ ROOT = Path(__file__).resolve().parent.parent
                 "hostile_unanswered",
             },
         ),
-        ("scripting.py", {"builtin_overhead_ratio", "scan_ratio", "builtin_us", "direct_us"}),
+        (
+            "scripting.py",
+            {
+                "builtin_overhead_ratio",
+                "scan_ratio",
+                "builtin_us",
+                "direct_us",
+                "loop_lag_ms_p99",
+                "loop_lag_bomb_ms_p99",
+                "loop_lag_busy_ms_p99",
+                "loop_lag_idle_ms_p99",
+            },
+        ),
         ("soak.py", {"rss_growth_mb", "rss_mb", "frames_written", "frames_lost"}),
     ],
 )

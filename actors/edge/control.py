@@ -90,6 +90,14 @@ def execution_message(status: ExecutionStatus) -> pb.Execution:
         points_total=status.points_total,
         positions=dict(status.positions),
         run_path=status.run_path,
+        worker_pid=status.worker_pid,
+        memory_rss_bytes=status.memory_rss_bytes,
+        memory_peak_bytes=status.memory_peak_bytes,
+        memory_limit_bytes=status.memory_limit_bytes,
+        cpu_time_s=status.cpu_time_s,
+        cpu_time_limit_s=status.cpu_time_limit_s,
+        worker_end=status.worker_end,
+        worker_stop_ms=status.worker_stop_ms,
     )
 
 

@@ -1,18 +1,29 @@
-"""The builtins a script calls, and the bridge from the script's worker thread to the actors.
+"""The builtins a script calls, run by the runner on the event loop for the script's worker.
 
-Every builtin is a plain function that Starlark calls in the worker thread. It hands one
-coroutine to the event loop with ``trio.from_thread.run`` and blocks until it is done, so the
-actors see ordinary asks from a trio task. That coroutine runs inside a cancel scope the
-runner can cancel: an abort or an e-stop interrupts a move, a sleep or an exposure in flight,
-not only at the next Starlark step. A forced stop also sends ``Abort`` to the device being
-driven, since cancelling an ask does not stop the motion it started.
+A script runs in a worker process (``worker.py``); each builtin there is a proxy that sends a
+``call`` frame over the pipe and waits. The runner's session (``session.py``) hands the call to
+:meth:`Builtins.call`, which runs the builtin's ``async`` function here, so the actors see
+ordinary asks from a trio task. That coroutine runs inside a cancel scope the runner can
+cancel: an abort or an e-stop interrupts a move, a sleep or an exposure in flight, not only at
+the next Starlark step. A forced stop also sends ``Abort`` to the device being driven, since
+cancelling an ask does not stop the motion it started.
+
+Adding a builtin: one ``async`` method on :class:`Builtins` and one entry in its
+:meth:`Builtins.functions` table. The worker builds its proxies from the table's names, so
+nothing else changes. Arguments arrive as JSON data (numbers, strings, booleans, None, lists,
+dicts; a Starlark tuple or struct arrives as a list or dict) and the result goes back the same
+way (enums and numpy scalars are converted; anything else is an error for the script).
 
 Safety: a script reaches only devices (actors that answer ``Describe``), by their bench names,
 and only the capability a builtin needs; every value goes through the device's own Parameter
-validation; parameter writes carry ``Source.SCRIPT``.
+validation; parameter writes carry ``Source.SCRIPT``. Every argument is untrusted data from
+the worker: the dispatcher checks the name and binds the arguments to the function's
+signature before anything runs.
 
 Error handling: a refused request becomes a :class:`BuiltinError` carrying the device's
 reason; Starlark adds the script's line. An interruption raises :class:`BuiltinInterrupted`.
+A builtin that fails in an unexpected way (a bug, an argument of a surprising shape) is logged
+and reported to the script as a BuiltinError naming the builtin, never crashing the runner.
 """
 
 from __future__ import annotations
@@ -20,6 +31,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import hashlib
+import inspect
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -68,6 +81,8 @@ from ..pipeline.recorder import (
     StopRun,
 )
 from ..pipeline.run import RunStatus
+
+logger = logging.getLogger(__name__)
 
 SHUTTER_DRIVER = "spectra_physics_maitai"
 ACQUISITION_POLL = 0.02
@@ -173,10 +188,12 @@ class Builtins:
         self.devices = devices
         self.context = context
         self._frames_recorded = 0  # frames the current scan has taken so far
+        self._table: dict[str, Callable[..., Awaitable[Any]]] | None = None
+        self._signatures: dict[str, inspect.Signature] = {}
 
-    def functions(self) -> dict[str, Callable[..., Any]]:
-        """name -> callable, for the script's module."""
-        bridged: dict[str, Callable[..., Awaitable[Any]]] = {
+    def functions(self) -> dict[str, Callable[..., Awaitable[Any]]]:
+        """name -> async function: the script's builtins (the worker proxies these names)."""
+        return {
             "move": self.move,
             "move_rel": self.move_rel,
             "position": self.position,
@@ -201,16 +218,34 @@ class Builtins:
             "motor_on": self.motor_on,
             "zero": self.zero,
         }
-        return {name: self._bridge(function) for name, function in bridged.items()}
 
-    # -- the bridge ------------------------------------------------------------------------------
+    # -- the dispatcher ----------------------------------------------------------------------------
 
-    def _bridge(self, function: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return trio.from_thread.run(self._guarded, function, args, kwargs)
+    async def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run builtin ``name`` for the worker; its value (as JSON-able data).
 
-        call.__name__ = function.__name__
-        return call
+        Error handling: BuiltinError (refused, wrong arguments, or an unexpected failure, which
+        is logged), BuiltinInterrupted (stop, abort, e-stop).
+        """
+        if self._table is None:
+            self._table = self.functions()
+        function = self._table.get(name)
+        if function is None:
+            raise BuiltinError(f"no builtin named {name[:40]!r}")
+        signature = self._signatures.get(name)
+        if signature is None:
+            signature = self._signatures[name] = inspect.signature(function)
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise BuiltinError(f"{name}(): {error}") from None
+        try:
+            return _plain(await self._guarded(function, args, kwargs))
+        except (BuiltinError, BuiltinInterrupted):
+            raise
+        except Exception as error:  # a builtin's bug or a surprising argument: the script's error
+            logger.warning("builtin %s failed unexpectedly", name, exc_info=True)
+            raise BuiltinError(f"{name}: {type(error).__name__}: {error}") from None
 
     async def _guarded(
         self,

@@ -3,14 +3,16 @@
 Starlark (starlark-pyo3, the Rust interpreter) is hermetic: no ``import``, no file system, no
 network, no clock; ``load`` has no loader here, so it fails. The only way out of a script is
 the builtins the runner puts in its module. This module knows nothing of actors: it is given
-callables and evaluates synchronously, so the runner calls it from a worker thread.
+callables and evaluates synchronously; the script's worker process (``worker.py``) calls it, with
+builtins that are messages to the runner.
 
 Budget: starlark-pyo3 calls ``EvalOptions.check_cancelled`` about every 1000 bytecode
 instructions. One call is one *step*; a script may take ``budget`` steps (default 10 000, the
 number the Rust original's Rhai limit used, but each step is ~1000 instructions, so ~10 million
 instructions, a few seconds of pure computation). Time spent inside builtins (a move, a sleep)
 costs no steps: the budget catches runaway loops, not long experiments. The same hook makes a
-stop, abort or e-stop take effect within ~1000 instructions.
+stop, abort or e-stop take effect within ~1000 instructions (the worker checks its pipe for a
+stop there).
 
 Error handling: every failure is a :class:`ScriptError` with the line and column that Starlark
 reports (1-based; 0 when it gave none) and its one-line message.
@@ -19,7 +21,6 @@ reports (1-based; 0 when it gave none) and its one-line message.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -157,7 +158,6 @@ class Budget:
 
     def __call__(self) -> bool:
         self.used += 1
-        time.sleep(0)  # let the event loop's thread take the GIL: Starlark holds it meanwhile
         interrupted = self._interrupted()
         if interrupted is not None:
             self.reason = interrupted
@@ -177,15 +177,22 @@ def evaluate(
     *,
     variables: Mapping[str, Any] | None = None,
     budget: Budget,
+    retain: list[object] | None = None,
 ) -> None:
     """Run ``source`` with ``builtins`` (and ``variables``, e.g. ``params``) in its module.
-    Blocks: call it from a worker thread.
+    Blocks, holding the GIL while Starlark computes: the daemon runs it in a worker process.
+
+    ``retain``: the module is appended to it, so its heap is not freed on return. Freeing
+    a big Starlark heap takes ~0.3 s a gigabyte; a worker that exits right after reporting
+    lets the kernel drop it at once instead.
 
     Error handling: ScriptError (syntax, runtime, a builtin's failure, with the line);
     BudgetExceeded or ScriptInterrupted when the budget hook ended the evaluation.
     """
     ast = parse(source)
     module = starlark.Module()
+    if retain is not None:
+        retain.append(module)
     for name, function in builtins.items():
         module.add_callable(name, function)
     for name, value in (variables or {}).items():

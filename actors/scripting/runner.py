@@ -1,24 +1,31 @@
 """The ScriptRunner actor: uploads, a queue, one execution at a time per bench.
 
 Scripts run inside the daemon so an experiment outlives its client. The runner keeps the
-uploaded scripts and the last executions (state, output log, times, progress). One helper task
-takes executions from the queue in order and evaluates each in a worker thread; the actor's
-mailbox stays free meanwhile, so status, stop and e-stop are answered at once.
+uploaded scripts and the last executions (state, output log, times, progress, the worker's
+memory and CPU time). One helper task takes executions from the queue in order and evaluates
+each in a worker process of its own, taken from a small pool of pre-started ones
+(``pool.py``, ``session.py``): Starlark's GIL and its memory stay there, under the caps of the
+``[scripting]`` table, and the actor's mailbox and the event loop stay free, so status, stop
+and e-stop are answered at once. The script's builtins come back as messages and run here
+(``builtins.py``).
 
 Stopping: ``StopExecution(force=False)`` ends the script at its next step (~1000 instructions)
 or builtin boundary, letting a move in flight finish (state ``stopped``); ``force=True`` also
 cuts the builtin in flight and sends ``Abort`` to the device it drives (state ``aborted``). An
-emergency stop aborts the running execution and every queued one. ``PauseExecution`` makes a
-scan wait before its next point (any other script: before its next builtin call); stop, abort
-and e-stop still end a paused execution at once; ``ResumeExecution`` carries on. However a
-script ends, the runner then closes the shutter if the script opened it and stops the run it
-started, with the reason in the run's end record.
+emergency stop aborts the running execution and every queued one. Whichever it is, the worker
+process is gone within ``session.STOP_BOUND`` (a stop frame, then SIGTERM, then SIGKILL) and
+the execution says how it ended (``worker_end``). ``PauseExecution`` makes a scan wait before
+its next point (any other script: before its next builtin call); stop, abort and e-stop still
+end a paused execution at once; ``ResumeExecution`` carries on. However a script ends — also
+by the memory or CPU cap, or its worker dying — the runner then closes the shutter if the
+script opened it and stops the run it started, with the reason in the run's end record.
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
+import json
 import logging
 import time
 from collections import deque
@@ -43,23 +50,21 @@ from runtime import (
     ValidationError,
     WrongState,
 )
+from runtime.config import ScriptingConfig
 
 from ..pipeline.recorder import RECORDER_NAME, GetRunStatus, StopRun
-from .builtins import MAX_LOG_LINES, Builtins, ExecutionContext, abort_devices, inventory
-from .engine import (
-    DEFAULT_BUDGET,
-    Budget,
-    ScriptError,
-    ScriptProblem,
-    check,
-    evaluate,
-)
+from .builtins import Builtins, ExecutionContext, abort_devices, inventory
+from .engine import ScriptProblem, check
+from .pool import PoolStatistics, WorkerPool, WorkerStartError
+from .session import Ending, Limits, Outcome, Usage, WorkerSession
 
 logger = logging.getLogger(__name__)
 
 RUNNER_NAME = "scripts"
 MAX_SCRIPT_BYTES = 256 * 1024
+MAX_PARAMETER_BYTES = 256 * 1024  # the job (source + parameters) must fit one frame
 HISTORY = 200  # finished executions kept
+MAX_LINE_CHARS = 1000  # one output line; longer ones are cut and say how long they were
 
 
 class ExecutionState(enum.StrEnum):
@@ -97,6 +102,16 @@ class ExecutionStatus:
     points_total: int = 0
     positions: Mapping[str, float] = field(default_factory=dict)  # the current point's axes
     run_path: str = ""  # the scan's run file
+    # The worker process: its resources (sampled every 50 ms, published every 0.5 s and at
+    # the end) next to its caps, and how it ended.
+    worker_pid: int = 0
+    memory_rss_bytes: int = 0  # resident memory at the last sample
+    memory_peak_bytes: int = 0  # the highest resident memory sampled
+    memory_limit_bytes: int = 0  # the address-space cap (RLIMIT_AS)
+    cpu_time_s: float = 0.0
+    cpu_time_limit_s: float = 0.0
+    worker_end: str = ""  # "exited", "killed 61 ms after the stop", "died: signal 9 (SIGKILL)"
+    worker_stop_ms: float = 0.0  # from the stop / abort / e-stop to the worker gone; 0: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +199,13 @@ class GetOutput(Request[tuple]):  # type: ignore[type-arg]
     start: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class GetPoolStatistics(Request[PoolStatistics]):
+    """The worker pool: workers ready, started, failed to start, died idle."""
+
+
 class _Execution:
-    def __init__(self, status: ExecutionStatus, source: str) -> None:
+    def __init__(self, status: ExecutionStatus, source: str, config: ScriptingConfig) -> None:
         self.source = source
         self.output: list[str] = []
         self.observable: Observable[ExecutionStatus] = Observable(status)
@@ -193,6 +213,11 @@ class _Execution:
         self.context.report = self.report
         self.force = False
         self.done = trio.Event()
+        self.session: WorkerSession | None = None
+        self._max_lines = config.output_lines
+        self._max_kib = config.output_kib
+        self._bytes_left = config.output_kib * 1024
+        self._truncated = False
 
     @property
     def status(self) -> ExecutionStatus:
@@ -202,10 +227,22 @@ class _Execution:
         self.observable.set(replace(self.status, **changes), Source.HARDWARE)
 
     def log(self, line: str) -> None:
-        if len(self.output) < MAX_LOG_LINES:
-            self.output.append(f"{time.strftime('%H:%M:%S')} {line}")
-        elif len(self.output) == MAX_LOG_LINES:
-            self.output.append("(output truncated)")
+        """One line of the output log, within its caps (lines, bytes, characters a line)."""
+        if self._truncated:
+            return
+        if len(line) > MAX_LINE_CHARS:
+            line = f"{line[:MAX_LINE_CHARS]}… ({len(line)} characters)"
+        entry = f"{time.strftime('%H:%M:%S')} {line}"
+        size = len(entry.encode(errors="replace"))
+        if len(self.output) >= self._max_lines or size > self._bytes_left:
+            self._truncated = True
+            self.output.append(
+                f"(output truncated: at most {self._max_lines} lines and {self._max_kib} KiB;"
+                " [scripting] output_lines, output_kib)"
+            )
+        else:
+            self._bytes_left -= size
+            self.output.append(entry)
         self.update(output_lines=len(self.output))
 
     def set_progress(self, fraction: float) -> None:
@@ -223,14 +260,21 @@ class _Execution:
 
 
 class ScriptRunner(Actor):
-    """Runs Starlark scripts against the bench, one at a time, in submission order."""
+    """Runs Starlark scripts against the bench, one at a time, in submission order, each in
+    a worker process of its own."""
 
     stop_timeout = 30.0
 
-    def __init__(self, *, budget: int = DEFAULT_BUDGET) -> None:
-        if budget < 1:
+    def __init__(self, config: ScriptingConfig | None = None, *, budget: int | None = None) -> None:
+        config = config or ScriptingConfig()
+        if budget is not None:
+            config = replace(config, budget=budget)
+        if config.budget < 1:
             raise ValueError("budget must be >= 1 step")
-        self.budget = budget
+        self.config = config
+        self.budget = config.budget
+        self.limits = Limits(config.memory_limit_mb << 20, config.cpu_time_limit_s)
+        self._pool = WorkerPool(config.pool_size)
         self._scripts: dict[str, tuple[str, ScriptInfo]] = {}
         self._executions: dict[str, _Execution] = {}
         self._queue: deque[_Execution] = deque()
@@ -239,6 +283,7 @@ class ScriptRunner(Actor):
         self._current: _Execution | None = None
 
     async def on_start(self) -> None:
+        await self.nursery.start(self._pool.run)
         self.nursery.start_soon(self._work)
 
     async def handle(self, message: Message) -> object:
@@ -265,6 +310,8 @@ class ScriptRunner(Actor):
                 return self._find(execution_id).observable.subscribe()
             case GetOutput(id=execution_id, start=start):
                 return tuple(self._find(execution_id).output[max(0, start) :])
+            case GetPoolStatistics():
+                return self._pool.statistics()
         return await super().handle(message)
 
     # -- requests ------------------------------------------------------------------------------
@@ -298,6 +345,7 @@ class ScriptRunner(Actor):
         errors = [p for p in check(source) if p.severity == "error"]
         if errors:
             raise ValidationError(f"{name}: {errors[0]}")
+        _check_parameters(request.parameters)
         execution_id = f"x{next(self._counter)}"
         status = ExecutionStatus(
             execution_id,
@@ -306,7 +354,7 @@ class ScriptRunner(Actor):
             time.time(),
             parameters=dict(request.parameters),
         )
-        execution = _Execution(status, source)
+        execution = _Execution(status, source, self.config)
         self._executions[execution_id] = execution
         self._forget_old()
         self._queue.append(execution)
@@ -355,11 +403,14 @@ class ScriptRunner(Actor):
         if force:
             execution.force = True
             context.interrupt = reason
+        else:
+            context.stop = reason
+        if execution.session is not None:
+            execution.session.stop(reason)  # the worker ends within session.STOP_BOUND
+        if force:
             if context.scope is not None:
                 context.scope.cancel()
             await abort_devices(self.system, set(context.busy), reason)
-        else:
-            context.stop = reason
         context.poke()  # a paused execution wakes to see the stop
 
     # -- executing -----------------------------------------------------------------------------
@@ -380,68 +431,107 @@ class ScriptRunner(Actor):
     async def _execute(self, execution: _Execution) -> None:
         context = execution.context
         context.latched = lambda: self.ref.statistics().latched
-        execution.update(state=ExecutionState.RUNNING, started=time.time())
-        devices = await inventory(self.system)
-        builtins = Builtins(self.system, devices, context)
-
-        def interrupted() -> str | None:
-            try:
-                trio.from_thread.check_cancelled()
-            except trio.Cancelled:
-                return "the script runner is stopping"
-            return context.reason()
-
-        budget = Budget(self.budget, interrupted)
-        variables = {"params": dict(execution.status.parameters)}
-        error: ScriptError | None = None
+        execution.update(
+            state=ExecutionState.RUNNING,
+            started=time.time(),
+            memory_limit_bytes=self.limits.memory_bytes,
+            cpu_time_limit_s=float(self.limits.cpu_seconds),
+        )
+        outcome: Outcome | None = None
+        problem: ScriptProblem | None = None
         try:
-            await trio.to_thread.run_sync(
-                lambda: evaluate(
-                    execution.source, builtins.functions(), variables=variables, budget=budget
-                )
-            )
-        except ScriptError as failure:
-            error = failure
+            devices = await inventory(self.system)
+            builtins = Builtins(self.system, devices, context)
+            if context.reason() is None:  # not stopped while the devices answered
+                outcome = await self._evaluate(execution, builtins)
+                problem = outcome.problem
+        except WorkerStartError as failure:
+            problem = ScriptProblem(0, 0, str(failure))
+        except trio.Cancelled:  # the runner is stopping (the daemon, or a restart)
+            execution.force = True
+            context.interrupt = context.interrupt or "the script runner is stopping"
+            raise
         finally:
+            execution.session = None
             with trio.CancelScope(shield=True):
-                await self._clean_up(execution, error)
-                self._finish(execution, error, budget.used)
+                await self._clean_up(execution, problem)
+                self._finish(execution, problem, outcome)
 
-    def _finish(self, execution: _Execution, error: ScriptError | None, steps: int) -> None:
+    async def _evaluate(self, execution: _Execution, builtins: Builtins) -> Outcome:
+        worker = await self._pool.acquire()
+        session = WorkerSession(
+            worker,
+            self.limits,
+            builtins.call,
+            on_usage=lambda usage: _show_usage(execution, usage),
+            on_lost=lambda reason: self._lose_call(execution, reason),
+        )
+        execution.session = session
+        execution.update(worker_pid=worker.pid)
+        reason = execution.context.reason()
+        if reason is not None:  # stopped while the worker was handed over
+            session.stop(reason)
+        job = {
+            "type": "run",
+            "source": execution.source,
+            "variables": {"params": dict(execution.status.parameters)},
+            "budget": self.budget,
+            "builtins": list(builtins.functions()),
+        }
+        return await session.run(job)
+
+    async def _lose_call(self, execution: _Execution, reason: str) -> None:
+        """The worker died with a builtin in flight: nothing waits for it, so stop it and
+        whatever it drives (as an abort would)."""
+        context = execution.context
+        busy = set(context.busy)
+        if context.scope is not None:
+            context.scope.cancel()
+        await abort_devices(self.system, busy, reason)
+
+    def _finish(
+        self, execution: _Execution, problem: ScriptProblem | None, outcome: Outcome | None
+    ) -> None:
         context = execution.context
         reason = context.reason()
         if reason is not None:
             aborted = execution.force or context.latched() is not None
             state = ExecutionState.ABORTED if aborted else ExecutionState.STOPPED
             message = reason
-        elif error is not None:
+        elif problem is not None:
             state = ExecutionState.ERROR
-            message = str(error.problem.message)
+            message = problem.message
         else:
             state, message = ExecutionState.COMPLETED, ""
-        problem = error.problem if error is not None else None
+        if outcome is not None and (
+            outcome.stop_ms is not None or outcome.ending in _WORKER_FAILURES
+        ):
+            execution.log(f"worker {execution.status.worker_pid} {outcome.worker_end}")
         if message:
             execution.log(
                 f"{state.value}: {problem or message}"
                 if state is ExecutionState.ERROR
                 else f"{state.value}: {message}"
             )
+        located = problem
         execution.update(
             state=state,
             ended=time.time(),
             error=message,
-            line=problem.line if problem else 0,
-            column=problem.column if problem else 0,
-            steps=steps,
+            line=located.line if located else 0,
+            column=located.column if located else 0,
+            steps=outcome.steps if outcome else execution.status.steps,
             pause_requested=False,
             progress=1.0 if state is ExecutionState.COMPLETED else execution.status.progress,
+            worker_end=outcome.worker_end if outcome else "",
+            worker_stop_ms=(outcome.stop_ms or 0.0) if outcome else 0.0,
         )
         logger.info("script execution %s: %s %s", execution.status.id, state.value, message)
 
-    async def _clean_up(self, execution: _Execution, error: ScriptError | None) -> None:
+    async def _clean_up(self, execution: _Execution, problem: ScriptProblem | None) -> None:
         """Whatever happened: the shutter the script opened is closed, its run is stopped."""
         context = execution.context
-        reason = context.reason() or (f"script error: {error.problem}" if error else "")
+        reason = context.reason() or (f"script error: {problem}" if problem else "")
         if context.shutter_opened is not None:
             device = context.shutter_opened
             try:
@@ -485,6 +575,33 @@ class ScriptRunner(Actor):
             execution.observable.close()
 
 
+_WORKER_FAILURES = (Ending.MEMORY, Ending.CPU, Ending.DIED, Ending.PROTOCOL)
+
+
+def _show_usage(execution: _Execution, usage: Usage) -> None:
+    if not execution.status.state.finished:
+        execution.update(
+            memory_rss_bytes=usage.rss,
+            memory_peak_bytes=usage.peak,
+            cpu_time_s=round(usage.cpu_seconds, 3),
+        )
+
+
+def _check_parameters(parameters: Mapping[str, Any]) -> None:
+    """The script's ``params`` travel to its worker as JSON, next to the source."""
+    try:
+        size = len(json.dumps(dict(parameters), allow_nan=False).encode())
+    except (TypeError, ValueError) as error:
+        raise ValidationError(
+            f"script parameters must be JSON data (numbers, strings, booleans, null, lists,"
+            f" objects): {str(error)[:100]}"
+        ) from None
+    if size > MAX_PARAMETER_BYTES:
+        raise ValidationError(
+            f"script parameters may have at most {MAX_PARAMETER_BYTES} bytes as JSON, not {size}"
+        )
+
+
 def _source(source: str) -> str:
     if len(source.encode()) > MAX_SCRIPT_BYTES:
         raise ValidationError(f"a script may have at most {MAX_SCRIPT_BYTES} bytes")
@@ -498,6 +615,7 @@ __all__ = [
     "ExecutionStatus",
     "GetExecution",
     "GetOutput",
+    "GetPoolStatistics",
     "ListExecutions",
     "ListScripts",
     "PauseExecution",
