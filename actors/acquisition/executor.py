@@ -1,0 +1,933 @@
+"""The one executor: runs plans point by point, one at a time per bench, each as a run.
+
+Every surface — a script's ``run_plan``, the Scan service, ``benchctl scan`` — hands it a
+:class:`~.plans.Plan`; it checks the plan against the bench (:mod:`.validator`) when the plan
+is created and again right before anything moves, then per point: move the axes
+(concurrently; an axis whose target did not change is not commanded again), settle, read the
+detectors (concurrently), take the frames, record the row, emit one event, dwell.
+
+Control. Between points is a *checkpoint*: a pause waits there, a stop (graceful) ends the plan
+there, a tripped suspender holds it there until the bench has recovered plus its settle time.
+A point during which a suspender tripped is not kept: it is taken again after the suspension
+(``attempts`` > 1 in its row), and every suspension is in the events, the status and the run's
+end record. ``StopPlan`` and ``AbortPlan`` travel the priority lane; an abort cuts the point in
+flight and sends ``Abort`` to every device still moving for the plan; an emergency stop aborts
+the running plan and every queued one (the devices stop themselves).
+
+The run: ``StartRun`` with the plan in the manifest and its table's columns, one
+``RecordScanPoint`` per point (handed to the recorder without waiting; a refusal ends the plan
+at the next checkpoint), ``StopRun`` with the reason whatever happens.
+
+Error handling: a refused plan is a :class:`~.problems.PlanRejected` (every problem); a device
+that fails during a point ends the plan in state ``error`` with the device's reason, the run
+closed with it in its end record. Requests about unknown ids are NotFoundError; pausing,
+resuming, stopping an ended plan is WrongState.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import itertools
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import outcome
+import trio
+
+from runtime import (
+    Abort,
+    Actor,
+    ActorError,
+    BenchError,
+    EmergencyStopLatched,
+    GetParameter,
+    Message,
+    NotFoundError,
+    Observable,
+    PriorityMessage,
+    Request,
+    SetParameter,
+    Source,
+    Subscription,
+    WrongState,
+)
+
+from ..capabilities import (
+    AcquisitionStatus,
+    GetAcquisitionStatus,
+    GetPosition,
+    MoveAbsolute,
+    Read,
+    Reading,
+    StartAcquisition,
+    StopAcquisition,
+)
+from ..pipeline.recorder import RECORDER_NAME, GetRunStatus, RecordScanPoint, StartRun, StopRun
+from ..pipeline.run import RunStatus
+from . import peaks
+from .events import (
+    Ended,
+    EventLog,
+    Paused,
+    Point,
+    Resumed,
+    Started,
+    Suspended,
+    Table,
+    file_columns,
+    table_columns,
+)
+from .plans import Plan, Readings, Targets
+from .problems import PlanRejected, Problem
+from .suspenders import Suspender, SuspenderWatch, Suspension
+from .validator import Axis, AxisKind, Checked, DescribeCache, Estimate, check, survey
+
+logger = logging.getLogger(__name__)
+
+EXECUTOR_NAME = "plans"  # the bench's executor actor: the edge and scripts find it by name
+HISTORY = 200  # finished plans kept
+TABLE_CELLS = 16_000_000  # table cells kept in memory over all finished plans (8 bytes each)
+ACQUISITION_POLL = 0.005  # s between looks at the camera while a point's frames come in
+
+
+class PlanState(enum.StrEnum):
+    CREATED = "created"  # checked and stored; StartPlan queues it
+    PENDING = "pending"  # queued behind another plan
+    RUNNING = "running"
+    PAUSED = "paused"  # waiting at a checkpoint until resumed
+    SUSPENDED = "suspended"  # held by a suspender until the bench recovers
+    COMPLETED = "completed"
+    STOPPED = "stopped"  # StopPlan: ended at a checkpoint
+    ABORTED = "aborted"  # AbortPlan or an emergency stop
+    ERROR = "error"  # refused at start, or a device failed
+
+    @property
+    def finished(self) -> bool:
+        return self in (PlanState.COMPLETED, PlanState.STOPPED, PlanState.ABORTED, PlanState.ERROR)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanStatus:
+    id: str
+    plan: Plan
+    origin: str  # who asked: "script x3", "client alice", …
+    state: PlanState
+    created: float
+    started: float = 0.0
+    ended: float = 0.0
+    points_done: int = 0
+    points_total: int = 0  # the most it takes (0: bounded by a duration only)
+    positions: Mapping[str, float] = field(default_factory=dict)  # the last point's axes
+    run_path: str = ""
+    error: str = ""  # why it ended, if not completed
+    pause_requested: bool = False
+    suspended_by: str = ""  # while suspended: the suspender's label
+    suspensions: tuple[Suspension, ...] = ()
+    estimate: Estimate | None = None
+    result: Mapping[str, Any] = field(default_factory=dict)  # a tune's peak, …
+    events: int = 0  # events emitted so far
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCheck:
+    """A plan's problems (empty: it can run now) and, if it can, its estimate."""
+
+    problems: tuple[Problem, ...]
+    estimate: Estimate | None
+
+
+# -- messages ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPlan(Request[PlanCheck]):
+    """Validate only: nothing is stored, nothing moves."""
+
+    plan: Plan
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePlan(Request[PlanStatus]):
+    """Check and store a plan (PlanRejected lists every problem); with ``start``, queue it."""
+
+    plan: Plan
+    origin: str = ""
+    start: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StartPlan(Request[PlanStatus]):
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PausePlan(Request[PlanStatus]):
+    """Pause at the next checkpoint (the point in progress finishes)."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePlan(Request[PlanStatus]):
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlan(Request[PlanStatus], PriorityMessage):
+    """Graceful: the point in progress finishes, then the plan ends (state ``stopped``)."""
+
+    id: str
+    reason: str = "stopped by user"
+
+
+@dataclass(frozen=True, slots=True)
+class AbortPlan(Request[PlanStatus], PriorityMessage):
+    """Now: the point in flight is cut and its moving devices get ``Abort``."""
+
+    id: str
+    reason: str = "aborted by user"
+
+
+@dataclass(frozen=True, slots=True)
+class GetPlan(Request[PlanStatus]):
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListPlans(Request[tuple]):  # type: ignore[type-arg]
+    """Reply: tuple[PlanStatus, ...], oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchPlan(Request[Subscription]):  # type: ignore[type-arg]
+    """Reply: a latest-value subscription to the plan's status."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlanEvents(Request[EventLog]):
+    """Reply: the plan's event log (follow it with ``log.follow(since)``)."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlanTable(Request[Table]):
+    """Reply: the plan's table (copy rows out with ``table.snapshot(start, stop)``)."""
+
+    id: str
+
+
+# -- one plan's bookkeeping -------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """Ends the point loop at a checkpoint (a stop, or the run refused a row)."""
+
+
+class _Record:
+    def __init__(self, status: PlanStatus, checked: Checked) -> None:
+        self.checked = checked
+        self.observable: Observable[PlanStatus] = Observable(status)
+        self.log = EventLog(status.id)
+        self.table: Table | None = None
+        self.paused = False
+        self.stop_reason: str | None = None
+        self.abort_reason: str | None = None
+        self.run_error: str | None = None  # the recorder refused a row
+        self.scope: trio.CancelScope | None = None
+        self.busy: set[str] = set()  # devices with a move in flight for this plan
+        self.done = trio.Event()
+        self._wake = trio.Event()
+
+    @property
+    def status(self) -> PlanStatus:
+        return self.observable.value
+
+    def update(self, **changes: Any) -> None:
+        self.observable.set(replace(self.status, **changes), Source.HARDWARE)
+
+    def emit(self, body: Any) -> None:
+        self.log.append(body, time.time())
+
+    def poke(self) -> None:
+        self._wake.set()
+        self._wake = trio.Event()
+
+    async def woken(self) -> None:
+        await self._wake.wait()
+
+
+class PlanExecutor(Actor):
+    """Runs plans (see the module docstring); ``defaults`` are the bench's suspenders."""
+
+    stop_timeout = 30.0
+
+    def __init__(self, *, defaults: Sequence[Suspender] = ()) -> None:
+        self.defaults = tuple(defaults)
+        self._records: dict[str, _Record] = {}
+        self._queue: deque[_Record] = deque()
+        self._queued = trio.Event()
+        self._counter = itertools.count(1)
+        self._current: _Record | None = None
+        self._described: DescribeCache = {}
+
+    async def on_start(self) -> None:
+        self.nursery.start_soon(self._work)
+
+    async def handle(self, message: Message) -> object:
+        match message:
+            case CheckPlan(plan=plan):
+                return await self._check(plan)
+            case CreatePlan(plan=plan, origin=origin, start=start):
+                return await self._create(plan, origin, start)
+            case StartPlan(id=plan_id):
+                return self._start(self._find(plan_id))
+            case PausePlan(id=plan_id):
+                return self._pause(self._find(plan_id), paused=True)
+            case ResumePlan(id=plan_id):
+                return self._pause(self._find(plan_id), paused=False)
+            case StopPlan(id=plan_id, reason=reason):
+                return self._stop(self._find(plan_id), reason)
+            case AbortPlan(id=plan_id, reason=reason):
+                return await self._abort(self._find(plan_id), reason)
+            case GetPlan(id=plan_id):
+                return self._find(plan_id).status
+            case ListPlans():
+                return tuple(r.status for r in self._records.values())
+            case WatchPlan(id=plan_id):
+                return self._find(plan_id).observable.subscribe()
+            case PlanEvents(id=plan_id):
+                return self._find(plan_id).log
+            case PlanTable(id=plan_id):
+                return self._table(self._find(plan_id))
+        return await super().handle(message)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def _validate(self, plan: Plan) -> Checked:
+        bench = await survey(
+            self.system, plan, self.defaults, exclude=(self.name,), cache=self._described
+        )
+        return check(plan, bench, self.defaults)
+
+    async def _check(self, plan: Plan) -> PlanCheck:
+        try:
+            checked = await self._validate(plan)
+        except PlanRejected as rejected:
+            return PlanCheck(rejected.problems, None)
+        return PlanCheck((), checked.estimate)
+
+    async def _create(self, plan: Plan, origin: str, start: bool) -> PlanStatus:
+        if start:
+            self._refuse_if_latched()
+        checked = await self._validate(plan)
+        plan_id = f"p{next(self._counter)}"
+        total = plan.total()
+        status = PlanStatus(
+            plan_id,
+            plan,
+            origin,
+            PlanState.CREATED,
+            time.time(),
+            points_total=total or 0,
+            estimate=checked.estimate,
+        )
+        record = _Record(status, checked)
+        self._records[plan_id] = record
+        self._forget_old()
+        return self._start(record) if start else record.status
+
+    def _refuse_if_latched(self) -> None:
+        latched = self.ref.statistics().latched
+        if latched is not None:
+            raise EmergencyStopLatched(
+                f"the emergency stop is latched ({latched}); reset it before starting a plan"
+            )
+
+    def _find(self, plan_id: str) -> _Record:
+        try:
+            return self._records[plan_id]
+        except KeyError:
+            raise NotFoundError(f"no plan {plan_id!r}") from None
+
+    def _start(self, record: _Record) -> PlanStatus:
+        if record.status.state is not PlanState.CREATED:
+            raise WrongState(
+                f"plan {record.status.id} was started already ({record.status.state.value});"
+                " create another to run it again"
+            )
+        self._refuse_if_latched()
+        record.update(state=PlanState.PENDING)
+        self._queue.append(record)
+        self._queued.set()
+        return record.status
+
+    def _forget_old(self) -> None:
+        finished = [k for k, r in self._records.items() if r.status.state.finished]
+        for key in finished[: max(0, len(finished) - HISTORY)]:
+            self._records.pop(key).observable.close()
+        cells = 0
+        for record in reversed(list(self._records.values())):  # newest first keep their tables
+            if record.table is None:
+                continue
+            cells += record.table.cells
+            if cells > TABLE_CELLS and record.status.state.finished:
+                record.table = None
+
+    def _table(self, record: _Record) -> Table:
+        if record.table is None:
+            state = record.status.state
+            if state.finished and record.status.run_path:
+                raise WrongState(
+                    f"plan {record.status.id}'s table is no longer kept in memory; its run file"
+                    f" {record.status.run_path} has it (/entry/scan)"
+                )
+            raise WrongState(f"plan {record.status.id} has no table yet ({state.value})")
+        return record.table
+
+    def _ended(self, record: _Record) -> None:
+        state = record.status.state
+        if state.finished:
+            raise WrongState(f"plan {record.status.id} has ended ({state.value})")
+
+    def _pause(self, record: _Record, *, paused: bool) -> PlanStatus:
+        self._ended(record)
+        record.paused = paused
+        record.update(pause_requested=paused)
+        record.poke()
+        return record.status
+
+    def _stop(self, record: _Record, reason: str) -> PlanStatus:
+        self._ended(record)
+        if record.status.state in (PlanState.CREATED, PlanState.PENDING):
+            self._end_unstarted(record, PlanState.STOPPED, reason)
+            return record.status
+        record.stop_reason = record.stop_reason or reason
+        record.poke()
+        return record.status
+
+    async def _abort(self, record: _Record, reason: str) -> PlanStatus:
+        self._ended(record)
+        if record.status.state in (PlanState.CREATED, PlanState.PENDING):
+            self._end_unstarted(record, PlanState.ABORTED, reason)
+            return record.status
+        record.abort_reason = record.abort_reason or reason
+        if record.scope is not None:
+            record.scope.cancel()
+        record.poke()
+        for device in sorted(record.busy):
+            with contextlib.suppress(
+                BenchError, ActorError
+            ):  # best effort: e-stop is the hard stop
+                await self.system.ref(device).ask(Abort(reason), timeout=2.0)
+        return record.status
+
+    def _end_unstarted(self, record: _Record, state: PlanState, reason: str) -> None:
+        with contextlib.suppress(ValueError):
+            self._queue.remove(record)
+        record.update(state=state, ended=time.time(), error=reason, pause_requested=False)
+        record.emit(Ended(state.value, reason, 0, {}))
+        record.log.close()
+        record.done.set()
+
+    # -- the queue -------------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            while not self._queue:
+                self._queued = trio.Event()
+                await self._queued.wait()
+            record = self._queue.popleft()
+            self._current = record
+            try:
+                await _Run(self, record).run()
+            finally:
+                self._current = None
+                record.done.set()
+                self._forget_old()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def on_emergency_stop(self, reason: str) -> None:
+        why = f"emergency stop: {reason}"
+        for record in list(self._queue):
+            self._end_unstarted(record, PlanState.ABORTED, why)
+        if self._current is not None and not self._current.status.state.finished:
+            current = self._current
+            current.abort_reason = current.abort_reason or why
+            if current.scope is not None:
+                current.scope.cancel()
+            current.poke()
+
+    async def on_abort(self, reason: str) -> None:
+        if self._current is not None and not self._current.status.state.finished:
+            await self._abort(self._current, reason)
+
+    async def on_stop(self) -> None:
+        current = self._current
+        if current is not None and not current.status.state.finished:
+            current.abort_reason = current.abort_reason or "the daemon is stopping"
+            if current.scope is not None:
+                current.scope.cancel()
+            with trio.move_on_after(self.stop_timeout - 5.0):
+                await current.done.wait()
+
+    def release(self) -> None:
+        super().release()
+        for record in self._records.values():
+            record.observable.close()
+            record.log.close()
+
+
+# -- running one plan -------------------------------------------------------------------------
+
+
+class _Run:
+    """One plan from start to end; its own object so the executor's state stays small."""
+
+    def __init__(self, executor: PlanExecutor, record: _Record) -> None:
+        self.executor = executor
+        self.system = executor.system
+        self.record = record
+        self.plan = record.status.plan
+        self.checked = record.checked
+        self.watch: SuspenderWatch | None = None
+        self.commanded: dict[str, float] = {}  # last target sent to each axis
+        self.frames_taken = 0
+        self.suspended_before = 0.0  # s suspended since the last recorded point
+        self.run_started = False
+        self.origin: tuple[float, ...] = ()
+
+    async def run(self) -> None:
+        record = self.record
+        record.update(state=PlanState.RUNNING, started=time.time())
+        outcome_state = PlanState.COMPLETED
+        reason = "scan completed"
+        result: dict[str, Any] = {}
+        try:
+            with trio.CancelScope() as scope:
+                record.scope = scope
+                if record.abort_reason is not None:
+                    scope.cancel()
+                result = await self._run()
+                if record.stop_reason is not None:
+                    outcome_state, reason = PlanState.STOPPED, record.stop_reason
+            if scope.cancelled_caught:
+                outcome_state = PlanState.ABORTED
+                reason = record.abort_reason or "aborted"
+        except _Failed as failure:
+            outcome_state, reason, result = PlanState.ERROR, str(failure), failure.result
+        except (BenchError, ActorError, PlanRejected) as error:
+            outcome_state, reason = PlanState.ERROR, f"scan failed: {_describe(error)}"
+        except Exception as error:  # a bug ends the plan, never the executor
+            logger.exception("plan %s failed", record.status.id)
+            outcome_state = PlanState.ERROR
+            reason = f"scan failed: internal error: {type(error).__name__}: {error}"
+        finally:
+            record.scope = None
+            with trio.CancelScope(shield=True):
+                if record.abort_reason is not None and outcome_state is not PlanState.ABORTED:
+                    outcome_state, reason = PlanState.ABORTED, record.abort_reason
+                await self._finish(outcome_state, reason, result)
+
+    async def _run(self) -> dict[str, Any]:
+        record = self.record
+        self.executor._refuse_if_latched()
+        self.checked = record.checked = await self.executor._validate(self.plan)  # bench now
+        checked = self.checked
+        record.update(estimate=checked.estimate)
+        self.origin = tuple([await self._where(axis) for axis in checked.axes])
+        for device, parameter, value in checked.settings:
+            await self.system.ref(device).ask(
+                SetParameter(parameter, value, Source.SCRIPT), timeout=None
+            )
+        columns = file_columns(
+            [a.name for a in checked.axes], checked.detectors, checked.camera is not None
+        )
+        status = await self._start_run(columns)
+        table = Table(
+            table_columns(columns),
+            units={**checked.units, "time": "s", "suspended_s": "s"},
+            metadata={"plan": record.status.id, "run_path": status.path},
+        )
+        record.table = table
+        record.update(run_path=status.path)
+        record.emit(
+            Started(
+                status.path,
+                table.columns,
+                dict(table.units),
+                self.plan.total() or 0,
+                self.plan.describe(),
+                checked.estimate.describe(),
+            )
+        )
+        async with trio.open_nursery() as nursery:
+            if checked.suspenders:
+                self.watch = SuspenderWatch(
+                    self.system,
+                    checked.suspenders,
+                    f"plan:{record.status.id}",
+                    on_change=record.poke,
+                )
+                await nursery.start(self.watch.run)
+            try:
+                result = await self._points(table)
+            finally:
+                nursery.cancel_scope.cancel()
+        return result
+
+    async def _where(self, axis: Axis) -> float:
+        ref = self.system.ref(axis.device)
+        if axis.kind is AxisKind.MOVABLE:
+            return float(await ref.ask(GetPosition()))
+        snapshot = await ref.ask(GetParameter(axis.parameter))
+        return float(snapshot.value)
+
+    async def _start_run(self, columns: tuple[str, ...]) -> RunStatus:
+        record = self.record
+        plan = self.plan
+        described = {**plan.describe(), "columns": list(columns)}
+        metadata = {
+            **plan.metadata,
+            "scan": described,
+            "plan_id": record.status.id,
+            "plan_origin": record.status.origin,
+            "estimate": self.checked.estimate.describe(),
+            "bench_suspenders": [s.describe() for s in self.executor.defaults]
+            if plan.bench_suspenders
+            else [],
+        }
+        # Shielded: an abort while the recorder opens the file must not orphan the run.
+        with trio.CancelScope(shield=True):
+            status: RunStatus = await self.system.ref(RECORDER_NAME).ask(
+                StartRun(
+                    plan.run_name,
+                    metadata=metadata,
+                    record_frames=self.checked.camera is not None,
+                    scan_columns=columns,
+                ),
+                timeout=30.0,
+            )
+            self.run_started = True
+        return status
+
+    # -- the points --------------------------------------------------------------------------
+
+    async def _points(self, table: Table) -> dict[str, Any]:
+        plan, checked, record = self.plan, self.checked, self.record
+        relative = plan.path.relative
+        cursor = plan.path.cursor(self.origin if relative else (0.0,) * len(checked.axes))
+        interval = float(getattr(plan.path, "interval", 0.0) or 0.0)
+        duration = float(getattr(plan.path, "duration", 0.0) or 0.0)
+        began = trio.current_time()
+        readings: Readings | None = None
+        index = 0
+        xs: list[float] = []
+        ys: list[float] = []
+        try:
+            while True:
+                targets = cursor.next(readings)
+                if targets is None:
+                    break
+                if interval and index:
+                    await trio.sleep_until(began + index * interval)
+                if duration and trio.current_time() - began >= duration:
+                    break
+                point = await self._take(index, targets)
+                readings = point.readings
+                self._keep(point, table)
+                if plan.kind == "tune":
+                    xs.append(point.positions[checked.axes[0].name])
+                    ys.append(point.readings.get(plan.path.detector, math.nan))
+                index += 1
+                if plan.dwell:
+                    await trio.sleep(plan.dwell)
+        except _Stop:
+            pass
+        result: dict[str, Any] = {}
+        if plan.kind == "tune" and record.stop_reason is None:
+            result = await self._tune(xs, ys)
+        elif relative and checked.axes:
+            await self._move_all(self.origin)  # like rel_scan: back where it started
+        return result
+
+    async def _take(self, index: int, targets: Targets) -> Point:
+        """One point, repeated while a suspender trips during it."""
+        attempts = 0
+        while True:
+            await self._checkpoint(index)
+            trips = self.watch.count if self.watch is not None else 0
+            attempts += 1
+            point = await self._point(index, targets, attempts)
+            if self.watch is None or (self.watch.count == trips and not self.watch.tripped()):
+                return point
+            self.commanded.clear()  # after a suspension every axis is commanded again
+
+    async def _checkpoint(self, index: int) -> None:
+        record = self.record
+        while True:
+            if record.stop_reason is not None:
+                raise _Stop
+            if record.run_error is not None:
+                raise _Failed(f"scan failed: {record.run_error}")
+            if self.watch is not None and self.watch.tripped():
+                await self._suspend(index)
+                continue
+            if record.paused:
+                record.update(state=PlanState.PAUSED)
+                record.emit(Paused(True))
+                while record.paused and record.stop_reason is None:
+                    await record.woken()
+                record.update(state=PlanState.RUNNING)
+                record.emit(Paused(False))
+                continue
+            return
+
+    async def _suspend(self, index: int) -> None:
+        """Hold until no suspender is tripped, then their settle time without a new trip."""
+        assert self.watch is not None
+        record, watch = self.record, self.watch
+        tripped = watch.tripped()
+        first = tripped[0]
+        label = first.resolved.suspender.label
+        began = first.since or time.time()
+        record.update(state=PlanState.SUSPENDED, suspended_by=label)
+        record.emit(Suspended(label, _show(first.value), index))
+        settle = 0.0
+        while True:
+            while watch.tripped() and record.stop_reason is None:
+                for trip in watch.tripped():
+                    settle = max(settle, trip.resolved.suspender.settle)
+                await record.woken()
+            if record.stop_reason is not None:
+                break
+            count = watch.count
+            with trio.move_on_after(settle):
+                while watch.count == count and record.stop_reason is None:
+                    await record.woken()
+            if watch.count == count:
+                break  # settled without a new trip
+        ended = time.time()
+        suspension = Suspension(label, index, began, ended, _show(first.value))
+        self.suspended_before += suspension.seconds
+        record.update(
+            state=PlanState.RUNNING,
+            suspended_by="",
+            suspensions=(*record.status.suspensions, suspension),
+        )
+        record.emit(Resumed(label, suspension.seconds))
+
+    async def _point(self, index: int, targets: Targets, attempts: int) -> Point:
+        plan, checked = self.plan, self.checked
+        started = time.time()
+        positions = await self._move(targets)
+        if plan.settle:
+            await trio.sleep(plan.settle)
+        values, flags = await self._read(checked.detectors)
+        taken = time.time()
+        frame_index, frames = -1, 0
+        if checked.camera is not None:
+            frame_index = self.frames_taken
+            frames = await self._acquire(checked.camera, plan.frames)
+            self.frames_taken += frames
+        return Point(index, positions, values, flags, frame_index, frames, started, taken, attempts)
+
+    async def _move(self, targets: Targets) -> dict[str, float]:
+        axes = self.checked.axes
+        positions: dict[str, float] = {}
+        moves = [
+            (axis, target)
+            for axis, target in zip(axes, targets, strict=True)
+            if self.commanded.get(axis.name) != target
+        ]
+        for axis, target in zip(axes, targets, strict=True):
+            if self.commanded.get(axis.name) == target:
+                positions[axis.name] = self.record.status.positions.get(axis.name, target)
+        if len(moves) == 1:
+            axis, target = moves[0]
+            positions[axis.name] = await self._move_one(axis, target)
+        elif moves:
+            async with trio.open_nursery() as nursery:
+                for axis, target in moves:
+                    nursery.start_soon(self._move_into, axis, target, positions)
+        return {axis.name: positions[axis.name] for axis in axes}
+
+    async def _move_into(self, axis: Axis, target: float, positions: dict[str, float]) -> None:
+        positions[axis.name] = await self._move_one(axis, target)
+
+    async def _move_one(self, axis: Axis, target: float) -> float:
+        ref = self.system.ref(axis.device)
+        busy = self.record.busy
+        busy.add(axis.device)
+        self.commanded.pop(axis.name, None)  # until it has arrived, it is not where we asked
+        try:
+            if axis.kind is AxisKind.MOVABLE:
+                reached = float(await ref.ask(MoveAbsolute(target), timeout=None))
+            else:
+                snapshot = await ref.ask(
+                    SetParameter(axis.parameter, target, Source.SCRIPT), timeout=None
+                )
+                reached = float(snapshot.value)
+        finally:
+            busy.discard(axis.device)
+        self.commanded[axis.name] = target
+        return reached
+
+    async def _move_all(self, targets: Targets) -> None:
+        self.commanded.clear()
+        with trio.CancelScope(shield=self.record.abort_reason is None):
+            await self._move(targets)
+
+    async def _read(
+        self, detectors: Sequence[str]
+    ) -> tuple[dict[str, float], dict[str, tuple[str, ...]]]:
+        values: dict[str, float] = {}
+        flags: dict[str, tuple[str, ...]] = {}
+        if len(detectors) == 1:
+            await self._read_into(detectors[0], values, flags)
+        elif detectors:
+            async with trio.open_nursery() as nursery:
+                for device in detectors:
+                    nursery.start_soon(self._read_into, device, values, flags)
+        return {d: values[d] for d in detectors}, flags
+
+    async def _read_into(
+        self, device: str, values: dict[str, float], flags: dict[str, tuple[str, ...]]
+    ) -> None:
+        reading: Reading = await self.system.ref(device).ask(Read())
+        values[device] = reading.value
+        if reading.flags:
+            flags[device] = reading.flags
+        if self.watch is not None:
+            self.watch.observe(device, reading.value)
+
+    async def _acquire(self, camera: str, frames: int) -> int:
+        ref = self.system.ref(camera)
+        await ref.ask(StartAcquisition(frames))
+        try:
+            while True:
+                status: AcquisitionStatus = await ref.ask(GetAcquisitionStatus())
+                if not status.running:
+                    if status.error:
+                        raise _Failed(f"scan failed: {camera}: acquisition failed: {status.error}")
+                    return status.frames_acquired
+                await trio.sleep(ACQUISITION_POLL)
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True):
+                with contextlib.suppress(BenchError, ActorError):
+                    await ref.ask(StopAcquisition(), timeout=5.0)
+            raise
+
+    def _keep(self, point: Point, table: Table) -> None:
+        """The point's row in the run (not awaited), the table, the event, the status."""
+        row: dict[str, float] = {"point": float(point.index)}
+        row.update(point.positions)
+        row.update(point.readings)
+        if point.frame_index >= 0:
+            row["frames"] = float(point.frames)
+            row["frame_index"] = float(point.frame_index)
+        row["attempts"] = float(point.attempts)
+        row["suspended_s"] = self.suspended_before
+        self.suspended_before = 0.0
+        self._record_row(row, point.time)
+        row["time"] = point.time
+        table.append(row)
+        record = self.record
+        record.emit(point)
+        record.update(
+            points_done=point.index + 1, positions=point.positions, events=record.log.count
+        )
+
+    def _record_row(self, row: Mapping[str, float], when: float) -> None:
+        record = self.record
+        recorder = self.system.ref(RECORDER_NAME)
+
+        def answered(result: outcome.Outcome[Any]) -> None:
+            if isinstance(result, outcome.Error) and record.run_error is None:
+                record.run_error = f"the run refused a point: {_describe(result.error)}"
+                record.poke()
+
+        if recorder.try_ask(RecordScanPoint(dict(row), when), answered) is None:
+            record.run_error = "the recorder's mailbox is full: the run cannot keep up"
+            record.poke()
+
+    async def _tune(self, xs: list[float], ys: list[float]) -> dict[str, Any]:
+        path = self.plan.path
+        method = str(getattr(path, "method", "centroid"))
+        peak = peaks.find_peak(method, xs, ys)
+        result: dict[str, Any] = {"method": method, **peak.describe()}
+        if not getattr(path, "move", True):
+            return result
+        if peak.found:
+            await self._move_all((peak.centre,))
+            result["moved_to"] = peak.centre
+        else:
+            await self._move_all(self.origin)  # no peak: back where it started
+            result["moved_to"] = self.origin[0]
+            raise _Failed(f"tune found no peak: {peak.reason}", result)
+        return result
+
+    # -- the end -----------------------------------------------------------------------------
+
+    async def _finish(self, state: PlanState, reason: str, result: dict[str, Any]) -> None:
+        record = self.record
+        suspensions = record.status.suspensions
+        if suspensions:
+            total = sum(s.seconds for s in suspensions)
+            reason += (
+                f"; suspended {len(suspensions)} time{'s' if len(suspensions) > 1 else ''}"
+                f" ({total:.1f} s: {', '.join(sorted({s.suspender for s in suspensions}))})"
+            )
+        if self.run_started:
+            await self._stop_run(reason)
+        done = record.status.points_done
+        record.update(
+            state=state,
+            ended=time.time(),
+            error="" if state is PlanState.COMPLETED else reason,
+            pause_requested=False,
+            suspended_by="",
+            result=result,
+        )
+        record.emit(Ended(state.value, reason, done, result))
+        record.update(events=record.log.count)
+        record.log.close()
+        logger.info("plan %s %s: %s", record.status.id, state.value, reason)
+
+    async def _stop_run(self, reason: str) -> None:
+        recorder = self.system.ref(RECORDER_NAME)
+        try:
+            status: RunStatus = await recorder.ask(GetRunStatus(), timeout=5.0)
+            if status.active and status.path == self.record.status.run_path:
+                await recorder.ask(StopRun(reason), timeout=60.0)
+        except (BenchError, ActorError) as error:
+            logger.error("plan %s: could not stop its run: %s", self.record.status.id, error)
+
+
+class _Failed(Exception):
+    """Ends the plan in state ``error`` with this message (and a result, e.g. a tune's)."""
+
+    def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.result = result or {}
+
+
+def _show(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(getattr(value, "value", value))
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ActorError):
+        return f"{error.actor}: {error.root_cause}"
+    return str(error)
