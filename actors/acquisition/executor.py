@@ -570,20 +570,21 @@ class _Run:
                 checked.estimate.describe(),
             )
         )
-        async with trio.open_nursery() as nursery:
-            if checked.suspenders:
-                self.watch = SuspenderWatch(
-                    self.system,
-                    checked.suspenders,
-                    f"plan:{record.status.id}",
-                    on_change=record.poke,
-                )
-                await nursery.start(self.watch.run)
-            try:
-                result = await self._points(table)
-            finally:
-                nursery.cancel_scope.cancel()
-        return result
+        if not checked.suspenders:
+            return await self._points(table)
+        watch = SuspenderWatch(
+            self.system, checked.suspenders, f"plan:{record.status.id}", on_change=record.poke
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(watch.run)
+                self.watch = watch
+                try:
+                    return await self._points(table)
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # the points' own error, not a group of one
+            raise _only(group) from None
 
     async def _where(self, axis: Axis) -> float:
         ref = self.system.ref(axis.device)
@@ -606,19 +607,29 @@ class _Run:
             if plan.bench_suspenders
             else [],
         }
+        # Run files are named by the second they start: two plans of one name within a second
+        # would collide, so the second one's run carries the plan id too.
+        names = [plan.run_name, f"{plan.run_name[:54]}-{record.status.id}"]
         # Shielded: an abort while the recorder opens the file must not orphan the run.
         with trio.CancelScope(shield=True):
-            status: RunStatus = await self.system.ref(RECORDER_NAME).ask(
-                StartRun(
-                    plan.run_name,
+            for attempt, name in enumerate(names):
+                request = StartRun(
+                    name,
                     metadata=metadata,
                     record_frames=self.checked.camera is not None,
                     scan_columns=columns,
-                ),
-                timeout=30.0,
-            )
-            self.run_started = True
-        return status
+                )
+                try:
+                    status: RunStatus = await self.system.ref(RECORDER_NAME).ask(
+                        request, timeout=30.0
+                    )
+                except ActorError as error:
+                    if attempt or "exists already" not in str(error.root_cause):
+                        raise
+                    continue
+                self.run_started = True
+                return status
+        raise AssertionError("unreachable: the last attempt raises or returns")
 
     # -- the points --------------------------------------------------------------------------
 
@@ -919,6 +930,18 @@ class _Failed(Exception):
     def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.result = result or {}
+
+
+def _only(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    return leaves[0] if len(leaves) == 1 else group
 
 
 def _show(value: object) -> str:
