@@ -85,6 +85,13 @@ port = "sim"
 id = "camera"
 driver = "photometrics_prime_bsi"
 port = "sim"
+
+# A software detector: a peak over the first ESP300 axis, for tune and adaptive plans.
+[[device]]
+id = "peak"
+driver = "synthetic_peak"
+port = "sim"
+options = { motor = "esp300.axis1", centre = 0.3, width = 0.4, amplitude = 1.0, background = 0.05, noise = 0.002 }
 """
 
 

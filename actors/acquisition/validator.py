@@ -296,18 +296,17 @@ def check(plan: Plan, bench: BenchView, defaults: Sequence[Suspender] = ()) -> C
         if found is not None:
             resolved.append(found)
     ready = [a for a in axes if a is not None]
-    if len(ready) == len(axes):
-        relative = plan.path.relative
-        origin = tuple(_origin(a, bench) if relative else 0.0 for a in ready)
-        if all(o is not None for o in origin):
-            _limits(plan, ready, tuple(o for o in origin if o is not None), problems)
-        else:
-            for axis, where in zip(ready, origin, strict=True):
-                if where is None:
-                    problems.append(
-                        Problem("path.relative", f"{axis.name}: its position could not be read"
-                                " for a relative plan", axis.device)
-                    )  # fmt: skip
+    relative = plan.path.relative
+    origin: list[float | None] = [
+        (_origin(a, bench) if relative else 0.0) if a is not None else None for a in axes
+    ]
+    for axis, where in zip(axes, origin, strict=True):
+        if axis is not None and where is None:
+            problems.append(
+                Problem("path.relative", f"{axis.name}: its position could not be read"
+                        " for a relative plan", axis.device)
+            )  # fmt: skip
+    _limits(plan, axes, tuple(o if o is not None else math.nan for o in origin), problems)
     estimate = _estimate(plan, ready, bench, camera)
     _disk_problem(estimate, bench, problems)
     if problems:
@@ -404,18 +403,19 @@ def _origin(axis: Axis, bench: BenchView) -> float | None:
 
 
 def _limits(
-    plan: Plan, axes: Sequence[Axis], origin: tuple[float, ...], problems: list[Problem]
+    plan: Plan, axes: Sequence[Axis | None], origin: tuple[float, ...], problems: list[Problem]
 ) -> None:
-    relative = plan.path.relative
-    extents = plan.path.extents(origin if relative else (0.0,) * len(axes))
+    """Every resolved axis's extent against its travel (an unresolved one is reported
+    already; a NaN origin, an unreadable position, is too)."""
+    extents = plan.path.extents(origin)
     for index, axis in enumerate(axes):
-        if axis.limits is None or axis.name not in extents:
+        if axis is None or axis.limits is None or axis.name not in extents:
             continue
         low, high = axis.limits
         lowest, highest = extents[axis.name]
         units = f" {axis.units}" if axis.units else ""
         for value in sorted({lowest, highest}):
-            if not low <= value <= high:
+            if math.isfinite(value) and not low <= value <= high:
                 side = "below" if value < low else "above"
                 problems.append(
                     Problem(f"path.axes[{index}]", f"{axis.name}: {value:g}{units} is {side} its"

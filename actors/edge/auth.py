@@ -92,6 +92,7 @@ OPERATOR_METHODS = frozenset(
         "/benchd.v1.Scan/ResumeScan",
         "/benchd.v1.Scan/StopScan",
         "/benchd.v1.Scan/AbortScan",
+        # ValidatePlan, GetScan, ListScans, StreamScan, StreamScanEvents, GetScanTable: observers
     }
 )
 #: Methods that need no token at all.
