@@ -8,6 +8,7 @@ installs and runs on any machine that can reach the daemon. See docs/client.md.
 an asyncio event-loop policy of its own, and plain asyncio users should not get that.
 """
 
+from . import plans
 from ._async import DEFAULT_PORT, AsyncBench, RetryPolicy, parse_address
 from ._errors import (
     Aborted,
@@ -43,6 +44,8 @@ from ._types import (
     MoveResult,
     ParameterInfo,
     ParameterValue,
+    PlanCheck,
+    PlanProblem,
     Position,
     Preset,
     PresetEntry,
@@ -51,6 +54,8 @@ from ._types import (
     ResetResult,
     RunFile,
     RunStatus,
+    ScanEstimate,
+    ScanEvent,
     ScanStatus,
     ScriptInfo,
     StopAcknowledgement,
@@ -89,6 +94,8 @@ __all__ = [
     "ParameterValue",
     "Parameters",
     "PermissionDenied",
+    "PlanCheck",
+    "PlanProblem",
     "Position",
     "Preset",
     "PresetEntry",
@@ -100,6 +107,8 @@ __all__ = [
     "RetryPolicy",
     "RunFile",
     "RunStatus",
+    "ScanEstimate",
+    "ScanEvent",
     "ScanStatus",
     "Scans",
     "ScriptInfo",
@@ -111,4 +120,5 @@ __all__ = [
     "Unavailable",
     "Unimplemented",
     "parse_address",
+    "plans",
 ]

@@ -91,7 +91,13 @@ port = "sim"
 id = "peak"
 driver = "synthetic_peak"
 port = "sim"
-options = { motor = "esp300.axis1", centre = 0.3, width = 0.4, amplitude = 1.0, background = 0.05, noise = 0.002 }
+[device.options]
+motor = "esp300.axis1"
+centre = 0.3
+width = 0.4
+amplitude = 1.0
+background = 0.05
+noise = 0.002
 """
 
 

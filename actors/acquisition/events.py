@@ -18,7 +18,7 @@ import io
 import math
 from array import array
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,8 +131,9 @@ class EventLog:
         self._changed.set()
         self._changed = trio.Event()
 
-    async def follow(self, since: int = 0) -> AsyncIterator[PlanEvent]:
-        """Every event from ``since`` on, then new ones until the log closes."""
+    async def follow(self, since: int = 0) -> AsyncGenerator[PlanEvent, None]:
+        """Every event from ``since`` on, then new ones until the log closes. Leaving early:
+        close it (``contextlib.aclosing``), as trio asks of every async generator."""
         while True:
             changed = self._changed
             first = self._events[0].seq if self._events else self._next

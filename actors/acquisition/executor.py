@@ -589,7 +589,8 @@ class _Run:
     async def _where(self, axis: Axis) -> float:
         ref = self.system.ref(axis.device)
         if axis.kind is AxisKind.MOVABLE:
-            return float(await ref.ask(GetPosition()))
+            where: float = await ref.ask(GetPosition())
+            return float(where)
         snapshot = await ref.ask(GetParameter(axis.parameter))
         return float(snapshot.value)
 
@@ -782,7 +783,8 @@ class _Run:
         self.commanded.pop(axis.name, None)  # until it has arrived, it is not where we asked
         try:
             if axis.kind is AxisKind.MOVABLE:
-                reached = float(await ref.ask(MoveAbsolute(target), timeout=None))
+                arrived: float = await ref.ask(MoveAbsolute(target), timeout=None)
+                reached = float(arrived)
             else:
                 snapshot = await ref.ask(
                     SetParameter(axis.parameter, target, Source.SCRIPT), timeout=None
@@ -833,9 +835,8 @@ class _Run:
                     return status.frames_acquired
                 await trio.sleep(ACQUISITION_POLL)
         except trio.Cancelled:
-            with trio.CancelScope(shield=True):
-                with contextlib.suppress(BenchError, ActorError):
-                    await ref.ask(StopAcquisition(), timeout=5.0)
+            with trio.CancelScope(shield=True), contextlib.suppress(BenchError, ActorError):
+                await ref.ask(StopAcquisition(), timeout=5.0)
             raise
 
     def _keep(self, point: Point, table: Table) -> None:

@@ -34,9 +34,13 @@ class Peak:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "found": self.found, "centre": self.centre, "fwhm": self.fwhm,
-            "height": self.height, "background": self.background, "reason": self.reason,
-        }  # fmt: skip
+            "found": self.found,
+            "centre": self.centre,
+            "fwhm": self.fwhm,
+            "height": self.height,
+            "background": self.background,
+            "reason": self.reason,
+        }
 
 
 def _clean(x: Sequence[float], y: Sequence[float]) -> tuple[Array, Array]:
@@ -63,9 +67,9 @@ def _half_width(xs: Array, ys: Array, background: float, top: int) -> float:
     if math.isnan(left) and math.isnan(right):
         return math.nan
     if math.isnan(left):
-        return 2.0 * (right - xs[top])
+        return float(2.0 * (right - xs[top]))
     if math.isnan(right):
-        return 2.0 * (xs[top] - left)
+        return float(2.0 * (xs[top] - left))
     return float(right - left)
 
 
@@ -75,8 +79,13 @@ def maximum(x: Sequence[float], y: Sequence[float]) -> Peak:
         return Peak(False, reason="no valid readings")
     top = int(np.argmax(ys))
     background = float(np.min(ys))
-    return Peak(True, float(xs[top]), _half_width(xs, ys, background, top),
-                float(ys[top] - background), background)  # fmt: skip
+    return Peak(
+        True,
+        float(xs[top]),
+        _half_width(xs, ys, background, top),
+        float(ys[top] - background),
+        background,
+    )
 
 
 def centroid(x: Sequence[float], y: Sequence[float]) -> Peak:
@@ -141,8 +150,11 @@ def gaussian(x: Sequence[float], y: Sequence[float], *, iterations: int = 100) -
     if height <= 0:
         return Peak(False, reason="the gaussian fit found a dip, not a peak")
     if not xs[0] <= centre <= xs[-1]:
-        return Peak(False, reason=f"the fitted centre {centre:g} is outside the scanned range"
-                    f" {xs[0]:g} … {xs[-1]:g}")  # fmt: skip
+        return Peak(
+            False,
+            reason=f"the fitted centre {centre:g} is outside the scanned range"
+            f" {xs[0]:g} … {xs[-1]:g}",
+        )
     return Peak(True, centre, width, height, background)
 
 

@@ -73,8 +73,13 @@ def _span(start: float, stop: float, points: int, index: int) -> float:
     return start + (stop - start) * index / (points - 1)
 
 
-def _number(value: object, where: str, problems: list[Problem], low: float = -math.inf,
-            high: float = math.inf) -> None:  # fmt: skip
+def _number(
+    value: object,
+    where: str,
+    problems: list[Problem],
+    low: float = -math.inf,
+    high: float = math.inf,
+) -> None:
     if not finite(value) or not low <= value <= high:  # type: ignore[operator]
         allowed = "a finite number" if math.isinf(low) else f"a number {low:g} … {high:g}"
         problems.append(Problem(where, f"{quote(value)} is not allowed; expected {allowed}"))
@@ -143,8 +148,12 @@ class Count:
         return found
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "num": self.num, "interval": self.interval,
-                "duration": self.duration}  # fmt: skip
+        return {
+            "kind": self.kind,
+            "num": self.num,
+            "interval": self.interval,
+            "duration": self.duration,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,9 +258,12 @@ class ListScan:
             found.append(Problem(f"{where}.axes", f"1 … {MAX_AXES} axes, got {len(self.axes)}"))
         if len(self.positions) != len(self.axes):
             found.append(
-                Problem(f"{where}.axes", "each axis needs its list of positions"
-                        f" ({len(self.axes)} axes, {len(self.positions)} lists)")
-            )  # fmt: skip
+                Problem(
+                    f"{where}.axes",
+                    "each axis needs its list of positions"
+                    f" ({len(self.axes)} axes, {len(self.positions)} lists)",
+                )
+            )
             return found
         for i, axis in enumerate(self.axes[:MAX_AXES]):
             _axis_name(axis, f"{where}.axes[{i}].axis", found)
@@ -352,15 +364,20 @@ class Grid:
             _count(a.points, f"{where}.axes[{i}].points", found, 1, MAX_POINTS)
         if self.dims and self.dims[0].snake:
             found.append(
-                Problem(f"{where}.axes[0].snake", "the slowest axis makes one pass; snake"
-                        " applies to the faster axes")
-            )  # fmt: skip
+                Problem(
+                    f"{where}.axes[0].snake",
+                    "the slowest axis makes one pass; snake applies to the faster axes",
+                )
+            )
         _distinct(self.axes, f"{where}.axes", found)
         if not found and self.total() > MAX_POINTS:
             found.append(
-                Problem(f"{where}.axes", f"at most {MAX_POINTS} points in all, got"
-                        f" {' x '.join(map(str, self.shape))} = {self.total()}")
-            )  # fmt: skip
+                Problem(
+                    f"{where}.axes",
+                    f"at most {MAX_POINTS} points in all, got"
+                    f" {' x '.join(map(str, self.shape))} = {self.total()}",
+                )
+            )
         return found
 
     def describe(self) -> dict[str, Any]:
@@ -375,7 +392,7 @@ class Grid:
                     "snake": a.snake,
                 }
                 for a in self.dims
-            ],  # fmt: skip
+            ],
             "relative": self.relative,
         }
 
@@ -428,23 +445,33 @@ class Adaptive:
         _count(self.max_points, f"{where}.max_points", found, 0, MAX_POINTS)
         if not found and self.min_step > self.max_step:
             found.append(
-                Problem(f"{where}.min_step", f"{self.min_step:g} is above max_step"
-                        f" {self.max_step:g}")
-            )  # fmt: skip
+                Problem(
+                    f"{where}.min_step", f"{self.min_step:g} is above max_step {self.max_step:g}"
+                )
+            )
         if not found and self.total() > MAX_POINTS:
             found.append(
-                Problem(f"{where}.min_step", f"{self.min_step:g} allows {self.total()} points;"
-                        f" at most {MAX_POINTS} (raise min_step or set max_points)")
-            )  # fmt: skip
+                Problem(
+                    f"{where}.min_step",
+                    f"{self.min_step:g} allows {self.total()} points;"
+                    f" at most {MAX_POINTS} (raise min_step or set max_points)",
+                )
+            )
         return found
 
     def describe(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "axis": self.axis, "start": self.start, "stop": self.stop,
-            "detector": self.detector, "target_delta": self.target_delta,
-            "min_step": self.min_step, "max_step": self.max_step,
-            "max_points": self.max_points, "relative": self.relative,
-        }  # fmt: skip
+            "kind": self.kind,
+            "axis": self.axis,
+            "start": self.start,
+            "stop": self.stop,
+            "detector": self.detector,
+            "target_delta": self.target_delta,
+            "min_step": self.min_step,
+            "max_step": self.max_step,
+            "max_points": self.max_points,
+            "relative": self.relative,
+        }
 
 
 class _AdaptiveCursor:
@@ -538,10 +565,16 @@ class Tune:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "axis": self.axis, "start": self.start, "stop": self.stop,
-            "points": self.points, "detector": self.detector, "method": str(self.method),
-            "relative": self.relative, "move": self.move,
-        }  # fmt: skip
+            "kind": self.kind,
+            "axis": self.axis,
+            "start": self.start,
+            "stop": self.stop,
+            "points": self.points,
+            "detector": self.detector,
+            "method": str(self.method),
+            "relative": self.relative,
+            "move": self.move,
+        }
 
 
 PlanPath = Count | Line | ListScan | Grid | Adaptive | Tune

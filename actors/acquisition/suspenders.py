@@ -91,7 +91,7 @@ class Suspender:
                 number = float(value)
                 if math.isnan(number):
                     return True  # no valid reading is not a reading to carry on with
-                level = float(self.threshold)  # type: ignore[arg-type]
+                level = float(self.threshold)
                 if tripped and self.resume is not None:
                     level = self.resume
                 if self.condition is Condition.BELOW:
@@ -126,11 +126,14 @@ class Suspender:
                 or (self.condition is Condition.ABOVE and self.resume > self.threshold)  # type: ignore[operator]
             ):
                 found.append(
-                    Problem(f"{where}.resume", f"{self.resume:g} would resume before the"
-                            f" threshold {_show(self.threshold)} recovers")
-                )  # fmt: skip
+                    Problem(
+                        f"{where}.resume",
+                        f"{self.resume:g} would resume before the"
+                        f" threshold {_show(self.threshold)} recovers",
+                    )
+                )
         for name, value, high in (("settle", self.settle, 86400.0), ("poll", self.poll, 3600.0)):
-            if not finite(value) or not 0 <= value <= high:  # type: ignore[operator]
+            if not finite(value) or not 0 <= value <= high:
                 found.append(Problem(f"{where}.{name}", f"{quote(value)}; 0 … {high:g} s"))
         if self.poll == 0:
             found.append(Problem(f"{where}.poll", "must be > 0 s"))
@@ -138,10 +141,13 @@ class Suspender:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "signal": self.signal, "condition": self.condition.value,
-            "threshold": self.threshold, "resume": self.resume, "settle": self.settle,
+            "signal": self.signal,
+            "condition": self.condition.value,
+            "threshold": self.threshold,
+            "resume": self.resume,
+            "settle": self.settle,
             "poll": self.poll,
-        }  # fmt: skip
+        }
 
 
 def _same(value: object, threshold: object) -> bool:
@@ -201,9 +207,13 @@ class Suspension:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "suspender": self.suspender, "point": self.point, "began": self.began,
-            "ended": self.ended, "seconds": self.seconds, "value": self.value,
-        }  # fmt: skip
+            "suspender": self.suspender,
+            "point": self.point,
+            "began": self.began,
+            "ended": self.ended,
+            "seconds": self.seconds,
+            "value": self.value,
+        }
 
 
 @dataclass
@@ -374,9 +384,13 @@ def resolve_signal(
         if readable(signal):
             return Resolved(suspender, SignalKind.READING, signal), []
         return None, [
-            Problem(f"{where}.signal", f"{signal} is not Readable; name one of its parameters"
-                    f" ({signal}.<parameter>) instead", signal)
-        ]  # fmt: skip
+            Problem(
+                f"{where}.signal",
+                f"{signal} is not Readable; name one of its parameters"
+                f" ({signal}.<parameter>) instead",
+                signal,
+            )
+        ]
     for device in sorted(devices, key=len, reverse=True):
         if signal.startswith(f"{device}.") and len(signal) > len(device) + 1:
             name = signal[len(device) + 1 :]
@@ -384,10 +398,16 @@ def resolve_signal(
             if name in known:
                 return Resolved(suspender, SignalKind.PARAMETER, device, name), []
             return None, [
-                Problem(f"{where}.signal", f"{device} has no parameter {quote(name)};"
-                        f" parameters: {', '.join(known) or 'none'}", device)
-            ]  # fmt: skip
+                Problem(
+                    f"{where}.signal",
+                    f"{device} has no parameter {quote(name)};"
+                    f" parameters: {', '.join(known) or 'none'}",
+                    device,
+                )
+            ]
     return None, [
-        Problem(f"{where}.signal", f"{quote(signal)} names no device of this bench;"
-                f" devices: {', '.join(sorted(devices))}")
-    ]  # fmt: skip
+        Problem(
+            f"{where}.signal",
+            f"{quote(signal)} names no device of this bench; devices: {', '.join(sorted(devices))}",
+        )
+    ]

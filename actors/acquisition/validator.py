@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
 import math
 import shutil
 from collections.abc import Mapping, Sequence
@@ -107,8 +108,12 @@ class Estimate:
     bytes: int
 
     def describe(self) -> dict[str, Any]:
-        return {"points": self.points, "seconds": self.seconds, "frames": self.frames,
-                "bytes": self.bytes}  # fmt: skip
+        return {
+            "points": self.points,
+            "seconds": self.seconds,
+            "frames": self.frames,
+            "bytes": self.bytes,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,76 +167,103 @@ async def survey(
 ) -> BenchView:
     """Ask the bench what :func:`check` needs (concurrently, each ask bounded). ``exclude``:
     actors not to ask (the caller itself: it could not answer while it waits)."""
-    names = [n for n in system.names() if n not in exclude]
-    infos: dict[str, DeviceInfo | None] = {}
-    known = cache if cache is not None else {}
+    return await _Survey(system, plan, cache if cache is not None else {}).run(defaults, exclude)
 
-    async def describe(name: str) -> None:
-        infos[name] = None
-        ref = system.ref(name)
+
+class _Survey:
+    def __init__(self, system: ActorSystem, plan: Plan, cache: DescribeCache) -> None:
+        self.system = system
+        self.plan = plan
+        self.cache = cache
+        self.infos: dict[str, DeviceInfo | None] = {}
+        self.views: dict[str, DeviceView] = {}
+        self.frame_bytes: dict[str, int] = {}
+        self.exposure: dict[str, float] = {}
+        self.camera = ""
+
+    async def run(self, defaults: Sequence[Suspender], exclude: Sequence[str]) -> BenchView:
+        names = [n for n in self.system.names() if n not in exclude]
+        async with trio.open_nursery() as nursery:
+            for name in names:
+                nursery.start_soon(self._describe, name)
+        plan = self.plan
+        wanted = {d for n in mentioned(plan, defaults) if (d := _device_of(n, names)) is not None}
+        infos = self.infos
+        cameras = [n for n, i in infos.items() if i and Capability.FRAME_PRODUCER in i.capabilities]
+        self.camera = plan.camera or (cameras[0] if cameras else "")
+        if plan.frames and self.camera:
+            wanted.add(self.camera)
+        async with trio.open_nursery() as nursery:
+            for name in names:
+                if name in wanted:
+                    nursery.start_soon(self._detail, name)
+                else:
+                    self.views[name] = DeviceView(
+                        name, infos.get(name), self.system.ref(name).state
+                    )
+        directory, free, minimum = await _disk(self.system)
+        return BenchView(
+            dict(sorted(self.views.items())),
+            self.frame_bytes,
+            self.exposure,
+            directory,
+            free,
+            minimum,
+        )
+
+    async def _describe(self, name: str) -> None:
+        self.infos[name] = None
+        ref = self.system.ref(name)
         if ref.state is not ActorState.RUNNING:
             return
         restarts = ref.statistics().restarts
-        if name in known and known[name][0] == restarts:
-            infos[name] = known[name][1]
+        known = self.cache.get(name)
+        if known is not None and known[0] == restarts:
+            self.infos[name] = known[1]
             return
-        try:
-            infos[name] = await ref.ask(Describe(), timeout=SURVEY_TIMEOUT)
-        except (BenchError, ActorError):
-            infos[name] = None
-        known[name] = (restarts, infos[name])
+        with contextlib.suppress(BenchError, ActorError):
+            described: DeviceInfo = await ref.ask(Describe(), timeout=SURVEY_TIMEOUT)
+            self.infos[name] = described
+        self.cache[name] = (restarts, self.infos[name])
 
-    async with trio.open_nursery() as nursery:
-        for name in names:
-            nursery.start_soon(describe, name)
-    wanted = {d for n in mentioned(plan, defaults) if (d := _device_of(n, names)) is not None}
-    cameras = [n for n, i in infos.items() if i and Capability.FRAME_PRODUCER in i.capabilities]
-    camera = plan.camera or (cameras[0] if cameras else "")
-    if plan.frames and camera:
-        wanted.add(camera)
-    views: dict[str, DeviceView] = {}
-    frame_bytes: dict[str, int] = {}
-    exposure: dict[str, float] = {}
-    relative = plan.path.relative
-
-    async def detail(name: str) -> None:
-        ref = system.ref(name)
+    async def _detail(self, name: str) -> None:
+        ref = self.system.ref(name)
         state = ref.state
         parameters: tuple[ParameterInfo, ...] = ()
         position = None
         values: dict[str, Any] = {}
+        plan = self.plan
         with contextlib.suppress(BenchError, ActorError):
             if state is ActorState.RUNNING:
-                parameters = tuple(await ref.ask(ListParameters(), timeout=SURVEY_TIMEOUT))
-                info = infos.get(name)
+                listed: tuple[ParameterInfo, ...] = await ref.ask(
+                    ListParameters(), timeout=SURVEY_TIMEOUT
+                )
+                parameters = tuple(listed)
+                info = self.infos.get(name)
                 movable = info is not None and Capability.MOVABLE in info.capabilities
-                if relative and name in plan.axes and movable:
-                    position = float(await ref.ask(GetPosition(), timeout=SURVEY_TIMEOUT))
+                if plan.path.relative and name in plan.axes and movable:
+                    where: float = await ref.ask(GetPosition(), timeout=SURVEY_TIMEOUT)
+                    position = float(where)
                 if name in plan.axes and any(p.name == "velocity" for p in parameters):
-                    speed: ParameterSnapshot = await ref.ask(GetParameter("velocity"))
-                    values["velocity"] = speed.value
+                    values["velocity"] = await _value(ref, "velocity")
                 for axis in plan.axes:
-                    if relative and axis.startswith(f"{name}."):
+                    if plan.path.relative and axis.startswith(f"{name}."):
                         parameter = axis[len(name) + 1 :]
-                        snapshot: ParameterSnapshot = await ref.ask(GetParameter(parameter))
-                        values[parameter] = snapshot.value
-                if name == camera and plan.frames:
+                        values[parameter] = await _value(ref, parameter)
+                if name == self.camera and plan.frames:
                     geometry: FrameGeometry = await ref.ask(GetFrameGeometry(), timeout=2.0)
                     rows, columns = geometry.roi.shape
-                    frame_bytes[name] = rows * columns * 2
+                    self.frame_bytes[name] = rows * columns * 2
                     if any(p.name == "exposure_ms" for p in parameters):
-                        snapshot = await ref.ask(GetParameter("exposure_ms"))
-                        exposure[name] = float(snapshot.value) / 1e3
-        views[name] = DeviceView(name, infos.get(name), state, parameters, position, values)
+                        self.exposure[name] = float(await _value(ref, "exposure_ms")) / 1e3
+        self.views[name] = DeviceView(
+            name, self.infos.get(name), state, parameters, position, values
+        )
 
-    async with trio.open_nursery() as nursery:
-        for name in names:
-            if name in wanted:
-                nursery.start_soon(detail, name)
-            else:
-                views[name] = DeviceView(name, infos.get(name), system.ref(name).state)
-    directory, free, minimum = await _disk(system)
-    return BenchView(dict(sorted(views.items())), frame_bytes, exposure, directory, free, minimum)
+
+async def _value(ref: Any, name: str) -> Any:
+    snapshot: ParameterSnapshot = await ref.ask(GetParameter(name), timeout=SURVEY_TIMEOUT)
+    return snapshot.value
 
 
 async def _disk(system: ActorSystem) -> tuple[str, int | None, int]:
@@ -300,12 +332,15 @@ def check(plan: Plan, bench: BenchView, defaults: Sequence[Suspender] = ()) -> C
     origin: list[float | None] = [
         (_origin(a, bench) if relative else 0.0) if a is not None else None for a in axes
     ]
-    for axis, where in zip(axes, origin, strict=True):
-        if axis is not None and where is None:
+    for axis, at in zip(axes, origin, strict=True):
+        if axis is not None and at is None:
             problems.append(
-                Problem("path.relative", f"{axis.name}: its position could not be read"
-                        " for a relative plan", axis.device)
-            )  # fmt: skip
+                Problem(
+                    "path.relative",
+                    f"{axis.name}: its position could not be read for a relative plan",
+                    axis.device,
+                )
+            )
     _limits(plan, axes, tuple(o if o is not None else math.nan for o in origin), problems)
     estimate = _estimate(plan, ready, bench, camera)
     _disk_problem(estimate, bench, problems)
@@ -339,15 +374,19 @@ def _device(
         return None
     if view.state is not ActorState.RUNNING:
         problems.append(
-            Problem(where, f"{name} is {_state(view.state)}; it takes requests again once it"
-                    " is ready", name)
-        )  # fmt: skip
+            Problem(
+                where,
+                f"{name} is {_state(view.state)}; it takes requests again once it is ready",
+                name,
+            )
+        )
         return None
     if not view.can(capability):
         problems.append(
-            Problem(where, f"{name} is not {capability.value}; {capability.value} devices:"
-                    f" {able}", name)
-        )  # fmt: skip
+            Problem(
+                where, f"{name} is not {capability.value}; {capability.value} devices: {able}", name
+            )
+        )
         return None
     return view
 
@@ -386,10 +425,13 @@ def _axis(name: str, index: int, bench: BenchView, problems: list[Problem]) -> A
         ]
         what = "no parameter" if info is None else "a read-only or non-numeric parameter"
         problems.append(
-            Problem(where, f"{quote(parameter)} is {what} of {device_name}; an axis is a Movable"
-                    f" device or a writable number: {', '.join(numeric) or 'none here'}",
-                    device_name)
-        )  # fmt: skip
+            Problem(
+                where,
+                f"{quote(parameter)} is {what} of {device_name}; an axis is a Movable"
+                f" device or a writable number: {', '.join(numeric) or 'none here'}",
+                device_name,
+            )
+        )
         return None
     return Axis(name, AxisKind.PARAMETER, device_name, parameter, info.units, info.limits)
 
@@ -418,9 +460,13 @@ def _limits(
             if math.isfinite(value) and not low <= value <= high:
                 side = "below" if value < low else "above"
                 problems.append(
-                    Problem(f"path.axes[{index}]", f"{axis.name}: {value:g}{units} is {side} its"
-                            f" travel {low:g} to {high:g}{units}", axis.device)
-                )  # fmt: skip
+                    Problem(
+                        f"path.axes[{index}]",
+                        f"{axis.name}: {value:g}{units} is {side} its"
+                        f" travel {low:g} to {high:g}{units}",
+                        axis.device,
+                    )
+                )
 
 
 def _camera(plan: Plan, bench: BenchView, problems: list[Problem]) -> str | None:
@@ -445,9 +491,11 @@ def _setting(
     split = _split(setting.parameter, bench)
     if split is None:
         problems.append(
-            Problem(where, f"{quote(setting.parameter)} is not 'device.parameter' for a device of"
-                    " this bench")
-        )  # fmt: skip
+            Problem(
+                where,
+                f"{quote(setting.parameter)} is not 'device.parameter' for a device of this bench",
+            )
+        )
         return None
     device, name = split
     view = bench.devices[device]
@@ -457,8 +505,9 @@ def _setting(
         return None
     if info is None:
         known = ", ".join(p.name for p in view.parameters) or "none"
-        problems.append(Problem(where, f"{device} has no parameter {quote(name)}; parameters:"
-                                f" {known}", device))  # fmt: skip
+        problems.append(
+            Problem(where, f"{device} has no parameter {quote(name)}; parameters: {known}", device)
+        )
         return None
     trouble = value_problem(info, setting.value)
     if trouble:
@@ -540,7 +589,7 @@ def _travel_seconds(plan: Plan, axes: Sequence[Axis], bench: BenchView) -> float
             distance = length * (passes + back)
         elif path.kind == "list":
             values = path.positions[index]  # type: ignore[union-attr]
-            distance = sum(abs(b - a) for a, b in zip(values, values[1:], strict=False))
+            distance = sum(abs(b - a) for a, b in itertools.pairwise(values))
         else:
             distance = length
         total += distance / velocity
@@ -561,8 +610,11 @@ def _disk_problem(estimate: Estimate, bench: BenchView, problems: list[Problem])
     room = bench.free_bytes - bench.min_free_bytes
     if estimate.bytes > room:
         problems.append(
-            Problem("frames" if estimate.frames else "path", f"the run needs about"
-                    f" {estimate.bytes / MB:,.0f} MiB ({estimate.frames} frames); {bench.directory}"
-                    f" has {bench.free_bytes / MB:,.0f} MiB free and the recorder keeps"
-                    f" {bench.min_free_bytes / MB:,.0f} MiB free (min_free_mb)")
-        )  # fmt: skip
+            Problem(
+                "frames" if estimate.frames else "path",
+                f"the run needs about"
+                f" {estimate.bytes / MB:,.0f} MiB ({estimate.frames} frames); {bench.directory}"
+                f" has {bench.free_bytes / MB:,.0f} MiB free and the recorder keeps"
+                f" {bench.min_free_bytes / MB:,.0f} MiB free (min_free_mb)",
+            )
+        )

@@ -13,7 +13,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from benchd.v1 import common_pb2, plan_pb2, scan_pb2
 from actors.acquisition import (
     Adaptive,
     Count,
@@ -41,6 +40,7 @@ from actors.acquisition import (
 )
 from actors.acquisition.suspenders import Condition
 from actors.acquisition.validator import Estimate
+from benchd.v1 import common_pb2, plan_pb2, scan_pb2
 
 from ._convert import from_value, to_value
 from .errors import invalid
@@ -117,9 +117,16 @@ def plan_from_pb(message: plan_pb2.Plan) -> Plan:
         case "adaptive":
             a = message.adaptive
             path = Adaptive(
-                a.axis, a.start, a.stop, a.detector, a.target_delta, a.min_step, a.max_step,
-                a.max_points, a.relative,
-            )  # fmt: skip
+                a.axis,
+                a.start,
+                a.stop,
+                a.detector,
+                a.target_delta,
+                a.min_step,
+                a.max_step,
+                a.max_points,
+                a.relative,
+            )
         case _:
             t = message.tune
             method = METHODS.get(t.method)
@@ -179,12 +186,15 @@ def plan_to_pb(plan: Plan) -> plan_pb2.Plan:
     path = plan.path
     match path:
         case Count():
-            message.count.CopyFrom(plan_pb2.CountPath(num=path.num, interval=path.interval,
-                                                      duration=path.duration))  # fmt: skip
+            message.count.CopyFrom(
+                plan_pb2.CountPath(num=path.num, interval=path.interval, duration=path.duration)
+            )
         case Line():
             message.line.CopyFrom(
                 plan_pb2.LinePath(
-                    axes=[plan_pb2.Span(axis=s.axis, start=s.start, stop=s.stop) for s in path.spans],
+                    axes=[
+                        plan_pb2.Span(axis=s.axis, start=s.start, stop=s.stop) for s in path.spans
+                    ],
                     points=path.points,
                     relative=path.relative,
                 )
@@ -203,30 +213,42 @@ def plan_to_pb(plan: Plan) -> plan_pb2.Plan:
             message.grid.CopyFrom(
                 plan_pb2.GridPath(
                     axes=[
-                        plan_pb2.GridAxis(axis=a.axis, start=a.start, stop=a.stop,
-                                          points=a.points, snake=a.snake)
+                        plan_pb2.GridAxis(
+                            axis=a.axis, start=a.start, stop=a.stop, points=a.points, snake=a.snake
+                        )
                         for a in path.dims
-                    ],  # fmt: skip
+                    ],
                     relative=path.relative,
                 )
             )
         case Adaptive():
             message.adaptive.CopyFrom(
                 plan_pb2.AdaptivePath(
-                    axis=path.axis, start=path.start, stop=path.stop, detector=path.detector,
-                    target_delta=path.target_delta, min_step=path.min_step,
-                    max_step=path.max_step, max_points=path.max_points, relative=path.relative,
+                    axis=path.axis,
+                    start=path.start,
+                    stop=path.stop,
+                    detector=path.detector,
+                    target_delta=path.target_delta,
+                    min_step=path.min_step,
+                    max_step=path.max_step,
+                    max_points=path.max_points,
+                    relative=path.relative,
                 )
-            )  # fmt: skip
+            )
         case Tune():
             method = next(k for k, v in METHODS.items() if v is path.method and k)
             message.tune.CopyFrom(
                 plan_pb2.TunePath(
-                    axis=path.axis, start=path.start, stop=path.stop, points=path.points,
-                    detector=path.detector, method=method, relative=path.relative,
+                    axis=path.axis,
+                    start=path.start,
+                    stop=path.stop,
+                    points=path.points,
+                    detector=path.detector,
+                    method=method,
+                    relative=path.relative,
                     stay=not path.move,
                 )
-            )  # fmt: skip
+            )
     for setting in plan.parameters:
         message.parameters.append(
             plan_pb2.ParameterSetting(parameter=setting.parameter, value=to_value(setting.value))
@@ -289,11 +311,15 @@ def status_to_pb(status: PlanStatus) -> scan_pb2.ScanStatus:
         suspended_by=status.suspended_by,
         suspensions=[
             scan_pb2.Suspension(
-                suspender=s.suspender, point=s.point, began=s.began, ended=s.ended,
-                seconds=s.seconds, value=s.value,
+                suspender=s.suspender,
+                point=s.point,
+                began=s.began,
+                ended=s.ended,
+                seconds=s.seconds,
+                value=s.value,
             )
             for s in status.suspensions
-        ],  # fmt: skip
+        ],
         estimate=estimate_to_pb(status.estimate),
         result_json=_json(status.result),
         events=status.events,

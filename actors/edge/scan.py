@@ -14,6 +14,7 @@ side and turned into Arrow IPC in a worker thread, at most about 16 MiB per repl
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import trio
@@ -65,14 +66,11 @@ async def next_events(log: EventLog, since: int, batch: int = EVENT_BATCH) -> li
     """Up to ``batch`` events from ``since`` on, waiting for the first; [] once the log has
     closed and everything was read (trio side)."""
     events: list[PlanEvent] = []
-    follower = log.follow(since)
-    try:
+    async with contextlib.aclosing(log.follow(since)) as follower:
         async for event in follower:
             events.append(event)
             if len(events) >= batch or event.seq + 1 >= log.count:
                 break
-    finally:
-        await follower.aclose()
     return events
 
 

@@ -144,7 +144,7 @@ class SyntheticMotor(DeviceActor):
             raise ValueError(f"limits must be (low, high) with low < high, got {limits}")
         if not low <= initial <= high:
             raise ValueError(f"the initial position {initial} is outside the limits {limits}")
-        self.units = units
+        self.units = units  # type: ignore[misc]  # per instance: a bench file chooses it
         add = self.parameters.add
         self.position = add(
             Parameter(
@@ -309,7 +309,7 @@ class SyntheticPeak(DeviceActor):
         units: str = "V",
     ) -> None:
         self.motor = motor
-        self.units = units
+        self.units = units  # type: ignore[misc]  # per instance: a bench file chooses it
         add = self.parameters.add
         self.shape = add(Parameter("shape", PeakShape, shape, description="the peak's profile"))
         self.centre = add(Parameter("centre", float, centre, description="in the motor's units"))

@@ -91,7 +91,9 @@ async def run_plan(bench: Bench, plan: Plan) -> PlanStatus:
     return await finish(bench, started.id)
 
 
-async def wait_event(bench: Bench, plan_id: str, predicate: Callable[[PlanEvent], bool]) -> PlanEvent:
+async def wait_event(
+    bench: Bench, plan_id: str, predicate: Callable[[PlanEvent], bool]
+) -> PlanEvent:
     """The first event of the plan that satisfies ``predicate`` (waits for it)."""
     log = await bench.system.ref(EXECUTOR_NAME).ask(PlanEvents(plan_id))
     async with contextlib.aclosing(log.follow(0)) as events:

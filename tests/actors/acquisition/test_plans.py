@@ -38,7 +38,11 @@ def test_a_line_moves_its_axes_in_step_and_a_relative_one_is_offset() -> None:
 
 def test_a_3d_grid_snakes_on_any_faster_axis() -> None:
     grid = Grid(
-        (GridAxis("a", 0, 1, 2), GridAxis("b", 0, 1, 2, snake=True), GridAxis("c", 0, 2, 3, snake=True))
+        (
+            GridAxis("a", 0, 1, 2),
+            GridAxis("b", 0, 1, 2, snake=True),
+            GridAxis("c", 0, 2, 3, snake=True),
+        )
     )
     got = list(points(Plan(grid)))
     assert len(got) == grid.total() == 12

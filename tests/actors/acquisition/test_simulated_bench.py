@@ -57,7 +57,9 @@ async def test_a_power_drop_suspends_the_scan_which_resumes_and_completes(bench:
     executor = bench.system.ref(EXECUTOR_NAME)
     created = await executor.ask(CreatePlan(plan, "test", start=True))
     with trio.fail_after(60):
-        await wait_event(bench, created.id, lambda e: isinstance(e.body, Point) and e.body.index == 2)
+        await wait_event(
+            bench, created.id, lambda e: isinstance(e.body, Point) and e.body.index == 2
+        )
         meter.power_w = 1.0e-8  # the laser fades mid-scan
         held = await wait_event(bench, created.id, lambda e: isinstance(e.body, Suspended))
         assert held.body.suspender == "power_meter below 5e-07 (resumes at 8e-07)"

@@ -109,7 +109,9 @@ async def test_tune_and_adaptive_over_the_simulated_stage(client: Client) -> Non
             method=plan.TUNE_METHOD_GAUSSIAN,
         )
     )  # fmt: skip
-    created = await client.unary(client.scan.CreateScan, pb.CreateScanRequest(plan=tune, start=True))
+    created = await client.unary(
+        client.scan.CreateScan, pb.CreateScanRequest(plan=tune, start=True)
+    )
     final = await wait(client, created.id)
     assert final.state == pb.SCAN_STATE_COMPLETED, final.error
     result = json.loads(final.result_json)
