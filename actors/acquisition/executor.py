@@ -94,6 +94,7 @@ EXECUTOR_NAME = "plans"  # the bench's executor actor: the edge and scripts find
 HISTORY = 200  # finished plans kept
 TABLE_CELLS = 16_000_000  # table cells kept in memory over all finished plans (8 bytes each)
 ACQUISITION_POLL = 0.005  # s between looks at the camera while a point's frames come in
+STATUS_PERIOD = 0.02  # s: the status (points done, positions) is published at most this often
 
 
 class PlanState(enum.StrEnum):
@@ -505,6 +506,9 @@ class _Run:
         self.suspended_before = 0.0  # s suspended since the last recorded point
         self.run_started = False
         self.origin: tuple[float, ...] = ()
+        self.done = 0  # points kept, and the last one's positions (the status lags ≤ 20 ms)
+        self.positions: Mapping[str, float] = {}
+        self.status_at = -math.inf
 
     async def run(self) -> None:
         record = self.record
@@ -695,6 +699,7 @@ class _Run:
                 await self._suspend(index)
                 continue
             if record.paused:
+                self._flush_status()
                 record.update(state=PlanState.PAUSED)
                 record.emit(Paused(True))
                 while record.paused and record.stop_reason is None:
@@ -712,6 +717,7 @@ class _Run:
         first = tripped[0]
         label = first.resolved.suspender.label
         began = first.since or time.time()
+        self._flush_status()
         record.update(state=PlanState.SUSPENDED, suspended_by=label)
         record.emit(Suspended(label, _show(first.value), index))
         settle = 0.0
@@ -763,7 +769,7 @@ class _Run:
         ]
         for axis, target in zip(axes, targets, strict=True):
             if self.commanded.get(axis.name) == target:
-                positions[axis.name] = self.record.status.positions.get(axis.name, target)
+                positions[axis.name] = self.positions.get(axis.name, target)
         if len(moves) == 1:
             axis, target = moves[0]
             positions[axis.name] = await self._move_one(axis, target)
@@ -853,11 +859,17 @@ class _Run:
         self._record_row(row, point.time)
         row["time"] = point.time
         table.append(row)
+        self.done, self.positions = point.index + 1, point.positions
+        self.record.emit(point)
+        now = trio.current_time()
+        if now - self.status_at >= STATUS_PERIOD:  # latest-only anyway; events carry each point
+            self._flush_status()
+            self.status_at = now
+
+    def _flush_status(self) -> None:
         record = self.record
-        record.emit(point)
-        record.update(
-            points_done=point.index + 1, positions=point.positions, events=record.log.count
-        )
+        if record.status.points_done != self.done or record.status.events != record.log.count:
+            record.update(points_done=self.done, positions=self.positions, events=record.log.count)
 
     def _record_row(self, row: Mapping[str, float], when: float) -> None:
         record = self.record
@@ -899,6 +911,7 @@ class _Run:
                 f"; suspended {len(suspensions)} time{'s' if len(suspensions) > 1 else ''}"
                 f" ({total:.1f} s: {', '.join(sorted({s.suspender for s in suspensions}))})"
             )
+        self._flush_status()
         if self.run_started:
             await self._stop_run(reason)
         done = record.status.points_done
