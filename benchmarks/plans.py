@@ -34,6 +34,15 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _report import machine, run_benchmark
+from bluesky import RunEngine
+from bluesky.plans import scan
+from ophyd_async.core import (
+    StandardReadable,
+    StandardReadableFormat,
+    init_devices,
+    soft_signal_r_and_setter,
+)
+from ophyd_async.sim import SimMotor
 
 from actors.acquisition import (
     EXECUTOR_NAME,
@@ -130,20 +139,17 @@ async def plan_rate(bench: Bench, points: int) -> tuple[float, float]:
     return rate, around * 1e3
 
 
+class SoftDetector(StandardReadable):
+    """An ophyd-async detector with one soft signal: the cheapest readable Bluesky has."""
+
+    def __init__(self, name: str = "") -> None:
+        with self.add_children_as_readables(StandardReadableFormat.HINTED_SIGNAL):
+            self.value, self._set_value = soft_signal_r_and_setter(float, 0.0)
+        super().__init__(name=name)
+
+
 def bluesky_rate(points: int) -> float:
     """Points per second of Bluesky's RunEngine ``scan`` over ophyd-async soft devices."""
-    from bluesky import RunEngine
-    from bluesky.plans import scan
-    from ophyd_async.core import StandardReadable, StandardReadableFormat, init_devices
-    from ophyd_async.core import soft_signal_r_and_setter
-    from ophyd_async.sim import SimMotor
-
-    class SoftDetector(StandardReadable):
-        def __init__(self, name: str = "") -> None:
-            with self.add_children_as_readables(StandardReadableFormat.HINTED_SIGNAL):
-                self.value, self._set_value = soft_signal_r_and_setter(float, 0.0)
-            super().__init__(name=name)
-
     engine = RunEngine(call_returns_result=True)
     with init_devices():
         motor = SimMotor(instant=True)
