@@ -24,7 +24,7 @@ import enum
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from .problems import Problem, finite, quote, whole
@@ -37,7 +37,7 @@ MAX_SETTINGS = 64
 MAX_SUSPENDERS = 16
 MAX_FRAMES = 10_000  # per point
 MAX_SECONDS = 7 * 86400.0  # settle, dwell, interval, duration
-MAX_METADATA = 64 * 1024  # bytes of metadata JSON
+MAX_METADATA = 1024 * 1024  # bytes of metadata JSON (a script's run carries its text)
 MAX_NAME = 256  # characters of a device or parameter name
 
 Targets = tuple[float, ...]
@@ -611,8 +611,6 @@ class Plan:
     parameters: tuple[Setting, ...] = ()
     suspenders: tuple[Suspender, ...] = ()
     bench_suspenders: bool = True  # also the bench's default suspenders (config)
-    #: Filled in by the validator when it took the plan: not part of what a user asks.
-    extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def kind(self) -> str:

@@ -97,3 +97,69 @@ async def test_frames_per_point_are_linked_to_the_detector_data(bench: Bench) ->
     with h5py.File(final.run_path, "r") as f:
         assert f["entry/instrument/camera/data"].shape == (6, 32, 64)
         assert list(f["entry/scan/frame_index/value"]) == [0, 2, 4]
+
+
+SCRIPT = """
+set("esp300.axis1.velocity", 25)
+set("esp300.axis1.acceleration", 200)
+g = grid(["esp300.axis1", 0, 0.002, 2], ["esp300.axis2", 0, 0.002, 2, True],
+         ["esp300.axis3", 0, 0.002, 3, True], read=["power_meter"], name="script-grid")
+done = run_plan(g)
+log("grid", done["state"], done["points"], done["path"])
+t = run_plan(tune("esp300.axis1", -0.1, 0.7, 9, detector="peak", method="gaussian"))
+log("tune centre", t["result"]["centre"])
+a = run_plan(adaptive("esp300.axis1", 0, 0.6, detector="peak", target_delta=0.3,
+                      min_step=0.05, max_step=0.3))
+log("adaptive", a["points"])
+old = line_scan("esp300.axis2", 0, 0.001, 2, read="power_meter")
+log("line_scan", old["points"], old["path"])
+"""
+
+
+async def test_a_script_runs_a_3d_snake_grid_a_tune_and_an_adaptive_scan(bench: Bench) -> None:
+    from actors.acquisition import ListPlans
+    from actors.scripting.runner import (
+        RUNNER_NAME,
+        ExecutionState,
+        GetExecution,
+        GetOutput,
+        StartScript,
+    )
+
+    runner = bench.system.ref(RUNNER_NAME)
+    started = await runner.ask(StartScript(source=SCRIPT))
+    with trio.fail_after(60):
+        while not (status := await runner.ask(GetExecution(started.id))).state.finished:
+            await trio.sleep(0.05)
+    output = await runner.ask(GetOutput(started.id))
+    assert status.state is ExecutionState.COMPLETED, (status.error, output)
+    plans = await bench.system.ref(EXECUTOR_NAME).ask(ListPlans())
+    assert [p.plan.kind for p in plans] == ["grid", "tune", "adaptive", "line"]
+    assert all(p.origin == f"script {started.id}" for p in plans)
+    assert all(p.state is PlanState.COMPLETED for p in plans)
+    grid, tuned, adaptive, line = plans
+    assert grid.points_done == 12 and read_end_record(Path(grid.run_path))["scan_points"] == 12
+    assert tuned.result["centre"] == pytest.approx(0.3, abs=0.03)
+    assert any("tune centre 0.3" in line for line in output)
+    assert adaptive.points_done >= 3
+    assert line.run_path.endswith("_line_scan.nxs")
+
+
+async def test_a_script_plan_with_a_problem_fails_at_its_line_naming_it(bench: Bench) -> None:
+    from actors.scripting.runner import RUNNER_NAME, ExecutionState, GetExecution, StartScript
+
+    runner = bench.system.ref(RUNNER_NAME)
+    source = 'x = 1\np = line("esp300.axis1", 0, 1, 3, read=["power_meter"], colour="red")\n'
+    started = await runner.ask(StartScript(source=source))
+    with trio.fail_after(20):
+        while not (status := await runner.ask(GetExecution(started.id))).state.finished:
+            await trio.sleep(0.05)
+    assert status.state is ExecutionState.ERROR and status.line == 2
+    assert "unknown option 'colour'" in status.error
+    source = 'run_plan(line("maitai.wavelength", 700, 1500, 3))\n'
+    started = await runner.ask(StartScript(source=source))
+    with trio.fail_after(20):
+        while not (status := await runner.ask(GetExecution(started.id))).state.finished:
+            await trio.sleep(0.05)
+    assert status.state is ExecutionState.ERROR and status.line == 1
+    assert "1500 nm is above its travel 690 to 1040 nm" in status.error
