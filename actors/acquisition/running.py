@@ -47,6 +47,7 @@ from .validator import Axis, AxisKind, Checked
 
 logger = logging.getLogger(__name__)
 
+ROW_BATCH = 64  # rows handed to the recorder in one burst (or every STATUS_PERIOD)
 ACQUISITION_POLL = 0.005  # s between looks at the camera while a point's frames come in
 STATUS_PERIOD = 0.02  # s: the status (points done, positions) is published at most this often
 
@@ -79,6 +80,7 @@ class PlanRun:
         self.done = 0  # points kept, and the last one's positions (the status lags ≤ 20 ms)
         self.positions: Mapping[str, float] = {}
         self.status_at = -math.inf
+        self.rows: list[tuple[dict[str, float], float]] = []  # not yet handed to the recorder
 
     async def run(self) -> None:
         record = self.record
@@ -231,6 +233,8 @@ class PlanRun:
                 point = await self._take(index, targets)
                 readings = point.readings
                 self._keep(point, table)
+                if self.rows and len(self.rows) >= 2 * ROW_BATCH:
+                    await self._send_rows()  # the recorder is behind: wait for it
                 if plan.kind == "tune":
                     xs.append(point.positions[checked.axes[0].name])
                     ys.append(point.readings.get(plan.path.detector, math.nan))
@@ -426,32 +430,44 @@ class PlanRun:
         row["attempts"] = float(point.attempts)
         row["suspended_s"] = self.suspended_before
         self.suspended_before = 0.0
-        self._record_row(row, point.time)
+        self.rows.append((row.copy(), point.time))
         row["time"] = point.time
         table.append(row)
         self.done, self.positions = point.index + 1, point.positions
         self.record.emit(point)
         now = trio.current_time()
-        if now - self.status_at >= STATUS_PERIOD:  # latest-only anyway; events carry each point
+        if now - self.status_at >= STATUS_PERIOD or len(self.rows) >= ROW_BATCH:
             self._flush_status()
             self.status_at = now
 
     def _flush_status(self) -> None:
+        """Publish the status and hand the rows kept since the last time to the recorder (in
+        a burst: the recorder handles them in one wake-up; the file flushes once a second)."""
         record = self.record
         if record.status.points_done != self.done or record.status.events != record.log.count:
             record.update(points_done=self.done, positions=self.positions, events=record.log.count)
-
-    def _record_row(self, row: Mapping[str, float], when: float) -> None:
-        record = self.record
         recorder = self.system.ref(RECORDER_NAME)
+        while self.rows:
+            row, when = self.rows[0]
+            if recorder.try_ask(RecordScanPoint(row, when), self._answered) is None:
+                return  # the recorder's mailbox is full: _send_rows waits for room
+            self.rows.pop(0)
 
-        def answered(result: outcome.Outcome[Any]) -> None:
-            if isinstance(result, outcome.Error) and record.run_error is None:
-                record.run_error = f"the run refused a point: {_describe(result.error)}"
-                record.poke()
+    async def _send_rows(self) -> None:
+        """Rows the recorder had no room for, sent with backpressure (the plan waits)."""
+        recorder = self.system.ref(RECORDER_NAME)
+        while self.rows:
+            row, when = self.rows.pop(0)
+            try:
+                await recorder.ask(RecordScanPoint(row, when), timeout=60.0)
+            except (BenchError, ActorError) as error:
+                self._answered(outcome.Error(error))
+                return
 
-        if recorder.try_ask(RecordScanPoint(dict(row), when), answered) is None:
-            record.run_error = "the recorder's mailbox is full: the run cannot keep up"
+    def _answered(self, result: outcome.Outcome[Any]) -> None:
+        record = self.record
+        if isinstance(result, outcome.Error) and record.run_error is None:
+            record.run_error = f"the run refused a point: {_describe(result.error)}"
             record.poke()
 
     async def _tune(self, xs: list[float], ys: list[float]) -> dict[str, Any]:
@@ -483,6 +499,7 @@ class PlanRun:
             )
         self._flush_status()
         if self.run_started:
+            await self._send_rows()  # every point taken is in the file, however it ended
             await self._stop_run(reason)
         done = record.status.points_done
         record.update(
