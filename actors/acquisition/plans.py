@@ -187,6 +187,9 @@ class Line:
         return self.points
 
     def point(self, index: int, origin: Targets) -> Targets:
+        if len(self.spans) == 1:  # the common case, on every point's path: no generator
+            span = self.spans[0]
+            return (origin[0] + _span(span.start, span.stop, self.points, index),)
         return tuple(
             o + _span(s.start, s.stop, self.points, index)
             for s, o in zip(self.spans, origin, strict=True)

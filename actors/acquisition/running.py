@@ -396,7 +396,9 @@ class PlanRun:
     async def _read_into(
         self, device: str, values: dict[str, float], flags: dict[str, tuple[str, ...]]
     ) -> None:
-        reading: Reading = await self.system.ref(device).ask(Read())
+        # No ask time-out: the device's own wire time-outs bound a read, and a stop, abort or
+        # e-stop still ends the wait (an ask time-out is a cancel scope on every point's path).
+        reading: Reading = await self.system.ref(device).ask(Read(), timeout=None)
         values[device] = reading.value
         if reading.flags:
             flags[device] = reading.flags
