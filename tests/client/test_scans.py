@@ -83,7 +83,7 @@ def test_the_client_builds_plans_follows_events_and_reads_the_table(
     with Bench.connect(process_daemon.address) as bench:
         check = bench.scans.validate(plan)
         assert check.ok and check.estimate is not None and check.estimate.points == 5
-        with pytest.raises(InvalidArgument, match="esp300.axis2 is not Readable"):
+        with pytest.raises(InvalidArgument, match=r"esp300\.axis2 is not Readable"):
             bench.scans.create(plans.count(1, read=["esp300.axis2"]))
         final = bench.scans.run(plan)
         assert final.state == "completed" and final.points_done == 5
