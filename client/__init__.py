@@ -8,6 +8,7 @@ installs and runs on any machine that can reach the daemon. See docs/client.md.
 an asyncio event-loop policy of its own, and plain asyncio users should not get that.
 """
 
+from . import plans
 from ._async import DEFAULT_PORT, AsyncBench, RetryPolicy, parse_address
 from ._errors import (
     Aborted,
@@ -45,6 +46,8 @@ from ._types import (
     MoveResult,
     ParameterInfo,
     ParameterValue,
+    PlanCheck,
+    PlanProblem,
     Position,
     Preset,
     PresetEntry,
@@ -53,6 +56,8 @@ from ._types import (
     ResetResult,
     RunFile,
     RunStatus,
+    ScanEstimate,
+    ScanEvent,
     ScanStatus,
     ScriptInfo,
     StopAcknowledgement,
@@ -94,6 +99,8 @@ __all__ = [
     "ParameterValue",
     "Parameters",
     "PermissionDenied",
+    "PlanCheck",
+    "PlanProblem",
     "Position",
     "Preset",
     "PresetEntry",
@@ -105,6 +112,8 @@ __all__ = [
     "RetryPolicy",
     "RunFile",
     "RunStatus",
+    "ScanEstimate",
+    "ScanEvent",
     "ScanStatus",
     "Scans",
     "ScriptInfo",
@@ -117,4 +126,5 @@ __all__ = [
     "Unimplemented",
     "ZeroState",
     "parse_address",
+    "plans",
 ]

@@ -33,6 +33,7 @@ from typing import Any, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
@@ -47,6 +48,7 @@ from benchd.v1 import (
     hardware_pb2,
     health_grpc,
     health_pb2,
+    plan_pb2,
     preset_grpc,
     preset_pb2,
     scan_grpc,
@@ -55,6 +57,7 @@ from benchd.v1 import (
     storage_pb2,
 )
 
+from . import plans
 from ._errors import ConnectionLost, DeadlineExceeded, from_grpc
 from ._types import (
     AcquisitionStatus,
@@ -73,6 +76,7 @@ from ._types import (
     MoveResult,
     ParameterInfo,
     ParameterValue,
+    PlanCheck,
     Position,
     Preset,
     PresetEntry,
@@ -81,6 +85,7 @@ from ._types import (
     ResetResult,
     RunFile,
     RunStatus,
+    ScanEvent,
     ScanStatus,
     ScriptInfo,
     SystemHealth,
@@ -766,12 +771,18 @@ class AsyncBench:
                 return execution
             await asyncio.sleep(poll)
 
-    # -- scans (Scan service) -------------------------------------------------------------------
+    # -- scans (Scan service): plans run by the daemon's executor ------------------------------
+
+    async def validate_plan(self, plan: plan_pb2.Plan) -> PlanCheck:
+        """Every problem the daemon finds with ``plan`` (``client.plans``) against the bench
+        as it is now, and its estimate; nothing is stored, nothing moves."""
+        return await self._unary(self._scan.ValidatePlan, plan, PlanCheck.from_pb)
 
     async def create_scan(
         self,
-        axes: list[tuple[str, float, float, int]],
+        plan: plan_pb2.Plan | list[tuple[str, float, float, int]],
         *,
+        start: bool = False,
         read: tuple[str, ...] | list[str] = (),
         snake: bool = False,
         dwell: float = 0.0,
@@ -780,22 +791,44 @@ class AsyncBench:
         name: str = "",
         metadata: Mapping[str, object] | None = None,
     ) -> ScanStatus:
-        """Define a line scan (one ``(device, start, stop, points)`` axis) or a grid scan (two:
-        slow, then fast); the daemon checks it at once and names a bad field."""
-        definition = scan_pb2.ScanDefinition(
-            kind=scan_pb2.SCAN_KIND_LINE if len(axes) == 1 else scan_pb2.SCAN_KIND_GRID,
-            axes=[scan_pb2.ScanAxis(device=d, start=a, stop=b, points=n) for d, a, b, n in axes],
-            snake=snake,
-            read=list(read),
-            dwell=dwell,
-            settle=settle,
-            frames=frames,
-            name=name,
-            metadata_json=json.dumps(dict(metadata or {})),
-        )
+        """Check and store a plan (``client.plans.line(...)`` …); ``start`` queues it too.
+
+        The older form, a list of ``(device, start, stop, points)`` axes with keyword options,
+        is a line scan (one axis) or a grid (two: slow, then fast; ``snake``).
+
+        Error handling: ``InvalidArgument`` listing every problem (devices, limits, disk)
+        before anything moves; ``FailedPrecondition`` with ``start`` while the e-stop is
+        latched. Not retried once sent (it would create two scans).
+        """
+        if not isinstance(plan, plan_pb2.Plan):
+            plan = _axes_plan(
+                plan,
+                read=read,
+                snake=snake,
+                dwell=dwell,
+                settle=settle,
+                frames=frames,
+                name=name,
+                metadata=metadata,
+            )
+        request = scan_pb2.CreateScanRequest(plan=plan, start=start)
         return await self._unary(
-            self._scan.CreateScan, definition, ScanStatus.from_pb, idempotent=False
+            self._scan.CreateScan, request, ScanStatus.from_pb, idempotent=False
         )
+
+    async def run_scan(
+        self, plan: plan_pb2.Plan, *, progress: Callable[[ScanStatus], object] | None = None
+    ) -> ScanStatus:
+        """Create, start and wait for a scan; ``progress(status)`` on each update. Cancelling
+        the wait leaves the scan running (it belongs to the daemon: ``stop_scan``)."""
+        status = await self.create_scan(plan, start=True)
+        if progress is not None:
+            progress(status)
+        async for update in self.stream_scan(status.id):
+            status = update
+            if progress is not None:
+                progress(status)
+        return status
 
     async def _scan_call(self, method: Any, scan_id: str, *, idempotent: bool = True) -> ScanStatus:
         request = scan_pb2.ScanRequest(id=scan_id)
@@ -820,8 +853,52 @@ class AsyncBench:
         return await self._unary(method, request, ScanStatus.from_pb)
 
     async def scans(self) -> list[ScanStatus]:
+        """Every scan the daemon keeps (from clients and scripts alike), oldest first."""
         reply = await self._unary(self._scan.ListScans, scan_pb2.ListScansRequest(), lambda m: m)
         return [ScanStatus.from_pb(s) for s in reply.scans]
+
+    def stream_scan(self, scan_id: str) -> AsyncIterator[ScanStatus]:
+        """The scan's status on each change until it ends (latest-only)."""
+        request = scan_pb2.ScanRequest(id=scan_id)
+        return self._subscribe(self._scan.StreamScan, request, ScanStatus.from_pb)
+
+    async def scan_events(self, scan_id: str, since: int = 0) -> AsyncIterator[ScanEvent]:
+        """Every event of the scan from ``since`` on (started, one per point, suspended /
+        resumed, paused, ended), then live ones until it ends. Nothing is skipped: after a
+        dropped connection it carries on from the next event it had not seen."""
+        backoff = _Backoff(self.retry, self.address)
+        method = self._scan.StreamScanEvents
+        while True:
+            self._check_open("StreamScanEvents")
+            request = scan_pb2.ScanEventsRequest(id=scan_id, since=since)
+            try:
+                async with method.open(metadata=self._metadata) as stream:
+                    await stream.send_message(request, end=True)
+                    while (message := await stream.recv_message()) is not None:
+                        backoff = _Backoff(self.retry, self.address)
+                        event = ScanEvent.from_pb(message)
+                        since = event.seq + 1 if event.kind != "gap" else event.seq + event.missed
+                        yield event
+                return
+            except GRPCError as error:
+                raise from_grpc(error) from None
+            except CONNECTION_ERRORS as error:
+                await backoff.wait(error, "StreamScanEvents")
+
+    async def scan_table(self, scan_id: str) -> pa.Table:
+        """The scan's table (positions and readings per point, units in the fields' metadata)
+        as a ``pyarrow.Table``; ``.to_pandas()`` gives a DataFrame if pandas is installed."""
+        batches: list[Any] = []
+        start = 0
+        while True:
+            request = scan_pb2.ScanTableRequest(id=scan_id, start=start)
+            reply = await self._unary(self._scan.GetScanTable, request, lambda m: m)
+            table = pa.ipc.open_stream(reply.arrow_ipc).read_all()
+            batches.append(table)
+            start += reply.rows
+            if reply.rows == 0 or start >= reply.total:
+                break
+        return pa.concat_tables(batches) if len(batches) > 1 else batches[0]
 
     async def wait_scan(self, scan_id: str, *, poll: float = 0.2) -> ScanStatus:
         while True:
@@ -829,3 +906,30 @@ class AsyncBench:
             if status.finished:
                 return status
             await asyncio.sleep(poll)
+
+
+def _axes_plan(
+    axes: list[tuple[str, float, float, int]],
+    *,
+    read: tuple[str, ...] | list[str],
+    snake: bool,
+    dwell: float,
+    settle: float,
+    frames: int,
+    name: str,
+    metadata: Mapping[str, object] | None,
+) -> plan_pb2.Plan:
+    """The older ``create_scan(axes, ...)`` form as a plan: one axis a line, two a grid."""
+    options: dict[str, Any] = {
+        "read": list(read),
+        "dwell": dwell,
+        "settle": settle,
+        "frames": frames,
+        "name": name,
+        "metadata": metadata,
+    }
+    if len(axes) == 1:
+        device, start, stop, points = axes[0]
+        return plans.line(device, start, stop, points, **options)
+    dims = [(d, a, b, n, snake and i > 0) for i, (d, a, b, n) in enumerate(axes)]
+    return plans.grid(*dims, **options)

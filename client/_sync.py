@@ -29,6 +29,8 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from benchd.v1 import plan_pb2
+
 from ._async import DEFAULT_PORT, DEFAULT_TIMEOUT, TLS, AsyncBench, RetryPolicy
 from ._errors import BenchError, ConnectionLost
 from ._types import (
@@ -48,6 +50,7 @@ from ._types import (
     ParameterInfo,
     ParameterValue,
     PlainValue,
+    PlanCheck,
     Position,
     Preset,
     PresetEntry,
@@ -56,6 +59,7 @@ from ._types import (
     ResetResult,
     RunFile,
     RunStatus,
+    ScanEvent,
     ScanStatus,
     ScriptInfo,
     ZeroState,
@@ -327,16 +331,21 @@ class Scripts:
 
 
 class Scans:
-    """``bench.scans``: line and grid (snake) scans through the Scan service; each is a run in
-    the daemon that outlives the client (keep its id)."""
+    """``bench.scans``: plans (``client.plans``) run by the daemon's executor; each scan is a
+    run in the daemon that outlives the client (keep its id)."""
 
     def __init__(self, bench: Bench) -> None:
         self._bench = bench
 
+    def validate(self, plan: plan_pb2.Plan) -> PlanCheck:
+        """Every problem with ``plan`` on the bench as it is now (nothing stored or moved)."""
+        return self._bench._run(self._bench._async.validate_plan(plan))
+
     def create(
         self,
-        axes: builtins.list[tuple[str, float, float, int]],
+        plan: plan_pb2.Plan | builtins.list[tuple[str, float, float, int]],
         *,
+        start: bool = False,
         read: tuple[str, ...] | builtins.list[str] = (),
         snake: bool = False,
         dwell: float = 0.0,
@@ -347,7 +356,8 @@ class Scans:
     ) -> ScanStatus:
         return self._bench._run(
             self._bench._async.create_scan(
-                axes,
+                plan,
+                start=start,
                 read=read,
                 snake=snake,
                 dwell=dwell,
@@ -357,6 +367,12 @@ class Scans:
                 metadata=metadata,
             )
         )
+
+    def run(
+        self, plan: plan_pb2.Plan, *, progress: Callable[[ScanStatus], object] | None = None
+    ) -> ScanStatus:
+        """Create, start and wait for a scan (Ctrl-C leaves it running: ``stop`` ends it)."""
+        return self._bench._run(self._bench._async.run_scan(plan, progress=progress))
 
     def start(self, scan_id: str) -> ScanStatus:
         return self._bench._run(self._bench._async.start_scan(scan_id))
@@ -378,6 +394,14 @@ class Scans:
 
     def list(self) -> builtins.list[ScanStatus]:
         return self._bench._run(self._bench._async.scans())
+
+    def events(self, scan_id: str, since: int = 0) -> Subscription[ScanEvent]:
+        """An iterator of the scan's events from ``since`` on, ending with the scan."""
+        return self._bench._subscribe(self._bench._async.scan_events(scan_id, since))
+
+    def table(self, scan_id: str) -> Any:
+        """The scan's table as a ``pyarrow.Table`` (``.to_pandas()`` with pandas installed)."""
+        return self._bench._run(self._bench._async.scan_table(scan_id))
 
 
 class Presets:

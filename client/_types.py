@@ -696,6 +696,7 @@ _SCAN_STATES = {
     scan_pb2.SCAN_STATE_PENDING: "pending",
     scan_pb2.SCAN_STATE_RUNNING: "running",
     scan_pb2.SCAN_STATE_PAUSED: "paused",
+    scan_pb2.SCAN_STATE_SUSPENDED: "suspended",
     scan_pb2.SCAN_STATE_COMPLETED: "completed",
     scan_pb2.SCAN_STATE_ERROR: "error",
     scan_pb2.SCAN_STATE_STOPPED: "stopped",
@@ -703,34 +704,216 @@ _SCAN_STATES = {
 }
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class ScanEstimate:
+    """What the daemon expects a plan to take (``points`` None: bounded by a duration)."""
+
+    points: int | None
+    seconds: float
+    frames: int
+    bytes: int
+
+    @classmethod
+    def from_pb(cls, m: scan_pb2.ScanEstimate) -> ScanEstimate:
+        return cls(None if m.open_ended else m.points, m.seconds, m.frames, m.bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanProblem:
+    field: str  # where in the plan: "path.axes[1]", "read[0]"
+    message: str  # names the device, the value and what is allowed
+    device: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCheck:
+    """``validate_plan``: every problem (empty: the plan can run now) and the estimate."""
+
+    problems: list[PlanProblem]
+    estimate: ScanEstimate | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @classmethod
+    def from_pb(cls, m: scan_pb2.PlanCheck) -> PlanCheck:
+        return cls(
+            [PlanProblem(p.field, p.message, p.device) for p in m.problems],
+            ScanEstimate.from_pb(m.estimate) if m.HasField("estimate") else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """One time a suspender held the scan (the point it interrupted was taken again)."""
+
+    suspender: str
+    point: int
+    began: float
+    ended: float
+    seconds: float
+    value: str
+
+
 @dataclass(frozen=True, slots=True)
 class ScanStatus:
-    """A scan created through the Scan service, and where it has got to."""
+    """A scan (a plan run by the daemon's executor), and where it has got to."""
 
     id: str
-    state: str  # created, pending, running, paused, completed, error, stopped, aborted
-    execution_id: str
+    state: str  # created, pending, running, paused, suspended, completed, error, stopped, aborted
+    origin: str  # who started it: "client alice", "script x3"
     points_done: int
-    points_total: int
+    points_total: int  # the most it takes; 0: bounded by a duration
     positions: dict[str, float]
     run_path: str
     error: str
     pause_requested: bool
+    kind: str = ""  # count, line, list, grid, adaptive, tune
+    suspended_by: str = ""
+    suspensions: list[Suspension] = field(default_factory=list)
+    estimate: ScanEstimate | None = None
+    result: dict[str, Any] = field(default_factory=dict)  # a tune's peak
+    created: float = 0.0
+    started: float = 0.0
+    ended: float = 0.0
+    events: int = 0
 
     @property
     def finished(self) -> bool:
         return self.state in ("completed", "error", "stopped", "aborted")
+
+    @property
+    def execution_id(self) -> str:
+        """The script execution that ran it ("" for a scan from a client)."""
+        return self.origin.removeprefix("script ") if self.origin.startswith("script ") else ""
 
     @classmethod
     def from_pb(cls, m: scan_pb2.ScanStatus) -> ScanStatus:
         return cls(
             m.id,
             _SCAN_STATES.get(m.state, "unknown"),
-            m.execution_id,
+            m.origin,
             m.points_done,
             m.points_total,
             dict(m.positions),
             m.run_path,
             m.error,
             m.pause_requested,
+            m.plan.WhichOneof("path") or "",
+            m.suspended_by,
+            [
+                Suspension(s.suspender, s.point, s.began, s.ended, s.seconds, s.value)
+                for s in m.suspensions
+            ],
+            ScanEstimate.from_pb(m.estimate) if m.HasField("estimate") else None,
+            _json_object(m.result_json),
+            m.created,
+            m.started,
+            m.ended,
+            m.events,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ScanEvent:
+    """One event of a scan: ``kind`` is started, point, suspended, resumed, paused, ended or
+    gap; the other fields are those of that kind (unset ones keep their defaults).
+
+    * started: ``columns``, ``units``, ``run_path``, ``points_total``, ``plan`` (dict)
+    * point: ``index``, ``positions``, ``readings``, ``flags``, ``frame_index`` (-1: no
+      frames), ``frames``, ``started`` / ``time`` (Unix), ``attempts`` (> 1: repeated after a
+      suspension)
+    * suspended / resumed: ``suspender``, ``value``, ``index`` (the point taken again),
+      ``seconds`` (how long it was held)
+    * paused: ``paused``; ended: ``state``, ``reason``, ``points``, ``result``; gap:
+      ``missed`` (events no longer kept: read the table)
+    """
+
+    scan_id: str
+    seq: int
+    time: float
+    kind: str
+    index: int = -1
+    positions: dict[str, float] = field(default_factory=dict)
+    readings: dict[str, float] = field(default_factory=dict)
+    flags: dict[str, str] = field(default_factory=dict)
+    frame_index: int = -1
+    frames: int = 0
+    started: float = 0.0
+    attempts: int = 0
+    columns: list[str] = field(default_factory=list)
+    units: dict[str, str] = field(default_factory=dict)
+    run_path: str = ""
+    points_total: int = 0
+    plan: dict[str, Any] = field(default_factory=dict)
+    suspender: str = ""
+    value: str = ""
+    seconds: float = 0.0
+    paused: bool = False
+    state: str = ""
+    reason: str = ""
+    points: int = 0
+    result: dict[str, Any] = field(default_factory=dict)
+    missed: int = 0
+
+    @classmethod
+    def from_pb(cls, m: scan_pb2.ScanEvent) -> ScanEvent:
+        kind = m.WhichOneof("body") or "unknown"
+        base: dict[str, Any] = {"scan_id": m.scan_id, "seq": m.seq, "time": m.time, "kind": kind}
+        match kind:
+            case "started":
+                b = m.started
+                extra: dict[str, Any] = {
+                    "columns": list(b.columns),
+                    "units": dict(b.units),
+                    "run_path": b.run_path,
+                    "points_total": b.points_total,
+                    "plan": _json_object(b.plan_json),
+                }
+            case "point":
+                p = m.point
+                extra = {
+                    "index": p.index,
+                    "positions": dict(p.positions),
+                    "readings": dict(p.readings),
+                    "flags": dict(p.flags),
+                    "frame_index": p.frame_index,
+                    "frames": p.frames,
+                    "started": p.started,
+                    "attempts": p.attempts,
+                }
+                base["time"] = p.time
+            case "suspended":
+                extra = {
+                    "suspender": m.suspended.suspender,
+                    "value": m.suspended.value,
+                    "index": m.suspended.point,
+                }
+            case "resumed":
+                extra = {"suspender": m.resumed.suspender, "seconds": m.resumed.seconds}
+            case "paused":
+                extra = {"paused": m.paused.paused}
+            case "ended":
+                e = m.ended
+                extra = {
+                    "state": _SCAN_STATES.get(e.state, "unknown"),
+                    "reason": e.reason,
+                    "points": e.points,
+                    "result": _json_object(e.result_json),
+                }
+            case "gap":
+                extra = {"missed": m.gap.missed}
+            case _:
+                extra = {}
+        return cls(**base, **extra)

@@ -142,6 +142,27 @@ class ScriptingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SuspenderConfig:
+    """One bench-default suspender (``[[acquisition.suspender]]``): every plan is held while
+    it trips, unless the plan opts out. The bench builder checks the values and the signal."""
+
+    signal: str
+    condition: str
+    threshold: bool | int | float | str = 0.0
+    resume: float | None = None
+    settle: float = 0.0
+    poll: float = 0.5
+    key: str = ""  # where it was declared ("acquisition.suspender[0]")
+
+
+@dataclass(frozen=True, slots=True)
+class AcquisitionConfig:
+    """The plan executor (the ``[acquisition]`` table; docs/acquisition.md)."""
+
+    suspenders: tuple[SuspenderConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class BenchConfig:
     source: str  # the file it came from, for error messages
     name: str
@@ -150,6 +171,7 @@ class BenchConfig:
     text: str = ""  # the file as written: every run's manifest carries it
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     scripting: ScriptingConfig = field(default_factory=ScriptingConfig)
+    acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
 
     def error(self, key: str, reason: str) -> ConfigError:
         return ConfigError(self.source, key, reason)
@@ -170,7 +192,7 @@ def parse_config(text: str, source: str) -> BenchConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "", f"not valid TOML ({exc})") from exc
-    _only(data, {"bench", "device", "storage", "edge", "scripting"}, "", source)
+    _only(data, {"bench", "device", "storage", "edge", "scripting", "acquisition"}, "", source)
     bench = data.get("bench", {})
     _expect(bench, dict, "bench", source, "a table")
     _only(bench, {"name"}, "bench", source)
@@ -213,8 +235,55 @@ def parse_config(text: str, source: str) -> BenchConfig:
         storage=storage,
         edge=_edge(data.get("edge", {}), source),
         scripting=_scripting(data.get("scripting", {}), source),
+        acquisition=_acquisition(data.get("acquisition", {}), source),
         text=text,
     )
+
+
+SUSPENDER_KEYS = {"signal", "condition", "threshold", "resume", "settle", "poll"}
+
+
+def _acquisition(table: object, source: str) -> AcquisitionConfig:
+    _expect(table, dict, "acquisition", source, "a table")
+    assert isinstance(table, dict)
+    _only(table, {"suspender"}, "acquisition", source)
+    raw = table.get("suspender", [])
+    _expect(raw, list, "acquisition.suspender", source, "an array of [[acquisition.suspender]]")
+    suspenders = []
+    for index, entry in enumerate(raw):
+        key = f"acquisition.suspender[{index}]"
+        _expect(entry, dict, key, source, "a table")
+        _only(entry, SUSPENDER_KEYS, key, source)
+        for required in ("signal", "condition"):
+            if required not in entry:
+                raise ConfigError(source, f"{key}.{required}", "missing (required)")
+            _expect(entry[required], str, f"{key}.{required}", source, "a string")
+        threshold = entry.get("threshold", 0.0)
+        if not isinstance(threshold, bool | int | float | str):
+            raise ConfigError(
+                source,
+                f"{key}.threshold",
+                f"expected a number, true/false or text, got {threshold!r}",
+            )
+        numbers: dict[str, float] = {}
+        for name in ("resume", "settle", "poll"):
+            if name in entry:
+                value = entry[name]
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ConfigError(source, f"{key}.{name}", f"expected a number, got {value!r}")
+                numbers[name] = float(value)
+        suspenders.append(
+            SuspenderConfig(
+                entry["signal"],
+                entry["condition"],
+                threshold,
+                numbers.get("resume"),
+                numbers.get("settle", 0.0),
+                numbers.get("poll", 0.5),
+                key,
+            )
+        )
+    return AcquisitionConfig(tuple(suspenders))
 
 
 def _scripting(table: object, source: str) -> ScriptingConfig:

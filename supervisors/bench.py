@@ -24,11 +24,18 @@ from typing import Any
 
 import trio
 
+from actors.acquisition.executor import EXECUTOR_NAME, PlanExecutor
+from actors.acquisition.suspenders import Condition, Suspender
 from actors.instruments import ell14, esp300, maitai, newport1830c, prime_bsi
 from actors.instruments.camera_backend import CameraBackend
 from actors.instruments.pyvcam_backend import PyVcamBackend
 from actors.instruments.serial_device import LinkSettings
-from actors.instruments.synthetic import SyntheticReadable
+from actors.instruments.synthetic import (
+    PeakShape,
+    SyntheticMotor,
+    SyntheticPeak,
+    SyntheticReadable,
+)
 from actors.instruments.transport import SerialSettings
 from actors.instruments.visa_transport import VisaSettings
 from actors.pipeline.frame_ring import FrameRing
@@ -79,6 +86,19 @@ port = "sim"
 id = "camera"
 driver = "photometrics_prime_bsi"
 port = "sim"
+
+# A software detector: a peak over the first ESP300 axis, for tune and adaptive plans.
+[[device]]
+id = "peak"
+driver = "synthetic_peak"
+port = "sim"
+[device.options]
+motor = "esp300.axis1"
+centre = 0.3
+width = 0.4
+amplitude = 1.0
+background = 0.05
+noise = 0.002
 """
 
 
@@ -321,6 +341,86 @@ def _synthetic(config: BenchConfig, device: DeviceConfig, port: str) -> Supervis
     return _device_supervisor(device.id, (actor,), Strategy.ONE_FOR_ONE)
 
 
+def _limits_pair(value: Any) -> str | None:
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    if len(value) != 2 or not numbers or not value[0] < value[1]:
+        return "expected [low, high] numbers with low < high"
+    return None
+
+
+def _not_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be >= 0"
+
+
+def _synthetic_motor(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorSpec:
+    """A software stage (no hardware; ``port`` is ignored, conventionally "sim")."""
+    options = Options(config, device)
+    low, high = options.get("limits", list, [-100.0, 100.0], _limits_pair)
+    velocity = options.get("velocity", float, 0.0, _not_negative)
+    settle = options.get("settle", float, 0.0, _not_negative)
+    units = options.get("units", str, "mm")
+    initial = options.get(
+        "initial",
+        float,
+        0.0,
+        lambda v: None if low <= v <= high else f"must be inside the limits {low:g} to {high:g}",
+    )
+    options.finish()
+    actor = ActorSpec(
+        device.id,
+        lambda: SyntheticMotor(
+            limits=(float(low), float(high)),
+            velocity=velocity,
+            settle=settle,
+            units=units,
+            initial=initial,
+        ),
+    )
+    return _device_supervisor(device.id, (actor,), Strategy.ONE_FOR_ONE)
+
+
+def _synthetic_peak(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorSpec:
+    """A software detector: a peak over a motor's position (any Movable of the bench)."""
+    options = Options(config, device)
+    ids = {d.id for d in config.devices}
+
+    def known_motor(value: str) -> str | None:
+        if value.split(".", 1)[0] in ids and value != device.id:
+            return None
+        return f"{value!r} is not a device of this bench; devices: {', '.join(sorted(ids))}"
+
+    motor = options.get("motor", str, "", known_motor)
+    if not motor:
+        raise config.error(f"{device.key}.options.motor", "missing (required): the motor's name")
+    shapes = [s.value for s in PeakShape]
+    shape = options.get(
+        "shape", str, "gaussian", lambda v: None if v in shapes else f"one of {shapes}"
+    )
+    centre = options.get("centre", float, 0.0)
+    width = options.get("width", float, 1.0, _positive)
+    amplitude = options.get("amplitude", float, 1.0)
+    background = options.get("background", float, 0.0)
+    noise = options.get("noise", float, 0.0, _not_negative)
+    seed = options.get("seed", int, 0)
+    units = options.get("units", str, "V")
+    options.finish()
+    actor = ActorSpec(
+        device.id,
+        lambda: SyntheticPeak(
+            motor=motor,
+            shape=PeakShape(shape),
+            centre=centre,
+            width=width,
+            amplitude=amplitude,
+            background=background,
+            noise=noise,
+            seed=seed,
+            units=units,
+        ),
+    )
+    return _device_supervisor(device.id, (actor,), Strategy.ONE_FOR_ONE)
+
+
 def _pipeline(config: BenchConfig) -> SupervisorSpec:
     """The recorder (runs of the first camera's frames plus every reading), one
     shared-memory frame ring per camera, and the script runner (scripts and scans)."""
@@ -349,7 +449,43 @@ def _pipeline(config: BenchConfig) -> SupervisorSpec:
         if storage.ring_slots > 0
     ]
     scripts = ActorSpec(RUNNER_NAME, lambda: ScriptRunner(config.scripting))
-    return _device_supervisor("pipeline", (recorder, *rings, scripts), Strategy.ONE_FOR_ONE)
+    defaults = bench_suspenders(config)
+    plans = ActorSpec(EXECUTOR_NAME, lambda: PlanExecutor(defaults=defaults))
+    return _device_supervisor("pipeline", (recorder, *rings, scripts, plans), Strategy.ONE_FOR_ONE)
+
+
+def bench_suspenders(config: BenchConfig) -> tuple[Suspender, ...]:
+    """The ``[[acquisition.suspender]]`` defaults as Suspenders; ConfigError naming the key."""
+    ids = {d.id for d in config.devices}
+    found = []
+    for entry in config.acquisition.suspenders:
+        try:
+            condition = Condition(entry.condition)
+        except ValueError:
+            allowed = ", ".join(c.value for c in Condition)
+            raise config.error(
+                f"{entry.key}.condition", f"{entry.condition!r} is not one of {allowed}"
+            ) from None
+        suspender = Suspender(
+            entry.signal,
+            condition,
+            entry.threshold,
+            entry.resume,
+            entry.settle,
+            entry.poll,
+        )
+        problems = suspender.problems(entry.key)
+        if problems:
+            problem = problems[0]
+            raise config.error(problem.field, problem.message)
+        if entry.signal.split(".", 1)[0] not in ids:
+            raise config.error(
+                f"{entry.key}.signal",
+                f"{entry.signal!r} names no device of this bench;"
+                f" devices: {', '.join(sorted(ids))}",
+            )
+        found.append(suspender)
+    return tuple(found)
 
 
 def _ring_path(config: BenchConfig, camera: str) -> Path:
@@ -404,6 +540,8 @@ DRIVERS: Mapping[str, Driver] = {
     ),
     "photometrics_prime_bsi": Driver(_camera, frames=True),
     "synthetic_signal": Driver(_synthetic),
+    "synthetic_motor": Driver(_synthetic_motor),
+    "synthetic_peak": Driver(_synthetic_peak),
 }
 
 

@@ -68,6 +68,10 @@ ROOT = Path(__file__).resolve().parent.parent
             },
         ),
         ("soak.py", {"rss_growth_mb", "rss_mb", "frames_written", "frames_lost"}),
+        (
+            "plans.py",
+            {"plan_ratio", "bluesky_speedup", "plan_points_per_s", "bluesky_points_per_s"},
+        ),
     ],
 )
 def test_benchmark_quick_run_prints_one_json_object(script: str, keys: set[str]) -> None:

@@ -95,6 +95,7 @@ OPERATOR_METHODS = frozenset(
         "/benchd.v1.Hardware/Home",
         "/benchd.v1.Hardware/MotorOn",
         "/benchd.v1.Hardware/Zero",
+        # ValidatePlan, GetScan, ListScans, StreamScan, StreamScanEvents, GetScanTable: observers
     }
 )
 #: Methods that need no token at all.

@@ -29,12 +29,13 @@ and reported to the script as a BuiltinError naming the builtin, never crashing 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import hashlib
 import inspect
+import json
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,13 +48,14 @@ from runtime import (
     ActorSystem,
     BenchError,
     GetParameter,
-    ListParameters,
     ParameterSnapshot,
     Request,
     SetParameter,
     Source,
 )
 
+from ..acquisition import scripted
+from ..acquisition.executor import PlanState, PlanStatus
 from ..capabilities import (
     AcquisitionStatus,
     Capability,
@@ -73,13 +75,7 @@ from ..capabilities import (
     StopMotion,
     Zero,
 )
-from ..pipeline.recorder import (
-    RECORDER_NAME,
-    GetRunStatus,
-    RecordScanPoint,
-    StartRun,
-    StopRun,
-)
+from ..pipeline.recorder import RECORDER_NAME, StartRun, StopRun
 from ..pipeline.run import RunStatus
 
 logger = logging.getLogger(__name__)
@@ -87,21 +83,6 @@ logger = logging.getLogger(__name__)
 SHUTTER_DRIVER = "spectra_physics_maitai"
 ACQUISITION_POLL = 0.02
 MAX_LOG_LINES = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """A scan as asked for: the axes, every point's target positions, what to measure."""
-
-    axes: tuple[str, ...]
-    path: list[tuple[float, ...]]
-    read: Sequence[str]
-    dwell: float
-    settle: float
-    frames: int
-    name: str
-    metadata: Mapping[str, Any] | None
-    definition: dict[str, Any]
 
 
 class BuiltinError(Exception):
@@ -187,7 +168,6 @@ class Builtins:
         self.system = system
         self.devices = devices
         self.context = context
-        self._frames_recorded = 0  # frames the current scan has taken so far
         self._table: dict[str, Callable[..., Awaitable[Any]]] | None = None
         self._signatures: dict[str, inspect.Signature] = {}
 
@@ -211,13 +191,25 @@ class Builtins:
             "devices": self.list_devices,
             "line_scan": self.line_scan,
             "grid_scan": self.grid_scan,
+            "run_plan": self.run_plan,
             "_shutter_open": self.shutter_open,
             "_shutter_close": self.shutter_close,
             "home": self.home,
             "stop": self.stop_motion,
             "motor_on": self.motor_on,
             "zero": self.zero,
+            # Plan builders (line, grid, tune, …) are pure: they return a plan description
+            # that run_plan takes back.
+            **{name: self._builder(builder) for name, builder in scripted.BUILDERS.items()},
         }
+
+    def _builder(self, builder: Callable[..., dict[str, Any]]) -> Callable[..., Awaitable[Any]]:
+        async def build(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            return self._build(builder, *args, **kwargs)
+
+        build.__signature__ = inspect.signature(builder)  # type: ignore[attr-defined]
+        build.__name__ = builder.__name__
+        return build
 
     # -- the dispatcher ----------------------------------------------------------------------------
 
@@ -420,25 +412,6 @@ class Builtins:
         result: bool = await self._ask(name, Zero(enable))
         return result
 
-    async def _check_travel(self, axes: Sequence[str], path: Sequence[Sequence[float]]) -> None:
-        """Every point inside each axis's position limits (its travel), before anything moves:
-        one error naming the axis, the first value outside and the allowed range."""
-        for column, axis in enumerate(axes):
-            infos = await self._ask(axis, ListParameters())
-            limits = next((i.limits for i in infos if i.name == "position"), None)
-            if limits is None:
-                continue
-            low, high = limits
-            outside = [p[column] for p in path if not low <= p[column] <= high]
-            if outside:
-                units = self.devices[axis].units
-                raise BuiltinError(
-                    f"{axis}: {outside[0]:g} {units} is outside its travel {low:g} to {high:g}"
-                    f" {units} ({len(outside)} of {len(path)} points); nothing moved"
-                )
-
-    # -- output ---------------------------------------------------------------------------------
-
     async def log(self, *values: Any) -> None:
         self.context.log(" ".join(str(v) for v in values))
 
@@ -499,7 +472,54 @@ class Builtins:
         await self._ask(device, SetParameter("shutter", False, Source.SCRIPT), timeout=None)
         self.context.shutter_opened = None
 
-    # -- scans ----------------------------------------------------------------------------------
+    # -- plans ---------------------------------------------------------------------------------
+
+    async def run_plan(self, description: Mapping[str, Any]) -> dict[str, Any]:
+        """Hand a plan (from ``line``, ``grid``, ``tune`` …) to the executor and wait for it;
+        a pause, resume or stop of the script reaches the plan. Returns ``{"id", "state",
+        "points", "path", "error", "result", "suspensions"}``; a plan that fails or is aborted
+        raises (the script ends with its reason)."""
+        if not isinstance(description, Mapping):
+            raise BuiltinError("run_plan takes a plan: line(...), grid(...), tune(...), …")
+        try:
+            plan = scripted.plan_of(description)
+        except scripted.ScriptPlanError as error:
+            raise BuiltinError(str(error)) from None
+        if self.context.run_started:
+            raise BuiltinError("a plan records its own run: stop_run() first")
+        context = self.context
+        metadata = {
+            **plan.metadata,
+            "script_execution": context.execution_id,
+            "script": context.source,
+            "script_sha256": hashlib.sha256(context.source.encode()).hexdigest(),
+        }
+        plan = dataclasses.replace(plan, metadata_json=json.dumps(metadata))
+
+        async def changed() -> None:
+            await context.wake.wait()
+
+        def report(status: PlanStatus) -> None:
+            context.report(
+                points_done=status.points_done,
+                points_total=status.points_total,
+                positions=dict(status.positions),
+                run_path=status.run_path,
+                paused=status.state in (PlanState.PAUSED, PlanState.SUSPENDED) or None,
+            )
+            if status.points_total:
+                context.progress(min(1.0, status.points_done / status.points_total))
+
+        control = scripted.Control(lambda: context.paused, lambda: context.stop, changed, report)
+        status = await scripted.run_plan(
+            self.system, plan, origin=f"script {context.execution_id}", control=control
+        )
+        if status.state in scripted.FAILED:
+            raise BuiltinError(status.error)
+        self.context.log(
+            f"{plan.kind} plan {status.id}: {status.points_done} points, {status.state.value}"
+        )
+        return scripted.summary(status)
 
     async def line_scan(
         self,
@@ -515,13 +535,23 @@ class Builtins:
         name: str = "line_scan",
         metadata: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Move ``axis`` through ``points`` evenly spaced positions from ``start`` to
-        ``stop``, measuring at each; one run. The run's path and points done."""
-        axis = self._device(axis, Capability.MOVABLE)
-        path: list[tuple[float, ...]] = [(p,) for p in _span(start, stop, points)]
-        definition = {"kind": "line", "axis": axis, "start": start, "stop": stop, "points": points}
-        plan = _Plan((axis,), path, read, dwell, settle, frames, name, metadata, definition)
-        return await self._scan(plan)
+        """``run_plan(line(...))``, kept for scripts written before plans: the run's path and
+        the points done."""
+        plan = self._build(
+            scripted.line,
+            axis,
+            start,
+            stop,
+            points,
+            read=read,
+            dwell=dwell,
+            settle=settle,
+            frames=frames,
+            name=name,
+            metadata=dict(metadata or {}),
+        )
+        done = await self.run_plan(plan)
+        return {"path": done["path"], "points": done["points"], "id": done["id"]}
 
     async def grid_scan(
         self,
@@ -536,136 +566,30 @@ class Builtins:
         name: str = "grid_scan",
         metadata: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A raster, ``slow`` and ``fast`` each ``[axis, start, stop, points]``: for each
-        slow-axis position the fast axis runs its line; with ``snake`` every other line runs
-        backwards (no fly-back move)."""
-        slow_axis, slow_line = self._axis_line(slow, "slow")
-        fast_axis, fast_line = self._axis_line(fast, "fast")
-        if slow_axis == fast_axis:
-            raise BuiltinError("grid_scan: the two axes must differ")
-        path: list[tuple[float, ...]] = []
-        for row, s in enumerate(slow_line):
-            line = fast_line[::-1] if snake and row % 2 else fast_line
-            path.extend((s, f) for f in line)
-        definition = {
-            "kind": "snake" if snake else "grid",
-            "slow": list(slow),
-            "fast": list(fast),
-        }
-        plan = _Plan(
-            (slow_axis, fast_axis), path, read, dwell, settle, frames, name, metadata, definition
+        """``run_plan(grid(slow, fast + [snake]))``, kept for older scripts."""
+        for spec, what in ((slow, "slow"), (fast, "fast")):
+            if not isinstance(spec, list | tuple) or len(spec) != 4:
+                raise BuiltinError(f"grid_scan: {what} must be [axis, start, stop, points]")
+        plan = self._build(
+            scripted.grid,
+            list(slow),
+            [*fast, bool(snake)],
+            read=read,
+            dwell=dwell,
+            settle=settle,
+            frames=frames,
+            name=name,
+            metadata=dict(metadata or {}),
         )
-        return await self._scan(plan)
+        done = await self.run_plan(plan)
+        return {"path": done["path"], "points": done["points"], "id": done["id"]}
 
-    def _axis_line(self, spec: Sequence[Any], what: str) -> tuple[str, list[float]]:
-        if not isinstance(spec, list | tuple) or len(spec) != 4:
-            raise BuiltinError(f"grid_scan: {what} must be [axis, start, stop, points]")
-        return self._device(spec[0], Capability.MOVABLE), _span(spec[1], spec[2], spec[3])
-
-    async def _scan(self, plan: _Plan) -> dict[str, Any]:
-        axes, path, definition = plan.axes, plan.path, plan.definition
-        await self._check_travel(axes, path)
-        readables = [self._device(d, Capability.READABLE) for d in _names(plan.read)]
-        camera = None
-        frames = plan.frames
-        if frames:
-            if not isinstance(frames, int) or frames < 0:
-                raise BuiltinError(f"frames must be a whole number >= 0, got {frames!r}")
-            cameras = [
-                n for n, d in self.devices.items() if Capability.FRAME_PRODUCER in d.capabilities
-            ]
-            if not cameras:
-                raise BuiltinError("frames= needs a camera, and this bench has none")
-            camera = cameras[0]
-        dwell, settle = _number(plan.dwell, "dwell"), _number(plan.settle, "settle")
-        if dwell < 0 or settle < 0:
-            raise BuiltinError("dwell and settle must be >= 0 s")
-        if self.context.run_started:
-            raise BuiltinError("a scan records its own run: stop_run() first")
-        # frame_index: where the point's first frame is in /entry/instrument/<camera>/data
-        # (exact while the end record shows no dropped or missing frames)
-        columns = ("point", *axes, *readables) + (("frames", "frame_index") if camera else ())
-        definition.update(read=readables, dwell=dwell, settle=settle, frames=frames)
-        definition["columns"] = list(columns)
-        status = await self._start_run(
-            str(plan.name),
-            {**(plan.metadata or {}), "scan": definition},
-            camera is not None,
-            columns,
-        )
-        done = 0
-        self._frames_recorded = 0
-        outcome = "scan completed"
-        report = self.context.report
-        report(points_done=0, points_total=len(path), positions={}, run_path=status.path)
+    @staticmethod
+    def _build(builder: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
-            for index, target in enumerate(path):
-                await self.context.wait_while_paused()  # pause: between points
-                if self.context.reason() is not None:
-                    outcome = str(self.context.reason())
-                    break
-                row = await self._point(
-                    index,
-                    axes,
-                    target,
-                    settle=settle,
-                    readables=readables,
-                    camera=camera,
-                    frames=frames,
-                )
-                await self._ask(RECORDER_NAME, RecordScanPoint(row, time.time()))
-                done += 1
-                report(points_done=done)
-                self.context.progress(done / len(path))
-                if dwell:
-                    await trio.sleep(dwell)
-        except trio.Cancelled:
-            outcome = self.context.reason() or "scan cancelled"
-            raise
-        except BaseException as error:
-            outcome = self.context.reason() or f"scan failed: {_describe(error)}"
-            raise
-        finally:
-            with trio.CancelScope(shield=True):
-                await self._end_scan_run(outcome)
-        self.context.log(f"{definition['kind']} scan: {done} of {len(path)} points")
-        return {"path": status.path, "points": done}
-
-    async def _point(
-        self,
-        index: int,
-        axes: Sequence[str],
-        target: Sequence[float],
-        *,
-        settle: float,
-        readables: Sequence[str],
-        camera: str | None,
-        frames: int,
-    ) -> dict[str, float]:
-        """One point: move every axis, settle, read, take frames; the row."""
-        row: dict[str, float] = {"point": float(index)}
-        for axis, position in zip(axes, target, strict=True):
-            row[axis] = await self._hazardous(axis, MoveAbsolute(position))
-        self.context.report(positions={axis: row[axis] for axis in axes})
-        if settle:
-            await trio.sleep(settle)
-        for device in readables:
-            row[device] = await self.read(device)
-        if camera is not None:
-            row["frame_index"] = float(self._frames_recorded)
-            acquired = await self.acquire(camera, frames)
-            row["frames"] = float(acquired)
-            self._frames_recorded += acquired
-        return row
-
-    async def _end_scan_run(self, reason: str) -> None:
-        try:
-            current: RunStatus = await self._ask(RECORDER_NAME, GetRunStatus(), timeout=5.0)
-            if current.active:
-                await self._ask(RECORDER_NAME, StopRun(reason), timeout=60.0)
-        except (BenchError, ActorError) as error:
-            self.context.log(f"could not stop the scan's run: {_describe(error)}")
-        self.context.run_started = False
+            return builder(*args, **kwargs)
+        except (scripted.ScriptPlanError, TypeError) as error:
+            raise BuiltinError(str(error)) from None
 
 
 async def abort_devices(system: ActorSystem, devices: set[str], reason: str) -> None:
@@ -674,22 +598,6 @@ async def abort_devices(system: ActorSystem, devices: set[str], reason: str) -> 
         # Best effort: the device may be down; an e-stop is the hard stop.
         with contextlib.suppress(BenchError, ActorError):
             await system.ref(device).ask(Abort(reason), timeout=5.0)
-
-
-def _span(start: float, stop: float, points: int) -> list[float]:
-    start, stop = _number(start, "start"), _number(stop, "stop")
-    if not isinstance(points, int) or not 1 <= points <= 1_000_000:
-        raise BuiltinError(f"points must be an integer 1..1000000, got {points!r}")
-    if points == 1:
-        return [start]
-    step = (stop - start) / (points - 1)
-    return [start + i * step for i in range(points)]
-
-
-def _names(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
 
 
 def _number(value: Any, what: str) -> float:

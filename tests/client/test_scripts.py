@@ -74,7 +74,7 @@ def test_a_scan_from_the_scan_service_pauses_resumes_and_completes(
     process_daemon: Daemon,
 ) -> None:
     with Bench.connect(process_daemon.address) as bench:
-        with pytest.raises(InvalidArgument, match="not a Movable"):
+        with pytest.raises(InvalidArgument, match="power_meter is not Movable"):
             bench.scans.create([("power_meter", 0.0, 1.0, 3)])
         created = bench.scans.create(
             [("esp300.axis2", 0.0, 0.01, 6)], read=["power_meter"], name="client-scan"

@@ -53,7 +53,7 @@ def test_a_good_file_becomes_typed_objects(tmp_path: Path) -> None:
             "[[device]]\nid='a'\ndriver='x'\nport='p'\nbaudrte=9600\n",
             "lab.toml: device[0].baudrte: unknown key; allowed here: driver, id, options, port",
         ),
-        ("[benchh]\n", "lab.toml: benchh: unknown key; allowed here: bench, device"),
+        ("[benchh]\n", "lab.toml: benchh: unknown key; allowed here: acquisition, bench, device"),
         ("[bench]\nname='x'\n", "lab.toml: device: no devices"),
         (
             "[[device]]\nid='Meter 1'\ndriver='x'\nport='p'\n",

@@ -59,7 +59,7 @@ def bench_config(options: str, driver: str = "newport_esp300"):
         (
             "",
             "thorlabs_ell99",
-            "lab.toml: device[0].driver: unknown driver 'thorlabs_ell99'; known: newport_1830c, newport_esp300, photometrics_prime_bsi, spectra_physics_maitai, synthetic_signal, thorlabs_ell14",
+            "lab.toml: device[0].driver: unknown driver 'thorlabs_ell99'; known: newport_1830c, newport_esp300, photometrics_prime_bsi, spectra_physics_maitai, synthetic_motor, synthetic_peak, synthetic_signal, thorlabs_ell14",
         ),
     ],
 )
@@ -77,6 +77,7 @@ def test_each_device_gets_its_own_supervisor():
         "maitai.supervisor",
         "power_meter.supervisor",
         "camera.supervisor",
+        "peak.supervisor",
         "pipeline.supervisor",
     ]
     esp300 = tree.children[1]

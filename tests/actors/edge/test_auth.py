@@ -13,7 +13,7 @@ from grpclib.client import Channel
 from grpclib.const import Status
 
 from actors.edge import Authenticator, check_edge_config
-from benchd.v1 import common_pb2, daemon_grpc, daemon_pb2, scan_pb2
+from benchd.v1 import common_pb2, daemon_grpc, daemon_pb2, plan_pb2, scan_pb2
 from benchd.v1 import estop_pb2 as estop
 from benchd.v1 import hardware_pb2 as hw
 from runtime.config import ConfigError, EdgeConfig
@@ -83,7 +83,10 @@ async def test_roles(tmp_path: Path) -> None:
         assert done.value.number == 900.0
         listed = scan_pb2.ListScansRequest()  # the Scan service: observers watch, operators act
         await client.unary(client.scan.ListScans, listed, metadata=observer)
-        create = scan_pb2.ScanDefinition(kind=scan_pb2.SCAN_KIND_LINE)
+        count = plan_pb2.Plan(count=plan_pb2.CountPath(num=1))
+        checked = await client.unary(client.scan.ValidatePlan, count, metadata=observer)
+        assert list(checked.problems) == []  # observers may check a plan, not run it
+        create = scan_pb2.CreateScanRequest()
         for method in (client.scan.CreateScan, client.scan.StartScan, client.scan.PauseScan,
                        client.scan.StopScan, client.scan.AbortScan):  # fmt: skip
             request = create if method is client.scan.CreateScan else scan_pb2.ScanRequest()

@@ -273,7 +273,8 @@ async def test_a_snake_scan_runs_every_other_line_backwards(bench: Bench) -> Non
         fast = list(f["entry/scan/esp300.axis3/value"])
     assert slow == pytest.approx([0, 0, 0, 0.002, 0.002, 0.002], abs=1e-4)
     assert fast == pytest.approx([0, 0.002, 0.004, 0.004, 0.002, 0], abs=1e-4)
-    assert read_manifest(path)["metadata"]["scan"]["kind"] == "snake"
+    scan = read_manifest(path)["metadata"]["scan"]
+    assert scan["kind"] == "grid" and scan["axes"][1]["snake"]  # a plan since issue 14
 
 
 async def test_one_execution_at_a_time_the_rest_wait_in_order(bench: Bench) -> None:

@@ -1,0 +1,397 @@
+"""The one executor: runs plans point by point, one at a time per bench, each as a run.
+
+Every surface — a script's ``run_plan``, the Scan service, ``benchctl scan`` — hands it a
+:class:`~.plans.Plan`; it checks the plan against the bench (:mod:`.validator`) when the plan
+is created and again right before anything moves, then per point: move the axes
+(concurrently; an axis whose target did not change is not commanded again), settle, read the
+detectors (concurrently), take the frames, record the row, emit one event, dwell.
+
+Control. Between points is a *checkpoint*: a pause waits there, a stop (graceful) ends the plan
+there, a tripped suspender holds it there until the bench has recovered plus its settle time.
+A point during which a suspender tripped is not kept: it is taken again after the suspension
+(``attempts`` > 1 in its row), and every suspension is in the events, the status and the run's
+end record. ``StopPlan`` and ``AbortPlan`` travel the priority lane; an abort cuts the point in
+flight and sends ``Abort`` to every device still moving for the plan; an emergency stop aborts
+the running plan and every queued one (the devices stop themselves).
+
+The run: ``StartRun`` with the plan in the manifest and its table's columns, one
+``RecordScanPoint`` per point (handed to the recorder without waiting; a refusal ends the plan
+at the next checkpoint), ``StopRun`` with the reason whatever happens.
+
+Error handling: a refused plan is a :class:`~.problems.PlanRejected` (every problem); a device
+that fails during a point ends the plan in state ``error`` with the device's reason, the run
+closed with it in its end record. Requests about unknown ids are NotFoundError; pausing,
+resuming, stopping an ended plan is WrongState.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import trio
+
+from runtime import (
+    Abort,
+    Actor,
+    ActorError,
+    BenchError,
+    EmergencyStopLatched,
+    Message,
+    NotFoundError,
+    PriorityMessage,
+    Request,
+    Subscription,
+    WrongState,
+)
+
+from .events import Ended, EventLog, Table
+from .plans import Plan
+from .problems import PlanRejected
+from .running import PlanRun
+from .status import PlanCheck, PlanRecord, PlanState, PlanStatus
+from .suspenders import Suspender
+from .validator import Checked, DescribeCache, check, survey
+
+logger = logging.getLogger(__name__)
+
+EXECUTOR_NAME = "plans"  # the bench's executor actor: the edge and scripts find it by name
+HISTORY = 200  # finished plans kept
+TABLE_CELLS = 16_000_000  # table cells kept in memory over all finished plans (8 bytes each)
+
+
+# -- messages ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPlan(Request[PlanCheck]):
+    """Validate only: nothing is stored, nothing moves."""
+
+    plan: Plan
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePlan(Request[PlanStatus]):
+    """Check and store a plan (PlanRejected lists every problem); with ``start``, queue it."""
+
+    plan: Plan
+    origin: str = ""
+    start: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StartPlan(Request[PlanStatus]):
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PausePlan(Request[PlanStatus]):
+    """Pause at the next checkpoint (the point in progress finishes)."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePlan(Request[PlanStatus]):
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlan(Request[PlanStatus], PriorityMessage):
+    """Graceful: the point in progress finishes, then the plan ends (state ``stopped``)."""
+
+    id: str
+    reason: str = "stopped by user"
+
+
+@dataclass(frozen=True, slots=True)
+class AbortPlan(Request[PlanStatus], PriorityMessage):
+    """Now: the point in flight is cut and its moving devices get ``Abort``."""
+
+    id: str
+    reason: str = "aborted by user"
+
+
+@dataclass(frozen=True, slots=True)
+class GetPlan(Request[PlanStatus]):
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListPlans(Request[tuple]):  # type: ignore[type-arg]
+    """Reply: tuple[PlanStatus, ...], oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchPlan(Request[Subscription]):  # type: ignore[type-arg]
+    """Reply: a latest-value subscription to the plan's status."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlanEvents(Request[EventLog]):
+    """Reply: the plan's event log (follow it with ``log.follow(since)``)."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlanTable(Request[Table]):
+    """Reply: the plan's table (copy rows out with ``table.snapshot(start, stop)``)."""
+
+    id: str
+
+
+class PlanExecutor(Actor):
+    """Runs plans (see the module docstring); ``defaults`` are the bench's suspenders."""
+
+    stop_timeout = 30.0
+
+    def __init__(self, *, defaults: Sequence[Suspender] = ()) -> None:
+        self.defaults = tuple(defaults)
+        self._records: dict[str, PlanRecord] = {}
+        self._queue: deque[PlanRecord] = deque()
+        self._queued = trio.Event()
+        self._counter = itertools.count(1)
+        self._current: PlanRecord | None = None
+        self._described: DescribeCache = {}
+
+    async def on_start(self) -> None:
+        self.nursery.start_soon(self._work)
+
+    async def handle(self, message: Message) -> object:
+        match message:
+            case CheckPlan(plan=plan):
+                return await self._check(plan)
+            case CreatePlan(plan=plan, origin=origin, start=start):
+                return await self._create(plan, origin, start)
+            case StartPlan(id=plan_id):
+                return self._start(self._find(plan_id))
+            case PausePlan(id=plan_id):
+                return self._pause(self._find(plan_id), paused=True)
+            case ResumePlan(id=plan_id):
+                return self._pause(self._find(plan_id), paused=False)
+            case StopPlan(id=plan_id, reason=reason):
+                return self._stop(self._find(plan_id), reason)
+            case AbortPlan(id=plan_id, reason=reason):
+                return await self._abort(self._find(plan_id), reason)
+            case GetPlan(id=plan_id):
+                return self._find(plan_id).status
+            case ListPlans():
+                return tuple(r.status for r in self._records.values())
+            case WatchPlan(id=plan_id):
+                return self._find(plan_id).observable.subscribe()
+            case PlanEvents(id=plan_id):
+                return self._find(plan_id).log
+            case PlanTable(id=plan_id):
+                return self._table(self._find(plan_id))
+        return await super().handle(message)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def _validate(self, plan: Plan) -> Checked:
+        bench = await survey(
+            self.system, plan, self.defaults, exclude=(self.name,), cache=self._described
+        )
+        return check(plan, bench, self.defaults)
+
+    async def _check(self, plan: Plan) -> PlanCheck:
+        try:
+            checked = await self._validate(plan)
+        except PlanRejected as rejected:
+            return PlanCheck(rejected.problems, None)
+        return PlanCheck((), checked.estimate)
+
+    async def _create(self, plan: Plan, origin: str, start: bool) -> PlanStatus:
+        if start:
+            self._refuse_if_latched()
+        checked = await self._validate(plan)
+        plan_id = f"p{next(self._counter)}"
+        total = plan.total()
+        status = PlanStatus(
+            plan_id,
+            plan,
+            origin,
+            PlanState.CREATED,
+            time.time(),
+            points_total=total or 0,
+            estimate=checked.estimate,
+        )
+        record = PlanRecord(status, checked)
+        self._records[plan_id] = record
+        self._forget_old()
+        return self._start(record) if start else record.status
+
+    def _refuse_if_latched(self) -> None:
+        latched = self.ref.statistics().latched
+        if latched is not None:
+            raise EmergencyStopLatched(
+                f"the emergency stop is latched ({latched}); reset it before starting a plan"
+            )
+
+    def _find(self, plan_id: str) -> PlanRecord:
+        try:
+            return self._records[plan_id]
+        except KeyError:
+            raise NotFoundError(f"no plan {plan_id!r}") from None
+
+    def _start(self, record: PlanRecord) -> PlanStatus:
+        if record.status.state is not PlanState.CREATED:
+            raise WrongState(
+                f"plan {record.status.id} was started already ({record.status.state.value});"
+                " create another to run it again"
+            )
+        self._refuse_if_latched()
+        record.update(state=PlanState.PENDING)
+        self._queue.append(record)
+        self._queued.set()
+        return record.status
+
+    def _forget_old(self) -> None:
+        finished = [k for k, r in self._records.items() if r.status.state.finished]
+        for key in finished[: max(0, len(finished) - HISTORY)]:
+            self._records.pop(key).observable.close()
+        cells = 0
+        for record in reversed(list(self._records.values())):  # newest first keep their tables
+            if record.table is None:
+                continue
+            cells += record.table.cells
+            if cells > TABLE_CELLS and record.status.state.finished:
+                record.table = None
+
+    def _table(self, record: PlanRecord) -> Table:
+        if record.table is None:
+            state = record.status.state
+            if state.finished and record.status.run_path:
+                raise WrongState(
+                    f"plan {record.status.id}'s table is no longer kept in memory; its run file"
+                    f" {record.status.run_path} has it (/entry/scan)"
+                )
+            raise WrongState(f"plan {record.status.id} has no table yet ({state.value})")
+        return record.table
+
+    def _ended(self, record: PlanRecord) -> None:
+        state = record.status.state
+        if state.finished:
+            raise WrongState(f"plan {record.status.id} has ended ({state.value})")
+
+    def _pause(self, record: PlanRecord, *, paused: bool) -> PlanStatus:
+        self._ended(record)
+        record.paused = paused
+        record.update(pause_requested=paused)
+        record.poke()
+        return record.status
+
+    def _stop(self, record: PlanRecord, reason: str) -> PlanStatus:
+        self._ended(record)
+        if record.status.state in (PlanState.CREATED, PlanState.PENDING):
+            self._end_unstarted(record, PlanState.STOPPED, reason)
+            return record.status
+        record.stop_reason = record.stop_reason or reason
+        record.poke()
+        return record.status
+
+    async def _abort(self, record: PlanRecord, reason: str) -> PlanStatus:
+        self._ended(record)
+        if record.status.state in (PlanState.CREATED, PlanState.PENDING):
+            self._end_unstarted(record, PlanState.ABORTED, reason)
+            return record.status
+        record.abort_reason = record.abort_reason or reason
+        if record.scope is not None:
+            record.scope.cancel()
+        record.poke()
+        for device in sorted(record.busy):
+            with contextlib.suppress(
+                BenchError, ActorError
+            ):  # best effort: e-stop is the hard stop
+                await self.system.ref(device).ask(Abort(reason), timeout=2.0)
+        return record.status
+
+    def _end_unstarted(self, record: PlanRecord, state: PlanState, reason: str) -> None:
+        with contextlib.suppress(ValueError):
+            self._queue.remove(record)
+        record.update(state=state, ended=time.time(), error=reason, pause_requested=False)
+        record.emit(Ended(state.value, reason, 0, {}))
+        record.log.close()
+        record.done.set()
+
+    # -- the queue -------------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            while not self._queue:
+                self._queued = trio.Event()
+                await self._queued.wait()
+            record = self._queue.popleft()
+            self._current = record
+            try:
+                await PlanRun(
+                    self.system,
+                    record,
+                    validate=self._validate,
+                    refuse_if_latched=self._refuse_if_latched,
+                    defaults=self.defaults,
+                ).run()
+            finally:
+                self._current = None
+                record.done.set()
+                self._forget_old()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def on_emergency_stop(self, reason: str) -> None:
+        why = f"emergency stop: {reason}"
+        for record in list(self._queue):
+            self._end_unstarted(record, PlanState.ABORTED, why)
+        if self._current is not None and not self._current.status.state.finished:
+            current = self._current
+            current.abort_reason = current.abort_reason or why
+            if current.scope is not None:
+                current.scope.cancel()
+            current.poke()
+
+    async def on_abort(self, reason: str) -> None:
+        if self._current is not None and not self._current.status.state.finished:
+            await self._abort(self._current, reason)
+
+    async def on_stop(self) -> None:
+        current = self._current
+        if current is not None and not current.status.state.finished:
+            current.abort_reason = current.abort_reason or "the daemon is stopping"
+            if current.scope is not None:
+                current.scope.cancel()
+            with trio.move_on_after(self.stop_timeout - 5.0):
+                await current.done.wait()
+
+    def release(self) -> None:
+        super().release()
+        for record in self._records.values():
+            record.observable.close()
+            record.log.close()
+
+
+__all__ = [
+    "EXECUTOR_NAME",
+    "AbortPlan",
+    "CheckPlan",
+    "CreatePlan",
+    "GetPlan",
+    "ListPlans",
+    "PausePlan",
+    "PlanCheck",
+    "PlanEvents",
+    "PlanExecutor",
+    "PlanState",
+    "PlanStatus",
+    "PlanTable",
+    "ResumePlan",
+    "StartPlan",
+    "StopPlan",
+    "WatchPlan",
+]
