@@ -44,6 +44,7 @@ from .estop import EmergencyStopServicer, StopEvent
 from .frames import CameraHardwareServicer
 from .health import HealthMonitor, HealthServicer, HealthState
 from .preset import PresetServicer
+from .preview import PreviewServicer
 from .scan import ScanServicer
 from .storage import StorageServicer
 
@@ -170,6 +171,7 @@ class Edge(Actor):
                     StorageServicer(context),
                     ControlServicer(context),
                     ScanServicer(context),
+                    PreviewServicer(context),
                 ]
                 services.append(Health({service: [serving] for service in services}))
                 services = ServerReflection.extend(services)
