@@ -194,6 +194,7 @@ class ParameterEditor(QWidget):
                 self.field.setModified(False)
                 self.field.setText(format_value(answer.value))
             log.info("%s is %s %s", self.key, format_value(answer.value), answer.units)
+            self.state.record(answer)
             self.applied.emit(answer)
             if after is not None:
                 after()

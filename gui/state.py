@@ -9,6 +9,7 @@ comes back on the parameter stream.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -165,8 +166,16 @@ class BenchState(QObject):
                 failed=self._failed(f"acquisition of {name}"),
             )
 
+    def record(self, value: ParameterValue) -> None:
+        """A value from a Get or Set reply (they carry the desired value; streams do not)."""
+        self._on_parameter(value)
+
     def _on_parameter(self, value: ParameterValue) -> None:
-        self.values[(value.device, value.name)] = value
+        key = (value.device, value.name)
+        previous = self.values.get(key)
+        if value.desired is None and previous is not None and previous.desired is not None:
+            value = dataclasses.replace(value, desired=previous.desired)
+        self.values[key] = value
         self.parameter_changed.emit(value)
 
     def _on_position(self, position: Position) -> None:

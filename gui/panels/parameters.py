@@ -77,6 +77,7 @@ class ParametersPanel(QWidget):
         self.rows: dict[str, _Row] = {}
         self._widgets: list[tuple[str, list[QWidget]]] = []
         self.shown = ""
+        self._wanted = ""
         state.parameters_listed.connect(self._on_listed)
         state.parameter_changed.connect(self._on_value)
         state.devices_changed.connect(self._on_devices)
@@ -91,9 +92,13 @@ class ParametersPanel(QWidget):
             self.device.blockSignals(False)
             cameras = [n for n in self.state.cameras if n in names]
             default = cameras[0] if cameras else (names[0] if names else "")
+            if self._wanted in names:
+                current = self._wanted
             self.select(current if current in names else default)
 
     def select(self, device: str) -> None:
+        """Show ``device`` (once the daemon has listed it, if it has not yet)."""
+        self._wanted = device
         index = self.device.findText(device)
         if index >= 0:
             if self.device.currentIndex() != index:
@@ -161,6 +166,10 @@ class ParametersPanel(QWidget):
         self.grid.setColumnStretch(1, 3)
         self.grid.setColumnStretch(5, 2)
         self.grid.setRowStretch(row, 1)
+        for info in infos.values():  # the desired values: only Get replies carry them
+            if not info.read_only:
+                name = info.name
+                self.state.connection.call(lambda b, n=name: b.get(device, n), self.state.record)
         self.note.setText(
             f"{len(infos)} parameters · read-back: what the hardware reports · desired: what was"
             " last asked for · ⚠ hazardous"
