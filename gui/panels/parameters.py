@@ -168,13 +168,15 @@ class ParametersPanel(QWidget):
         self.grid.setRowStretch(row, 1)
         for info in infos.values():  # the desired values: only Get replies carry them
             if not info.read_only:
-                name = info.name
-                self.state.connection.call(lambda b, n=name: b.get(device, n), self.state.record)
+                self._get(device, info.name)
         self.note.setText(
             f"{len(infos)} parameters · read-back: what the hardware reports · desired: what was"
             " last asked for · ⚠ hazardous"
         )
         self._apply_filter(self.filter.text())
+
+    def _get(self, device: str, name: str) -> None:
+        self.state.connection.call(lambda b: b.get(device, name), self.state.record)
 
     def _apply_filter(self, text: str) -> None:
         needle = text.strip().lower()
