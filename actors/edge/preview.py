@@ -205,7 +205,8 @@ class PreviewServicer(preview_grpc.PreviewBase):
                     now = trio.current_time()
                     if now < due:
                         continue  # over the rate: the next frame will do
-                    due = max(due + gap, now - gap)  # at most one frame of credit
+                    # paced from the first frame sent, with at most one frame of credit
+                    due = now + gap if due == -math.inf else max(due + gap, now - gap)
                     height, width = frame.pixels.shape
                     factor = reduction_factor(width, height, max_width, max_height)
                     head, pixels = await trio.to_thread.run_sync(
