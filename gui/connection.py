@@ -56,8 +56,12 @@ RECONNECT_INITIAL, RECONNECT_MAX = 0.25, 5.0
 #: A stream that failed with a daemon error (not a lost connection) is opened again after this.
 STREAM_RETRY = 2.0
 HEARTBEAT = 1.0
-HEARTBEAT_TIMEOUT = 3.0
-LOST = (ConnectionLost, DeadlineExceeded, OSError)
+#: A daemon that answers no heartbeat for this long, this many times in a row, is taken as hung
+#: (a busy daemon is slow, not gone: a run at full rate can hold its answers for seconds).
+HEARTBEAT_TIMEOUT, HEARTBEAT_MISSES = 5.0, 2
+#: What ends a session: the connection itself failed (the client's retries ran out). A
+#: DEADLINE_EXCEEDED from a call is an answer (a move that did not settle), not a lost daemon.
+LOST = (ConnectionLost, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +358,7 @@ class Connection(QObject):
                 info = await asyncio.wait_for(self._bench.info(), HEARTBEAT_TIMEOUT + 2)
             except (Unauthenticated, PermissionDenied) as error:
                 reason, refused = f"the daemon refused this GUI's token: {error}", True
-            except (*LOST, TimeoutError) as error:
+            except (*LOST, TimeoutError, DeadlineExceeded) as error:
                 reason = f"cannot reach the daemon at {self.address} ({type(error).__name__})"
             except BenchError as error:
                 reason = f"the daemon answered with an error: {error}"
@@ -406,12 +410,24 @@ class Connection(QObject):
 
     async def _heartbeat(self) -> None:
         assert self._bench is not None
+        misses = 0
         while True:
             await asyncio.sleep(self.heartbeat)
             try:
                 await asyncio.wait_for(self._bench.info(), HEARTBEAT_TIMEOUT)
-            except (*LOST, TimeoutError) as error:
-                self._lost(error if str(error) else TimeoutError("the daemon stopped answering"))
+            except LOST as error:
+                self._lost(error)
                 return
+            except (TimeoutError, DeadlineExceeded):
+                misses += 1
+                if misses >= HEARTBEAT_MISSES:
+                    self._lost(
+                        TimeoutError(
+                            f"the daemon answered no heartbeat for {misses * HEARTBEAT_TIMEOUT:g} s"
+                        )
+                    )
+                    return
+                continue
             except BenchError:
-                continue  # it answered: it is there
+                pass  # it answered: it is there
+            misses = 0

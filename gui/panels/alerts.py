@@ -84,7 +84,10 @@ class AlertsPanel(QWidget):
         self._bridge = _LogBridge()
         self._bridge.line.connect(self._append)
         self._handler = _Handler(self._bridge)
-        logging.getLogger("gui").addHandler(self._handler)
+        gui_log = logging.getLogger("gui")
+        gui_log.addHandler(self._handler)
+        if gui_log.getEffectiveLevel() > logging.INFO:
+            gui_log.setLevel(logging.INFO)  # the panel shows actions (INFO) whatever the root says
         state.alert.connect(self._on_alert)
         state.problem.connect(self._on_problem)
         state.connection.state_changed.connect(self._on_connection)

@@ -1,0 +1,211 @@
+"""The GUI's live view while a run records: preview rate against the run's losses.
+
+    python benchmarks/preview.py [--quick] [--json]
+
+A daemon (``python -m runtime``, the simulated bench: the Prime BSI simulator at its full-frame
+16-bit rate, ~47 fps of 2048 x 2048) records a run of N frames to disk while
+
+* **preview**: the real GUI (``gui.window.MainWindow``, Qt offscreen, in this process) shows the
+  daemon's preview stream (512 x 512, mean of 4 x 4, at most 30 fps, the GUI's defaults):
+  ``preview_fps`` is the frames the live view *drew* per second, ``recording_dropped`` the
+  run's dropped + missing frames (goal: >= 20 fps with 0 dropped);
+* **baseline, same run of the script**: a client pulls the full frames (``StreamFrames``, what a
+  GUI would do without the preview path) during an identical run: ``full_frames_fps`` and its
+  MB/s, against ``preview_mb_per_s``.
+
+``reduce_ms_p50`` / ``_p99`` is the daemon's time to reduce one frame (in a worker thread, as
+reported in each preview frame). Run files go to a temporary directory on disk and are deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _report import machine, p99, run_benchmark
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from client import AsyncBench, Bench, PreviewFrame, RunStatus
+from gui import theme
+from gui.connection import Connection
+from gui.window import MainWindow
+from supervisors.bench import SIMULATED_BENCH
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPOSURE_MS = 10.0  # shorter than the readout: the frame rate is the sensor's
+
+
+def start_daemon(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    config = directory / "bench.toml"
+    config.write_text(
+        SIMULATED_BENCH + f"\n[edge]\npresets_dir = '{directory / 'presets'}'\n"
+        f"disk_path = '{directory}'\n[storage]\ndirectory = '{directory / 'runs'}'\n"
+        f"ring_directory = '{directory}'\nmin_free_mb = 0\n"
+    )
+    log = directory / "daemon.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runtime", "--config", str(config), "--listen", "127.0.0.1:0"],
+            cwd=ROOT, stderr=sink, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        for line in log.read_text().splitlines():
+            if "benchd serving gRPC on " in line:
+                return process, line.rsplit(" ", 1)[1]
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"the daemon did not start:\n{log.read_text()}")
+
+
+def record(bench: Bench, name: str, frames: int, done: threading.Event) -> list[RunStatus]:
+    """A run of ``frames`` frames, waited for in a thread; ``done`` is set when it ends."""
+    result: list[RunStatus] = []
+
+    def run() -> None:
+        try:
+            result.append(bench.record(name, frames=frames))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return result
+
+
+def preview_during_a_run(address: str, bench: Bench, frames: int) -> dict[str, Any]:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # read by QApplication()
+    app = QApplication.instance() or QApplication([])
+    theme.apply(app)  # type: ignore[arg-type]
+    connection = Connection(address)
+    window = MainWindow(connection, live=False)
+    window.show()
+    connection.start()
+    drawn: list[tuple[float, PreviewFrame]] = []
+    window.camera.frame_shown.connect(lambda f: drawn.append((time.perf_counter(), f)))
+    done = threading.Event()
+    runs: list[list[RunStatus]] = []
+
+    def tick() -> None:
+        if not runs and connection.connected_now and window.camera.camera:
+            runs.append(record(bench, "preview-bench", frames, done))  # the preview is open
+        if done.is_set():
+            app.quit()  # type: ignore[union-attr]
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(50)
+    started = time.perf_counter()
+    app.exec()  # type: ignore[union-attr]
+    timer.stop()
+    window.close()
+    status = runs[0][0]  # the run's thread has put it there before setting ``done``
+    times = [t for t, _ in drawn]
+    span = (times[-1] - times[0]) if len(times) > 1 else float("nan")
+    reduce_ms = [f.reduce_ms for _, f in drawn]
+    sizes = [f.pixels.nbytes for _, f in drawn]
+    return {
+        "fps": (len(times) - 1) / span if len(times) > 1 else 0.0,
+        "drawn": len(drawn),
+        "mb_per_s": sum(sizes[1:]) / span / 1e6 if len(times) > 1 else 0.0,
+        "reduce_ms": reduce_ms,
+        "status": status,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def full_frames_during_a_run(address: str, bench: Bench, frames: int) -> dict[str, Any]:
+    """The baseline: a client pulling full frames (StreamFrames) while the same run records."""
+    done = threading.Event()
+    received: list[tuple[float, int]] = []
+    subscribed = threading.Event()
+
+    async def pull() -> None:
+        async with await AsyncBench.connect(address) as client:
+
+            async def consume() -> None:
+                async for frame in client.stream_frames("camera"):
+                    received.append((time.perf_counter(), frame.pixels.nbytes))
+
+            task = asyncio.create_task(consume())
+            subscribed.set()
+            await asyncio.to_thread(done.wait)
+            task.cancel()  # cancelling the task, never a pending anext(): that ends the stream
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    puller = threading.Thread(target=lambda: asyncio.run(pull()), daemon=True)
+    puller.start()
+    subscribed.wait(30)
+    time.sleep(0.5)  # the stream is open before the run starts
+    result = record(bench, "full-frames-bench", frames, done)
+    done.wait()
+    puller.join(timeout=30)
+    times = [t for t, _ in received]
+    span = (times[-1] - times[0]) if len(times) > 1 else float("nan")
+    return {
+        "fps": (len(times) - 1) / span if len(times) > 1 else 0.0,
+        "mb_per_s": sum(n for _, n in received[1:]) / span / 1e6 if len(times) > 1 else 0.0,
+        "status": result[0],
+    }
+
+
+def lost(status: RunStatus) -> int:
+    return (
+        status.frames_dropped
+        + status.frames_missing
+        + (status.frames_expected - status.frames_written)
+    )
+
+
+def measure(quick: bool) -> dict[str, object]:
+    frames = 240 if quick else 1410  # ~5 s / 30 s at the sensor's ~47 fps
+    directory = Path(tempfile.mkdtemp(prefix="benchd-preview-"))
+    process, address = start_daemon(directory)
+    try:
+        with Bench.connect(address) as bench:
+            bench.parameters["camera.exposure"] = EXPOSURE_MS
+            preview = preview_during_a_run(address, bench, frames)
+            baseline = full_frames_during_a_run(address, bench, frames)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        shutil.rmtree(directory, ignore_errors=True)
+    status: RunStatus = preview["status"]
+    base_status: RunStatus = baseline["status"]
+    reduce_ms = preview["reduce_ms"] or [float("nan")]
+    result: dict[str, object] = {
+        "preview_fps": round(preview["fps"], 1),
+        "recording_dropped": lost(status),
+        "recording_frames": status.frames_written,
+        "recording_fps": round(status.frames_written / max(1e-9, status.ended - status.started), 1),
+        "preview_mb_per_s": round(preview["mb_per_s"], 1),
+        "reduce_ms_p50": round(statistics.median(reduce_ms), 2),
+        "reduce_ms_p99": round(p99(reduce_ms), 2),
+        "full_frames_fps": round(baseline["fps"], 1),
+        "full_frames_mb_per_s": round(baseline["mb_per_s"], 1),
+        "full_frames_recording_dropped": lost(base_status),
+        "frames_per_run": frames,
+    }
+    result["goals_met"] = {
+        "preview_fps>=20": preview["fps"] >= 20,
+        "recording_dropped==0": lost(status) == 0 and status.state == "completed",
+    }
+    result["machine"] = machine()
+    return result
+
+
+if __name__ == "__main__":
+    run_benchmark(__doc__.splitlines()[0], measure)
