@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QStatusBar,
+    QTabBar,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -68,10 +69,6 @@ class MainWindow(QMainWindow):
         self.setDockOptions(
             QMainWindow.DockOption.AllowTabbedDocks | QMainWindow.DockOption.AnimatedDocks
         )
-        self.setTabPosition(
-            Qt.DockWidgetArea.AllDockWidgetAreas,
-            self.tabPosition(Qt.DockWidgetArea.TopDockWidgetArea),
-        )
 
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
@@ -99,15 +96,18 @@ class MainWindow(QMainWindow):
         self.docks: dict[str, QDockWidget] = {}
         view = self.menuBar().addMenu("&View")
         panels = view.addMenu("Panels")
+        left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
+        bottom = Qt.DockWidgetArea.BottomDockWidgetArea
+        tab_groups: dict[Qt.DockWidgetArea, QDockWidget] = {}
         for key, title, widget, area in (
-            ("devices", "Devices", self.devices, Qt.DockWidgetArea.LeftDockWidgetArea),
-            ("parameters", "Parameters", self.parameters, Qt.DockWidgetArea.RightDockWidgetArea),
-            ("motion", "Motion", self.motion, Qt.DockWidgetArea.RightDockWidgetArea),
-            ("laser", "Laser", self.laser, Qt.DockWidgetArea.RightDockWidgetArea),
-            ("power", "Power meter", self.power, Qt.DockWidgetArea.BottomDockWidgetArea),
-            ("runs", "Runs and scans", self.runs, Qt.DockWidgetArea.BottomDockWidgetArea),
-            ("scripts", "Scripts", self.scripts, Qt.DockWidgetArea.BottomDockWidgetArea),
-            ("alerts", "Alerts and log", self.alerts, Qt.DockWidgetArea.BottomDockWidgetArea),
+            ("devices", "Devices", self.devices, left),
+            ("parameters", "Parameters", self.parameters, right),
+            ("motion", "Motion", self.motion, right),
+            ("laser", "Laser", self.laser, right),
+            ("power", "Power meter", self.power, bottom),
+            ("runs", "Runs and scans", self.runs, bottom),
+            ("scripts", "Scripts", self.scripts, bottom),
+            ("alerts", "Alerts and log", self.alerts, bottom),
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(key)
@@ -117,14 +117,15 @@ class MainWindow(QMainWindow):
                 | QDockWidget.DockWidgetFeature.DockWidgetFloatable
                 | QDockWidget.DockWidgetFeature.DockWidgetClosable
             )
-            self.addDockWidget(area, dock)
+            # Each further dock of an area goes straight into the area's tab group: added side
+            # by side first and tabified after, Qt 6 leaves stale tab bars drawn over the docks.
+            if area in tab_groups:
+                self.tabifyDockWidget(tab_groups[area], dock)
+            else:
+                self.addDockWidget(area, dock)
+                tab_groups[area] = dock
             panels.addAction(dock.toggleViewAction())
             self.docks[key] = dock
-        self.tabifyDockWidget(self.docks["parameters"], self.docks["motion"])
-        self.tabifyDockWidget(self.docks["motion"], self.docks["laser"])
-        self.tabifyDockWidget(self.docks["power"], self.docks["runs"])
-        self.tabifyDockWidget(self.docks["runs"], self.docks["scripts"])
-        self.tabifyDockWidget(self.docks["scripts"], self.docks["alerts"])
         self.docks["parameters"].raise_()
         self.docks["power"].raise_()
         self._arranged = False
@@ -349,9 +350,20 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._arranged:  # dock sizes only take once the window has its own size
             self._arranged = True
-            self.resizeDocks([self.docks["devices"]], [290], Qt.Orientation.Horizontal)
-            self.resizeDocks([self.docks["parameters"]], [540], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.docks["devices"]], [340], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.docks["parameters"]], [500], Qt.Orientation.Horizontal)
             self.resizeDocks([self.docks["power"]], [300], Qt.Orientation.Vertical)
+            QTimer.singleShot(0, self._hide_stale_tab_bars)
+
+    def _hide_stale_tab_bars(self) -> None:
+        """Qt 6 leaves tab bars it used while the bottom docks were tabified one by one drawn
+        over the left dock (it only hides its spare bars if they were ever shown hidden); a bar
+        whose tabs are a strict part of another bar's is such a leftover."""
+        bars = [b for b in self.findChildren(QTabBar) if b.parent() is self and b.isVisible()]
+        tabs = {b: {b.tabText(i) for i in range(b.count())} for b in bars}
+        for bar in bars:
+            if any(tabs[bar] < tabs[other] for other in bars if other is not bar):
+                bar.hide()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.camera.stop()

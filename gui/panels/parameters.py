@@ -59,14 +59,9 @@ class ParametersPanel(QWidget):
         top.addWidget(QLabel("Device"))
         top.addWidget(self.device, 1)
         top.addWidget(self.filter, 1)
-        self.body = QWidget()
-        self.grid = QGridLayout(self.body)
-        self.grid.setContentsMargins(6, 6, 6, 6)
-        self.grid.setHorizontalSpacing(10)
-        self.grid.setVerticalSpacing(3)
-        scroll = QScrollArea()
+        self.scroller = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
-        scroll.setWidget(self.body)
+        self._new_body()
         self.note = muted("")
         self.note.setWordWrap(True)
         layout = QVBoxLayout(self)
@@ -112,11 +107,7 @@ class ParametersPanel(QWidget):
 
     def show_device(self, device: str) -> None:
         """Rebuild the grid for ``device`` from the parameters the daemon listed."""
-        while self.grid.count():
-            item = self.grid.takeAt(0)
-            widget = item.widget() if item is not None else None
-            if widget is not None:
-                widget.deleteLater()
+        self._new_body()  # the scroll area deletes the old one with its editors
         self.rows.clear()
         self._widgets.clear()
         self.shown = device
@@ -138,9 +129,11 @@ class ParametersPanel(QWidget):
             )
             editor = None if info.read_only else ParameterEditor(self.state, self.guard, info)
             readback, desired = value_label(), value_label()
+            readback.setWordWrap(True)
+            desired.setWordWrap(True)
             source = muted()
-            limits = muted(limits_text(info))
-            limits.setWordWrap(True)
+            limits = muted(f"{len(info.choices)} choices" if info.choices else limits_text(info))
+            limits.setToolTip(limits_text(info))
             units = muted(info.units)
             cells: list[QWidget] = [
                 name,
@@ -163,8 +156,8 @@ class ParametersPanel(QWidget):
             if value is not None:
                 self._show(self.rows[info.name], value)
             row += 2
-        self.grid.setColumnStretch(1, 3)
-        self.grid.setColumnStretch(5, 2)
+        for column, stretch in ((1, 3), (2, 2), (3, 2), (5, 1)):
+            self.grid.setColumnStretch(column, stretch)
         self.grid.setRowStretch(row, 1)
         for info in infos.values():  # the desired values: only Get replies carry them
             if not info.read_only:
@@ -174,6 +167,14 @@ class ParametersPanel(QWidget):
             " last asked for · ⚠ hazardous"
         )
         self._apply_filter(self.filter.text())
+
+    def _new_body(self) -> None:
+        self.body = QWidget()
+        self.grid = QGridLayout(self.body)
+        self.grid.setContentsMargins(6, 6, 6, 6)
+        self.grid.setHorizontalSpacing(10)
+        self.grid.setVerticalSpacing(3)
+        self.scroller.setWidget(self.body)
 
     def _get(self, device: str, name: str) -> None:
         self.state.connection.call(lambda b: b.get(device, name), self.state.record)

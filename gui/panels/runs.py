@@ -138,16 +138,16 @@ class RunsPanel(QWidget):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(forms, 1)
 
-        self.plot = pg.PlotWidget(title="Running scan")
+        self.plot = pg.PlotWidget()
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.addLegend(offset=(-10, 10))
         self.plot_device = QComboBox()
         self.plot_device.setToolTip("Which read device to plot against the scan's axis")
-        self.plot_note = muted(
-            "Live impression: each point at the scan's position with the GUI's"
-            " newest reading; the run file holds the recorded values."
+        self.plot_note = muted("live impression: GUI readings at the scan's positions")
+        self.plot_note.setToolTip(
+            "Each point is drawn at the scan's position with the GUI's newest reading of the"
+            " device; the run file holds the values the daemon recorded at each point."
         )
-        self.plot_note.setWordWrap(True)
         self.runs = QTableWidget(0, 6)
         self.runs.setHorizontalHeaderLabels(["Run", "Status", "Frames", "Size", "Modified", "File"])
         self.runs.verticalHeader().setVisible(False)
@@ -166,11 +166,10 @@ class RunsPanel(QWidget):
         plot_bar = QHBoxLayout()
         plot_bar.addWidget(QLabel("Plot"))
         plot_bar.addWidget(self.plot_device)
-        plot_bar.addStretch(1)
+        plot_bar.addWidget(self.plot_note, 1)
         top_layout.addWidget(progress)
         top_layout.addLayout(plot_bar)
         top_layout.addWidget(self.plot, 1)
-        top_layout.addWidget(self.plot_note)
         bottom = QWidget()
         bottom_layout = QVBoxLayout(bottom)
         bottom_layout.setContentsMargins(0, 0, 0, 0)
@@ -182,11 +181,14 @@ class RunsPanel(QWidget):
         bottom_layout.addWidget(self.runs, 1)
         right.addWidget(top)
         right.addWidget(bottom)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 1)
+        right.setSizes([640, 460])
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([380, 900])
+        splitter.setSizes([340, 1100])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(splitter)
@@ -281,6 +283,7 @@ class RunsPanel(QWidget):
     def _progress_box(self) -> QWidget:
         box = QGroupBox("Now")
         layout = QVBoxLayout(box)
+        layout.setSpacing(3)
         self.progress_title = QLabel("Nothing running")
         self.progress_title.setStyleSheet("font-weight: 600;")
         self.progress = QProgressBar()
@@ -302,10 +305,12 @@ class RunsPanel(QWidget):
         self.stop.clicked.connect(self._stop)
         self.abort.clicked.connect(lambda: self._scan_action("abort"))
         self.progress_error = ErrorLabel()
-        layout.addWidget(self.progress_title)
-        layout.addWidget(self.progress)
+        head = QHBoxLayout()
+        head.addWidget(self.progress_title)
+        head.addWidget(self.progress, 1)
+        head.addLayout(buttons)
+        layout.addLayout(head)
         layout.addWidget(self.progress_detail)
-        layout.addLayout(buttons)
         layout.addWidget(self.progress_error)
         return box
 
@@ -469,7 +474,6 @@ class RunsPanel(QWidget):
         self._data.clear()
         self._line = 0
         self._slow = None
-        self.plot.setTitle(f"Scan {status.id}")
         self.points.start(self.state.connection, status.id, read, self._on_point, self._on_scan)
         self._on_scan(status)
 
@@ -503,8 +507,10 @@ class RunsPanel(QWidget):
             )
             self._curves[line] = curve
         curve.setData(xs, ys)
-        self.plot.setLabel("bottom", fast)
-        self.plot.setLabel("left", self.plot_device.currentText())
+        units = {n: d.units for n, d in self.state.devices.items()}
+        self.plot.setLabel("bottom", fast, units=units.get(fast, ""))
+        device = self.plot_device.currentText()
+        self.plot.setLabel("left", device, units=units.get(device, ""))
 
     def _on_scan(self, status: ScanStatus) -> None:
         self.scan = status
