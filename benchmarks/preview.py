@@ -9,9 +9,14 @@ A daemon (``python -m runtime``, the simulated bench: the Prime BSI simulator at
   daemon's preview stream (512 x 512, mean of 4 x 4, at most 30 fps, the GUI's defaults):
   ``preview_fps`` is the frames the live view *drew* per second, ``recording_dropped`` the
   run's dropped + missing frames (goal: >= 20 fps with 0 dropped);
-* **baseline, same run of the script**: a client pulls the full frames (``StreamFrames``, what a
-  GUI would do without the preview path) during an identical run: ``full_frames_fps`` and its
-  MB/s, against ``preview_mb_per_s``.
+* **baselines, same run of the script**: the same run with no viewer at all
+  (``recording_alone_dropped``: what the machine itself allows), and with a client pulling the
+  full frames (``StreamFrames``, what a GUI would do without the preview path):
+  ``full_frames_fps``, its MB/s against ``preview_mb_per_s``, and that run's losses.
+
+``load_average`` is the machine's 1-minute load before and after: on a shared 2-core machine the
+simulated camera (which computes its 8 MiB frames) and the writer compete with everything else,
+and a loaded machine loses frames with or without a viewer — compare the three runs.
 
 ``reduce_ms_p50`` / ``_p99`` is the daemon's time to reduce one frame (in a worker thread, as
 reported in each preview frame). Run files go to a temporary directory on disk and are deleted.
@@ -171,12 +176,14 @@ def lost(status: RunStatus) -> int:
 
 
 def measure(quick: bool) -> dict[str, object]:
-    frames = 240 if quick else 1410  # ~5 s / 30 s at the sensor's ~47 fps
+    frames = 150 if quick else 1410  # ~3 s / 30 s at the sensor's ~47 fps
     directory = Path(tempfile.mkdtemp(prefix="benchd-preview-"))
     process, address = start_daemon(directory)
+    load_before = os.getloadavg()[0]
     try:
         with Bench.connect(address) as bench:
             bench.parameters["camera.exposure"] = EXPOSURE_MS
+            alone = bench.record("alone-bench", frames=frames)
             preview = preview_during_a_run(address, bench, frames)
             baseline = full_frames_during_a_run(address, bench, frames)
     finally:
@@ -197,7 +204,9 @@ def measure(quick: bool) -> dict[str, object]:
         "full_frames_fps": round(baseline["fps"], 1),
         "full_frames_mb_per_s": round(baseline["mb_per_s"], 1),
         "full_frames_recording_dropped": lost(base_status),
+        "recording_alone_dropped": lost(alone),
         "frames_per_run": frames,
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     result["goals_met"] = {
         "preview_fps>=20": preview["fps"] >= 20,
