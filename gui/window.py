@@ -240,6 +240,9 @@ class MainWindow(QMainWindow):
     def _on_disconnected(self, reason: str) -> None:
         self.guard.update(connected=False, operator=False)
         self.offline.show()
+        if self.latch.property("latched") != "true":  # a latch stays shown: it is the safe side
+            self.latch.setText("E-stop: unknown")
+            self.latch.setToolTip("not connected: the daemon's latch state is unknown")
 
     def _on_connection_state(self, state: str, detail: str) -> None:
         colours = {"connected": theme.GREEN, "connecting": theme.AMBER}
