@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -94,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     window.show()
     connection.start()
+    # Ctrl-C in the terminal closes the window cleanly: Qt's loop holds Python's signal
+    # handlers until Python code runs, so a timer lets it run a few times a second.
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(250)
     status = 0
     if args.screenshot is not None:
         target: Path = args.screenshot
