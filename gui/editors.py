@@ -130,6 +130,7 @@ class ParameterEditor(QWidget):
         else:
             self.field = QLineEdit()
             self.field.setPlaceholderText(info.units or info.dtype)
+            self.field.setMinimumWidth(90)
             self.field.setToolTip(tip + "\nEnter applies")
             self.field.returnPressed.connect(self._submit_text)
             self.field.textEdited.connect(lambda _: self._mark(""))
@@ -150,7 +151,10 @@ class ParameterEditor(QWidget):
     def show_value(self, value: ParameterValue) -> None:
         """A new sample from the daemon: the field follows it unless the operator is typing."""
         shown: PlainValue = value.desired if value.desired is not None else value.value
-        if self.field is not None and not self.field.isModified() and not self.field.hasFocus():
+        typing = self.field is not None and (
+            self.field.isModified() or self.field.hasFocus() or self.field.property("invalid")
+        )  # the operator's text (or a refused value to correct) is never overwritten
+        if self.field is not None and not typing:
             self.field.setText(format_value(shown))
         elif self.choice is not None:
             index = self.choice.findData(value.value)

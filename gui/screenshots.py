@@ -118,27 +118,33 @@ def shoot(address: str, out: Path) -> list[Path]:
         window.parameters.select("maitai")
         window.scripts.select(bench.scripts.executions()[0].id)
         wait(app, lambda: "wavelength" in window.parameters.rows, 30, "the laser's parameters")
+        editor = window.parameters.rows["wavelength"].editor
+        assert editor is not None and editor.field is not None
+        editor.field.setText("1200")  # out of range: the daemon's reason shows inline
+        editor.field.setModified(True)  # as if typed
+        editor.submit(1200.0)
+        wait(app, editor.error.isVisible, 30, "the inline error")
         settle(app, 1.0)
         out.mkdir(parents=True, exist_ok=True)
-        saved = [save(window.grab(), out / "main.png")]
+        saved = [
+            save(window.grab(), out / "main.png"),
+            save(window.camera.grab(), out / "camera.png"),
+        ]
         for key in PANELS:  # each panel on its own, floated at a size that shows it whole
+            if key == "alerts":  # after an e-stop and its reset: the log has something to say
+                window.emergency_stop()
+                wait(app, window.banner.isVisible, 30, "the e-stop latch")
+                settle(app, 1.0)
+                saved.append(save(window.grab(), out / "estop.png"))
+                window.reset_estop()
+                wait(app, lambda: not window.banner.isVisible(), 30, "the reset")
             dock = window.docks[key]
-            if key == "parameters":
-                window.parameters.select("camera")
             dock.setFloating(True)
             dock.resize(QSize(*SIZES.get(key, (1400, 640))))
             settle(app, 0.8)
             saved.append(save(dock.widget().grab(), out / f"{key}.png"))
             dock.setFloating(False)
             settle(app, 0.2)
-        saved.append(save(window.camera.grab(), out / "camera.png"))
-        window.docks["parameters"].raise_()
-        window.docks["runs"].raise_()
-        window.emergency_stop()
-        wait(app, window.banner.isVisible, 30, "the e-stop latch")
-        settle(app, 1.0)
-        saved.append(save(window.grab(), out / "estop.png"))
-        bench.reset_emergency_stop("screenshots done")
         window.close()
     return saved
 

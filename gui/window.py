@@ -304,13 +304,14 @@ class MainWindow(QMainWindow):
         )
 
     def _on_estop(self, event: EmergencyStopEvent) -> None:
-        who = f" by {event.client}" if event.client else ""
+        who = f" by {event.client}" if event.client and event.client not in event.reason else ""
         when = time.strftime("%H:%M:%S", time.localtime(event.timestamp)) if event.timestamp else ""
         self._show_latch(event.latched, f"{event.reason}{who}" + (f" at {when}" if when else ""))
 
     def _show_latch(self, latched: bool, reason: str) -> None:
         self.latch.setProperty("latched", "true" if latched else "false")
-        self.latch.setText(f"LATCHED: {reason}" if latched else "E-stop: clear")
+        short = reason if len(reason) <= 48 else reason[:47] + "…"
+        self.latch.setText(f"LATCHED: {short}" if latched else "E-stop: clear")
         self.latch.setToolTip(reason)
         theme.restyle(self.latch)
         self.guard.enable(self.reset, latched)

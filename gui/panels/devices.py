@@ -61,11 +61,13 @@ class DevicesPanel(QWidget):
         state.devices_changed.connect(self._on_devices)
         state.health_changed.connect(self._on_health)
         state.connection.disconnected.connect(self._on_disconnected)
-        self.tree.currentItemChanged.connect(self._on_current)
+        # the selection, not the current item: Qt makes the first row current on focus
+        self.tree.itemSelectionChanged.connect(self._on_selection)
 
-    def _on_current(self, item: QTreeWidgetItem | None, _: object) -> None:
-        if item is not None:
-            self.device_selected.emit(item.data(0, Qt.ItemDataRole.UserRole))
+    def _on_selection(self) -> None:
+        items = self.tree.selectedItems()
+        if items:
+            self.device_selected.emit(items[0].data(0, Qt.ItemDataRole.UserRole))
 
     def _on_health(self, health: Health) -> None:
         self._health = {a.name: a for a in health.actors}
