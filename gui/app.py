@@ -68,14 +68,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
-
     from client import parse_address
 
-    from . import theme
-    from .connection import Connection
-    from .window import MainWindow
+    try:
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication
+
+        from . import theme
+        from .connection import Connection
+        from .window import MainWindow
+    except ImportError as error:  # the daemon and client install without Qt
+        print(
+            f"benchd-gui: Qt or pyqtgraph is not installed ({error}); install the GUI extra:"
+            " pip install 'benchd[gui]'",
+            file=sys.stderr,
+        )
+        return 2
 
     try:
         parse_address(args.address)
