@@ -51,6 +51,8 @@ DEFAULT_SIZE = 512
 MIN_SIZE, MAX_SIZE = 16, 4096
 #: Reductions running at once, for every preview stream of this daemon together.
 REDUCERS = 2
+#: Preview streams open at once (each is a tap on the camera and a reduction per frame sent).
+MAX_STREAMS = 32
 
 REDUCTIONS = {
     pb.PREVIEW_REDUCTION_UNSPECIFIED: pb.PREVIEW_REDUCTION_MEAN,
@@ -180,6 +182,7 @@ class PreviewServicer(preview_grpc.PreviewBase):
         self.ctx = context
         self._hardware = CameraHardwareServicer(context)  # its capability-aware asking
         self._reducers = trio.CapacityLimiter(REDUCERS)
+        self.open_streams = 0
 
     async def StreamPreview(self, stream: Stream[pb.PreviewRequest, pb.PreviewFrame]) -> None:
         request = await receive(stream)
@@ -188,6 +191,12 @@ class PreviewServicer(preview_grpc.PreviewBase):
         await self._hardware._ask(
             stream, ref, GetAcquisitionStatus(), Capability.FRAME_PRODUCER, "stream a preview"
         )
+        if self.open_streams >= MAX_STREAMS:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"{MAX_STREAMS} preview streams are open on this daemon (the most it serves);"
+                " close one, or share one viewer",
+            )
         gap = 1.0 / fps
         tap = f"grpc-preview-{next(_stream_numbers)}"
         reducers = self._reducers
@@ -221,6 +230,7 @@ class PreviewServicer(preview_grpc.PreviewBase):
             )
 
         sent = 0
+        self.open_streams += 1
         try:
             async for head, pixels, offered in self.ctx.bridge.stream(produce, capacity=1):
                 sent += 1
@@ -229,3 +239,5 @@ class PreviewServicer(preview_grpc.PreviewBase):
             raise
         except Exception as exc:
             raise grpc_error(exc) from exc
+        finally:
+            self.open_streams -= 1

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import trio
 from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 
+from actors.edge import preview as preview_module
 from actors.edge.preview import reduce_pixels, reduction_factor
 from benchd.v1 import common_pb2, preview_grpc, storage_pb2
 from benchd.v1 import hardware_pb2 as hw
@@ -148,3 +150,38 @@ async def test_observers_may_watch_the_preview(tmp_path: Path) -> None:
         await client.unary(
             client.hardware.StopStream, hw.DeviceRequest(device="camera"), metadata=operator
         )
+
+
+async def test_preview_streams_are_bounded(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(preview_module, "MAX_STREAMS", 1)
+    await small_roi(client)
+    await client.unary(client.hardware.StartStream, hw.StartStreamRequest(device="camera"))
+    preview = preview_grpc.PreviewStub(client.channel)
+    refused: list[str] = []
+
+    async def second() -> None:
+        try:
+            async with preview.StreamPreview.open() as stream:
+                await stream.send_message(pb.PreviewRequest(device="camera"), end=True)
+                await stream.recv_message()
+        except GRPCError as error:
+            assert error.status is Status.RESOURCE_EXHAUSTED
+            refused.append(error.message or "")
+
+    first = await client.stream(
+        preview.StreamPreview, pb.PreviewRequest(device="camera"), 2, between=second
+    )
+    assert len(first) == 2 and "1 preview streams are open" in refused[0]
+    # the first stream's end freed its place (the servicer counts down as it unwinds)
+    again: list[pb.PreviewFrame] = []
+    for _ in range(100):
+        try:
+            again = await client.stream(
+                preview.StreamPreview, pb.PreviewRequest(device="camera"), 1
+            )
+            break
+        except GRPCError as error:
+            assert error.status is Status.RESOURCE_EXHAUSTED
+            await trio.sleep(0.05)
+    await client.unary(client.hardware.StopStream, hw.DeviceRequest(device="camera"))
+    assert len(again) == 1
