@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
@@ -162,3 +163,33 @@ def test_benchd_gui_screenshot_saves_the_window_once_the_live_view_has_a_frame(
     header = target.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", header[16:24]) == (1680, 1050)
+
+
+def test_a_newcomer_moves_an_axis_and_records_a_run_from_the_gui(
+    qtbot: QtBot, open_window: Open, gui_daemon: Daemon
+) -> None:
+    window = open_window(gui_daemon.address, live=False)
+    qtbot.waitUntil(lambda: "esp300.axis1" in window.motion.axes, timeout=WAIT_MS)
+    axis = window.motion.axis("esp300.axis1")
+    qtbot.waitUntil(axis.go.isEnabled, timeout=WAIT_MS)
+    axis.target.setText("1.25")
+    qtbot.mouseClick(axis.go, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: axis.status.text() == "settled", timeout=WAIT_MS)
+    assert axis.position.text() == "1.2500"
+    runs = window.runs
+    runs.run_name.setText("from-the-gui")
+    runs.run_duration.setValue(0.5)
+    runs.run_readings_only.setChecked(True)
+    runs.run_metadata.setPlainText("sample=none\n# a comment\noperator=test")
+    qtbot.mouseClick(runs.record, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(
+        lambda: any(
+            (item := runs.runs.item(row, 0)) is not None and "from-the-gui" in item.text()
+            for row in range(runs.runs.rowCount())
+        ),
+        timeout=WAIT_MS,
+    )
+    with Bench.connect(gui_daemon.address, token=OPERATOR) as bench:
+        assert bench["esp300.axis1"].position == pytest.approx(1.25, abs=1e-3)
+        run = next(r for r in bench.runs() if r.name.endswith("from-the-gui"))
+        assert run.status == "completed"

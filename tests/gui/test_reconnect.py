@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from gui.window import MainWindow
@@ -29,6 +30,10 @@ def test_killing_the_daemon_shows_disconnected_and_a_restarted_one_is_reconnecte
         assert window.offline.isVisible() and "Disconnected" in window.offline_text.text()
         assert not window.camera.live.isEnabled()  # nothing to click while nobody answers
         assert "Not connected" in window.camera.live.toolTip()
+        assert window.estop.isEnabled()  # pressed now, it says it could not stop anything
+        qtbot.mouseClick(window.estop, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(window.banner.isVisible, timeout=WAIT_MS)
+        assert "NOT DELIVERED" in window.banner_text.text()
         shown = window.camera.frames_shown
         again = start_daemon(tmp_path / "second", listen=daemon.address)
         qtbot.waitUntil(lambda: window.connection.connected_now, timeout=WAIT_MS)
