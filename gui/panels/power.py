@@ -43,6 +43,7 @@ class PowerPanel(QWidget):
         self.state = state
         self.device_hint = device_hint
         self.device = QComboBox()
+        self.device.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.device.currentTextChanged.connect(lambda _: self._restart())
         self.interval = QComboBox()
         self.interval.addItems(list(INTERVALS))
@@ -173,7 +174,7 @@ class PowerPanel(QWidget):
         times, values = times[keep] - now, values[keep]
         self.curve.setData(times, values)
         self.plot.setXRange(-span, 0, padding=0)
-        self.plot.setLabel("left", "reading", units=self.units)
+        self.plot.setLabel("left", self.device.currentText() or "reading", units=self.units)
         finite = values[np.isfinite(values)]
         if finite.size:
             self.stats["mean"].setText(si(float(finite.mean()), self.units))

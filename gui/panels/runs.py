@@ -142,6 +142,7 @@ class RunsPanel(QWidget):
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.addLegend(offset=(-10, 10))
         self.plot_device = QComboBox()
+        self.plot_device.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.plot_device.setToolTip("Which read device to plot against the scan's axis")
         self.plot_note = muted("live impression: GUI readings at the scan's positions")
         self.plot_note.setToolTip(
