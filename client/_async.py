@@ -51,6 +51,8 @@ from benchd.v1 import (
     plan_pb2,
     preset_grpc,
     preset_pb2,
+    preview_grpc,
+    preview_pb2,
     scan_grpc,
     scan_pb2,
     storage_grpc,
@@ -60,6 +62,7 @@ from benchd.v1 import (
 from . import plans
 from ._errors import ConnectionLost, DeadlineExceeded, from_grpc
 from ._types import (
+    PREVIEW_REDUCTIONS,
     AcquisitionStatus,
     ActorHealth,
     Alert,
@@ -81,12 +84,14 @@ from ._types import (
     Preset,
     PresetEntry,
     PresetInfo,
+    PreviewFrame,
     Reading,
     ResetResult,
     RunFile,
     RunStatus,
     ScanEvent,
     ScanStatus,
+    ScriptCheck,
     ScriptInfo,
     SystemHealth,
     ZeroState,
@@ -222,6 +227,7 @@ class AsyncBench:
         self._storage = storage_grpc.StorageStub(self._channel)
         self._control = control_grpc.ControlStub(self._channel)
         self._scan = scan_grpc.ScanStub(self._channel)
+        self._preview = preview_grpc.PreviewStub(self._channel)
         self._closed = False
 
     @classmethod
@@ -906,6 +912,56 @@ class AsyncBench:
             if status.finished:
                 return status
             await asyncio.sleep(poll)
+
+    # -- scripts: check, pause, resume ---------------------------------------------------------
+
+    async def check_script(self, source: str) -> ScriptCheck:
+        """Parse and lint ``source`` without storing it: syntax errors and warnings with their
+        line and column (``ok`` is False if it would not run)."""
+        request = control_pb2.CheckScriptRequest(source=source)
+        return await self._unary(self._control.CheckScript, request, ScriptCheck.from_pb)
+
+    async def pause_execution(self, execution_id: str) -> Execution:
+        """Pause at a scan's next point or the script's next builtin call."""
+        request = control_pb2.ExecutionRequest(id=execution_id)
+        return await self._unary(self._control.PauseExecution, request, Execution.from_pb)
+
+    async def resume_execution(self, execution_id: str) -> Execution:
+        request = control_pb2.ExecutionRequest(id=execution_id)
+        return await self._unary(self._control.ResumeExecution, request, Execution.from_pb)
+
+    # -- camera preview (Preview service) ------------------------------------------------------
+
+    def stream_preview(
+        self,
+        camera: str = "camera",
+        *,
+        max_fps: float = 25.0,
+        max_width: int = 512,
+        max_height: int = 512,
+        reduction: str = "mean",
+    ) -> AsyncIterator[PreviewFrame]:
+        """Live frames reduced in the daemon to at most ``max_width`` x ``max_height`` pixels,
+        at most ``max_fps`` a second: what a live view over a network needs, never the camera's
+        full rate. ``reduction``: "mean" (binning; counts keep their scale), "decimate" (every
+        n-th pixel) or "max" (a hot pixel stays visible). Latest-only, like ``stream_frames``;
+        it only watches: start an acquisition or a run with frames for frames to flow.
+
+        Error handling: ``ValueError`` for an unknown reduction; ``InvalidArgument`` for
+        limits out of range (0.1-100 fps, 16-4096 pixels).
+        """
+        if reduction not in PREVIEW_REDUCTIONS:
+            raise ValueError(
+                f"reduction {reduction!r} is not one of {', '.join(PREVIEW_REDUCTIONS)}"
+            )
+        request = preview_pb2.PreviewRequest(
+            device=camera,
+            max_fps=max_fps,
+            max_width=max_width,
+            max_height=max_height,
+            reduction=PREVIEW_REDUCTIONS[reduction],
+        )
+        return self._subscribe(self._preview.StreamPreview, request, PreviewFrame.from_pb)
 
 
 def _axes_plan(

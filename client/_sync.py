@@ -55,12 +55,14 @@ from ._types import (
     Preset,
     PresetEntry,
     PresetInfo,
+    PreviewFrame,
     Reading,
     ResetResult,
     RunFile,
     RunStatus,
     ScanEvent,
     ScanStatus,
+    ScriptCheck,
     ScriptInfo,
     ZeroState,
 )
@@ -329,6 +331,16 @@ class Scripts:
     def output(self, execution_id: str, start: int = 0) -> builtins.list[str]:
         return self._bench._run(self._bench._async.output(execution_id, start))
 
+    def check(self, source: str) -> ScriptCheck:
+        """Parse and lint without storing: ``ok`` and the problems with line and column."""
+        return self._bench._run(self._bench._async.check_script(source))
+
+    def pause(self, execution_id: str) -> Execution:
+        return self._bench._run(self._bench._async.pause_execution(execution_id))
+
+    def resume(self, execution_id: str) -> Execution:
+        return self._bench._run(self._bench._async.resume_execution(execution_id))
+
 
 class Scans:
     """``bench.scans``: plans (``client.plans``) run by the daemon's executor; each scan is a
@@ -554,6 +566,23 @@ class Bench:
         skips frames, never slows the camera or a run. Frames flow while an acquisition runs
         (``bench[camera].start_acquisition()``) or a run records frames."""
         return self._subscribe(self._async.frames(camera, max_fps=max_fps))
+
+    def preview(
+        self,
+        camera: str = "camera",
+        *,
+        max_fps: float = 25.0,
+        max_width: int = 512,
+        max_height: int = 512,
+        reduction: str = "mean",
+    ) -> Subscription[PreviewFrame]:
+        """Live frames reduced in the daemon for a live view (see ``AsyncBench.stream_preview``):
+        at most ``max_width`` x ``max_height`` pixels, ``max_fps`` a second, latest-only."""
+        stream = self._async.stream_preview(
+            camera, max_fps=max_fps, max_width=max_width, max_height=max_height,
+            reduction=reduction,
+        )  # fmt: skip
+        return self._subscribe(stream)
 
     def frame_stream(self, camera: str = "camera", *, max_fps: float = 0.0) -> Subscription[Frame]:
         """As :meth:`frames`, with each frame's number, timestamp, exposure and skip count."""

@@ -24,6 +24,7 @@ from benchd.v1 import (
     hardware_pb2,
     health_pb2,
     preset_pb2,
+    preview_pb2,
     scan_pb2,
     storage_pb2,
 )
@@ -611,6 +612,7 @@ _EXECUTION_STATES = {
     control_pb2.EXECUTION_STATE_ERROR: "error",
     control_pb2.EXECUTION_STATE_STOPPED: "stopped",
     control_pb2.EXECUTION_STATE_ABORTED: "aborted",
+    control_pb2.EXECUTION_STATE_PAUSED: "paused",
 }
 
 
@@ -917,3 +919,87 @@ class ScanEvent:
             case _:
                 extra = {}
         return cls(**base, **extra)
+
+
+_REDUCTIONS = {
+    preview_pb2.PREVIEW_REDUCTION_MEAN: "mean",
+    preview_pb2.PREVIEW_REDUCTION_DECIMATE: "decimate",
+    preview_pb2.PREVIEW_REDUCTION_MAX: "max",
+}
+#: ``reduction`` names a preview accepts, and their proto values.
+PREVIEW_REDUCTIONS = {name: value for value, name in _REDUCTIONS.items()}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PreviewFrame:
+    """A camera frame reduced in the daemon for a live view (``Preview.StreamPreview``).
+
+    ``pixels`` (uint16, read-only) has shape (height, width); each pixel covers ``factor`` x
+    ``factor`` pixels of the full frame, whose region on the sensor is ``roi`` (x, y, width,
+    height in unbinned pixels) at the camera's binning ``binning`` (x, y). ``source_min``,
+    ``source_max`` and ``saturated`` are of the full frame, before the reduction.
+    """
+
+    device: str
+    frame_number: int
+    timestamp: float
+    exposure_ms: float
+    factor: int
+    reduction: str  # "mean", "decimate", "max"
+    roi: tuple[int, int, int, int]
+    binning: tuple[int, int]
+    source_shape: tuple[int, int]  # (height, width) of the full frame
+    bit_depth: int
+    source_min: int
+    source_max: int
+    saturated: int
+    skipped: int  # camera frames this stream did not send (rate limit, slow reader)
+    reduce_ms: float
+    pixels: npt.NDArray[np.uint16]
+
+    def sensor_rect(
+        self, x: float, y: float, width: float, height: float
+    ) -> tuple[float, float, float, float]:
+        """A rectangle in preview pixels as (x, y, width, height) in unbinned sensor pixels."""
+        scale_x, scale_y = self.factor * self.binning[0], self.factor * self.binning[1]
+        return (self.roi[0] + x * scale_x, self.roi[1] + y * scale_y, width * scale_x,
+                height * scale_y)  # fmt: skip
+
+    @classmethod
+    def from_pb(cls, m: preview_pb2.PreviewFrame) -> PreviewFrame:
+        if m.pixel_format != "uint16le":
+            raise ValueError(
+                f"unknown pixel format {m.pixel_format!r} (this client reads uint16le)"
+            )
+        pixels = np.frombuffer(m.data, dtype="<u2").reshape(m.height, m.width)
+        return cls(
+            device=m.device,
+            frame_number=m.frame_number,
+            timestamp=m.timestamp,
+            exposure_ms=m.exposure_ms,
+            factor=m.factor,
+            reduction=_REDUCTIONS.get(m.reduction, "unknown"),
+            roi=(m.roi_x, m.roi_y, m.roi_width, m.roi_height),
+            binning=(m.bin_x or 1, m.bin_y or 1),
+            source_shape=(m.source_height, m.source_width),
+            bit_depth=m.bit_depth,
+            source_min=m.source_min,
+            source_max=m.source_max,
+            saturated=m.saturated,
+            skipped=m.skipped,
+            reduce_ms=m.reduce_ms,
+            pixels=pixels,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCheck:
+    """``Control.CheckScript``: ``ok`` when the script parses (warnings may remain)."""
+
+    ok: bool
+    problems: tuple[ScriptProblem, ...]
+
+    @classmethod
+    def from_pb(cls, m: control_pb2.CheckScriptResponse) -> ScriptCheck:
+        problems = tuple(ScriptProblem(p.line, p.column, p.message, p.severity) for p in m.problems)
+        return cls(m.ok, problems)

@@ -72,6 +72,9 @@ ROOT = Path(__file__).resolve().parent.parent
             "plans.py",
             {"plan_ratio", "bluesky_speedup", "plan_points_per_s", "bluesky_points_per_s"},
         ),
+        ("edge.py", {"unary_ratio", "frames_ratio", "estop_rpc_p99_ms", "edge_calls_per_s"}),
+        ("scripting.py", {"builtin_overhead_ratio", "scan_ratio", "builtin_us", "direct_us"}),
+        ("preview.py", {"preview_fps", "recording_dropped", "full_frames_fps", "reduce_ms_p50"}),
     ],
 )
 def test_benchmark_quick_run_prints_one_json_object(script: str, keys: set[str]) -> None:

@@ -46,6 +46,7 @@ from .frames import CameraHardwareServicer
 from .health import HealthMonitor, HealthServicer, HealthState
 from .limits import RequestLimits
 from .preset import PresetServicer
+from .preview import PreviewServicer
 from .scan import ScanServicer
 from .storage import StorageServicer
 
@@ -176,6 +177,7 @@ class Edge(Actor):
                     StorageServicer(context),
                     ControlServicer(context),
                     ScanServicer(context),
+                    PreviewServicer(context),
                 ]
                 services.append(Health({service: [serving] for service in services}))
                 services = ServerReflection.extend(services)

@@ -11,7 +11,16 @@ from ._context import EdgeContext
 from ._guard import receive
 
 #: Services this edge serves (frames and storage come with the camera and pipeline work).
-FEATURES = ("hardware", "estop", "health", "presets", "daemon_info", "grpc.health.v1", "reflection")
+FEATURES = (
+    "hardware",
+    "estop",
+    "health",
+    "presets",
+    "daemon_info",
+    "grpc.health.v1",
+    "reflection",
+    "preview",
+)
 
 
 class DaemonInfoServicer(daemon_grpc.DaemonInfoBase):
