@@ -1,0 +1,168 @@
+"""ophyd-async devices backed by a benchd daemon, so a stock Bluesky RunEngine drives the bench.
+
+``connect(address, token=None)`` lists the daemon's devices and returns a dict keyed by their
+daemon names, one ophyd-async device each (docs/bluesky.md):
+
+- a Movable (ESP300 axis, ELL14 mount): :class:`BenchMotor` — ``set`` with progress,
+  ``locate``, ``stop``, ``limits``, ``units``; ``read()`` is its position;
+- the camera: :class:`BenchCamera`, a StandardDetector whose frames stay in the daemon's HDF5
+  run file (StreamResource / StreamDatum documents point at them);
+- a Readable (power meter, laser power): :class:`BenchReadable` — ``read()`` takes a reading;
+- anything else with parameters: :class:`BenchParameters`;
+
+and every daemon Parameter as a SignalRW (a SignalR if read-only) with units and limits. The
+devices run on the RunEngine's event loop over the asyncio client (:class:`client.AsyncBench`),
+so create the RunEngine first. Installed by ``pip install 'benchd[bluesky]'``.
+
+Names: a Bluesky data key may not contain ``.``, so the ophyd-async ``name`` of
+``esp300.axis1`` is ``esp300_axis1`` (the dict key stays the daemon's name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from typing import Any, Self
+
+from bluesky.run_engine import (
+    call_in_bluesky_event_loop,
+    get_bluesky_event_loop,
+    in_bluesky_event_loop,
+)
+
+from .._async import TLS, AsyncBench
+from .._errors import BenchError
+from .._types import DeviceInfo, ParameterInfo
+from ._camera import BenchCamera, frame_shape
+from ._devices import BenchDevice, BenchMotor, BenchParameters, BenchReadable
+from ._session import EmergencyStopped, Session
+
+__all__ = [
+    "BenchCamera",
+    "BenchDevice",
+    "BenchDevices",
+    "BenchMotor",
+    "BenchParameters",
+    "BenchReadable",
+    "EmergencyStopped",
+    "connect",
+    "connect_async",
+    "data_key_name",
+    "frame_shape",
+]
+
+
+def data_key_name(name: str) -> str:
+    """The ophyd-async name of a daemon device: Bluesky data keys allow no ``.`` or ``/``."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+class BenchDevices(dict[str, BenchDevice]):
+    """The devices of one daemon, by daemon name; ``close()`` ends their connection."""
+
+    def __init__(self, devices: Mapping[str, BenchDevice], session: Session) -> None:
+        super().__init__(devices)
+        self.session = session
+
+    @property
+    def bench(self) -> AsyncBench:
+        """The asyncio client the devices share (for calls no device covers), on the
+        RunEngine's loop: ``call_in_bluesky_event_loop(devices.bench.health())``."""
+        return self.session.bench
+
+    async def aclose(self) -> None:
+        for device in self.values():
+            await device.close_monitors()
+        await self.session.close()
+
+    def close(self) -> None:
+        """Close the connection (from outside the RunEngine's loop; inside: ``aclose``)."""
+        _blocking("close()", "await devices.aclose()")
+        call_in_bluesky_event_loop(self.aclose())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _device_class(info: DeviceInfo) -> type[BenchDevice]:
+    if "Movable" in info.capabilities:
+        return BenchMotor
+    if "FrameProducer" in info.capabilities:
+        return BenchCamera
+    if "Readable" in info.capabilities:
+        return BenchReadable
+    return BenchParameters
+
+
+async def _parameters(bench: AsyncBench, device: str) -> list[ParameterInfo]:
+    try:
+        return await bench.parameters(device)
+    except BenchError:  # a device that is restarting has its parameters back later
+        return []
+
+
+async def connect_async(
+    address: str, token: str | None = None, *, tls: TLS = None, timeout: float = 10.0
+) -> BenchDevices:
+    """:func:`connect` for code already running on the RunEngine's loop (``await`` it)."""
+    bench = await AsyncBench.connect(address, token=token, tls=tls, timeout=timeout)
+    try:
+        session = await Session.open(bench)
+    except BaseException:
+        await bench.close()
+        raise
+    try:
+        infos = await bench.devices()
+        parameters = await asyncio.gather(*(_parameters(bench, i.name) for i in infos))
+        devices: dict[str, BenchDevice] = {}
+        taken: set[str] = set()
+        for info, infos_of in zip(infos, parameters, strict=True):
+            name = data_key_name(info.name)
+            while name in taken:  # "a.b" and "a_b" both exist: keep both
+                name += "_"
+            taken.add(name)
+            kind = _device_class(info)
+            devices[info.name] = kind(session, info, infos_of, address, name=name)  # type: ignore[call-arg]
+        connected: list[Any] = [d.connect(timeout=timeout) for d in devices.values()]
+        await asyncio.gather(*connected)
+    except BaseException:
+        await session.close()
+        raise
+    return BenchDevices(devices, session)
+
+
+def _blocking(what: str, instead: str) -> None:
+    if in_bluesky_event_loop():
+        raise RuntimeError(
+            f"{what} blocks, and this code runs on the RunEngine's event loop: use `{instead}`"
+        )
+    loop = get_bluesky_event_loop()
+    if loop is None or not loop.is_running():
+        raise RuntimeError(
+            f"{what} needs the RunEngine's event loop, and there is none yet: create the"
+            " RunEngine first (RE = RunEngine()); the devices run on its loop"
+        )
+
+
+def connect(
+    address: str, token: str | None = None, *, tls: TLS = None, timeout: float = 10.0
+) -> BenchDevices:
+    """Build one ophyd-async device per daemon device, keyed by the daemon's device names.
+
+    Call it after creating the RunEngine (a notebook cell, a script): the devices are made
+    and connected on the RunEngine's event loop. Inside that loop, ``await
+    connect_async(...)``. ``token`` is a bearer token of the daemon's tokens file; ``tls``
+    as for :class:`client.Bench`.
+
+    Error handling: ``ConnectionLost`` / ``Unauthenticated`` as ``Bench.connect``;
+    RuntimeError if there is no RunEngine yet or this is called on its loop.
+    """
+    _blocking("connect()", "await connect_async(...)")
+    devices: BenchDevices = call_in_bluesky_event_loop(
+        connect_async(address, token, tls=tls, timeout=timeout)
+    )
+    return devices

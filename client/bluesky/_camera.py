@@ -1,0 +1,440 @@
+"""The camera as an ophyd-async StandardDetector whose frames stay in the daemon's run file.
+
+The daemon writes every frame of a run into its NeXus/HDF5 file (``/entry/instrument/<camera>
+/data``, one chunk per frame, SWMR). A RunEngine must never copy frames into documents, so the
+detector emits a StreamResource pointing at that file and dataset, and per event a StreamDatum
+with the frame indices in it — the ophyd-async idiom of an areaDetector HDF5 writer, with the
+daemon's recorder as the writer:
+
+- **stage / prepare**: if no daemon run records, the detector starts one (frames from any
+  acquisition go into it until it is stopped) and stops it at ``unstage``; if one is recording
+  (a user's), its frames go there and it is left running. ``prepare(TriggerInfo)`` sets the
+  exposure (``livetime``) and the number of frames per acquisition.
+- **trigger / kickoff**: ``StartStream`` for that many frames; done once the daemon reports the
+  frames *committed* to the file (flushed: readable by anyone, surviving a crash). The run
+  status arrives at each flush, so a trigger takes up to the recorder's ``flush_interval``
+  (1 s by default, a parameter of the ``recorder`` device).
+- **collect_asset_docs**: StreamResource once, then StreamDatum ranges in file rows. Frames
+  the camera produced for nobody (an acquisition interrupted by a RunEngine pause) are never
+  referenced: each acquisition's frames are located by the file's frame count when it started.
+
+Error handling: an e-stop fails a trigger at once with EmergencyStopped; a run that ends
+while the detector uses it, or frames that never reach the file within the timeout, fail the
+trigger with a message saying which; the camera in live mode is refused with how to fix it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bluesky.protocols import StreamAsset
+from event_model import ComposeStreamResource, ComposeStreamResourceBundle, DataKey, StreamRange
+from ophyd_async.core import (
+    DetectorAcquireLogic,
+    DetectorDataLogic,
+    DetectorTriggerLogic,
+    SignalR,
+    StandardDetector,
+    StreamableDataProvider,
+    TriggerInfo,
+    WatchableAsyncStatus,
+    WatcherUpdate,
+    soft_signal_r_and_setter,
+)
+
+from .._errors import BenchError, FailedPrecondition
+from .._types import DeviceInfo, ParameterInfo, RunStatus
+from ._devices import BenchDevice
+from ._session import Session
+
+#: The HDF5 mimetype bluesky's consolidators (Tiled) read.
+MIMETYPE = "application/x-hdf5"
+#: How long a started acquisition may take to reach the file beyond its exposures.
+FILE_MARGIN_S = 30.0
+
+
+def frame_shape(roi: str, binning: str) -> tuple[int, int]:
+    """(rows, columns) of a frame from the camera's ``roi`` ("x,y,width,height", unbinned)
+    and ``binning`` ("XxY"), as the daemon's file lays them out."""
+    _, _, width, height = (int(v) for v in roi.split(","))
+    bin_x, bin_y = (int(v) for v in binning.lower().split("x"))
+    return height // bin_y, width // bin_x
+
+
+@dataclass
+class _Segment:
+    """The frames of one acquisition: ``count`` rows of the file from row ``start``."""
+
+    start: int
+    count: int
+
+
+@dataclass
+class FileLink:
+    """The daemon run the frames go to, followed through its status stream."""
+
+    session: Session
+    path: str
+    owned: bool  # started by this detector: stopped at unstage
+    status: RunStatus
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: str = ""  # why the run ended while in use
+    follower: asyncio.Task[None] | None = None
+
+    async def follow(self) -> None:
+        async for status in self.session.bench.stream_run_status():
+            if status.path != self.path:
+                continue  # the status from before this run, or after it
+            self.status = status
+            if status.finished:
+                self.ended = (
+                    f"the daemon's run {status.name!r} ended ({status.state}"
+                    f"{': ' + status.error if status.error else ''})"
+                )
+            self.changed.set()
+            self.changed = asyncio.Event()
+            if status.finished:
+                return
+
+    @property
+    def settled(self) -> bool:
+        """Every frame the run took is in the file (none queued, none unflushed)."""
+        s = self.status
+        return s.writer_lag == 0 and s.frames_committed == s.frames_received
+
+    async def wait_change(self, timeout: float) -> None:
+        if self.ended:
+            raise FailedPrecondition(self.ended)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.changed.wait(), timeout)
+
+    async def close(self) -> None:
+        if self.follower is not None:
+            self.follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError, BenchError):
+                await self.follower
+        if self.owned and not self.ended:
+            await self.session.bench.stop_run("the Bluesky detector was unstaged")
+
+
+class FramesProvider(StreamableDataProvider):
+    """Collections written = frames of this detector's acquisitions now committed to the
+    file; stream documents map them to file rows."""
+
+    def __init__(
+        self, link: FileLink, data_key: str, uri: str, dataset: str, shape: tuple[int, int]
+    ) -> None:
+        self.link = link
+        self.data_key = data_key
+        self.uri = uri
+        self.dataset = dataset
+        self.shape = shape
+        self.segments: list[_Segment] = []
+        self.collections_written_signal, self._set_written = soft_signal_r_and_setter(int, 0)
+        self._emitted = 0  # collections already in a StreamDatum
+        self._bundle: ComposeStreamResourceBundle | None = None
+
+    def committed_rows(self) -> int:
+        return self.link.status.frames_committed
+
+    def update(self) -> None:
+        committed = self.committed_rows()
+        written = sum(max(0, min(s.count, committed - s.start)) for s in self.segments)
+        self._set_written(written)
+
+    async def make_datakeys(self, collections_per_event: int) -> dict[str, DataKey]:
+        return {
+            self.data_key: DataKey(
+                source=self.uri,
+                shape=[collections_per_event, *self.shape],
+                dtype="array",
+                dtype_numpy="<u2",
+                external="STREAM:",
+            )
+        }
+
+    def _rows(self, first: int, stop: int) -> list[StreamRange]:
+        """File row ranges of collections [first, stop), one per contiguous piece."""
+        ranges: list[StreamRange] = []
+        index = 0
+        for segment in self.segments:
+            low, high = max(first, index), min(stop, index + segment.count)
+            if low < high:
+                start = segment.start + low - index
+                if ranges and ranges[-1]["stop"] == start:
+                    ranges[-1] = StreamRange(start=ranges[-1]["start"], stop=start + high - low)
+                else:
+                    ranges.append(StreamRange(start=start, stop=start + high - low))
+            index += segment.count
+        return ranges
+
+    async def make_stream_docs(
+        self, collections_written: int, collections_per_event: int
+    ) -> AsyncIterator[StreamAsset]:
+        stop = collections_written - collections_written % collections_per_event
+        if stop <= self._emitted:
+            return
+        if self._bundle is None:
+            self._bundle = ComposeStreamResource()(
+                mimetype=MIMETYPE,
+                uri=self.uri,
+                data_key=self.data_key,
+                parameters={
+                    "dataset": self.dataset,
+                    "chunk_shape": [1, *self.shape],
+                    "swmr": True,
+                },
+            )
+            yield "stream_resource", self._bundle.stream_resource_doc
+        for rows in self._rows(self._emitted, stop):
+            yield "stream_datum", self._bundle.compose_stream_datum(rows)
+        self._emitted = stop
+
+
+class _Shared:
+    """What the three logics of one camera share."""
+
+    def __init__(self, session: Session, camera: str, address: str) -> None:
+        self.session = session
+        self.camera = camera
+        self.address = address
+        self.frames = 1  # per acquisition, from prepare
+        self.exposure_s = 0.0
+        self.provider: FramesProvider | None = None
+
+
+class BenchTriggerLogic(DetectorTriggerLogic):
+    """Internal triggering only: the daemon's camera free-runs a sequence of N frames."""
+
+    def __init__(self, shared: _Shared, exposure: SignalR[Any] | None) -> None:
+        self.shared = shared
+        self.exposure = exposure
+
+    def config_sigs(self) -> set[SignalR[Any]]:
+        return set()  # every writable parameter is in the configuration already
+
+    async def prepare_internal(self, num: int, livetime: float, deadtime: float) -> None:
+        if deadtime:
+            raise ValueError(
+                f"{self.shared.camera}: the camera runs its frames back to back; a deadtime of"
+                f" {deadtime:g} s cannot be set (use 0)"
+            )
+        if livetime:
+            await self.shared.session.bench.set(self.shared.camera, "exposure", livetime * 1e3)
+        exposure = await self.shared.session.bench.get(self.shared.camera, "exposure")
+        if isinstance(exposure.value, int | float):
+            self.shared.exposure_s = float(exposure.value) / 1e3
+        self.shared.frames = num or 1
+
+    async def default_trigger_info(self) -> TriggerInfo:
+        exposure = await self.shared.session.bench.get(self.shared.camera, "exposure")
+        value = exposure.value if isinstance(exposure.value, int | float) else 0.0
+        return TriggerInfo(livetime=float(value) / 1e3)
+
+
+class BenchAcquireLogic(DetectorAcquireLogic):
+    def __init__(self, shared: _Shared) -> None:
+        self.shared = shared
+
+    async def start_acquiring(self) -> None:
+        shared = self.shared
+        provider = shared.provider
+        if provider is None:
+            raise RuntimeError(f"{shared.camera}: prepare the detector before acquiring")
+        await self._wait_camera_idle()
+        await self._wait_file_settled(provider)
+        provider.segments.append(_Segment(provider.committed_rows(), shared.frames))
+        provider.update()
+        await shared.session.guard(
+            shared.session.bench.start_acquisition(shared.camera, shared.frames),
+            what=f"an acquisition of {shared.camera}",
+        )
+
+    async def _wait_camera_idle(self) -> None:
+        bench, camera = self.shared.session.bench, self.shared.camera
+        status = await bench.acquisition(camera)
+        if status.running and status.frames_requested == 0:
+            raise FailedPrecondition(
+                f"{camera} is acquiring live; stop it (bench['{camera}'].stop_acquisition())"
+                " before a plan uses it as a detector"
+            )
+        await self.wait_for_idle()
+
+    async def _wait_file_settled(self, provider: FramesProvider) -> None:
+        """Rows are located by the file's frame count: it must hold every frame taken so far
+        (a frame of an acquisition a pause interrupted may still be on its way)."""
+        link = provider.link
+        deadline = time.monotonic() + FILE_MARGIN_S
+        ends = [s.start + s.count for s in provider.segments]
+        while not (link.settled and link.status.frames_committed >= max(ends, default=0)):
+            if time.monotonic() > deadline:
+                raise FailedPrecondition(
+                    f"{self.shared.camera}: the daemon's run file did not catch up with the"
+                    f" camera within {FILE_MARGIN_S:g} s ({link.status.frames_committed}"
+                    f" frames committed of {link.status.frames_received} taken)"
+                )
+            await link.wait_change(1.0)
+
+    async def wait_for_idle(self) -> None:
+        bench, camera = self.shared.session.bench, self.shared.camera
+        deadline = time.monotonic() + FILE_MARGIN_S + self.shared.frames * self.shared.exposure_s
+        while (status := await bench.acquisition(camera)).running:
+            if time.monotonic() > deadline:
+                raise FailedPrecondition(f"{camera} is still acquiring: {status}")
+            await asyncio.sleep(0.02)
+        if status.error:
+            raise FailedPrecondition(f"{camera}: the acquisition failed: {status.error}")
+
+    async def ensure_stopped(self) -> None:
+        bench, camera = self.shared.session.bench, self.shared.camera
+        if (await bench.acquisition(camera)).running:
+            await bench.stop_acquisition(camera)
+
+
+class BenchDataLogic(DetectorDataLogic):
+    """The daemon's run file as the detector's file writer."""
+
+    def __init__(self, shared: _Shared) -> None:
+        self.shared = shared
+        self.link: FileLink | None = None
+        self.relay: asyncio.Task[None] | None = None
+
+    async def prepare_unbounded(self, datakey_name: str) -> StreamableDataProvider:
+        shared = self.shared
+        bench = shared.session.bench
+        roi, binning = await asyncio.gather(
+            bench.get(shared.camera, "roi"), bench.get(shared.camera, "binning")
+        )
+        shape = frame_shape(str(roi.value), str(binning.value))
+        status = await bench.run_status()
+        owned = status.state != "recording"
+        if owned:
+            status = await bench.start_run(
+                "bluesky", metadata={"started_by": "client.bluesky", "detector": shared.camera}
+            )
+        link = FileLink(shared.session, status.path, owned, status)
+        link.follower = asyncio.get_running_loop().create_task(link.follow())
+        self.link = link
+        host = shared.address.rsplit(":", 1)[0].strip("[]")
+        host = "localhost" if host in ("127.0.0.1", "::1", "localhost") else host
+        provider = FramesProvider(
+            link,
+            datakey_name,
+            f"file://{host}{status.path}",
+            f"/entry/instrument/{shared.camera}/data",
+            shape,
+        )
+        shared.provider = provider
+        self.relay = asyncio.get_running_loop().create_task(self._relay(link, provider))
+        return provider
+
+    @staticmethod
+    async def _relay(link: FileLink, provider: FramesProvider) -> None:
+        while not link.ended:
+            changed = link.changed
+            await changed.wait()
+            provider.update()
+
+    async def stop(self) -> None:
+        link, self.link = self.link, None
+        relay, self.relay = self.relay, None
+        self.shared.provider = None
+        if relay is not None:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+        if link is not None:
+            await link.close()
+
+    def get_hinted_fields(self, datakey_name: str) -> Sequence[str]:
+        return []  # frames are no column of a live table
+
+
+class BenchCamera(StandardDetector, BenchDevice):
+    """The daemon's camera as a step- and fly-scannable detector (see the module doc); its
+    writable parameters (exposure, roi, binning, ...) are the configuration."""
+
+    def __init__(
+        self,
+        session: Session,
+        info: DeviceInfo,
+        parameters: Sequence[ParameterInfo],
+        address: str,
+        name: str = "",
+    ) -> None:
+        self._init_bench(info)
+        self._session = session
+        self._staged_at: int | None = None
+        config = self._add_parameters(session, parameters, address, ())
+        shared = _Shared(session, info.name, address)
+        self._shared = shared
+        self.add_detector_logics(
+            BenchTriggerLogic(shared, self._parameters.get("exposure")),
+            BenchAcquireLogic(shared),
+            BenchDataLogic(shared),
+        )
+        self.add_config_signals(*config)
+        super().__init__(name=name)
+
+    @property
+    def run_path(self) -> str | None:
+        """The daemon run file the frames go to while staged and prepared."""
+        provider = self._shared.provider
+        return provider.link.path if provider is not None else None
+
+    @WatchableAsyncStatus.wrap
+    async def trigger(self) -> AsyncIterator[WatcherUpdate[int]]:
+        """StandardDetector's trigger, failed at once by an e-stop (the camera stops)."""
+        async for update in self._guarded(super().trigger(), "a trigger"):
+            yield update
+
+    @WatchableAsyncStatus.wrap
+    async def complete(self) -> AsyncIterator[WatcherUpdate[int]]:
+        async for update in self._guarded(super().complete(), "a fly scan"):
+            yield update
+
+    async def _guarded(
+        self, inner: WatchableAsyncStatus[int], what: str
+    ) -> AsyncIterator[WatcherUpdate[int]]:
+        updates: asyncio.Queue[WatcherUpdate[int]] = asyncio.Queue()
+        inner.watch(lambda **values: updates.put_nowait(WatcherUpdate(**values)))
+        done = asyncio.ensure_future(
+            self._session.guard(inner, what=f"{what} of {self.bench_name}", since=self._staged_at)
+        )
+        try:
+            while not done.done():
+                waiting = asyncio.ensure_future(updates.get())
+                await asyncio.wait([done, waiting], return_when=asyncio.FIRST_COMPLETED)
+                if waiting.done():
+                    yield waiting.result()
+                else:
+                    waiting.cancel()
+            done.result()
+        finally:
+            if not done.done():
+                done.cancel()
+
+    def stage(self) -> Any:
+        self._staged_at = self._session.stops
+        return super().stage()
+
+    def unstage(self) -> Any:
+        self._staged_at = None
+        return super().unstage()
+
+    async def pause(self) -> None:
+        """A RunEngine pause stops this detector's acquisition (the point is redone on
+        resume); a camera the detector is not using is left alone."""
+        shared = self._shared
+        if shared.provider is not None:
+            status = await shared.session.bench.acquisition(shared.camera)
+            if status.running and status.frames_requested:
+                await shared.session.bench.stop_acquisition(shared.camera)
+
+    async def resume(self) -> None:
+        """Nothing to restore: the next trigger starts a new acquisition."""
