@@ -88,14 +88,17 @@ class BenchDevices(dict[str, BenchDevice]):
         self.close()
 
 
-def _device_class(info: DeviceInfo) -> type[BenchDevice]:
+def _make_device(
+    session: Session, info: DeviceInfo, parameters: list[ParameterInfo], address: str, name: str
+) -> BenchDevice:
+    """The device class by capability: Movable, then FrameProducer, then Readable."""
     if "Movable" in info.capabilities:
-        return BenchMotor
+        return BenchMotor(session, info, parameters, address, name=name)
     if "FrameProducer" in info.capabilities:
-        return BenchCamera
+        return BenchCamera(session, info, parameters, address, name=name)
     if "Readable" in info.capabilities:
-        return BenchReadable
-    return BenchParameters
+        return BenchReadable(session, info, parameters, address, name=name)
+    return BenchParameters(session, info, parameters, address, name=name)
 
 
 async def _parameters(bench: AsyncBench, device: str) -> list[ParameterInfo]:
@@ -125,8 +128,7 @@ async def connect_async(
             while name in taken:  # "a.b" and "a_b" both exist: keep both
                 name += "_"
             taken.add(name)
-            kind = _device_class(info)
-            devices[info.name] = kind(session, info, infos_of, address, name=name)  # type: ignore[call-arg]
+            devices[info.name] = _make_device(session, info, infos_of, address, name)
         connected: list[Any] = [d.connect(timeout=timeout) for d in devices.values()]
         await asyncio.gather(*connected)
     except BaseException:
@@ -140,7 +142,7 @@ def _blocking(what: str, instead: str) -> None:
         raise RuntimeError(
             f"{what} blocks, and this code runs on the RunEngine's event loop: use `{instead}`"
         )
-    loop = get_bluesky_event_loop()
+    loop: asyncio.AbstractEventLoop | None = get_bluesky_event_loop()  # type: ignore[no-untyped-call]
     if loop is None or not loop.is_running():
         raise RuntimeError(
             f"{what} needs the RunEngine's event loop, and there is none yet: create the"

@@ -402,7 +402,32 @@ class BenchCamera(StandardDetector, BenchDevice):
         self, inner: WatchableAsyncStatus[int], what: str
     ) -> AsyncIterator[WatcherUpdate[int]]:
         updates: asyncio.Queue[WatcherUpdate[int]] = asyncio.Queue()
-        inner.watch(lambda **values: updates.put_nowait(WatcherUpdate(**values)))
+
+        def forward(  # noqa: PLR0917 (the Watcher protocol's signature)
+            current: int | None = None,
+            initial: int | None = None,
+            target: int | None = None,
+            name: str | None = None,
+            unit: str | None = None,
+            precision: int | None = None,
+            fraction: float | None = None,
+            time_elapsed: float | None = None,
+            time_remaining: float | None = None,
+        ) -> None:
+            update = WatcherUpdate(
+                current=current or 0,
+                initial=initial or 0,
+                target=target or 0,
+                name=name,
+                unit=unit,
+                precision=precision,
+                fraction=fraction,
+                time_elapsed=time_elapsed,
+                time_remaining=time_remaining,
+            )
+            updates.put_nowait(update)
+
+        inner.watch(forward)
         done = asyncio.ensure_future(
             self._session.guard(inner, what=f"{what} of {self.bench_name}", since=self._staged_at)
         )

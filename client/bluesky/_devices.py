@@ -11,6 +11,8 @@ recorded once per descriptor), so a RunEngine run says what the velocity or the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import keyword
 import math
 import re
@@ -45,6 +47,9 @@ from ._signals import (
 
 B = TypeVar("B", bound=StreamingBackend[Any])
 
+#: How long a move waits for its progress subscription to be in place (then moves anyway).
+PROGRESS_WAIT_S = 5.0
+
 #: Words a bluesky device may not use for a child (ophyd-async refuses them).
 PROTOCOL_WORDS = frozenset(
     {
@@ -76,7 +81,7 @@ class BenchDevice(Device):
     """What every benchd device has: its daemon name, and its parameters by daemon name."""
 
     bench_name: str
-    _parameters: dict[str, SignalR[object]]
+    _parameters: dict[str, SignalR[Any]]
     _backends: list[StreamingBackend[Any]]
 
     def _init_bench(self, info: DeviceInfo) -> None:
@@ -93,28 +98,30 @@ class BenchDevice(Device):
         for backend in self._backends:
             await backend.close()
 
-    def parameter(self, name: str) -> SignalR[object]:
+    def parameter(self, name: str) -> SignalR[Any]:
         """The signal of the daemon parameter ``name`` (e.g. ``"velocity"``)."""
         try:
             return self._parameters[name]
         except KeyError:
             known = ", ".join(self._parameters) or "none"
-            raise KeyError(f"{self.bench_name} has no parameter {name!r}; it has: {known}") from None
+            raise KeyError(
+                f"{self.bench_name} has no parameter {name!r}; it has: {known}"
+            ) from None
 
     @property
-    def parameters(self) -> dict[str, SignalR[object]]:
+    def parameters(self) -> dict[str, SignalR[Any]]:
         return dict(self._parameters)
 
     def _add_parameters(
         self, session: Session, infos: Sequence[ParameterInfo], address: str, skip: tuple[str, ...]
-    ) -> list[SignalR[object]]:
+    ) -> list[SignalR[Any]]:
         """Make the parameter signals; returns the writable ones (the configuration)."""
-        writable: list[SignalR[object]] = []
+        writable: list[SignalR[Any]] = []
         for info in infos:
             if info.name in skip:
                 continue
             backend = self._track(ParameterBackend(session, info, address))
-            signal: SignalR[object] = SignalR(backend) if info.read_only else SignalRW(backend)
+            signal: SignalR[Any] = SignalR(backend) if info.read_only else SignalRW(backend)
             setattr(self, attribute_name(info.name, self), signal)
             self._parameters[info.name] = signal
             if not info.read_only:
@@ -139,9 +146,7 @@ class BenchReadable(StandardReadable, BenchDevice):
         self._staged_at: int | None = None
         with self.add_children_as_readables(StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
             self.value = SignalR(
-                self._track(
-                    ReadingBackend(session, info.name, info.units, address, self._epoch)
-                )
+                self._track(ReadingBackend(session, info.name, info.units, address, self._epoch))
             )
         config = self._add_parameters(session, parameters, address, ())
         self.add_readables(config, StandardReadableFormat.CONFIG_SIGNAL)
@@ -197,12 +202,14 @@ class BenchMoveLogic(MovableLogic[float]):
         session: Session,
         axis: AxisInfo,
         setpoint_backend: SetpointBackend,
-        velocity: SignalR[object] | None,
+        readback_backend: PositionBackend,
+        velocity: SignalR[Any] | None,
     ) -> None:
         super().__init__(setpoint=setpoint, readback=readback)
         self.session = session
         self.axis = axis
         self.setpoint_backend = setpoint_backend
+        self.readback_backend = readback_backend
         self.velocity = velocity
         self.stopping = False
 
@@ -235,10 +242,20 @@ class BenchMoveLogic(MovableLogic[float]):
     async def get_units_precision(self) -> tuple[str | None, int | None]:
         return self.axis.units or None, None
 
+    async def _progress_flowing(self) -> None:
+        """The axis answers one request at a time, so a position subscription asked for
+        after the move starts would only begin when it ends: let ``set``'s progress watch
+        (opened together with this move) reach the daemon first."""
+        if self.readback_backend.monitored:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.readback_backend.flowing.wait(), PROGRESS_WAIT_S)
+
     async def move(self, new_position: float, timeout: TimeoutCalculator) -> None:
         self.stopping = False
+        self.axis.moving = True
         self.setpoint_backend.note(new_position)
         seconds = timeout()
+        await self._progress_flowing()
         try:
             await self.session.guard(
                 self.session.bench.move_to(
@@ -256,6 +273,8 @@ class BenchMoveLogic(MovableLogic[float]):
             if self.stopping:
                 return  # stop() was called: StandardMovable.set reports it (or not, if success)
             raise Aborted(f"{self.axis.device}: the move was stopped ({error.message})") from error
+        finally:
+            self.axis.moving = False
 
 
 class BenchMotor(StandardReadable, StandardMovable[float], BenchDevice):
@@ -279,16 +298,15 @@ class BenchMotor(StandardReadable, StandardMovable[float], BenchDevice):
         limits = info.position_limits or (position.limits if position is not None else None)
         self._axis = AxisInfo(info.name, info.units, limits, address)
         self._setpoint_backend = self._track(SetpointBackend(session, self._axis))
+        self._readback_backend = self._track(
+            PositionBackend(session, self._axis, has_parameter=position is not None)
+        )
         with self.add_children_as_readables(StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
-            self.readback = SignalR(
-                self._track(
-                    PositionBackend(session, self._axis, has_parameter=position is not None)
-                )
-            )
+            self.readback = SignalR(self._readback_backend)
         self.setpoint = SignalRW(self._setpoint_backend)
         config = self._add_parameters(session, parameters, address, ("position",))
         self.add_readables(config, StandardReadableFormat.CONFIG_SIGNAL)
-        self._parameters["position"] = self.readback  # type: ignore[assignment]
+        self._parameters["position"] = self.readback
         velocity = by_name.get("velocity")
         # a velocity in units per second times the travel gives a move's duration
         self._has_velocity = velocity is not None and velocity.units.endswith("/s")
@@ -302,6 +320,7 @@ class BenchMotor(StandardReadable, StandardMovable[float], BenchDevice):
             session=self._session,
             axis=self._axis,
             setpoint_backend=self._setpoint_backend,
+            readback_backend=self._readback_backend,
             velocity=self._parameters.get("velocity") if self._has_velocity else None,
         )
 

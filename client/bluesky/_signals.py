@@ -47,17 +47,15 @@ def datatype_of(info: ParameterInfo) -> type[bool | int | float | str]:
     return DATATYPES.get(info.dtype, str)
 
 
-def coerce(datatype: type[V], value: object) -> V:
+def coerce(datatype: type[Any], value: object) -> Any:
     """A daemon value as the signal's datatype (an int for a float parameter, an enum's name)."""
     if value is None:
         return datatype()
-    if datatype is float and isinstance(value, int | float):
-        return float(value)  # type: ignore[return-value]
-    if isinstance(value, datatype):
+    if isinstance(value, datatype) and not (datatype is int and isinstance(value, bool)):
         return value
     if datatype is str:
-        return str(value)  # type: ignore[return-value]
-    return datatype(value)  # type: ignore[call-arg]
+        return str(value)
+    return datatype(value)
 
 
 def plain(value: Any) -> bool | int | float | str:
@@ -76,7 +74,9 @@ def limits_of(pair: tuple[float, float] | None) -> Limits | None:
     if pair is None:
         return None
     low, high = pair
-    span = LimitsRange(low=None if math.isinf(low) else low, high=None if math.isinf(high) else high)
+    span = LimitsRange(
+        low=None if math.isinf(low) else low, high=None if math.isinf(high) else high
+    )
     return Limits(control=span, display=span)
 
 
@@ -104,10 +104,11 @@ def reading(value: V, timestamp: float, severity: int = 0, message: str = "") ->
 class StreamingBackend(SignalBackend[V], Generic[V]):
     """A backend whose monitor is a task reading one of the daemon's streams."""
 
-    def __init__(self, datatype: type[V], session: Session) -> None:
+    def __init__(self, datatype: Any, session: Session) -> None:
         super().__init__(datatype)
         self.session = session
         self._monitor: asyncio.Task[None] | None = None
+        self.flowing = asyncio.Event()  # the monitor's stream has delivered its first value
 
     def changes(self) -> AsyncIterator[Reading[V]]:
         raise NotImplementedError
@@ -116,10 +117,15 @@ class StreamingBackend(SignalBackend[V], Generic[V]):
         """Nothing to open: the session's connection is shared, and ``connect`` has listed
         the device already."""
 
+    @property
+    def monitored(self) -> bool:
+        return self._monitor is not None and not self._monitor.done()
+
     def set_callback(self, callback: Callback[Reading[V]] | None) -> None:
         if self._monitor is not None:
             self._monitor.cancel()
             self._monitor = None
+        self.flowing = asyncio.Event()
         if callback is not None:
             self._monitor = asyncio.get_running_loop().create_task(self._follow(callback))
 
@@ -127,6 +133,7 @@ class StreamingBackend(SignalBackend[V], Generic[V]):
         try:
             async for item in self.changes():
                 callback(item)
+                self.flowing.set()
         except BenchError as error:
             logger.warning("%s: no more updates: %s", self.source("", True), error)
 
@@ -195,6 +202,7 @@ class AxisInfo:
         self.limits = limits
         self.source = f"benchd://{address}/{device}"
         self.target: float | None = None  # the last position this client asked for
+        self.moving = False  # a move by this client is in flight
 
     def metadata(self) -> SignalMetadata:
         return metadata_of(self.units, self.limits)
@@ -237,9 +245,10 @@ class PositionBackend(StreamingBackend[float]):
 
 
 class SetpointBackend(StreamingBackend[float]):
-    """Where the axis was last sent by this client (the position at connect until then).
-    Putting a value starts a move and returns at once, like an EPICS motor's setpoint; the
-    device's ``set`` is what waits for it."""
+    """Where the axis is going: the target while this client's move is in flight, else where
+    it rests (other clients move the axis too, and the daemon keeps no setpoint, so a stale
+    target would send ``rel_scan`` from the wrong place). Putting a value starts a move and
+    returns at once, like an EPICS motor's setpoint; the device's ``set`` waits for it."""
 
     def __init__(self, session: Session, axis: AxisInfo) -> None:
         super().__init__(float, session)
@@ -250,10 +259,10 @@ class SetpointBackend(StreamingBackend[float]):
         return self.axis.source
 
     async def get_reading(self) -> Reading[float]:
-        if self.axis.target is None:
-            where = await self.session.bench.position(self.axis.device)
-            self.axis.target = where.position
-        return reading(self.axis.target, time.time())
+        if self.axis.moving and self.axis.target is not None:
+            return reading(self.axis.target, time.time())
+        where = await self.session.bench.position(self.axis.device)
+        return reading(where.position, where.timestamp)
 
     async def get_setpoint(self) -> float:
         return await self.get_value()
