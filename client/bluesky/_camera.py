@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -313,10 +314,10 @@ class BenchDataLogic(DetectorDataLogic):
         shape = frame_shape(str(roi.value), str(binning.value))
         status = await bench.run_status()
         owned = status.state != "recording"
-        if owned:
-            status = await bench.start_run(
-                "bluesky", metadata={"started_by": "client.bluesky", "detector": shared.camera}
-            )
+        if owned:  # file names have a 1 s timestamp: a unique name never collides
+            name = f"bluesky-{uuid.uuid4().hex[:8]}"
+            metadata = {"started_by": "client.bluesky", "detector": shared.camera}
+            status = await bench.start_run(name, metadata=metadata)
         link = FileLink(shared.session, status.path, owned, status)
         link.follower = asyncio.get_running_loop().create_task(link.follow())
         self.link = link

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -105,7 +106,12 @@ class Session:
 
         A refusal because of the latch (``EmergencyStopLatched``) or a request the e-stop cut
         short (``Aborted`` while latched) becomes EmergencyStopped too, with the reason."""
-        self.check(since, what)
+        try:
+            self.check(since, what)
+        except EmergencyStopped:
+            if inspect.iscoroutine(work):
+                work.close()  # never started: no "never awaited" warning
+            raise
         task = asyncio.ensure_future(work)
         latch = self._latch
         waiting = asyncio.ensure_future(latch.wait())

@@ -9,6 +9,9 @@ file. Waits are on events (a position seen, a status), never on wall-clock margi
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,10 +24,11 @@ import pytest
 from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky import plans as bp
+from bluesky import preprocessors as bpp
 from bluesky.run_engine import call_in_bluesky_event_loop, get_bluesky_event_loop
 from bluesky.utils import FailedStatus, RunEngineInterrupted
 from event_model import DocumentNames, schema_validators
-from ophyd_async.core import SignalR, SignalRW, observe_value
+from ophyd_async.core import SignalR, SignalRW, TriggerInfo, observe_value
 
 from client import Bench, InvalidArgument
 from client.bluesky import (
@@ -35,9 +39,10 @@ from client.bluesky import (
     BenchReadable,
     EmergencyStopped,
     connect,
+    connect_async,
 )
 
-from .conftest import Daemon, start_daemon
+from .conftest import ROOT, Daemon, start_daemon
 
 AXIS = "esp300.axis1"
 
@@ -207,6 +212,21 @@ def test_a_parameter_signal_follows_changes_made_elsewhere(
 
     call_in_bluesky_event_loop(put_back())
     assert bench.parameters["power_meter.wavelength"] == 800
+
+
+def test_connect_on_the_runengines_loop_is_awaited(daemon: Daemon, RE: RunEngine) -> None:  # noqa: N803
+    async def inside() -> tuple[str, float]:
+        with pytest.raises(RuntimeError, match=r"await connect_async"):
+            connect(daemon.address)  # would block the loop it needs
+        devices = await connect_async(daemon.address)
+        try:
+            reading = await devices["power_meter"].read()
+            return devices["power_meter"].name, reading["power_meter"]["value"]
+        finally:
+            await devices.aclose()
+
+    name, value = call_in_bluesky_event_loop(inside())
+    assert name == "power_meter" and value > 0
 
 
 # -- plans on the ESP300 axis against the power meter ---------------------------------------
@@ -453,6 +473,32 @@ def test_frames_join_a_run_that_is_already_recording(
     assert all(t >= before for t in times)  # the plan's frames, not the user's
 
 
+def test_a_fly_scan_collects_the_frames_of_one_acquisition(
+    small_frames: BenchCamera,
+    RE: RunEngine,  # noqa: N803
+) -> None:
+    @bpp.stage_decorator([small_frames])
+    @bpp.run_decorator()
+    def fly() -> Any:
+        info = TriggerInfo(number_of_events=5, livetime=0.005)
+        yield from bps.prepare(small_frames, info, wait=True)
+        yield from bps.declare_stream(small_frames, name="primary", collect=True)
+        yield from bps.kickoff(small_frames, wait=True)
+        yield from bps.complete(small_frames, wait=True)
+        yield from bps.collect(small_frames, name="primary")
+
+    documents = record(RE)
+    RE(fly())
+    validate(documents)
+    (resource,) = of(documents, "stream_resource")
+    (datum,) = of(documents, "stream_datum")
+    assert datum["indices"] == {"start": 0, "stop": 5}
+    assert datum["seq_nums"] == {"start": 1, "stop": 6}
+    pixels, times = frames_in(resource["uri"], resource["parameters"]["dataset"], (0, 5))
+    assert pixels.shape == (5, 48, 64) and list(times) == sorted(times)
+    RE(bps.mv(small_frames.parameter("exposure"), 10))
+
+
 def test_a_camera_trigger_fails_at_once_on_an_emergency_stop(
     small_frames: BenchCamera,
     bench: Bench,
@@ -474,3 +520,24 @@ def test_a_camera_trigger_fails_at_once_on_an_emergency_stop(
     finally:
         bench.reset_emergency_stop("test done")
         RE(bps.mv(small_frames.parameter("exposure"), 10))
+
+
+# -- docs/bluesky.md --------------------------------------------------------------------------
+
+
+def test_the_notebook_cell_of_the_docs(daemon: Daemon, tmp_path: Path) -> None:
+    """The cell as written, with a stock ``RunEngine()``, in a fresh interpreter."""
+    section = (ROOT / "docs" / "bluesky.md").read_text().split("## A notebook cell", 1)[1]
+    cell = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    assert 'connect("127.0.0.1:50051")' in cell and "RE = RunEngine()" in cell
+    script = tmp_path / "cell.py"
+    script.write_text(cell.replace("127.0.0.1:50051", daemon.address) + "\nprint(uid)\n")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if re.match(r"\|\s+\d+ \|", line)]
+    positions = [float(row.split("|")[3]) for row in rows]
+    assert positions == pytest.approx([-1 + 0.2 * i for i in range(11)], abs=1e-3)
+    assert all(float(row.split("|")[4]) > 0 for row in rows)  # watts, 9 decimals
+    assert re.fullmatch(r"[0-9a-f-]{36}", done.stdout.splitlines()[-1])
