@@ -86,7 +86,7 @@ class Session:
     async def _watch_estop(self) -> None:
         async for event in self.bench.stream_emergency_stop_events():
             if event.latched and (event.kind == "stopped" or not self.latched):
-                self.stops += 1 if event.kind == "stopped" else 0
+                self.stops += 1  # a new stop (or one that happened while reconnecting)
                 self.reason = event.reason
                 self.latched = True
                 self._latch.set()
