@@ -21,9 +21,18 @@ Names: a Bluesky data key may not contain ``.``, so the ophyd-async ``name`` of
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any, Self
+
+try:
+    import bluesky  # noqa: F401
+    import ophyd_async  # noqa: F401
+except ImportError as missing:  # pragma: no cover - the extra is installed in the tests
+    raise ImportError(
+        f"client.bluesky needs bluesky and ophyd-async ({missing}): pip install 'benchd[bluesky]'"
+    ) from missing
 
 from bluesky.run_engine import (
     call_in_bluesky_event_loop,
@@ -101,10 +110,14 @@ def _make_device(
     return BenchParameters(session, info, parameters, address, name=name)
 
 
+logger = logging.getLogger(__name__)
+
+
 async def _parameters(bench: AsyncBench, device: str) -> list[ParameterInfo]:
     try:
         return await bench.parameters(device)
-    except BenchError:  # a device that is restarting has its parameters back later
+    except BenchError as error:  # restarting (UNAVAILABLE), or busy past the deadline
+        logger.warning("%s: its parameters are left out (connect again later): %s", device, error)
         return []
 
 
@@ -112,6 +125,7 @@ async def connect_async(
     address: str, token: str | None = None, *, tls: TLS = None, timeout: float = 10.0
 ) -> BenchDevices:
     """:func:`connect` for code already running on the RunEngine's loop (``await`` it)."""
+    _check_loop(asyncio.get_running_loop())
     bench = await AsyncBench.connect(address, token=token, tls=tls, timeout=timeout)
     try:
         session = await Session.open(bench)
@@ -137,6 +151,17 @@ async def connect_async(
     return BenchDevices(devices, session)
 
 
+def _check_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """trio-asyncio's loop (a process that imported ``trio_asyncio`` gets it from
+    ``asyncio.new_event_loop()``) cannot run a RunEngine from its thread: say so plainly."""
+    if type(loop).__module__.startswith("trio_asyncio"):
+        raise RuntimeError(
+            "the RunEngine runs on trio-asyncio's event loop (this process imported"
+            " trio_asyncio), which does not work from the RunEngine's thread: create it with"
+            " RunEngine(loop=asyncio.SelectorEventLoop())"
+        )
+
+
 def _blocking(what: str, instead: str) -> None:
     if in_bluesky_event_loop():
         raise RuntimeError(
@@ -148,6 +173,7 @@ def _blocking(what: str, instead: str) -> None:
             f"{what} needs the RunEngine's event loop, and there is none yet: create the"
             " RunEngine first (RE = RunEngine()); the devices run on its loop"
         )
+    _check_loop(loop)
 
 
 def connect(
