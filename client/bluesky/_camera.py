@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -52,6 +53,8 @@ from .._errors import BenchError, FailedPrecondition
 from .._types import DeviceInfo, ParameterInfo, RunStatus
 from ._devices import BenchDevice
 from ._session import Session
+
+logger = logging.getLogger(__name__)
 
 #: The HDF5 mimetype bluesky's consolidators (Tiled) read.
 MIMETYPE = "application/x-hdf5"
@@ -119,8 +122,15 @@ class FileLink:
             self.follower.cancel()
             with contextlib.suppress(asyncio.CancelledError, BenchError):
                 await self.follower
-        if self.owned and not self.ended:
-            await self.session.bench.stop_run("the Bluesky detector was unstaged")
+        if not self.owned or self.ended:
+            return
+        # StopRun ends whatever run records: make sure it is still this one
+        status = await self.session.bench.run_status()
+        if status.path == self.path and not status.finished:
+            try:
+                await self.session.bench.stop_run("the Bluesky detector was unstaged")
+            except FailedPrecondition as error:  # it ended meanwhile
+                logger.info("%s: %s", self.path, error)
 
 
 class FramesProvider(StreamableDataProvider):
