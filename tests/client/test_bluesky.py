@@ -9,6 +9,7 @@ file. Waits are on events (a position seen, a status), never on wall-clock margi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import subprocess
 import sys
@@ -317,10 +318,14 @@ def test_a_move_outside_the_travel_is_refused_before_anything_moves(
     assert "outside the travel" in str(refused.value.__cause__)
     assert of(documents, "stop")[0]["exit_status"] == "fail"
     assert bench[AXIS].position == pytest.approx(0.0, abs=1e-4)  # the first point only
-    limits = axis.limits
-    if limits is not None:  # the daemon reports the travel: checked here, before any RPC
-        with pytest.raises(InvalidArgument, match="outside the travel"):
-            call_in_bluesky_event_loop(axis.check_value(limits[1] + 1))
+    # with the travel known (the daemon reports it with the device), check_value refuses
+    # locally, before any request; the daemon's own refusal above covers the rest
+    info = dataclasses.replace(bench.devices[AXIS].info(), position_limits=(-50.0, 50.0))
+    known = BenchMotor(devices.session, info, [], "test", name="known_travel")
+    assert known.limits == (-50.0, 50.0)
+    with pytest.raises(InvalidArgument, match=r"60 mm is outside the travel -50 to 50 mm"):
+        call_in_bluesky_event_loop(known.check_value(60.0))
+    call_in_bluesky_event_loop(known.check_value(49.0))
 
 
 def test_pause_stops_the_axis_and_resume_finishes_the_scan(
