@@ -50,7 +50,7 @@ from ophyd_async.core import (
 )
 
 from .._errors import BenchError, FailedPrecondition
-from .._types import DeviceInfo, ParameterInfo, RunStatus
+from .._types import AcquisitionStatus, DeviceInfo, ParameterInfo, RunStatus
 from ._devices import BenchDevice
 from ._session import Session
 
@@ -257,7 +257,10 @@ class BenchAcquireLogic(DetectorAcquireLogic):
         provider = shared.provider
         if provider is None:
             raise RuntimeError(f"{shared.camera}: prepare the detector before acquiring")
-        await self._wait_camera_idle()
+        last = await self._idle(refuse_live=True)
+        if provider.segments and last.frames_acquired < provider.segments[-1].count:
+            # the previous acquisition was stopped early (a pause): only its frames are rows
+            provider.segments[-1].count = last.frames_acquired
         await self._wait_file_settled(provider)
         provider.segments.append(_Segment(provider.committed_rows(), shared.frames))
         provider.update()
@@ -265,16 +268,6 @@ class BenchAcquireLogic(DetectorAcquireLogic):
             shared.session.bench.start_acquisition(shared.camera, shared.frames),
             what=f"an acquisition of {shared.camera}",
         )
-
-    async def _wait_camera_idle(self) -> None:
-        bench, camera = self.shared.session.bench, self.shared.camera
-        status = await bench.acquisition(camera)
-        if status.running and status.frames_requested == 0:
-            raise FailedPrecondition(
-                f"{camera} is acquiring live; stop it (bench['{camera}'].stop_acquisition())"
-                " before a plan uses it as a detector"
-            )
-        await self.wait_for_idle()
 
     async def _wait_file_settled(self, provider: FramesProvider) -> None:
         """Rows are located by the file's frame count: it must hold every frame taken so far
@@ -292,14 +285,24 @@ class BenchAcquireLogic(DetectorAcquireLogic):
             await link.wait_change(1.0)
 
     async def wait_for_idle(self) -> None:
+        await self._idle(refuse_live=False)
+
+    async def _idle(self, *, refuse_live: bool) -> AcquisitionStatus:
+        """The camera's status once its acquisition has ended (refused: live mode)."""
         bench, camera = self.shared.session.bench, self.shared.camera
         deadline = time.monotonic() + FILE_MARGIN_S + self.shared.frames * self.shared.exposure_s
         while (status := await bench.acquisition(camera)).running:
+            if refuse_live and status.frames_requested == 0:
+                raise FailedPrecondition(
+                    f"{camera} is acquiring live; stop it (bench['{camera}'].stop_acquisition())"
+                    " before a plan uses it as a detector"
+                )
             if time.monotonic() > deadline:
                 raise FailedPrecondition(f"{camera} is still acquiring: {status}")
             await asyncio.sleep(0.02)
         if status.error:
             raise FailedPrecondition(f"{camera}: the acquisition failed: {status.error}")
+        return status
 
     async def ensure_stopped(self) -> None:
         bench, camera = self.shared.session.bench, self.shared.camera
@@ -381,6 +384,7 @@ class BenchCamera(StandardDetector, BenchDevice):
         self._init_bench(info)
         self._session = session
         self._staged_at: int | None = None
+        self._paused = asyncio.Event()
         config = self._add_parameters(session, parameters, address, ())
         shared = _Shared(session, info.name, address)
         self._shared = shared
@@ -442,21 +446,28 @@ class BenchCamera(StandardDetector, BenchDevice):
         done = asyncio.ensure_future(
             self._session.guard(inner, what=f"{what} of {self.bench_name}", since=self._staged_at)
         )
+        paused = asyncio.ensure_future(self._paused.wait())
         try:
             while not done.done():
                 waiting = asyncio.ensure_future(updates.get())
-                await asyncio.wait([done, waiting], return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([done, waiting, paused], return_when=asyncio.FIRST_COMPLETED)
                 if waiting.done():
                     yield waiting.result()
                 else:
                     waiting.cancel()
+                if paused.done() and not done.done():
+                    return  # a RunEngine pause: it redoes this point on resume
             done.result()
         finally:
+            paused.cancel()
             if not done.done():
                 done.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await done
 
     def stage(self) -> Any:
         self._staged_at = self._session.stops
+        self._paused = asyncio.Event()  # a pause that ended in an abort is over
         return super().stage()
 
     def unstage(self) -> Any:
@@ -464,13 +475,17 @@ class BenchCamera(StandardDetector, BenchDevice):
         return super().unstage()
 
     async def pause(self) -> None:
-        """A RunEngine pause stops this detector's acquisition (the point is redone on
-        resume); a camera the detector is not using is left alone."""
+        """A RunEngine pause stops this detector's acquisition and ends the trigger in flight
+        without error (the RunEngine redoes the point on resume); a camera the detector is
+        not using is left alone."""
         shared = self._shared
-        if shared.provider is not None:
-            status = await shared.session.bench.acquisition(shared.camera)
-            if status.running and status.frames_requested:
-                await shared.session.bench.stop_acquisition(shared.camera)
+        if shared.provider is None:
+            return
+        self._paused.set()
+        status = await shared.session.bench.acquisition(shared.camera)
+        if status.running and status.frames_requested:
+            await shared.session.bench.stop_acquisition(shared.camera)
 
     async def resume(self) -> None:
-        """Nothing to restore: the next trigger starts a new acquisition."""
+        """The next trigger starts a new acquisition."""
+        self._paused = asyncio.Event()

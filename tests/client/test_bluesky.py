@@ -504,6 +504,30 @@ def test_a_fly_scan_collects_the_frames_of_one_acquisition(
     RE(bps.mv(small_frames.parameter("exposure"), 10))
 
 
+def test_a_pause_stops_the_camera_and_resume_redoes_the_point(
+    small_frames: BenchCamera,
+    bench: Bench,
+    RE: RunEngine,  # noqa: N803
+) -> None:
+    RE(bps.mv(small_frames.parameter("exposure"), 10_000))  # paused long before it ends
+    documents = record(RE)
+    try:
+        pausing = when(lambda: bench["camera"].acquisition().running, RE.request_pause)
+        with pytest.raises(RunEngineInterrupted):
+            RE(bp.count([small_frames], num=2))
+        pausing.join()
+        stopped = bench["camera"].acquisition()
+        assert not stopped.running and stopped.frames_acquired == 0  # stopped, no frame
+        bench.parameters["camera.exposure"] = 5.0
+        RE.resume()
+    finally:
+        RE(bps.mv(small_frames.parameter("exposure"), 10))
+    validate(documents)
+    assert of(documents, "stop")[0]["exit_status"] == "success"
+    datums = of(documents, "stream_datum")  # the interrupted acquisition left no row
+    assert [d["indices"] for d in datums] == [{"start": 0, "stop": 1}, {"start": 1, "stop": 2}]
+
+
 def test_a_camera_trigger_fails_at_once_on_an_emergency_stop(
     small_frames: BenchCamera,
     bench: Bench,
