@@ -43,8 +43,9 @@ from bluesky.run_engine import (
 from .._async import TLS, AsyncBench
 from .._errors import BenchError
 from .._types import DeviceInfo, ParameterInfo
-from ._camera import BenchCamera, frame_shape
+from ._camera import BenchCamera
 from ._devices import BenchDevice, BenchMotor, BenchParameters, BenchReadable
+from ._frames import frame_shape
 from ._session import EmergencyStopped, Session
 
 __all__ = [
