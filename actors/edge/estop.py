@@ -85,13 +85,13 @@ class EmergencyStopServicer(estop_grpc.EmergencyStopBase):
         client = self.ctx.client(stream)
         peer = stream.peer.addr() if stream.peer else None
         who = f"{client.name} ({client.role.label}) from {peer[0] if peer else 'unknown'}"
-        reason = f"{request.reason.strip() or 'gRPC EmergencyStop'} [by {who}]"
+        reason = request.reason.strip() or "gRPC EmergencyStop"
         system, events = self.ctx.system, self.events
 
         async def stop() -> Any:
             self._in_flight += 1
             try:
-                report = await system.emergency_stop(reason)
+                report = await system.emergency_stop(reason, by=who)
             finally:
                 self._in_flight -= 1
             self._reported = True
