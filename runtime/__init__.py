@@ -26,6 +26,7 @@ from ._errors import (
     WrongState,
     describe_failure,
 )
+from ._latch import Latch, latched_refusal, short_repr
 from ._messages import (
     Abort,
     EmergencyStop,
@@ -71,6 +72,7 @@ __all__ = [
     "Hazardous",
     "InsufficientResources",
     "Interrupted",
+    "Latch",
     "ListParameters",
     "Message",
     "NotFoundError",
@@ -100,5 +102,7 @@ __all__ = [
     "WatchParameter",
     "WrongState",
     "describe_failure",
+    "latched_refusal",
     "run_actor",
+    "short_repr",
 ]

@@ -24,6 +24,7 @@ from actors.capabilities import Describe
 from actors.edge import EDGE_NAME, Edge, EdgeAddress, check_edge_config, probe_listen
 from runtime import ActorError, BenchError, UnhandledMessage
 from runtime.config import BenchConfig, ConfigError, load_config, parse_listen
+from runtime.logs import configure_logging
 from supervisors import ActorSpec
 from supervisors.bench import Bench, open_bench, simulated_bench_config
 
@@ -52,6 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text lines for a terminal, or one JSON object per line for a log shipper",
     )
     args = parser.parse_args(argv)
     if not args.duration > 0:
@@ -115,11 +122,7 @@ async def log_devices(bench: Bench) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level, args.log_format)
     try:
         trio.run(serve, args.config, args.duration, args.listen)
     except ConfigError as error:

@@ -30,6 +30,7 @@ from ._errors import (
     RequestError,
     leaf_exceptions,
 )
+from ._latch import latched_refusal
 from ._mailbox import Envelope
 from ._messages import (
     Abort,
@@ -181,11 +182,8 @@ async def _handle_normal(
     if reply is not None and reply.abandoned:
         cell.expired += 1  # the asker gave up before we got here: never run it late
         return None
-    if cell.latched is not None and isinstance(message, Hazardous):
-        refusal = EmergencyStopLatched(
-            f"{type(message).__name__} is refused while the emergency stop is latched"
-            f" ({cell.latched}); reset the emergency stop first"
-        )
+    if cell.latch is not None and isinstance(message, Hazardous):
+        refusal = latched_refusal(f"{cell.name}: {type(message).__name__}", cell.latch)
         _fail(cell, envelope, refusal, crashed=False)
         return None
     try:
@@ -210,7 +208,7 @@ async def _dispatch(cell: ActorCell, actor: Actor, message: Message) -> Any:
     if not isinstance(message, KernelRequest):
         return await actor.handle(message)
     if isinstance(message, PARAMETER_REQUESTS):
-        return await actor.parameters.answer(message, latched=cell.latched)
+        return await actor.parameters.answer(message, latched=cell.latch)
     if isinstance(message, Ping):
         return "pong"
     if isinstance(message, ResetEmergencyStop):
@@ -219,10 +217,10 @@ async def _dispatch(cell: ActorCell, actor: Actor, message: Message) -> Any:
                 f"reset refused: another emergency stop ({cell.latched}) arrived after this"
                 " reset was sent; check the bench and reset again"
             )
-        if cell.latched is not None:
+        if cell.latch is not None:
             reason = message.reason or "no reason given"
-            logger.warning("%s: emergency stop reset (%s)", cell.name, reason)
-        cell.latched = None
+            logger.debug("%s: emergency stop reset (%s)", cell.name, reason)
+        cell.latch = None
         await actor.on_reset()
         return None
     return await actor.handle(message)
@@ -245,7 +243,7 @@ async def _handle_priority(cell: ActorCell, actor: Actor, envelope: Envelope) ->
     cell.last_handler_seconds = finished - started
     cell.last_activity = finished
     if isinstance(message, EmergencyStop):
-        logger.warning(
+        logger.debug(  # the system logs one line for the whole e-stop
             "%s: emergency stop handled in %.3f ms (%s)",
             cell.name,
             (finished - started) * 1e3,

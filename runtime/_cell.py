@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import trio
 
 from ._errors import describe_failure
+from ._latch import Latch
 from ._mailbox import Envelope, Mailbox
 from ._messages import EmergencyStop
 from ._parameter_tree import DesiredValues
@@ -66,6 +67,7 @@ class ActorStatistics:
     last_failure: FailureRecord | None
     latched: str | None  # the e-stop reason while latched
     last_activity: float  # trio clock time the loop last finished a message or started
+    latch: Latch | None = None  # the whole latch (reason, by whom, since when) while latched
 
 
 class ActorCell:
@@ -78,8 +80,8 @@ class ActorCell:
         "last_activity",
         "last_failure",
         "last_handler_seconds",
+        "latch",
         "latch_epoch",
-        "latched",
         "mailbox",
         "max_handler_seconds",
         "name",
@@ -93,7 +95,7 @@ class ActorCell:
         self.name = name
         self.mailbox = Mailbox(name, capacity)
         self.state = ActorState.DOWN
-        self.latched: str | None = None
+        self.latch: Latch | None = None
         self.latch_epoch = 0  # counts emergency stops delivered; a reset names the one it clears
         self.handled = 0
         self.failed = 0
@@ -111,6 +113,11 @@ class ActorCell:
         self.stop_requested = False
         self.mailbox.on_priority = self._preempt
 
+    @property
+    def latched(self) -> str | None:
+        """The e-stop reason while latched, None otherwise."""
+        return None if self.latch is None else self.latch.reason
+
     def _preempt(self) -> None:
         if self.in_flight is not None:
             self.in_flight.cancel()
@@ -118,9 +125,11 @@ class ActorCell:
     def deliver_priority(self, envelope: Envelope) -> None:
         """Latch first, then enqueue: from this instant no hazardous command starts, even one
         the loop dequeues before it reaches the EmergencyStop (or while the actor is down)."""
-        if isinstance(envelope.message, EmergencyStop):
-            self.latched = envelope.message.reason or "emergency stop"
+        message = envelope.message
+        if isinstance(message, EmergencyStop):
             self.latch_epoch += 1
+            reason = message.reason or "emergency stop"
+            self.latch = Latch(reason, message.by, time.time(), self.latch_epoch)
         self.mailbox.put_priority(envelope)
 
     def request_stop(self) -> None:
@@ -147,4 +156,5 @@ class ActorCell:
             last_failure=self.last_failure,
             latched=self.latched,
             last_activity=self.last_activity,
+            latch=self.latch,
         )

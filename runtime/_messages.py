@@ -111,6 +111,7 @@ class EmergencyStop(Request[None], PriorityMessage):
     """Put the hardware in its safe state now and latch until ResetEmergencyStop."""
 
     reason: str
+    by: str = ""  # who asked (a client's name, "script", "daemon"): shown with every refusal
 
 
 @dataclass(frozen=True, slots=True)

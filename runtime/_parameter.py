@@ -168,6 +168,12 @@ class Parameter(Generic[T]):
         """Whether any value of this parameter can be hazardous."""
         return bool(self._hazardous)
 
+    def makes_safe(self, value: T) -> bool:
+        """Whether writing this (validated) value is a step toward the safe state — closing a
+        shutter, switching emission off: the only writes allowed while the e-stop is latched.
+        Only a parameter with a hazard predicate has such values."""
+        return callable(self._hazardous) and not self._hazardous(value)
+
     def is_hazardous(self, value: T) -> bool:
         """Whether writing this (validated) value is hazardous."""
         if callable(self._hazardous):

@@ -13,7 +13,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ._errors import EmergencyStopLatched, NotFoundError, RequestError
+from ._errors import NotFoundError, RequestError
+from ._latch import Latch, latched_refusal, short_repr
 from ._messages import KernelRequest, Request
 from ._observable import Source, Subscription
 from ._parameter import Parameter, ParameterInfo, ParameterSnapshot
@@ -139,7 +140,7 @@ class ParameterTree(Mapping[str, Parameter[Any]]):
 
     # -- kernel messages ----------------------------------------------------------------------
 
-    async def answer(self, request: ParameterRequest, *, latched: str | None) -> object:
+    async def answer(self, request: ParameterRequest, *, latched: Latch | None) -> object:
         match request:
             case ListParameters():
                 return self.infos()
@@ -147,11 +148,11 @@ class ParameterTree(Mapping[str, Parameter[Any]]):
                 return self[name].snapshot()
             case SetParameter(name=name, value=value, source=source):
                 parameter = self[name]
-                if latched is not None and parameter.is_hazardous(parameter.validate(value)):
-                    raise EmergencyStopLatched(
-                        f"{name}={value!r} is refused while the emergency stop is latched"
-                        f" ({latched}); reset the emergency stop first"
-                    )
+                # While latched only a step toward the safe state (closing a shutter, emission
+                # off) is written: a setting changed behind a stopped bench surprises whoever
+                # resets it.
+                if latched is not None and not parameter.makes_safe(parameter.validate(value)):
+                    raise latched_refusal(f"{name}={short_repr(value)}", latched)
                 return await parameter.set(value, source=source)
             case SnapshotParameters():
                 return self.snapshot()

@@ -18,6 +18,7 @@ import trio
 
 from ._cell import ActorCell, ActorStatistics
 from ._errors import BenchError, NotFoundError
+from ._latch import Latch
 from ._mailbox import Envelope
 from ._messages import EmergencyStop, ResetEmergencyStop
 from ._ref import ActorRef
@@ -74,35 +75,43 @@ class ActorSystem:
 
     @property
     def latched(self) -> bool:
-        return any(cell.latched is not None for cell in self._cells.values())
+        return any(cell.latch is not None for cell in self._cells.values())
+
+    @property
+    def latch(self) -> Latch | None:
+        """The newest latch still held by any actor (why, by whom, since when); None if clear."""
+        latches = [cell.latch for cell in self._cells.values() if cell.latch is not None]
+        return max(latches, key=lambda latch: latch.since, default=None)
 
     async def emergency_stop(
-        self, reason: str, *, timeout: float = 2.0, only: Iterable[str] | None = None
+        self,
+        reason: str,
+        *,
+        by: str = "",
+        timeout: float = 2.0,
+        only: Iterable[str] | None = None,
     ) -> EmergencyStopReport:
         """Stop every actor (or the ``only`` ones) now, latch, and report who acknowledged.
 
         Never raises for an actor that fails or is down: the report says so, because an
-        emergency stop must reach every other actor whatever one of them does.
+        emergency stop must reach every other actor whatever one of them does. ``by`` (a
+        client's name, "script") is kept with the latch and quoted in every refusal. One log
+        line tells the whole story: who, why, how many stopped, the slowest, any that did not.
         """
         if only is None:
             targets = list(self._cells.values())
         else:
             targets = [self._lookup(name) for name in only]
-        message = EmergencyStop(reason)
+        message = EmergencyStop(reason, by)
         sent = trio.current_time()
         slots = []
         for cell in targets:  # one synchronous pass: no checkpoint until every lane has it
             slot = ReplySlot()
             cell.deliver_priority(Envelope(message, slot))
             slots.append((cell.name, slot))
-        logger.warning("emergency stop sent to %d actors: %s", len(slots), reason)
         acknowledgements = await _gather(slots, sent, timeout)
         report = EmergencyStopReport(reason, acknowledgements)
-        for ack in acknowledgements:
-            if ack.ok:
-                logger.warning("e-stop %s acknowledged in %.3f ms", ack.actor, ack.seconds * 1e3)
-            else:
-                logger.error("e-stop %s NOT acknowledged: %s", ack.actor, ack.error)
+        _log_report(report, by)
         return report
 
     async def reset_emergency_stop(
@@ -118,7 +127,7 @@ class ActorSystem:
         async def reset(cell: ActorCell, epoch: int) -> None:
             if cell.mailbox.closed:
                 if cell.latch_epoch == epoch:
-                    cell.latched = None
+                    cell.latch = None
                 return
             try:
                 await ActorRef(cell).ask(ResetEmergencyStop(reason, epoch), timeout=timeout)
@@ -128,16 +137,31 @@ class ActorSystem:
 
         async with trio.open_nursery() as nursery:
             for cell in self._cells.values():
-                if cell.latched is not None:
+                if cell.latch is not None:
                     nursery.start_soon(reset, cell, cell.latch_epoch)
         return tuple(
             failures
             + [
                 c.name
                 for c in self._cells.values()
-                if c.latched is not None and c.name not in failures
+                if c.latch is not None and c.name not in failures
             ]
         )
+
+
+def _log_report(report: EmergencyStopReport, by: str) -> None:
+    acks = report.acknowledgements
+    stopped = [ack for ack in acks if ack.ok]
+    slowest = max(stopped, key=lambda ack: ack.seconds, default=None)
+    text = f"emergency stop by {by or 'an unnamed caller'} ({report.reason}):"
+    text += f" {len(stopped)}/{len(acks)} actors stopped"
+    if slowest is not None:
+        text += f", slowest {slowest.actor} in {slowest.seconds * 1e3:.1f} ms"
+    failed = [f"{ack.actor} ({ack.error})" for ack in acks if not ack.ok]
+    if failed:
+        logger.error("%s; NOT stopped: %s", text, "; ".join(failed))
+    else:
+        logger.warning("%s", text)
 
 
 async def _gather(

@@ -91,11 +91,11 @@ class EmergencyStopServicer(estop_grpc.EmergencyStopBase):
     async def broadcast(self, reason: str, who: str) -> tuple[EmergencyStopReport, float]:
         """Stop everything now (trio side); the report and ``time.monotonic()`` of the
         broadcast. Both paths come here: the priority path and the servicer's own."""
-        reason = f"{reason.strip() or 'gRPC EmergencyStop'} [by {who}]"
+        reason = reason.strip() or "gRPC EmergencyStop"
         self._in_flight += 1
         try:
             broadcast = time.monotonic()
-            report = await self.ctx.system.emergency_stop(reason)
+            report = await self.ctx.system.emergency_stop(reason, by=who)
         finally:
             self._in_flight -= 1
         self._reported = True
@@ -125,7 +125,7 @@ class EmergencyStopServicer(estop_grpc.EmergencyStopBase):
             )  # no deadline: a stop always completes
         dispatch = broadcast - arrived
         slowest = max((a.seconds for a in report.acknowledgements), default=0.0)
-        logger.warning(
+        logger.info(  # the system's own line (runtime.estop) is the e-stop's WARNING
             "e-stop over gRPC by %s: broadcast %.3f ms after the request arrived%s, every"
             " device acknowledged %.3f ms after it",
             who,

@@ -63,9 +63,8 @@ def test_estop_refuses_moves_until_reset(process_daemon: Daemon) -> None:
     try:
         done = benchctl(process_daemon, "move", "esp300.axis1", "2")
         assert done.returncode == 5
-        assert done.stderr.startswith(
-            "benchctl: MoveAbsolute is refused while the emergency stop is latched (cli test"
-        )
+        assert done.stderr.startswith("benchctl: esp300.axis1: MoveAbsolute is refused: e-stop")
+        assert "(cli test)" in done.stderr and "reset the emergency stop first" in done.stderr
     finally:
         done = benchctl(process_daemon, "reset")
     assert done.returncode == 0 and done.stdout.strip() == "emergency stop reset"

@@ -3,9 +3,11 @@ and the run fine: the run records every frame and reading."""
 
 from __future__ import annotations
 
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from client import Bench
@@ -40,53 +42,85 @@ asyncio.run(main())
 """
 
 
+class StreamingClient:
+    """A streaming client process whose output lines a thread collects, so the test waits on
+    what the client has seen (with a bounded wait and a clear message), never on a read that
+    blocks for ever."""
+
+    def __init__(self, address: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", STREAMING_CLIENT, address],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.seen: set[str] = set()
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put("")  # end of output
+
+    def wait_for(self, kinds: set[str], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not kinds <= self.seen:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(
+                    f"in {timeout:g} s the client streamed only {sorted(self.seen)}"
+                ) from None
+            assert line, f"the streaming client ended early, having seen {sorted(self.seen)}"
+            self.seen.add(line.split()[0])
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
 def test_killing_a_streaming_client_leaves_the_daemon_and_actors_fine(
     process_daemon: Daemon,
 ) -> None:
     with Bench.connect(process_daemon.address) as bench:
         bench.parameters["camera.roi"] = "0,0,256,128"
         before = {a.name: a for a in bench.health().actors}
-        run = bench.record("watched", frames=150, wait=False)  # ~1.5 s at 100 fps
-        assert run.state == "recording"
-        clients = [
-            subprocess.Popen(
-                [sys.executable, "-c", STREAMING_CLIENT, process_daemon.address],
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(2)
-        ]
+        clients = [StreamingClient(process_daemon.address) for _ in range(2)]
         try:
+            # Every client streams before the run starts (however slowly it started on a busy
+            # machine), so each is mid-stream, frames included, while the run records.
             for client in clients:
-                seen: set[str] = set()
-                assert client.stdout is not None
-                while len(seen) < 5:
-                    line = client.stdout.readline()
-                    assert line, "the streaming client ended early"
-                    seen.add(line.split()[0])
+                client.wait_for({"parameter", "reading", "position", "run"})
+            run = bench.record("watched", frames=300, wait=False)  # ~3 s at 100 fps
+            assert run.state == "recording"
+            for client in clients:
+                client.wait_for({"frame"})
             # the bench is busy serving them: change things they are watching
             bench.parameters["maitai.wavelength"] = 810
             moving = bench["esp300.axis1"]
             moving.start_move_to(3.0)
             for client in clients:
-                client.send_signal(signal.SIGKILL)
-                assert client.wait(timeout=10) == -signal.SIGKILL
+                client.process.send_signal(signal.SIGKILL)
+                assert client.process.wait(timeout=10) == -signal.SIGKILL
         finally:
             for client in clients:
-                if client.poll() is None:
-                    client.kill()
-                    client.wait()
-                if client.stdout is not None:
-                    client.stdout.close()
+                client.close()
 
         assert abs(moving.wait_settled() - 3.0) < 1e-3
         final = bench.run_status()
-        while not final.finished:
+        deadline = time.monotonic() + 60
+        while not final.finished and time.monotonic() < deadline:
             time.sleep(0.1)
             final = bench.run_status()
         assert final.path == run.path and final.lost_nothing, final
-        assert final.frames_written == 150 and final.readings_recorded > 0
+        assert final.frames_written == 300 and final.readings_recorded > 0
         bench.parameters["maitai.wavelength"] = 820
         assert bench.parameters["maitai.wavelength"] == 820.0
         with bench["power_meter"].watch_values(interval=0.01) as readings:

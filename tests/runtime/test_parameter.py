@@ -189,7 +189,8 @@ def test_tree_lists_snapshots_and_names_missing_parameters():
 class Laser(Actor):
     def __init__(self, hw: FakeHardware) -> None:
         self.parameters.add(wavelength(hw))
-        self.parameters.add(Parameter("shutter", bool, False, hazardous=True))
+        # Opening is hazardous, closing never is (as on the Mai Tai).
+        self.parameters.add(Parameter("shutter", bool, False, hazardous=lambda open_: open_))
 
 
 async def test_every_actor_answers_parameter_requests(autojump_clock):
@@ -210,11 +211,17 @@ async def test_every_actor_answers_parameter_requests(autojump_clock):
         subscription = await ref.ask(WatchParameter("wavelength"))
         first = await subscription.__anext__()
         assert first.value == 920.0
-        await system.emergency_stop("interlock")
+        await system.emergency_stop("interlock", by="alice")
         with pytest.raises(ActorError) as latched:
             await ref.ask(SetParameter("shutter", True))
         assert isinstance(latched.value.cause, EmergencyStopLatched)
-        await ref.ask(SetParameter("wavelength", 930.0))  # not hazardous: allowed while latched
+        # Every other setting waits for the reset too (nothing changes behind a stopped
+        # bench); the refusal says since when, by whom and why.
+        with pytest.raises(ActorError, match=r"since \d\d:\d\d:\d\d by alice \(interlock\)"):
+            await ref.ask(SetParameter("wavelength", 930.0))
+        assert (await ref.ask(GetParameter("wavelength"))).desired == 920.0
+        # A step toward the safe state is always allowed: an operator can close the shutter.
+        assert (await ref.ask(SetParameter("shutter", False))).value is False
         cell.request_stop()
     with pytest.raises(StopAsyncIteration):  # the instance is gone: its subscriptions end
         while True:

@@ -289,7 +289,7 @@ async def test_an_estop_is_broadcast_on_arrival_however_busy_the_edge_is(
         nursery.cancel_scope.cancel()
     lines = [r.getMessage() for r in caplog.records if "e-stop over gRPC" in r.getMessage()]
     assert len(lines) == 3 and all("(priority path)" in line for line in lines)
-    assert "hammered [by local (operator) from 127.0.0.1]" in caplog.text
+    assert "emergency stop by local (operator) from 127.0.0.1 (hammered)" in caplog.text
 
 
 async def test_the_priority_path_stops_only_authenticated_clients(tmp_path: Path) -> None:
@@ -313,8 +313,9 @@ async def test_the_priority_path_stops_only_authenticated_clients(tmp_path: Path
         reply = await call(client.address, method, body, metadata=observer)
         assert reply.status == Status.OK.value
         assert client.bench.system.latched
-        state = client.bench.system.ref("maitai").statistics().latched
-        assert state is not None and "seen smoke [by viewer (observer)" in state
+        latch = client.bench.system.ref("maitai").statistics().latch
+        assert latch is not None and latch.reason == "seen smoke"
+        assert latch.by.startswith("viewer (observer)")
 
 
 async def test_an_estop_the_guard_refuses_stops_nothing(client: Client) -> None:
