@@ -33,11 +33,6 @@ log = logging.getLogger("gui.actions")
 HEADERS = ["Axis", "Position", "", "Limits", "Move to", "", "Step", "", "", "", ""]
 
 
-def home_supported() -> bool:
-    """The client has a ``home`` call (added with the drivers' Home RPC)."""
-    return callable(getattr(AsyncBench, "home", None))
-
-
 class _Axis:
     def __init__(self, panel: MotionPanel, device: DeviceInfo, row: int) -> None:
         self.panel, self.name, self.units = panel, device.name, device.units
@@ -91,12 +86,9 @@ class _Axis:
         grid.addWidget(self.error, row + 1, 1, 1, len(cells))
         guard.mutating(self.target, self.go, self.step, self.minus, self.plus, self.home)
         guard.safety(self.stop)
-        if not home_supported():
+        if "home" not in device.operations:
             guard.enable(self.home, False)
-            guard.set_tooltip(
-                self.home,
-                "Homing needs the daemon's Home call, which this client does not have yet",
-            )
+            guard.set_tooltip(self.home, f"{device.name} has no home search")
 
     def show(self, position: Position) -> None:
         self.position.setText(f"{position.position:.4f}")
@@ -147,7 +139,7 @@ class _Axis:
         name = self.name
 
         async def home(bench: AsyncBench) -> Any:
-            return await bench.home(name)  # type: ignore[attr-defined]
+            return await bench.home(name)
 
         def homed(result: Any) -> None:
             self.status.setText("homed")
