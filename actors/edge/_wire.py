@@ -25,7 +25,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from grpclib.const import Status
 
 from .errors import RequestRefused, quote, refused
-from .limits import DEFAULT_CHARS, FIELD_CHARS, ITEMS, RequestLimits
+from .limits import DEFAULT_CHARS, FIELD_CHARS, ITEMS, RequestLimits, items_limit
 
 Read = Callable[[int], Awaitable[bytes]]
 
@@ -104,8 +104,9 @@ class _Scan:
             field = descriptor.fields_by_number.get(number)
             path = prefix + (field.name if field is not None else f"field {number}")
             counts[number] = count = counts.get(number, 0) + 1
-            if count > ITEMS:
-                raise refused(Status.INVALID_ARGUMENT, f"{path}: at most {ITEMS} entries, got more")
+            most = items_limit(field.name) if field is not None else ITEMS
+            if count > most:
+                raise refused(Status.INVALID_ARGUMENT, f"{path}: at most {most} entries, got more")
             if wire == _VARINT:
                 left -= (await self.varint(left))[1]
             elif wire in (_FIXED64, _FIXED32):
@@ -158,7 +159,8 @@ def field_bytes(field: FieldDescriptor | None, limits: RequestLimits) -> tuple[i
         return 4 * chars, f"at most {chars} characters"
     if field.type == _BYTES:
         return DEFAULT_CHARS, f"at most {DEFAULT_CHARS} bytes"
-    return 10 * ITEMS, f"at most {ITEMS} entries"  # a packed repeated number
+    most = items_limit(field.name)
+    return 10 * most, f"at most {most} entries"  # a packed repeated number
 
 
 @functools.cache
@@ -174,7 +176,7 @@ def _message_bytes(descriptor: Descriptor, script_bytes: int, depth: int = 0) ->
             one = 10 + field_bytes(field, RequestLimits(max_script_bytes=script_bytes))[0]
         else:
             one = 11
-        total += one * (ITEMS if field.is_repeated else 1)
+        total += one * (items_limit(field.name) if field.is_repeated else 1)
     return total
 
 

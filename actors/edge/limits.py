@@ -15,10 +15,11 @@ fields a future .proto adds (they get the default limits), with no per-servicer 
 | ``metadata_json``, ``parameters_json`` | 65 536 characters |
 | ``source`` (a script) | ``[edge] max_script_bytes`` bytes of UTF-8 |
 | any other string or bytes field, a map's values | 4096 |
-| any repeated field or map | 256 entries |
+| any repeated field or map | 256 entries (a list scan's ``positions``: 100 000) |
 
 (*) ``device``, ``devices[]``, ``name``, ``names[]``, ``id``, ``camera``, ``stream``, ``read[]``,
-``compression``, ``service``, ``host``.
+``compression``, ``service``, ``host``, and a plan's ``axis``, ``detector``, ``signal``,
+``parameter``.
 
 The request cap is ``[edge] max_request_bytes`` (default 4 MiB) for every method but the three
 that carry a script (``CheckScript``, ``UploadScript``, ``StartScript``), whose cap is
@@ -61,6 +62,10 @@ FIELD_CHARS: Mapping[str, int] = {
             "compression",
             "service",
             "host",
+            "axis",
+            "detector",
+            "signal",
+            "parameter",
         ),
         NAME_CHARS,
     ),
@@ -70,6 +75,16 @@ FIELD_CHARS: Mapping[str, int] = {
     "metadata_json": JSON_CHARS,
     "parameters_json": JSON_CHARS,
 }
+
+#: Repeated fields that may hold more than ``ITEMS`` entries: a list scan's positions (numbers
+#: only; the request cap bounds them too, and the validator's work is linear in them).
+FIELD_ITEMS: Mapping[str, int] = {"positions": 100_000}
+
+
+def items_limit(name: str) -> int:
+    """The most entries the repeated field ``name`` may hold."""
+    return FIELD_ITEMS.get(name, ITEMS)
+
 
 #: Methods whose request carries a script: their cap is ``max_script_bytes`` plus this much
 #: for the rest of the message (a name, 64 KiB of parameters).
@@ -134,8 +149,9 @@ class RequestLimits:
         return None
 
     def _repeated(self, field: FieldDescriptor, values: Any, path: str) -> str | None:
-        if len(values) > ITEMS:
-            return f"{path}: at most {ITEMS} entries, got {len(values)}"
+        most = items_limit(field.name)
+        if len(values) > most:
+            return f"{path}: at most {most} entries, got {len(values)}"
         for index, value in enumerate(values):
             problem = self._single(field, value, f"{path}[{index}]")
             if problem is not None:

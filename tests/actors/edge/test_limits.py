@@ -24,6 +24,7 @@ from benchd.v1 import (
     control_pb2,
     estop_pb2,
     hardware_pb2,
+    plan_pb2,
     preset_pb2,
     scan_pb2,
     storage_pb2,
@@ -195,11 +196,14 @@ FIELD_CASES: list[tuple[str, Any, str]] = [
     ),
     (
         "Scan/CreateScan",
-        scan_pb2.ScanDefinition(
-            kind=scan_pb2.SCAN_KIND_GRID,
-            axes=[scan_pb2.ScanAxis(device="ell14.2"), scan_pb2.ScanAxis(device="é" * 200)],
+        scan_pb2.CreateScanRequest(
+            plan=plan_pb2.Plan(
+                grid=plan_pb2.GridPath(
+                    axes=[plan_pb2.GridAxis(axis="ell14.2"), plan_pb2.GridAxis(axis="é" * 200)]
+                )
+            )
         ),
-        "axes[1].device: at most 128 characters, got '\\xe9\\xe9",
+        "plan.grid.axes[1].axis: at most 128 characters, got '\\xe9\\xe9",
     ),
     (
         "Control/StartScript",
@@ -243,6 +247,32 @@ async def test_per_field_limits_are_checked_before_any_work(
     assert status.state != storage_pb2.RUN_STATE_RECORDING  # no StartRun did any work
     assert not client.bench.system.latched
     assert len(refusals(caplog)) == len(FIELD_CASES) - 1  # the nesting is the servicer's own
+
+
+async def test_a_list_scan_may_carry_more_positions_than_other_repeated_fields(
+    client: Client,
+) -> None:
+    """256 entries bound a repeated field, but a list scan's positions are its data: 2000 of
+    them pass the guard and reach the plan validator (which checks them against the travel)."""
+    positions = [float(i % 40) for i in range(2000)]
+    plan = plan_pb2.Plan(
+        list=plan_pb2.ListPath(
+            axes=[plan_pb2.AxisPositions(axis="esp300.axis1", positions=positions)]
+        ),
+        read=["power_meter"],
+    )
+    check = await client.unary(client.scan.ValidatePlan, plan)
+    assert list(check.problems) == [] and check.estimate.points == 2000
+    too_many = plan_pb2.Plan(
+        list=plan_pb2.ListPath(
+            axes=[plan_pb2.AxisPositions(axis="esp300.axis1", positions=[0.0] * 100_001)]
+        )
+    )
+    reply = await call(
+        client.address, "/benchd.v1.Scan/ValidatePlan", frame(too_many.SerializeToString())
+    )
+    assert reply.status == Status.INVALID_ARGUMENT.value
+    assert "positions: at most 100000 entries" in reply.message
 
 
 async def test_an_estop_is_broadcast_on_arrival_however_busy_the_edge_is(

@@ -20,7 +20,7 @@ from actors.edge._guard import LogLimit
 from actors.edge._wire import read_message
 from actors.edge.errors import MESSAGE_BYTES, RequestRefused, bounded, quote
 from actors.edge.limits import RequestLimits
-from benchd.v1 import common_pb2, control_pb2, hardware_pb2, scan_pb2, storage_pb2
+from benchd.v1 import common_pb2, control_pb2, hardware_pb2, plan_pb2, scan_pb2, storage_pb2
 
 LIMITS = RequestLimits()
 TYPES = [
@@ -28,7 +28,7 @@ TYPES = [
     hardware_pb2.SetParameterRequest,
     hardware_pb2.StreamParametersRequest,
     storage_pb2.StartRunRequest,
-    scan_pb2.ScanDefinition,
+    scan_pb2.CreateScanRequest,
     control_pb2.StartScriptRequest,
 ]
 
@@ -89,15 +89,24 @@ messages = st.one_of(
         duration_s=st.floats(),
     ),
     st.builds(
-        scan_pb2.ScanDefinition,
-        axes=st.lists(
-            st.builds(
-                scan_pb2.ScanAxis, device=names, start=st.floats(), points=st.integers(0, 2**32 - 1)
+        scan_pb2.CreateScanRequest,
+        plan=st.builds(
+            plan_pb2.Plan,
+            grid=st.builds(
+                plan_pb2.GridPath,
+                axes=st.lists(
+                    st.builds(
+                        plan_pb2.GridAxis,
+                        axis=names,
+                        start=st.floats(),
+                        points=st.integers(0, 2**32 - 1),
+                    ),
+                    max_size=8,
+                ),
             ),
-            max_size=8,
+            read=st.lists(names, max_size=20),
+            name=names,
         ),
-        read=st.lists(names, max_size=20),
-        name=names,
     ),
 )
 
