@@ -653,9 +653,11 @@ class AsyncBench:
             self._storage.StartRun, request, RunStatus.from_pb, idempotent=False
         )
 
-    async def stop_run(self, reason: str = "") -> RunStatus:
-        """End the run now (the file gets its end record); replies with the final status."""
-        request = storage_pb2.StopRunRequest(reason=reason)
+    async def stop_run(self, reason: str = "", *, complete: bool = False) -> RunStatus:
+        """End the run now (the file gets its end record); replies with the final status.
+        ``complete``: you started this open-ended run and are done with it, so its outcome is
+        "completed" rather than "stopped"."""
+        request = storage_pb2.StopRunRequest(reason=reason, complete=complete)
         return await self._unary(self._storage.StopRun, request, RunStatus.from_pb)
 
     async def run_status(self) -> RunStatus:

@@ -631,8 +631,8 @@ class Bench:
             self._run(self._async.stop_run("interrupted by the client (Ctrl-C)"))
             raise
 
-    def stop_run(self, reason: str = "") -> RunStatus:
-        return self._run(self._async.stop_run(reason))
+    def stop_run(self, reason: str = "", *, complete: bool = False) -> RunStatus:
+        return self._run(self._async.stop_run(reason, complete=complete))
 
     def run_status(self) -> RunStatus:
         return self._run(self._async.run_status())

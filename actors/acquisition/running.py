@@ -27,6 +27,7 @@ from ..capabilities import (
 )
 from ..pipeline.recorder import RECORDER_NAME, GetRunStatus, RecordScanPoint, StartRun, StopRun
 from ..pipeline.run import RunStatus
+from ..pipeline.run_status import RunOutcome
 from . import peaks
 from .events import (
     Ended,
@@ -502,7 +503,7 @@ class PlanRun:
         self._flush_status()
         if self.run_started:
             await self._send_rows()  # every point taken is in the file, however it ended
-            await self._stop_run(reason)
+            await self._stop_run(reason, _RUN_OUTCOMES.get(state))
         done = record.status.points_done
         record.update(
             state=state,
@@ -517,14 +518,25 @@ class PlanRun:
         record.log.close()
         logger.info("plan %s %s: %s", record.status.id, state.value, reason)
 
-    async def _stop_run(self, reason: str) -> None:
+    async def _stop_run(self, reason: str, outcome: RunOutcome | None) -> None:
         recorder = self.system.ref(RECORDER_NAME)
         try:
             status: RunStatus = await recorder.ask(GetRunStatus(), timeout=5.0)
             if status.active and status.path == self.record.status.run_path:
-                await recorder.ask(StopRun(reason), timeout=60.0)
+                await recorder.ask(StopRun(reason, outcome), timeout=60.0)
         except (BenchError, ActorError) as error:
             logger.error("plan %s: could not stop its run: %s", self.record.status.id, error)
+
+
+#: How a plan's end names its run's end: the run of a plan that completed is as its data say
+#: (None); stopped and aborted plans stop their runs; a plan in error fails its run. An e-stop
+#: is named by the recorder itself ("e-stopped").
+_RUN_OUTCOMES: dict[PlanState, RunOutcome | None] = {
+    PlanState.COMPLETED: None,
+    PlanState.STOPPED: RunOutcome.STOPPED,
+    PlanState.ABORTED: RunOutcome.STOPPED,
+    PlanState.ERROR: RunOutcome.FAILED,
+}
 
 
 class _Failed(Exception):

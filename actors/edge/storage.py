@@ -119,7 +119,8 @@ class StorageServicer(storage_grpc.StorageBase):
 
     async def StopRun(self, stream: Stream[pb.StopRunRequest, pb.RunStatus]) -> None:
         request = await receive(stream)
-        message = StopRun(request.reason or "stopped by user", RunOutcome.STOPPED)
+        outcome = RunOutcome.COMPLETED if request.complete else RunOutcome.STOPPED
+        message = StopRun(request.reason or "stopped by user", outcome)
         status = await self.ctx.request(stream, self._recorder(), message, default=120.0)
         await stream.send_message(status_message(status))
 

@@ -53,6 +53,7 @@ from runtime import (
 from runtime.config import ScriptingConfig
 
 from ..pipeline.recorder import RECORDER_NAME, GetRunStatus, StopRun
+from ..pipeline.run_status import RunOutcome
 from .builtins import Builtins, ExecutionContext, abort_devices, inventory
 from .engine import ScriptProblem, check
 from .pool import PoolStatistics, WorkerPool, WorkerStartError
@@ -549,7 +550,13 @@ class ScriptRunner(Actor):
                 status = await recorder.ask(GetRunStatus(), timeout=5.0)
                 if status.active:
                     why = reason or "script completed"
-                    await recorder.ask(StopRun(why), timeout=60.0)
+                    # A script that ended well ends its run as the data say; a stopped or
+                    # aborted one stops it; one that failed fails it (one truth: the end
+                    # record, RunStatus and ListRuns say the same).
+                    outcome = (
+                        RunOutcome.FAILED if problem else RunOutcome.STOPPED if reason else None
+                    )
+                    await recorder.ask(StopRun(why, outcome), timeout=60.0)
             except (BenchError, ActorError) as failure:
                 execution.log(f"could not stop the run: {failure}")
             context.run_started = False

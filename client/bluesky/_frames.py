@@ -100,7 +100,9 @@ class FileLink:
         status = await self.session.bench.run_status()
         if status.path == self.path and not status.finished:
             try:
-                await self.session.bench.stop_run("the Bluesky detector was unstaged")
+                await self.session.bench.stop_run(
+                    "the Bluesky detector was unstaged", complete=True
+                )
             except FailedPrecondition as error:  # it ended meanwhile
                 logger.info("%s: %s", self.path, error)
 

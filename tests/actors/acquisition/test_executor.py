@@ -98,6 +98,7 @@ async def test_a_3d_snake_grid_is_one_run_with_one_event_per_point(bench: Bench)
     assert path.name.endswith("_grid3d.nxs")
     record = read_end_record(path)
     assert (record["scan_points"], record["reason"]) == (12, "scan completed")
+    assert record["status"] == "completed"
     metadata = read_manifest(path)["metadata"]
     assert metadata["sample"] == "A1" and metadata["plan_id"] == status.id
     assert metadata["scan"]["kind"] == "grid" and metadata["scan"]["axes"][2]["snake"]
@@ -208,7 +209,8 @@ async def test_pause_resume_stop_and_abort_act_at_the_right_moment(bench: Bench)
     final = await finish(bench, created.id)
     assert final.state is PlanState.STOPPED and final.error == "enough"
     assert 7 <= final.points_done < 11 and paused.seq > 0 and stopped.id == created.id
-    assert read_end_record(Path(final.run_path))["reason"] == "enough"
+    record = read_end_record(Path(final.run_path))
+    assert (record["reason"], record["status"]) == ("enough", "stopped")
     # an abort cuts the move in flight and the axis stops where it is
     await bench.system.ref("x").ask(SetParameter("velocity", 1.0))
     slow = await executor(bench).ask(CreatePlan(Plan(Line((Span("x", 0, 8),), 3)), "t", start=True))
@@ -234,7 +236,8 @@ async def test_an_emergency_stop_aborts_the_plan_and_the_queue(bench: Bench) -> 
         final = await finish(bench, plan_id)
         assert final.state is PlanState.ABORTED and final.error.startswith("emergency stop")
     first_final = await finish(bench, first.id)
-    assert read_end_record(Path(first_final.run_path))["reason"].startswith("emergency stop")
+    record = read_end_record(Path(first_final.run_path))
+    assert record["reason"].startswith("emergency stop") and record["status"] == "e-stopped"
     with pytest.raises(ActorError) as caught:
         await executor(bench).ask(CreatePlan(plan, "t", start=True))
     assert "latched" in str(caught.value.root_cause)

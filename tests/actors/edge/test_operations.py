@@ -71,7 +71,7 @@ async def test_motor_on_after_a_motor_off_and_the_latch(client: Client) -> None:
     latched = await client.fails(
         Status.FAILED_PRECONDITION, hw.MotorOn, pb.DeviceRequest(device="esp300.axis2")
     )
-    assert "refused while the emergency stop is latched" in latched
+    assert "MotorOn is refused: e-stop latched since" in latched
     homing = await client.call(
         lambda: _stream_status(hw.Home, pb.HomeRequest(device="esp300.axis1"))
     )

@@ -368,3 +368,16 @@ async def test_a_paused_script_waits_at_its_next_builtin(bench: Bench) -> None:
         await runner.ask(StopExecution(started.id, force=True, reason="done"))
         status = await finished(runner, started.id, 1)
     assert status.state is ExecutionState.ABORTED
+
+
+async def test_a_scripts_run_ends_as_the_script_did(bench: Bench, tmp_path: Path) -> None:
+    """One truth: the end record of a run a script started says how the script ended."""
+    runner = bench.system.ref(RUNNER_NAME)
+    good = await run(runner, 'start_run("fine")\nsleep(0.1)\n')
+    failed = await run(runner, 'start_run("broken")\nsleep(0.1)\nfail("boom")\n')
+    assert good.state.value == "completed" and failed.state.value == "error"
+    (fine,) = tmp_path.glob("*_fine.nxs")
+    (broken,) = tmp_path.glob("*_broken.nxs")
+    assert read_end_record(fine)["status"] == "completed"
+    record = read_end_record(broken)
+    assert record["status"] == "failed" and "boom" in record["reason"]
