@@ -14,7 +14,8 @@ in time are overwritten and show up as gaps in the frame numbers.
 
 Frames are cheap: per (shape, bit depth) a pool of a few pattern+noise frames is made once;
 each frame is a copy of one (about a memcpy) with its frame number stamped into the first
-pixels, so a consumer can check which frame it holds.
+pixels (:func:`stamped_number` reads it back), so a consumer can check which frame it holds.
+Like the real sensor, no pixel is below the bias: a dark pixel reads ~100-104 ADU.
 """
 
 from __future__ import annotations
@@ -32,6 +33,17 @@ FULL_FRAME_FPS = 47.0  # measured 46-47.5 fps on the lab camera at 100 MHz [obs]
 SENSOR = (2048, 2048)  # width, height
 REFERENCE_PIXEL_TIME_NS = 10
 POOL_SIZE = 4
+BIAS_ADU = 100  # a real Prime BSI's dark level is ~100-104 ADU [obs]
+READ_NOISE_ADU = 4  # dark pixels spread over BIAS_ADU .. BIAS_ADU + READ_NOISE_ADU
+
+
+def stamped_number(pixels: npt.NDArray[np.uint16], bit_depth: int) -> int:
+    """The frame number the simulator stamped into a frame's first two pixels: digits in base
+    ``2**bit_depth - BIAS_ADU``, low digit first, each on top of the bias (so a stamped pixel
+    never reads below the dark level either)."""
+    base = (1 << bit_depth) - BIAS_ADU
+    flat = pixels.reshape(-1)
+    return sum((int(flat[i]) - BIAS_ADU) * base**i for i in range(min(2, flat.size)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,15 +391,15 @@ class SimulatedPrimeBsi:
         pool = self._pool(run.shape, run.bit_depth)
         pixels = pool[number % len(pool)].copy()
         flat = pixels.reshape(-1)
-        base = 1 << run.bit_depth
-        for i in range(min(2, flat.size)):  # frame number in base 2**bit_depth, low digit first
-            flat[i] = (number // base**i) % base
+        base = (1 << run.bit_depth) - BIAS_ADU
+        for i in range(min(2, flat.size)):  # see stamped_number
+            flat[i] = BIAS_ADU + (number // base**i) % base
         ready = run.ready_time(number)
         assert ready is not None
         return SimulatedFrame(pixels, number, run.epoch + ready)
 
     def _pool(self, shape: tuple[int, int], bit_depth: int) -> list[npt.NDArray[np.uint16]]:
-        """A few frames per geometry and mode: a bright spot on an offset, with noise."""
+        """A few frames per geometry and mode: a bright spot on the bias, with read noise."""
         key = (shape, bit_depth)
         if key not in self._pools:
             # Cheap on purpose (tens of ms for a full frame's pool, on the event loop): the spot
@@ -395,17 +407,16 @@ class SimulatedPrimeBsi:
             # repeated, all in uint16 (the spot leaves headroom, so the sum never overflows).
             full = (1 << bit_depth) - 1
             rows, columns = shape
-            spread = max(2, int(0.02 * full))
             gy = np.exp(-(np.linspace(-1.0, 1.0, rows) ** 2) / 0.1).astype(np.float32)
             gx = np.exp(-(np.linspace(-1.0, 1.0, columns) ** 2) / 0.1).astype(np.float32)
             spot = np.outer(gy, gx)
-            spot *= 0.9 * (full - spread)
-            spot += 0.05 * (full - spread)
+            spot *= 0.9 * (full - BIAS_ADU - READ_NOISE_ADU)
+            spot += BIAS_ADU
             base = spot.astype(np.uint16)
             repeats = (-(-rows // 64), -(-columns // 64))
             pool = []
             for _ in range(POOL_SIZE):
-                tile = self._rng.integers(0, spread + 1, (64, 64), dtype=np.uint16)
+                tile = self._rng.integers(0, READ_NOISE_ADU + 1, (64, 64), dtype=np.uint16)
                 pool.append(base + np.tile(tile, repeats)[:rows, :columns])
             self._pools[key] = pool
         return self._pools[key]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import trio
 
-from simulators.prime_bsi import SimulatedPrimeBsi
+from simulators.prime_bsi import BIAS_ADU, SimulatedPrimeBsi, stamped_number
 
 DEFAULTS: dict[str, Any] = {
     "exposure_ms": 10.0,
@@ -79,7 +79,7 @@ async def test_frames_are_copies_of_a_small_pool_stamped_with_their_number(autoj
     await camera.start(None)
     frames = [await camera.next_frame(1.0) for _ in range(20)]
     assert len(camera._pools) == 1 and len(next(iter(camera._pools.values()))) == 4
-    assert [int(f.pixels[0, 0]) for f in frames] == list(range(1, 21))
+    assert [stamped_number(f.pixels, 16) for f in frames] == list(range(1, 21))
     assert frames[1].timestamp - frames[0].timestamp == pytest.approx(1 / 47, rel=1e-3)
     await camera.finish()
     with pytest.raises(RuntimeError, match="no acquisition is running"):
@@ -102,3 +102,19 @@ async def test_the_second_port_is_faster_per_row(autojump_clock):
     assert second.timestamp - first.timestamp == pytest.approx(1 / 94, rel=1e-3)
     assert camera.state.bit_depth == 11 and int(first.pixels.max()) < 2048
     await trio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize(("gain", "port", "bit_depth"), [(1, 0, 16), (2, 0, 12), (1, 1, 11)])
+async def test_the_dark_level_is_the_bias_of_a_real_sensor(autojump_clock, gain, port, bit_depth):
+    """A real Prime BSI reads ~100-104 ADU in the dark; no pixel, stamp included, is below."""
+    camera = await opened()
+    await camera.apply(**{**DEFAULTS, "port": port, "gain": gain, "roi": (0, 0, 256, 256)})
+    await camera.start(None)
+    frame = await camera.next_frame(1.0)
+    corner = frame.pixels[-16:, -16:]  # far from the spot: dark
+    assert int(corner.min()) >= BIAS_ADU and int(corner.max()) <= 104
+    assert int(frame.pixels.min()) >= BIAS_ADU
+    assert int(frame.pixels.max()) < 1 << bit_depth
+    assert stamped_number(frame.pixels, bit_depth) == 1
+    big = 70_000  # two digits: the number survives the stamp's base
+    assert stamped_number(camera._frame(camera._run, big).pixels, bit_depth) == big  # type: ignore[arg-type]
