@@ -34,6 +34,7 @@ class Acquisition:
     zero: int = 0  # all-zero frames: counted, never published
     stalls: int = 0
     last_frame_number: int = 0  # in the acquisition's numbering
+    last_delivered: int = 0  # the number of the last frame the camera delivered
     error: str = ""
     warning: str = ""
     overwrite_fallback: bool = False
@@ -75,6 +76,7 @@ class Acquisition:
         else:
             self.acquired += 1
         self.last_frame_number = max(self.last_frame_number, number)
+        self.last_delivered = number
         self.segment_last = max(self.segment_last, camera_number)
         self.lost = lost_total - self.lost_before
         self.timestamps.append(timestamp)

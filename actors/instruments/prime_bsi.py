@@ -528,7 +528,7 @@ class PrimeBsi(DeviceActor):
         and over, end the acquisition: a camera stuck in "exposure in progress" with no data
         is reported, not waited on."""
         silent = trio.current_time() - run.last_frame_at
-        after = f"after frame {run.last_frame_number}" if run.last_frame_number else "at start"
+        after = f"after frame {run.last_delivered}" if run.last_delivered else "at start"
         if run.restarts_without_frame >= self.stall_restarts:
             raise RuntimeError(
                 f"no frame {after} within {bound:.3g} s (exposure + readout + frame_timeout),"
