@@ -28,8 +28,10 @@ from actors.pipeline.nexus_file import read_end_record
 from actors.pipeline.recorder import RecorderActor, StartRun, wait_run
 from actors.pipeline.taps import AddTap, TapPolicy
 from runtime import ActorRef, GetParameter, SetParameter
+from runtime.config import ConfigError, parse_config
 from simulators.prime_bsi import STALL_AFTER, SimulatedPrimeBsi
 from supervisors import ActorSpec, open_actor_system
+from supervisors.bench import build_tree, open_bench
 
 FULL_FRAME_INTERVAL = 1 / 47  # s, at the default 10 ms exposure
 
@@ -232,3 +234,26 @@ async def test_the_new_counters_reach_the_runs_end_record(tmp_path: Path) -> Non
     assert record["frames_missing"] == camera_section["frames_missing"] + 2
     assert camera_section["frames_missing"] > 0 and record["frames_written"] == 28
     assert np.isfinite(camera_section["fps"])
+
+
+# -- a bench file switches the quirks on -------------------------------------------------------
+
+
+async def test_a_bench_file_switches_camera_quirks_on_for_a_simulated_camera_only(tmp_path):
+    storage = (
+        f"[storage]\ndirectory = '{tmp_path}'\nring_directory = '{tmp_path}'\nmin_free_mb = 0\n"
+    )
+    device = "[[device]]\nid = 'camera'\ndriver = 'photometrics_prime_bsi'\n"
+    options = "options = { quirks = ['zero_frames'], frame_timeout = 0.5, stall_restarts = 1 }\n"
+    text = device + "port = 'sim'\n" + options + storage
+    async with open_bench(parse_config(text, "lab.toml")) as bench:
+        cam = bench.system.ref("camera")
+        await cam.ask(SetParameter("roi", "0,0,64,64"))
+        await cam.ask(StartAcquisition(frames=20))
+        status = await cam.ask(WaitAcquisition(timeout=20.0))
+        assert (status.frames_acquired, status.frames_zero) == (18, 2)
+    with pytest.raises(ConfigError, match=r'quirk modes are a simulator\'s: only for port = "sim"'):
+        build_tree(parse_config(device + "port = 'pvcamUSB_0'\n" + options + storage, "l.toml"), {})
+    unknown = options.replace("zero_frames", "stall")
+    with pytest.raises(ConfigError, match="unknown quirk 'stall' for photometrics_prime_bsi"):
+        build_tree(parse_config(device + "port = 'sim'\n" + unknown + storage, "l.toml"), {})
