@@ -257,3 +257,16 @@ async def test_a_bench_file_switches_camera_quirks_on_for_a_simulated_camera_onl
     unknown = options.replace("zero_frames", "stall")
     with pytest.raises(ConfigError, match="unknown quirk 'stall' for photometrics_prime_bsi"):
         build_tree(parse_config(device + "port = 'sim'\n" + unknown + storage, "l.toml"), {})
+
+
+def test_the_new_counters_cross_the_edge_to_the_client():
+    from actors.edge.frames import acquisition_message
+    from client import AcquisitionStatus as ClientStatus
+
+    status = AcquisitionStatus(
+        True, None, 40, 25, 0, 68, 47.0, "", 3, 1, "stall 1: ...", overwrite_fallback=True
+    )
+    message = acquisition_message("camera", status)
+    seen = ClientStatus.from_pb(type(message).FromString(message.SerializeToString()))
+    assert (seen.frames_zero, seen.stalls, seen.warning) == (3, 1, "stall 1: ...")
+    assert seen.overwrite_fallback and seen.frames_missing == 25 and seen.device == "camera"
