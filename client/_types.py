@@ -565,6 +565,10 @@ class AcquisitionStatus:
     last_frame_number: int
     fps: float
     error: str
+    frames_zero: int = 0  # all-zero frames (a driver artefact): counted, never published
+    stalls: int = 0  # stalls detected and restarted from
+    warning: str = ""  # the latest trouble the acquisition ran through
+    overwrite_fallback: bool = False  # live mode runs without circular overwrite
 
     @classmethod
     def from_pb(cls, m: hardware_pb2.AcquisitionStatus) -> AcquisitionStatus:
@@ -578,6 +582,10 @@ class AcquisitionStatus:
             m.last_frame_number,
             m.fps,
             m.error,
+            m.frames_zero,
+            m.stalls,
+            m.warning,
+            m.overwrite_fallback,
         )
 
 
