@@ -202,9 +202,10 @@ class EdgeContext:
         return cached
 
     def kind(self, name: str) -> str:
-        """"service" for the daemon's own actors (the recorder, a frame ring, the script runner,
-        the plans executor, any actor that is no instrument: it does not answer Describe),
-        else "device". Known by name even while a service is down, so a list never flips."""
+        """Device or service: "service" for the daemon's own actors (the recorder, a frame
+        ring, the script runner, the plans executor, any actor that is no instrument: it does
+        not answer Describe), else "device". Known by name even while a service is down, so a
+        list never flips."""
         if name in SERVICE_NAMES or name.endswith(".ring") or name in self._services:
             return "service"
         return "device"

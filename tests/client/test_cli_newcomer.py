@@ -20,9 +20,7 @@ import pytest
 from .conftest import ROOT, Daemon
 
 
-def benchctl(
-    daemon: Daemon, *args: str, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
+def benchctl(daemon: Daemon, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """benchctl with the daemon's address from the environment, as a user sets it."""
     env = dict(os.environ, BENCHD_ADDRESS=daemon.address)
     return subprocess.run(
@@ -158,9 +156,7 @@ def test_scan_with_units_pause_resume_and_stop_what_runs(process_daemon: Daemon)
     assert ok(benchctl(process_daemon, "stop", "esp300.axis1")).startswith("esp300.axis1 stopped")
 
 
-def test_a_stored_script_runs_by_name_with_params(
-    process_daemon: Daemon, tmp_path: Path
-) -> None:
+def test_a_stored_script_runs_by_name_with_params(process_daemon: Daemon, tmp_path: Path) -> None:
     script = tmp_path / "greet.star"
     script.write_text('print("hello", params.get("who", "nobody"), params.get("n", 0) + 1)\n')
     ok(benchctl(process_daemon, "script", "upload", "greet", str(script)))

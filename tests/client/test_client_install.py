@@ -78,9 +78,7 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def test_the_client_imports_and_runs_without_the_daemon_extra(
     blocked_env: dict[str, str],
 ) -> None:
-    probe = (
-        "import sys, trio\n"  # must fail: proves the blocker works
-    )
+    probe = "import sys, trio\n"  # must fail: proves the blocker works
     assert "blocked" in run(blocked_env, "-c", probe).stderr
     code = (
         "import client, client._cli, client.plans\n"
@@ -98,7 +96,9 @@ def test_the_client_imports_and_runs_without_the_daemon_extra(
     assert help_text.returncode == 0, help_text.stderr
     assert "watch" in help_text.stdout and "scan" in help_text.stdout
     # a real command: no daemon there, a plain message (no traceback), exit 8
-    unreachable = run(blocked_env, "-m", "client", "--address", "127.0.0.1:9", "--wait", "0", "info")
+    unreachable = run(
+        blocked_env, "-m", "client", "--address", "127.0.0.1:9", "--wait", "0", "info"
+    )
     assert unreachable.returncode == 8, unreachable.stderr
     assert "Traceback" not in unreachable.stderr
     assert "cannot reach the daemon at 127.0.0.1:9" in unreachable.stderr
