@@ -705,7 +705,7 @@ class RunProgress:
             detail = f"{status.frames_written}/{self._frames} frames"
         elif self._duration:
             done = min(time.time() - status.started, self._duration) if status.started else 0.0
-            detail = f"{status.readings_recorded} readings"
+            detail = f"{status.frames_written} frames, {status.readings_recorded} readings"
         else:
             done = 0.0
             detail = f"{status.frames_written} frames, {status.readings_recorded} readings"

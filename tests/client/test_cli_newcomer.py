@@ -285,3 +285,29 @@ def test_bash_completes_commands_options_and_device_names(process_daemon: Daemon
     assert answers["benchctl watch pow"].strip() == "power_meter"
     assert answers["benchctl get maitai.wave"].strip() == "maitai.wavelength"
     assert answers["benchctl devices --js"].strip() == "--json"
+
+
+def test_devices_show_why_a_device_is_degraded() -> None:
+    """The daemon's reason for a failed device (its port, the OS's words) is in the table."""
+    from rich.console import Console
+
+    from client._cli import _devices_table
+    from client._types import DeviceInfo, Failure
+
+    meter = DeviceInfo(
+        name="power_meter",
+        driver="newport_1830c",
+        capabilities=(),
+        identity="",
+        units="",
+        state="degraded",
+        position_limits=None,
+        restarts=3,
+        last_failure=Failure(
+            "SerialError", "/dev/ttyUSB9: [Errno 2] No such file or directory", 0.0
+        ),
+        latched="",
+    )
+    console = Console(width=200, record=True)
+    console.print(_devices_table([meter]))
+    assert "degraded: /dev/ttyUSB9: [Errno 2] No such file or directory" in console.export_text()
