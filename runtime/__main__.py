@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import logging
 import math
+import os
 import signal
 import sys
 
@@ -47,8 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--listen",
         metavar="HOST:PORT",
-        help="where the gRPC edge listens (default: the config's [edge] listen, else"
-        " 127.0.0.1:50051); another address than loopback needs [edge] tokens_file",
+        default=os.environ.get("BENCHD_LISTEN") or None,
+        help="where the gRPC edge listens (default: $BENCHD_LISTEN, else the config's [edge]"
+        " listen, else 127.0.0.1:50051); another address than loopback needs [edge]"
+        " tokens_file",
     )
     parser.add_argument(
         "--log-level",
