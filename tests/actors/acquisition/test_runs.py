@@ -14,18 +14,18 @@ import trio
 
 from actors.acquisition import (
     EXECUTOR_NAME,
-    CreatePlan,
     Count,
+    CreatePlan,
     Line,
-    PausePlan,
     Paused,
+    PausePlan,
     Plan,
     PlanState,
     PlanStatus,
     PlanTable,
     Point,
-    ResumePlan,
     Resumed,
+    ResumePlan,
     Span,
     Suspended,
     Suspender,
@@ -192,9 +192,7 @@ async def test_a_device_that_crashes_mid_plan_suspends_it_and_the_point_is_repea
     monkeypatch.setattr("supervisors.bench.SyntheticReadable", Fragile)
     Fragile.reads, Fragile.crash_on = 0, 4  # the 4th read: point 3's
     degraded = Suspender("sine", Condition.DEGRADED, settle=0.1)
-    plan = Plan(
-        Line((Span("y", 0, 4),), 8), read=("sine",), settle=0.01, suspenders=(degraded,)
-    )
+    plan = Plan(Line((Span("y", 0, 4),), 8), read=("sine",), settle=0.01, suspenders=(degraded,))
     async with open_bench(synthetic_config(tmp_path)) as bench:
         created = await executor(bench).ask(CreatePlan(plan, "test", start=True))
         held = await wait_event(bench, created.id, lambda e: isinstance(e.body, Suspended))
