@@ -148,9 +148,9 @@ def test_stopping_the_daemon_closes_the_run_with_an_end_record(tmp_path: Path, s
         process.send_signal(signum)
         assert process.wait(timeout=60) == 0, log.read_text()
     record = read_end_record(Path(status.path))
-    assert (record["status"], record["reason"]) == (
+    assert (record["status"], record["reason"]) == (  # a recording is a plan: its executor's
         "stopped",
-        "the recorder stopped (daemon shutdown)",
+        "the plan executor stopped (daemon shutdown)",
     )
     assert record["frames_dropped"] == 0 and record["frames_missing"] == 0
     assert record["frames_received"] == record["frames_written"]  # none lost in the shutdown

@@ -1,8 +1,9 @@
 """The acquisition layer: plans as pure data, one validator, one executor (docs/acquisition.md).
 
-Every surface — scripts, the Scan service, ``benchctl scan`` — builds a :class:`Plan` and hands
-it to the :class:`PlanExecutor` actor (bench name ``plans``), which validates it against the
-bench, runs it point by point as one run, and publishes one event per point.
+Every surface — scripts, the Scan service, ``benchctl scan``, and ``record`` (Storage.StartRun,
+which becomes a count plan: :func:`record_plan`) — builds a :class:`Plan` and hands it to the
+:class:`PlanExecutor` actor (bench name ``plans``), which validates it against the bench, runs it
+point by point as one run in the bench's run slot, and publishes one event per point.
 """
 
 from .events import (
@@ -53,11 +54,13 @@ from .plans import (
     points,
 )
 from .problems import PlanRejected, Problem
+from .recording import RECORD_ORIGIN, record_plan
 from .suspenders import Condition, Suspender, Suspension
 from .validator import Estimate
 
 __all__ = [
     "EXECUTOR_NAME",
+    "RECORD_ORIGIN",
     "AbortPlan",
     "Adaptive",
     "CheckPlan",
@@ -104,4 +107,5 @@ __all__ = [
     "TuneMethod",
     "WatchPlan",
     "points",
+    "record_plan",
 ]

@@ -44,6 +44,9 @@ COMMON = {
     "parameters",
     "suspenders",
     "bench_suspenders",
+    "monitor",
+    "live",
+    "compression",
     "columns",
 }
 PATH_KEYS: dict[str, set[str]] = {
@@ -165,6 +168,9 @@ def plan_from_description(data: Mapping[str, Any]) -> Plan:
         parameters=tuple(Setting(str(k), v) for k, v in list(parameters.items())[:64]),
         suspenders=reader.items("suspenders", lambda d, w: _suspender(d, w, problems), 16, False),
         bench_suspenders=reader.get("bench_suspenders", bool, True),
+        monitor=reader.get("monitor", bool, False),
+        live=reader.get("live", bool, False),
+        compression=reader.get("compression", str, ""),
     )
     if problems:
         raise PlanRejected(tuple(problems))

@@ -14,9 +14,16 @@ end record. ``StopPlan`` and ``AbortPlan`` travel the priority lane; an abort cu
 flight and sends ``Abort`` to every device still moving for the plan; an emergency stop aborts
 the running plan and every queued one (the devices stop themselves).
 
-The run: ``StartRun`` with the plan in the manifest and its table's columns, one
-``RecordScanPoint`` per point (handed to the recorder without waiting; a refusal ends the plan
-at the next checkpoint), ``StopRun`` with the reason whatever happens.
+The run: each plan records one run in the bench's one run slot, which the recorder lends it
+(``ClaimRun``: the same checks and file as StartRun); the plan composes the run's pieces with
+``open_run``, adds one scan row per point straight into it, and closes it with the plan's
+reason whatever happens. A run that ends by itself (disk full, a write error, a user's
+StopRun) ends the plan at its next checkpoint: stopped, or in error with the run's outcome.
+
+Recording: ``StartRun`` (Storage.StartRun, ``benchctl record``) comes here too and becomes a
+count plan with monitors (``recording.py``), started at once or refused as StartRun always
+was; the reply is the run's status once the file exists. A recording goes on through an e-stop
+(the run's outcome says "e-stopped"); every other plan is aborted by one.
 
 Error handling: a refused plan is a :class:`~.problems.PlanRejected` (every problem); a device
 that fails during a point ends the plan in state ``error`` with the device's reason, the run
@@ -42,26 +49,32 @@ from runtime import (
     ActorError,
     BenchError,
     EmergencyStopLatched,
+    InsufficientResources,
     Message,
     NotFoundError,
     PriorityMessage,
     Request,
     Subscription,
+    ValidationError,
     WrongState,
 )
 
+from ..pipeline.recorder import StartRun
+from ..pipeline.run_status import RunStatus
 from .events import Ended, EventLog, Table
 from .plans import Plan
 from .problems import PlanRejected
+from .recording import RECORD_ORIGIN, record_plan
 from .running import PlanRun
 from .status import PlanCheck, PlanRecord, PlanState, PlanStatus
 from .suspenders import Suspender
-from .validator import Checked, DescribeCache, check, survey
+from .validator import DISK, Checked, DescribeCache, cameras, check, survey
 
 logger = logging.getLogger(__name__)
 
 EXECUTOR_NAME = "plans"  # the bench's executor actor: the edge and scripts find it by name
 HISTORY = 200  # finished plans kept
+FINISHING_WAIT = 10.0  # s a StartRun waits for a plan whose run has ended to finish
 TABLE_CELLS = 16_000_000  # table cells kept in memory over all finished plans (8 bytes each)
 
 
@@ -160,6 +173,7 @@ class PlanExecutor(Actor):
         self._queued = trio.Event()
         self._counter = itertools.count(1)
         self._current: PlanRecord | None = None
+        self._running: PlanRun | None = None
         self._described: DescribeCache = {}
 
     async def on_start(self) -> None:
@@ -191,6 +205,8 @@ class PlanExecutor(Actor):
                 return self._find(plan_id).log
             case PlanTable(id=plan_id):
                 return self._table(self._find(plan_id))
+            case StartRun():
+                return await self._record(message)
         return await super().handle(message)
 
     # -- requests ------------------------------------------------------------------------------
@@ -227,6 +243,36 @@ class PlanExecutor(Actor):
         self._records[plan_id] = record
         self._forget_old()
         return self._start(record) if start else record.status
+
+    async def _record(self, request: StartRun) -> RunStatus:
+        """StartRun as a recording (``recording.py``): started now or refused as StartRun
+        always was; the reply is the run's status once its file exists."""
+        self._refuse_if_latched()
+        ending = self._current
+        if ending is not None and ending.run is not None and ending.run.finished.is_set():
+            with trio.move_on_after(FINISHING_WAIT):  # its run has ended; the plan is ending
+                await ending.done.wait()
+        busy = self._current or (self._queue[0] if self._queue else None)
+        if busy is not None:
+            status = busy.status
+            what = f"plan {status.id} ({status.plan.kind}, run {status.plan.run_name!r})"
+            raise WrongState(
+                f"{what} is {status.state.value}; stop it (StopRun, or StopScan {status.id})"
+                " before starting another"
+            )
+        found = await cameras(self.system, exclude=(self.name,), cache=self._described)
+        plan = record_plan(request, found[0] if found else None)
+        try:
+            created = await self._create(plan, RECORD_ORIGIN, start=True)
+        except PlanRejected as rejected:
+            raise _start_run_error(rejected) from None
+        record = self._records[created.id]
+        await record.opened.wait()
+        if record.run is not None:
+            return record.run.status
+        if record.failure is not None:
+            raise record.failure
+        raise WrongState(f"the recording ended before its run opened: {record.status.error}")
 
     def _refuse_if_latched(self) -> None:
         latched = self.ref.statistics().latched
@@ -330,16 +376,19 @@ class PlanExecutor(Actor):
                 await self._queued.wait()
             record = self._queue.popleft()
             self._current = record
+            self._running = PlanRun(
+                self.system,
+                record,
+                validate=self._validate,
+                refuse_if_latched=self._refuse_if_latched,
+                defaults=self.defaults,
+                own_metadata=record.status.origin == RECORD_ORIGIN,
+            )
             try:
-                await PlanRun(
-                    self.system,
-                    record,
-                    validate=self._validate,
-                    refuse_if_latched=self._refuse_if_latched,
-                    defaults=self.defaults,
-                ).run()
+                await self._running.execute()
             finally:
                 self._current = None
+                self._running = None
                 record.done.set()
                 self._forget_old()
 
@@ -349,6 +398,12 @@ class PlanExecutor(Actor):
         why = f"emergency stop: {reason}"
         for record in list(self._queue):
             self._end_unstarted(record, PlanState.ABORTED, why)
+        running = self._running
+        if running is not None:
+            running.emergency_stop(reason)  # noted on its run before anything ends it
+            if running.records_through_estop:
+                logger.warning("plan %s records on through the e-stop", running.record.status.id)
+                return
         if self._current is not None and not self._current.status.state.finished:
             current = self._current
             current.abort_reason = current.abort_reason or why
@@ -374,6 +429,19 @@ class PlanExecutor(Actor):
         for record in self._records.values():
             record.observable.close()
             record.log.close()
+
+
+def _start_run_error(rejected: PlanRejected) -> Exception:
+    """A recording's refusal as StartRun's callers know it: a low disk is
+    InsufficientResources, a busy camera WrongState, one problem its own message."""
+    problems = rejected.problems
+    if problems and all(p.field == DISK for p in problems):
+        return InsufficientResources("; ".join(p.message for p in problems))
+    if problems and all(p.field == "camera" and "acquiring" in p.message for p in problems):
+        return WrongState("; ".join(p.message for p in problems))
+    if len(problems) == 1:
+        return ValidationError(str(problems[0]))
+    return rejected
 
 
 __all__ = [

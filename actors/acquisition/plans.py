@@ -35,8 +35,9 @@ MAX_AXES = 8
 MAX_READ = 64
 MAX_SETTINGS = 64
 MAX_SUSPENDERS = 16
-MAX_FRAMES = 10_000  # per point
-MAX_SECONDS = 7 * 86400.0  # settle, dwell, interval, duration
+MAX_FRAMES = 100_000_000  # per point (one camera sequence: a recording's frames are one point)
+MAX_SECONDS = 7 * 86400.0  # settle, dwell, interval
+MAX_DURATION = 30 * 86400.0  # a count's duration (a recording may run for weeks)
 MAX_METADATA = 1024 * 1024  # bytes of metadata JSON (a script's run carries its text)
 MAX_NAME = 256  # characters of a device or parameter name
 
@@ -109,7 +110,13 @@ def _distinct(axes: Sequence[str], where: str, problems: list[Problem]) -> None:
 @dataclass(frozen=True, slots=True)
 class Count:
     """A time series at fixed positions: ``num`` points (0: no limit, then ``duration`` ends
-    it), point ``i`` starting ``i * interval`` s after the first (0: back to back)."""
+    it), point ``i`` starting ``i * interval`` s after the first (0: back to back). The
+    duration is wall time from the first point: when it has passed the count ends, cutting
+    the point in progress (its frames are stopped where they are).
+
+    A *recording* is a count with monitors whose points take nothing (no read, no frames):
+    its one point lasts the duration (0: until stopped) while the run records the bench's
+    streams — ``record`` is that, or one point of ``frames`` frames."""
 
     num: int = 1
     interval: float = 0.0
@@ -142,7 +149,7 @@ class Count:
         found: list[Problem] = []
         _count(self.num, f"{where}.num", found, 0, MAX_POINTS)
         _number(self.interval, f"{where}.interval", found, 0.0, MAX_SECONDS)
-        _number(self.duration, f"{where}.duration", found, 0.0, MAX_SECONDS)
+        _number(self.duration, f"{where}.duration", found, 0.0, MAX_DURATION)
         if self.num == 0 and not (finite(self.duration) and self.duration > 0):
             found.append(Problem(f"{where}.num", "0 (no limit) needs a duration > 0 s"))
         return found
@@ -614,6 +621,15 @@ class Plan:
     parameters: tuple[Setting, ...] = ()
     suspenders: tuple[Suspender, ...] = ()
     bench_suspenders: bool = True  # also the bench's default suspenders (config)
+    #: Record the bench's streams for the plan's whole length (Bluesky's monitors): every
+    #: Readable's readings (one that streams only on request, the power meter's ``streaming``,
+    #: is switched on for the plan and back off after) and, if ``camera`` is named, its frames
+    #: whoever takes them (a live view, a user's sequence, a Bluesky trigger).
+    monitor: bool = False
+    #: The camera (``camera``, or the bench's first) acquires continuously while the plan runs,
+    #: every frame in the run; the points take no frames of their own (``frames`` = 0).
+    live: bool = False
+    compression: str = ""  # the run's frames: "none", "bitshuffle-lz4"; "": the recorder's
 
     @property
     def kind(self) -> str:
@@ -643,6 +659,17 @@ class Plan:
     def total(self) -> int | None:
         return self.path.total()
 
+    @property
+    def recording(self) -> bool:
+        """A count with monitors whose points take nothing: one point that lasts the count's
+        duration (0: until stopped) while the run records the bench's streams."""
+        return self.monitor and self.kind == "count" and not self.detectors and not self.frames
+
+    @property
+    def takes_frames(self) -> bool:
+        """Its run records a camera: frames at the points, live, or a monitored camera."""
+        return bool(self.frames) or self.live or (self.monitor and bool(self.camera))
+
     def problems(self) -> list[Problem]:
         """What is wrong with the plan's own values (the validator adds the bench's view)."""
         found = self.path.problems("path")
@@ -671,6 +698,38 @@ class Plan:
         overlap = set(self.axes) & set(self.detectors)
         for device in sorted(overlap):
             found.append(Problem("read", f"{device} is an axis of this plan, not a detector"))
+        for flag in ("monitor", "live"):
+            if not isinstance(getattr(self, flag), bool):
+                found.append(Problem(flag, f"{quote(getattr(self, flag))}; expected true or false"))
+        if self.live and self.frames:
+            found.append(
+                Problem(
+                    "live",
+                    "a live camera records every frame; the points take none of their own"
+                    " (frames = 0)",
+                )
+            )
+        if not isinstance(self.compression, str) or len(self.compression) > 32:
+            found.append(Problem("compression", f"{quote(self.compression)} is not a name"))
+        path = self.path
+        if isinstance(path, Count) and not self.detectors and not self.frames:
+            if self.monitor and path.num > 1:
+                found.append(
+                    Problem(
+                        "path.num",
+                        f"{path.num}: a recording (monitor, nothing read or taken at its"
+                        " points) is one point that lasts the duration; use num = 1",
+                    )
+                )
+            elif not self.monitor and path.num == 0 and not path.interval:
+                found.append(
+                    Problem(
+                        "path.num",
+                        "0 (until the duration) with nothing read or taken at the points and"
+                        " no interval would only spin: read a device, take frames, set an"
+                        " interval, or monitor the bench for the duration",
+                    )
+                )
         return found
 
     def describe(self) -> dict[str, Any]:
@@ -686,6 +745,9 @@ class Plan:
             "parameters": {s.parameter: s.value for s in self.parameters},
             "suspenders": [s.describe() for s in self.suspenders],
             "bench_suspenders": self.bench_suspenders,
+            "monitor": self.monitor,
+            "live": self.live,
+            "compression": self.compression,
         }
 
 

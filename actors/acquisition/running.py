@@ -1,19 +1,36 @@
-"""Running one plan: checkpoints, points, suspensions, the run, the end (the executor's
-helper; see executor.py for what it promises)."""
+"""Running one plan: checkpoints, points, suspensions, its run, the end (the executor's
+helper; see executor.py for what it promises).
+
+The run is the plan's own: the recorder lends the bench's run slot (``ClaimRun``: the same
+checks and file as StartRun, see ``actors/pipeline/run_lease.py``) and the plan composes the
+pieces with ``open_run`` — every point's row goes straight into the run's scan table, a run
+that ends by itself (disk full, a write error, a StopRun from a user) ends the plan at its next
+checkpoint, and the plan's end closes the run with the plan's reason, in one task.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import outcome
 import trio
 
-from runtime import ActorError, ActorSystem, BenchError, GetParameter, SetParameter, Source
+from runtime import (
+    ActorError,
+    ActorSystem,
+    BenchError,
+    EmergencyStopLatched,
+    GetParameter,
+    Interrupted,
+    SetParameter,
+    Source,
+    WrongState,
+)
 
 from ..capabilities import (
     AcquisitionStatus,
@@ -25,9 +42,10 @@ from ..capabilities import (
     StartAcquisition,
     StopAcquisition,
 )
-from ..pipeline.recorder import RECORDER_NAME, GetRunStatus, RecordScanPoint, StartRun, StopRun
-from ..pipeline.run import RunStatus
-from ..pipeline.run_status import RunOutcome
+from ..pipeline.frame_source import SourceRefused
+from ..pipeline.recorder import RECORDER_NAME, ClaimRun, RunLease, StartRun
+from ..pipeline.run import Run, open_run
+from ..pipeline.run_status import RunOutcome, RunState
 from . import peaks
 from .events import (
     Ended,
@@ -48,9 +66,10 @@ from .validator import Axis, AxisKind, Checked
 
 logger = logging.getLogger(__name__)
 
-ROW_BATCH = 64  # rows handed to the recorder in one burst (or every STATUS_PERIOD)
 ACQUISITION_POLL = 0.005  # s between looks at the camera while a point's frames come in
 STATUS_PERIOD = 0.02  # s: the status (points done, positions) is published at most this often
+EXECUTOR_STOPPED = "the plan executor stopped (daemon shutdown)"
+RESTORE_TIMEOUT = 5.0  # s for each device put back as it was (streaming off, camera stopped)
 
 
 class PlanRun:
@@ -64,10 +83,12 @@ class PlanRun:
         validate: Callable[[Plan], Awaitable[Checked]],
         refuse_if_latched: Callable[[], None],
         defaults: Sequence[Suspender],
+        own_metadata: bool = False,
     ) -> None:
         self.validate = validate
         self.refuse_if_latched = refuse_if_latched
         self.defaults = tuple(defaults)
+        self.own_metadata = own_metadata  # the run's metadata is the user's alone (a record)
         self.system = system
         self.record = record
         self.plan = record.status.plan
@@ -76,92 +97,116 @@ class PlanRun:
         self.commanded: dict[str, float] = {}  # last target sent to each axis
         self.frames_taken = 0
         self.suspended_before = 0.0  # s suspended since the last recorded point
-        self.run_started = False
         self.origin: tuple[float, ...] = ()
         self.done = 0  # points kept, and the last one's positions (the status lags ≤ 20 ms)
         self.positions: Mapping[str, float] = {}
         self.status_at = -math.inf
-        self.rows: list[tuple[dict[str, float], float]] = []  # not yet handed to the recorder
+        self.run: Run | None = None  # the plan's run, while it records
+        self.failure: BaseException | None = None  # what ended the plan before its run opened
+        self.estop: str | None = None  # an emergency stop during the plan (its reason)
+        self.state = PlanState.COMPLETED
+        self.reason = ""  # why it ended ("" while it runs; completed: ``completion``)
+        self.completion = "scan completed"
+        self.result: dict[str, Any] = {}
+        self.streaming: list[str] = []  # Readables this plan switched on (monitor)
+        self.camera_started = False  # the live camera this plan started
 
-    async def run(self) -> None:
+    @property
+    def records_through_estop(self) -> bool:
+        """A recording (a monitoring count that starts no camera sequence after its first
+        point) goes on through an e-stop: the camera stopped by itself, the readings around
+        the incident are recorded; the run says "e-stopped". Anything else is aborted."""
+        plan = self.plan
+        recording = plan.kind == "count" and plan.monitor
+        return recording and (not plan.frames or plan.total() == 1) and self.run is not None
+
+    def emergency_stop(self, reason: str) -> None:
+        """Note an e-stop on the run (before the executor aborts the plan, if it does)."""
+        self.estop = self.estop or reason
+        if self.run is not None:
+            self.run.emergency_stop(reason)
+
+    async def execute(self) -> None:
         record = self.record
         record.update(state=PlanState.RUNNING, started=time.time())
-        outcome_state = PlanState.COMPLETED
-        reason = "scan completed"
-        result: dict[str, Any] = {}
+        try:
+            if await self._guarded(self._prepare):
+                await self._record()
+        except BaseException:
+            self._cancelled()
+            raise
+        finally:
+            record.failure = record.failure or self.failure
+            record.opened.set()
+            with trio.CancelScope(shield=True):
+                if record.abort_reason is not None and self.state is not PlanState.ABORTED:
+                    self._end(PlanState.ABORTED, record.abort_reason)
+                await self._finish()
+
+    def _cancelled(self) -> None:
+        """Cancelled from outside (the executor is stopping): the plan was aborted."""
+        if not self.reason:
+            self._end(PlanState.ABORTED, self.record.abort_reason or EXECUTOR_STOPPED)
+
+    def _end(self, state: PlanState, reason: str, result: dict[str, Any] | None = None) -> None:
+        self.state, self.reason = state, reason
+        if result is not None:
+            self.result = result
+
+    async def _guarded(self, step: Callable[[], Awaitable[None]]) -> bool:
+        """Run one abortable step of the plan (an abort cancels it); False if the plan ended
+        in it (its state and reason are noted)."""
+        record = self.record
         try:
             with trio.CancelScope() as scope:
                 record.scope = scope
                 if record.abort_reason is not None:
                     scope.cancel()
-                result = await self._run()
-                if record.stop_reason is not None:
-                    outcome_state, reason = PlanState.STOPPED, record.stop_reason
-            if scope.cancelled_caught:
-                outcome_state = PlanState.ABORTED
-                reason = record.abort_reason or "aborted"
-        except _Failed as failure:
-            outcome_state, reason, result = PlanState.ERROR, str(failure), failure.result
-        except (BenchError, ActorError, PlanRejected) as error:
-            outcome_state, reason = PlanState.ERROR, f"scan failed: {_describe(error)}"
-        except Exception as error:  # a bug ends the plan, never the executor
-            logger.exception("plan %s failed", record.status.id)
-            outcome_state = PlanState.ERROR
-            reason = f"scan failed: internal error: {type(error).__name__}: {error}"
+                await step()
+        except BaseException as raised:
+            error = _principal(raised)
+            if error is None:
+                raise  # a cancellation from outside, or the interpreter stopping
+            self._failed(error)
+            return False
         finally:
             record.scope = None
-            with trio.CancelScope(shield=True):
-                if record.abort_reason is not None and outcome_state is not PlanState.ABORTED:
-                    outcome_state, reason = PlanState.ABORTED, record.abort_reason
-                await self._finish(outcome_state, reason, result)
+        if scope.cancelled_caught:
+            self._end(PlanState.ABORTED, record.abort_reason or "aborted")
+            return False
+        return True
 
-    async def _run(self) -> dict[str, Any]:
+    def _failed(self, error: Exception) -> None:
+        """How an error ends the plan."""
+        if isinstance(error, _Failed):
+            self._end(PlanState.ERROR, str(error), error.result)
+        elif isinstance(error, _RunEnded):
+            self._end(error.state, error.reason)
+        elif _latched(error) and (latch := self.system.latch) is not None:
+            # A device refused or was interrupted because the e-stop latched under the point:
+            # the e-stop's abort (the executor's notice of it may come a moment later)
+            self.emergency_stop(latch.reason)
+            self._end(PlanState.ABORTED, f"emergency stop: {latch.reason}")
+        elif isinstance(error, BenchError | ActorError | PlanRejected):
+            if self.run is None:
+                self.failure = error
+            self._end(PlanState.ERROR, f"scan failed: {_describe(error)}")
+        else:  # a bug ends the plan, never the executor
+            logger.error("plan %s failed", self.record.status.id, exc_info=error)
+            self._end(
+                PlanState.ERROR, f"scan failed: internal error: {type(error).__name__}: {error}"
+            )
+
+    async def _prepare(self) -> None:
         record = self.record
         self.refuse_if_latched()
         self.checked = record.checked = await self.validate(self.plan)  # bench now
-        checked = self.checked
-        record.update(estimate=checked.estimate)
-        self.origin = tuple([await self._where(axis) for axis in checked.axes])
-        for device, parameter, value in checked.settings:
+        record.update(estimate=self.checked.estimate)
+        self.origin = tuple([await self._where(axis) for axis in self.checked.axes])
+        for device, parameter, value in self.checked.settings:
             await self.system.ref(device).ask(
                 SetParameter(parameter, value, Source.SCRIPT), timeout=None
             )
-        columns = file_columns(
-            [a.name for a in checked.axes], checked.detectors, checked.camera is not None
-        )
-        status = await self._start_run(columns)
-        table = Table(
-            table_columns(columns),
-            units={**checked.units, "time": "s", "suspended_s": "s"},
-            metadata={"plan": record.status.id, "run_path": status.path},
-        )
-        record.table = table
-        record.update(run_path=status.path)
-        record.emit(
-            Started(
-                status.path,
-                table.columns,
-                dict(table.units),
-                self.plan.total() or 0,
-                self.plan.describe(),
-                checked.estimate.describe(),
-            )
-        )
-        if not checked.suspenders:
-            return await self._points(table)
-        watch = SuspenderWatch(
-            self.system, checked.suspenders, f"plan:{record.status.id}", on_change=record.poke
-        )
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(watch.run)
-                self.watch = watch
-                try:
-                    return await self._points(table)
-                finally:
-                    nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:  # the points' own error, not a group of one
-            raise _only(group) from None
 
     async def _where(self, axis: Axis) -> float:
         ref = self.system.ref(axis.device)
@@ -171,43 +216,200 @@ class PlanRun:
         snapshot = await ref.ask(GetParameter(axis.parameter))
         return float(snapshot.value)
 
-    async def _start_run(self, columns: tuple[str, ...]) -> RunStatus:
+    # -- the run -------------------------------------------------------------------------------
+
+    async def _record(self) -> None:
+        """Take the bench's run slot, compose the run, measure inside it, close it with the
+        plan's reason."""
+        checked = self.checked
+        columns = file_columns(
+            [a.name for a in checked.axes], checked.detectors, self.plan.frames > 0
+        )
+        try:
+            lease = await self._claim(columns)
+        except (BenchError, ActorError) as error:
+            self.failure = error
+            self._end(PlanState.ERROR, f"scan failed: {_describe(error)}")
+            return
+        try:
+            async with open_run(
+                lease.pieces,
+                flush_interval=lease.flush_interval,
+                publish=lease.publish,
+                cancel_reason=EXECUTOR_STOPPED,
+            ) as run:
+                lease.attach(run)
+                self.run = self.record.run = run
+                if self.estop is not None:
+                    run.emergency_stop(self.estop)
+                self.record.opened.set()
+                try:
+                    await self._guarded(lambda: self._measure(run, columns))
+                except BaseException:
+                    self._cancelled()
+                    raise
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self._restore()
+                        self._flush_status()
+                        run.stop(self._final_reason(), _RUN_OUTCOMES.get(self.state))
+        except SourceRefused as refusal:  # the file was closed with a "failed" end record
+            self.failure = refusal
+            self._end(PlanState.ERROR, f"scan failed: the run could not start: {refusal}")
+        finally:
+            lease.release()
+
+    async def _claim(self, columns: tuple[str, ...]) -> RunLease:
         record = self.record
         plan = self.plan
         described = {**plan.describe(), "columns": list(columns)}
-        metadata = {
-            **plan.metadata,
-            "scan": described,
+        recorded_by = {
             "plan_id": record.status.id,
             "plan_origin": record.status.origin,
+            "plan": described,
             "estimate": self.checked.estimate.describe(),
             "bench_suspenders": [s.describe() for s in self.defaults]
             if plan.bench_suspenders
             else [],
         }
+        metadata = dict(plan.metadata)
+        if not self.own_metadata:  # a scan's run carries its plan in its metadata too
+            metadata.update(
+                scan=described,
+                plan_id=record.status.id,
+                plan_origin=record.status.origin,
+                estimate=recorded_by["estimate"],
+                bench_suspenders=recorded_by["bench_suspenders"],
+            )
+        camera = self.checked.camera
         # Run files are named by the second they start: two plans of one name within a second
         # would collide, so the second one's run carries the plan id too.
         names = [plan.run_name, f"{plan.run_name[:54]}-{record.status.id}"]
-        # Shielded: an abort while the recorder opens the file must not orphan the run.
+        # Shielded and without a time-out: a lease granted but never received would hold the
+        # bench's run slot (the recorder's own asks are bounded).
         with trio.CancelScope(shield=True):
             for attempt, name in enumerate(names):
                 request = StartRun(
                     name,
                     metadata=metadata,
-                    record_frames=self.checked.camera is not None,
+                    record_frames=camera is not None,
+                    camera=camera or "",
                     scan_columns=columns,
+                    recorded_by=recorded_by,
                 )
+                if plan.compression:  # else the recorder's default
+                    request = dataclasses.replace(request, compression=plan.compression)
                 try:
-                    status: RunStatus = await self.system.ref(RECORDER_NAME).ask(
-                        request, timeout=30.0
+                    lease: RunLease = await self.system.ref(RECORDER_NAME).ask(
+                        ClaimRun(request, f"plan {record.status.id}"), timeout=None
                     )
                 except ActorError as error:
                     if attempt or "exists already" not in str(error.root_cause):
                         raise
                     continue
-                self.run_started = True
-                return status
+                return lease
         raise AssertionError("unreachable: the last attempt raises or returns")
+
+    async def _measure(self, run: Run, columns: tuple[str, ...]) -> None:
+        record, checked = self.record, self.checked
+        table = Table(
+            table_columns(columns),
+            units={**checked.units, "time": "s", "suspended_s": "s"},
+            metadata={"plan": record.status.id, "run_path": run.status.path},
+        )
+        record.table = table
+        record.update(run_path=run.status.path)
+        record.emit(
+            Started(
+                run.status.path,
+                table.columns,
+                dict(table.units),
+                self.plan.total() or 0,
+                self.plan.describe(),
+                checked.estimate.describe(),
+            )
+        )
+        await self._start_streams()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._wake_when_over, run)
+                if checked.suspenders:
+                    watch = SuspenderWatch(
+                        self.system,
+                        checked.suspenders,
+                        f"plan:{record.status.id}",
+                        on_change=record.poke,
+                    )
+                    await nursery.start(watch.run)
+                    self.watch = watch
+                try:
+                    self.result = await self._points(table)
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # the points' own error, not a group of one
+            raise _only(group) from None
+        if record.stop_reason is not None:
+            self._end(PlanState.STOPPED, record.stop_reason)
+
+    async def _wake_when_over(self, run: Run) -> None:
+        """A run that ends by itself (a StopRun, a full disk) wakes a plan that waits (held,
+        paused, suspended): it ends with its run."""
+        await run.finished.wait()
+        self.record.poke()
+
+    async def _start_streams(self) -> None:
+        """Monitor: every Readable that streams only on request is switched on; live: the
+        camera acquires continuously (unless it does already: then its frames are recorded
+        as they come, and it is left as it was)."""
+        plan, checked = self.plan, self.checked
+        for device in checked.streams:
+            ref = self.system.ref(device)
+            snapshot = await ref.ask(GetParameter("streaming"))
+            if snapshot.value is False:
+                self.streaming.append(device)  # before: a set that half-happened is undone
+                await ref.ask(SetParameter("streaming", True, Source.SCRIPT), timeout=None)
+        if plan.live and checked.camera is not None:
+            camera = self.system.ref(checked.camera)
+            status: AcquisitionStatus = await camera.ask(GetAcquisitionStatus())
+            if not status.running:
+                self.camera_started = True
+                await camera.ask(StartAcquisition(None))
+
+    async def _restore(self) -> None:
+        """Put back what the plan switched on (shielded, each bounded; a failure is logged)."""
+        plan_id = self.record.status.id
+        if self.camera_started and self.checked.camera is not None:
+            self.camera_started = False
+            try:
+                await self.system.ref(self.checked.camera).ask(
+                    StopAcquisition(), timeout=RESTORE_TIMEOUT
+                )
+            except (BenchError, ActorError) as error:
+                logger.error("plan %s: could not stop the live camera: %s", plan_id, error)
+        for device in self.streaming:
+            try:
+                await self.system.ref(device).ask(
+                    SetParameter("streaming", False, Source.SCRIPT), timeout=RESTORE_TIMEOUT
+                )
+            except (BenchError, ActorError) as error:
+                logger.error("plan %s: %s streams on: %s", plan_id, device, error)
+        self.streaming.clear()
+
+    async def _run_ended(self) -> None:
+        """Raise _RunEnded if the run has ended by itself (its frames or readings could not
+        be written, the disk filled, a user's StopRun): the plan ends with it."""
+        run = self.run
+        if run is None or run.status.state is RunState.RECORDING:
+            return
+        await run.finished.wait()
+        status = run.status
+        why = str(status.end_record.get("reason", "")) or status.error or status.outcome
+        match status.outcome:
+            case RunOutcome.COMPLETED:
+                raise _RunEnded(PlanState.COMPLETED, why)
+            case RunOutcome.STOPPED | RunOutcome.ESTOPPED:
+                raise _RunEnded(PlanState.STOPPED, why)
+        raise _RunEnded(PlanState.ERROR, f"scan failed: its run ended ({status.outcome}): {why}")
 
     # -- the points --------------------------------------------------------------------------
 
@@ -222,28 +424,31 @@ class PlanRun:
         index = 0
         xs: list[float] = []
         ys: list[float] = []
-        try:
-            while True:
-                targets = cursor.next(readings)
-                if targets is None:
-                    break
-                if interval and index:
-                    await trio.sleep_until(began + index * interval)
-                if duration and trio.current_time() - began >= duration:
-                    break
-                point = await self._take(index, targets)
-                readings = point.readings
-                self._keep(point, table)
-                if self.rows and len(self.rows) >= 2 * ROW_BATCH:
-                    await self._send_rows()  # the recorder is behind: wait for it
-                if plan.kind == "tune":
-                    xs.append(point.positions[checked.axes[0].name])
-                    ys.append(point.readings.get(plan.path.detector, math.nan))
-                index += 1
-                if plan.dwell:
-                    await trio.sleep(plan.dwell)
-        except Stop:
-            pass
+        # A count's duration is wall time: when it has passed, the point in progress is cut.
+        with trio.move_on_at(began + duration if duration else math.inf) as deadline:
+            try:
+                while True:
+                    targets = cursor.next(readings)
+                    if targets is None:
+                        break
+                    if interval and index:
+                        await trio.sleep_until(began + index * interval)
+                    point = await self._take(index, targets)
+                    readings = point.readings
+                    if not self._keep(point, table):
+                        await self._run_ended()  # the run ended under the point: raises
+                    if plan.kind == "tune":
+                        xs.append(point.positions[checked.axes[0].name])
+                        ys.append(point.readings.get(plan.path.detector, math.nan))
+                    if plan.recording:
+                        await self._hold()
+                    index += 1
+                    if plan.dwell:
+                        await trio.sleep(plan.dwell)
+            except Stop:
+                pass
+        if deadline.cancelled_caught:
+            self.completion = "duration reached"
         result: dict[str, Any] = {}
         if plan.kind == "tune" and record.stop_reason is None:
             result = await self._tune(xs, ys)
@@ -251,14 +456,34 @@ class PlanRun:
             await self._move_all(self.origin)  # like rel_scan: back where it started
         return result
 
+    async def _hold(self) -> None:
+        """A recording's one point: the run records the bench's streams until the count's
+        duration has passed (the caller's deadline cuts this), the plan is stopped, or the
+        run ends (a StopRun, a full disk)."""
+        record = self.record
+        while record.stop_reason is None and not self._run_over():
+            await record.woken()
+        await self._run_ended()
+        raise Stop
+
+    def _run_over(self) -> bool:
+        return self.run is not None and self.run.status.state is not RunState.RECORDING
+
     async def _take(self, index: int, targets: Targets) -> Point:
-        """One point, repeated while a suspender trips during it."""
+        """One point, repeated while a suspender trips during it — or when the point failed
+        because a device a ``degraded`` suspender watches crashed under it."""
         attempts = 0
         while True:
             await self._checkpoint(index)
             trips = self.watch.count if self.watch is not None else 0
             attempts += 1
-            point = await self._point(index, targets, attempts)
+            try:
+                point = await self._point(index, targets, attempts)
+            except (BenchError, ActorError, BaseExceptionGroup) as error:
+                if self.watch is None or not self.watch.failed(_failed_devices(error)):
+                    raise
+                self.commanded.clear()
+                continue  # the suspension holds it at the checkpoint, then it is repeated
             if self.watch is None or (self.watch.count == trips and not self.watch.tripped()):
                 return point
             self.commanded.clear()  # after a suspension every axis is commanded again
@@ -268,8 +493,7 @@ class PlanRun:
         while True:
             if record.stop_reason is not None:
                 raise Stop
-            if record.run_error is not None:
-                raise _Failed(f"scan failed: {record.run_error}")
+            await self._run_ended()
             if self.watch is not None and self.watch.tripped():
                 await self._suspend(index)
                 continue
@@ -277,7 +501,7 @@ class PlanRun:
                 self._flush_status()
                 record.update(state=PlanState.PAUSED)
                 record.emit(Paused(True))
-                while record.paused and record.stop_reason is None:
+                while record.paused and record.stop_reason is None and not self._run_over():
                     await record.woken()
                 record.update(state=PlanState.RUNNING)
                 record.emit(Paused(False))
@@ -292,16 +516,17 @@ class PlanRun:
         first = tripped[0]
         label = first.resolved.suspender.label
         began = first.since or time.time()
+        value = _show(first.value)  # what tripped it (the watch goes on updating the trip)
         self._flush_status()
         record.update(state=PlanState.SUSPENDED, suspended_by=label)
-        record.emit(Suspended(label, _show(first.value), index))
+        record.emit(Suspended(label, value, index))
         settle = 0.0
         while True:
-            while watch.tripped() and record.stop_reason is None:
+            while watch.tripped() and record.stop_reason is None and not self._run_over():
                 for trip in watch.tripped():
                     settle = max(settle, trip.resolved.suspender.settle)
                 await record.woken()
-            if record.stop_reason is not None:
+            if record.stop_reason is not None or self._run_over():
                 break
             count = watch.count
             with trio.move_on_after(settle):
@@ -310,7 +535,7 @@ class PlanRun:
             if watch.count == count:
                 break  # settled without a new trip
         ended = time.time()
-        suspension = Suspension(label, index, began, ended, _show(first.value))
+        suspension = Suspension(label, index, began, ended, value)
         self.suspended_before += suspension.seconds
         record.update(
             state=PlanState.RUNNING,
@@ -328,7 +553,7 @@ class PlanRun:
         values, flags = await self._read(checked.detectors)
         taken = time.time()
         frame_index, frames = -1, 0
-        if checked.camera is not None:
+        if plan.frames and checked.camera is not None:
             frame_index = self.frames_taken
             frames = await self._acquire(checked.camera, plan.frames)
             self.frames_taken += frames
@@ -407,23 +632,47 @@ class PlanRun:
             self.watch.observe(device, reading.value)
 
     async def _acquire(self, camera: str, frames: int) -> int:
+        """The point's frames: one sequence of ``frames``. The run is told how many to expect
+        (all of them, or — when the sequence is cut — what was taken), so a sequence that ends
+        short shows in the run as frames missing."""
         ref = self.system.ref(camera)
+        recording = self.plan.kind == "count" and self.plan.monitor
         await ref.ask(StartAcquisition(frames))
         try:
             while True:
                 status: AcquisitionStatus = await ref.ask(GetAcquisitionStatus())
                 if not status.running:
-                    if status.error:
+                    if status.error and self.estop is None:
                         raise _Failed(f"scan failed: {camera}: acquisition failed: {status.error}")
+                    self._expect(frames)
+                    if recording:
+                        everything = status.frames_acquired >= frames
+                        self.completion = (
+                            "all frames recorded" if everything else "the camera ended its sequence"
+                        )
                     return status.frames_acquired
+                if self._run_over() or (recording and self.record.stop_reason is not None):
+                    return await self._cut(ref)  # nothing more can be recorded, or is wanted
                 await trio.sleep(ACQUISITION_POLL)
         except trio.Cancelled:
             with trio.CancelScope(shield=True), contextlib.suppress(BenchError, ActorError):
-                await ref.ask(StopAcquisition(), timeout=5.0)
+                await self._cut(ref)
             raise
 
-    def _keep(self, point: Point, table: Table) -> None:
-        """The point's row in the run (not awaited), the table, the event, the status."""
+    async def _cut(self, ref: Any) -> int:
+        """Stop the point's sequence where it is; the run expects the frames it took."""
+        final = await ref.ask(StopAcquisition(), timeout=RESTORE_TIMEOUT)
+        taken = final.frames_acquired if isinstance(final, AcquisitionStatus) else 0
+        self._expect(taken)
+        return int(taken)
+
+    def _expect(self, frames: int) -> None:
+        if self.run is not None and self.run.pieces.frames is not None:
+            self.run.pieces.frames.expect(frames)
+
+    def _keep(self, point: Point, table: Table) -> bool:
+        """The point's row in the run, the table, the event, the status; False if the run has
+        ended under it (the point is then kept nowhere)."""
         row: dict[str, float] = {"point": float(point.index)}
         row.update(point.positions)
         row.update(point.readings)
@@ -432,46 +681,27 @@ class PlanRun:
             row["frame_index"] = float(point.frame_index)
         row["attempts"] = float(point.attempts)
         row["suspended_s"] = self.suspended_before
+        if self.run is not None:
+            try:
+                self.run.add_scan_point(row, point.time)
+            except WrongState:
+                return False
         self.suspended_before = 0.0
-        self.rows.append((row.copy(), point.time))
         row["time"] = point.time
         table.append(row)
         self.done, self.positions = point.index + 1, point.positions
         self.record.emit(point)
         now = trio.current_time()
-        if now - self.status_at >= STATUS_PERIOD or len(self.rows) >= ROW_BATCH:
+        if now - self.status_at >= STATUS_PERIOD:
             self._flush_status()
             self.status_at = now
+        return True
 
     def _flush_status(self) -> None:
-        """Publish the status and hand the rows kept since the last time to the recorder (in
-        a burst: the recorder handles them in one wake-up; the file flushes once a second)."""
+        """Publish the status (points done, positions, events)."""
         record = self.record
         if record.status.points_done != self.done or record.status.events != record.log.count:
             record.update(points_done=self.done, positions=self.positions, events=record.log.count)
-        recorder = self.system.ref(RECORDER_NAME)
-        while self.rows:
-            row, when = self.rows[0]
-            if recorder.try_ask(RecordScanPoint(row, when), self._answered) is None:
-                return  # the recorder's mailbox is full: _send_rows waits for room
-            self.rows.pop(0)
-
-    async def _send_rows(self) -> None:
-        """Rows the recorder had no room for, sent with backpressure (the plan waits)."""
-        recorder = self.system.ref(RECORDER_NAME)
-        while self.rows:
-            row, when = self.rows.pop(0)
-            try:
-                await recorder.ask(RecordScanPoint(row, when), timeout=60.0)
-            except (BenchError, ActorError) as error:
-                self._answered(outcome.Error(error))
-                return
-
-    def _answered(self, result: outcome.Outcome[Any]) -> None:
-        record = self.record
-        if isinstance(result, outcome.Error) and record.run_error is None:
-            record.run_error = f"the run refused a point: {_describe(result.error)}"
-            record.poke()
 
     async def _tune(self, xs: list[float], ys: list[float]) -> dict[str, Any]:
         path = self.plan.path
@@ -491,19 +721,23 @@ class PlanRun:
 
     # -- the end -----------------------------------------------------------------------------
 
-    async def _finish(self, state: PlanState, reason: str, result: dict[str, Any]) -> None:
-        record = self.record
-        suspensions = record.status.suspensions
+    def _final_reason(self) -> str:
+        """Why the plan ended, with its suspensions: the plan's end and its run's end record
+        say the same."""
+        reason = self.reason or self.completion
+        suspensions = self.record.status.suspensions
         if suspensions:
             total = sum(s.seconds for s in suspensions)
             reason += (
                 f"; suspended {len(suspensions)} time{'s' if len(suspensions) > 1 else ''}"
                 f" ({total:.1f} s: {', '.join(sorted({s.suspender for s in suspensions}))})"
             )
+        return reason
+
+    async def _finish(self) -> None:
+        record, state = self.record, self.state
+        reason = self._final_reason()
         self._flush_status()
-        if self.run_started:
-            await self._send_rows()  # every point taken is in the file, however it ended
-            await self._stop_run(reason, _RUN_OUTCOMES.get(state))
         done = record.status.points_done
         record.update(
             state=state,
@@ -511,21 +745,12 @@ class PlanRun:
             error="" if state is PlanState.COMPLETED else reason,
             pause_requested=False,
             suspended_by="",
-            result=result,
+            result=self.result,
         )
-        record.emit(Ended(state.value, reason, done, result))
+        record.emit(Ended(state.value, reason, done, self.result))
         record.update(events=record.log.count)
         record.log.close()
         logger.info("plan %s %s: %s", record.status.id, state.value, reason)
-
-    async def _stop_run(self, reason: str, outcome: RunOutcome | None) -> None:
-        recorder = self.system.ref(RECORDER_NAME)
-        try:
-            status: RunStatus = await recorder.ask(GetRunStatus(), timeout=5.0)
-            if status.active and status.path == self.record.status.run_path:
-                await recorder.ask(StopRun(reason, outcome), timeout=60.0)
-        except (BenchError, ActorError) as error:
-            logger.error("plan %s: could not stop its run: %s", self.record.status.id, error)
 
 
 #: How a plan's end names its run's end: the run of a plan that completed is as its data say
@@ -539,12 +764,56 @@ _RUN_OUTCOMES: dict[PlanState, RunOutcome | None] = {
 }
 
 
+class _RunEnded(Exception):
+    """The plan's run ended by itself: the plan ends with it (``state``, ``reason``)."""
+
+    def __init__(self, state: PlanState, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason
+
+
 class _Failed(Exception):
     """Ends the plan in state ``error`` with this message (and a result, e.g. a tune's)."""
 
     def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.result = result or {}
+
+
+def _failed_devices(error: BaseException) -> list[str] | None:
+    """The devices whose actors failed under a point (crashed, or down), or None if anything
+    else went wrong too (then the point's failure is the plan's)."""
+    devices: list[str] = []
+    for leaf in _leaves(error):
+        if isinstance(leaf, ActorError) and leaf.crashed:
+            devices.append(leaf.actor)
+        else:
+            return None
+    return devices
+
+
+def _principal(raised: BaseException) -> Exception | None:
+    """The error that ended a step: itself, or a group's first leaf that is not a
+    cancellation; None if there is none (only cancellations: re-raise them)."""
+    leaves = [leaf for leaf in _leaves(raised) if not isinstance(leaf, trio.Cancelled)]
+    if not leaves or not all(isinstance(leaf, Exception) for leaf in leaves):
+        return None
+    first = leaves[0]
+    assert isinstance(first, Exception)
+    return first
+
+
+def _latched(error: BaseException) -> bool:
+    """A device refused, or was interrupted, because of an e-stop."""
+    cause = error.root_cause if isinstance(error, ActorError) else error
+    return isinstance(cause, EmergencyStopLatched | Interrupted)
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
 
 
 def _only(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -46,6 +46,9 @@ OPTIONS = (
     "parameters",
     "suspenders",
     "bench_suspenders",
+    "monitor",
+    "live",
+    "compression",
 )
 
 

@@ -13,6 +13,7 @@ import trio
 
 from runtime import Observable, Source
 
+from ..pipeline.run import Run
 from .events import EventLog, Table
 from .plans import Plan
 from .problems import Problem
@@ -67,7 +68,7 @@ class PlanCheck:
 
 
 class Stop(Exception):
-    """Ends the point loop at a checkpoint (a stop, or the run refused a row)."""
+    """Ends the point loop at a checkpoint (a stop)."""
 
 
 class PlanRecord:
@@ -81,7 +82,9 @@ class PlanRecord:
         self.paused = False
         self.stop_reason: str | None = None
         self.abort_reason: str | None = None
-        self.run_error: str | None = None  # the recorder refused a row
+        self.run: Run | None = None  # the plan's run, once it is open
+        self.opened = trio.Event()  # the run is open, or the plan ended before it could be
+        self.failure: BaseException | None = None  # what ended the plan before its run opened
         self.scope: trio.CancelScope | None = None
         self.busy: set[str] = set()  # devices with a move in flight for this plan
         self.done = trio.Event()

@@ -189,6 +189,7 @@ class Trip:
     tripped: bool = False
     since: float = 0.0  # Unix time it tripped
     value: object = None
+    crashed_at: int | None = None  # degraded: the device's restart count when a point saw it crash
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +243,28 @@ class SuspenderWatch:
             if trip.resolved.kind is SignalKind.READING and trip.resolved.device == device:
                 self._update(trip, value)
 
+    def failed(self, devices: list[str] | None) -> bool:
+        """A point failed because these devices' actors crashed under it (None: something
+        else failed too). If a ``degraded`` suspender watches each of them, it trips now —
+        its state poll would see the restart a moment later — and True says the point is to
+        be taken again once the devices are back; otherwise the failure is the plan's."""
+        if not devices:
+            return False
+        watched = {t.resolved.device: t for t in self.trips if t.resolved.kind is SignalKind.STATE}
+        if not all(device in watched for device in devices):
+            return False
+        for device in devices:
+            trip = watched[device]
+            trip.value = "crashed"
+            trip.crashed_at = self.system.ref(device).statistics().restarts
+            if not trip.tripped:
+                trip.tripped = True
+                trip.since = time.time()
+                self.count += 1
+                logger.warning("plan suspended by %s (its actor crashed)", device)
+        self._signal()
+        return True
+
     async def changed(self) -> None:
         await self._changed.wait()
 
@@ -285,8 +308,13 @@ class SuspenderWatch:
         ref = self.system.ref(trip.resolved.device)
         started = False
         while True:
-            state = ref.statistics().state
-            degraded = state is not ActorState.RUNNING
+            statistics = ref.statistics()
+            state = statistics.state
+            if trip.crashed_at is not None and statistics.restarts > trip.crashed_at:
+                trip.crashed_at = None  # a new instance since the crash a point saw
+            # Until the crashed instance's successor has started, the device is degraded even
+            # if the poll still sees the old instance "running" (the crash is that fresh).
+            degraded = state is not ActorState.RUNNING or trip.crashed_at is not None
             if degraded != trip.tripped:
                 trip.value = str(state)
                 if degraded:

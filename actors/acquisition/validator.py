@@ -36,15 +36,18 @@ from runtime import (
 )
 
 from ..capabilities import (
+    AcquisitionStatus,
     Capability,
     Describe,
     DeviceInfo,
     FrameGeometry,
+    GetAcquisitionStatus,
     GetFrameGeometry,
     GetPosition,
 )
+from ..pipeline.nexus_file import Compression
 from ..pipeline.recorder import RECORDER_NAME, RUN_NAME, RUN_NAME_RULE
-from .plans import Plan, Setting
+from .plans import Count, Plan, Setting
 from .problems import PlanRejected, Problem, quote
 from .suspenders import Resolved, Suspender, resolve_signal
 
@@ -52,6 +55,7 @@ MB = 1024 * 1024
 ROW_BYTES = 16  # a scan-table cell in the file: time + value
 POINT_OVERHEAD_S = 0.001  # a guess at the actor round trips of one point, for the estimate
 SURVEY_TIMEOUT = 2.0
+DISK = "disk"  # the field of the problem "not enough free disk for the run"
 
 
 class AxisKind(enum.StrEnum):
@@ -77,6 +81,7 @@ class DeviceView:
     parameters: tuple[ParameterInfo, ...] = ()
     position: float | None = None  # where a relative plan's axis is now
     values: Mapping[str, Any] = field(default_factory=dict)  # parameter values read
+    acquiring: bool = False  # a camera whose acquisition runs (live view, another sequence)
 
     def can(self, capability: Capability) -> bool:
         return self.info is not None and capability in self.info.capabilities
@@ -128,6 +133,9 @@ class Checked:
     settings: tuple[tuple[str, str, Any], ...]  # (device, parameter, value)
     estimate: Estimate
     units: Mapping[str, str]  # column -> units
+    #: A monitoring plan's Readables that stream only on request (a ``streaming`` switch):
+    #: switched on for the plan, back off after.
+    streams: tuple[str, ...] = ()
 
 
 # -- the survey (async) ------------------------------------------------------------------------
@@ -170,6 +178,25 @@ async def survey(
     return await _Survey(system, plan, cache if cache is not None else {}).run(defaults, exclude)
 
 
+async def cameras(
+    system: ActorSystem, *, exclude: Sequence[str] = (), cache: DescribeCache | None = None
+) -> tuple[str, ...]:
+    """The bench's cameras (FrameProducers) in the bench's order; one that is restarting is
+    named as long as it was seen before (the validator then says it is not ready)."""
+    known = cache if cache is not None else {}
+    bench = _Survey(system, Plan(Count()), known)
+    names = [n for n in system.names() if n not in exclude]
+    async with trio.open_nursery() as nursery:
+        for name in names:
+            nursery.start_soon(bench._describe, name)
+    found = []
+    for name in names:
+        info = bench.infos.get(name) or (known[name][1] if name in known else None)
+        if info is not None and Capability.FRAME_PRODUCER in info.capabilities:
+            found.append(name)
+    return tuple(found)
+
+
 class _Survey:
     def __init__(self, system: ActorSystem, plan: Plan, cache: DescribeCache) -> None:
         self.system = system
@@ -191,8 +218,11 @@ class _Survey:
         infos = self.infos
         cameras = [n for n, i in infos.items() if i and Capability.FRAME_PRODUCER in i.capabilities]
         self.camera = plan.camera or (cameras[0] if cameras else "")
-        if plan.frames and self.camera:
+        if plan.takes_frames and self.camera:
             wanted.add(self.camera)
+        if plan.monitor:  # which Readables need switching on to stream
+            readable = Capability.READABLE
+            wanted.update(n for n, i in infos.items() if i and readable in i.capabilities)
         async with trio.open_nursery() as nursery:
             for name in names:
                 if name in wanted:
@@ -232,6 +262,7 @@ class _Survey:
         parameters: tuple[ParameterInfo, ...] = ()
         position = None
         values: dict[str, Any] = {}
+        acquiring = False
         plan = self.plan
         with contextlib.suppress(BenchError, ActorError):
             if state is ActorState.RUNNING:
@@ -250,14 +281,18 @@ class _Survey:
                     if plan.path.relative and axis.startswith(f"{name}."):
                         parameter = axis[len(name) + 1 :]
                         values[parameter] = await _value(ref, parameter)
-                if name == self.camera and plan.frames:
+                if name == self.camera and plan.takes_frames:
+                    acquisition: AcquisitionStatus = await ref.ask(
+                        GetAcquisitionStatus(), timeout=SURVEY_TIMEOUT
+                    )
+                    acquiring = acquisition.running
                     geometry: FrameGeometry = await ref.ask(GetFrameGeometry(), timeout=2.0)
                     rows, columns = geometry.roi.shape
                     self.frame_bytes[name] = rows * columns * 2
                     if any(p.name == "exposure_ms" for p in parameters):
                         self.exposure[name] = float(await _value(ref, "exposure_ms")) / 1e3
         self.views[name] = DeviceView(
-            name, self.infos.get(name), state, parameters, position, values
+            name, self.infos.get(name), state, parameters, position, values, acquiring
         )
 
 
@@ -300,6 +335,11 @@ def check(plan: Plan, bench: BenchView, defaults: Sequence[Suspender] = ()) -> C
     if not RUN_NAME.fullmatch(plan.run_name):
         problems.append(
             Problem("name", f"{quote(plan.run_name)} is not allowed; use {RUN_NAME_RULE}")
+        )
+    if plan.compression and plan.compression not in {c.value for c in Compression}:
+        allowed = ", ".join(c.value for c in Compression)
+        problems.append(
+            Problem("compression", f"{quote(plan.compression)} is not known; allowed: {allowed}")
         )
     if problems:  # the plan's own numbers are wrong: the bench checks would only add noise
         raise PlanRejected(tuple(problems))
@@ -359,7 +399,26 @@ def check(plan: Plan, bench: BenchView, defaults: Sequence[Suspender] = ()) -> C
         tuple(s for s in settings if s is not None),
         estimate,
         units,
+        _streams(plan, bench),
     )
+
+
+def _streams(plan: Plan, bench: BenchView) -> tuple[str, ...]:
+    """The Readables a monitoring plan switches on: a writable ``streaming`` switch."""
+    if not plan.monitor:
+        return ()
+    found = []
+    for name, view in bench.devices.items():
+        switch = view.parameter("streaming")
+        if (
+            view.state is ActorState.RUNNING
+            and view.can(Capability.READABLE)
+            and switch is not None
+            and switch.dtype == "bool"
+            and not switch.read_only
+        ):
+            found.append(name)
+    return tuple(found)
 
 
 def _device(
@@ -470,18 +529,37 @@ def _limits(
 
 
 def _camera(plan: Plan, bench: BenchView, problems: list[Problem]) -> str | None:
-    if not plan.frames:
+    """The camera whose frames the run records: the points' (``frames``), the live one, or
+    a monitored one (whoever takes its frames)."""
+    if not plan.takes_frames:
         if plan.camera:
-            problems.append(Problem("camera", "a camera without frames: set frames > 0"))
+            problems.append(
+                Problem(
+                    "camera",
+                    "a camera without frames: set frames > 0, live, or monitor to record it",
+                )
+            )
         return None
     if plan.camera:
         view = _device(plan.camera, "camera", bench, Capability.FRAME_PRODUCER, problems)
-        return plan.camera if view is not None else None
-    cameras = bench.capable(Capability.FRAME_PRODUCER)
-    if not cameras:
-        problems.append(Problem("frames", "frames need a camera, and this bench has none"))
-        return None
-    return cameras[0]
+        camera = plan.camera if view is not None else None
+    else:
+        cameras = bench.capable(Capability.FRAME_PRODUCER)
+        if not cameras:
+            where, verb = ("frames", "need") if plan.frames else ("live", "needs")
+            problems.append(Problem(where, f"{where} {verb} a camera, and this bench has none"))
+            return None
+        camera = cameras[0]
+    if camera is not None and plan.frames and bench.devices[camera].acquiring:
+        problems.append(
+            Problem(
+                "camera",
+                f"{camera} is acquiring already (live view or another sequence); stop it"
+                " (StopStream / StopAcquisition) for the plan to take its frames",
+                camera,
+            )
+        )
+    return camera
 
 
 def _setting(
@@ -611,7 +689,7 @@ def _disk_problem(estimate: Estimate, bench: BenchView, problems: list[Problem])
     if estimate.bytes > room:
         problems.append(
             Problem(
-                "frames" if estimate.frames else "path",
+                DISK,
                 f"the run needs about"
                 f" {estimate.bytes / MB:,.0f} MiB ({estimate.frames} frames); {bench.directory}"
                 f" has {bench.free_bytes / MB:,.0f} MiB free and the recorder keeps"

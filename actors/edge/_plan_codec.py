@@ -154,6 +154,9 @@ def plan_from_pb(message: plan_pb2.Plan) -> Plan:
         parameters=settings,
         suspenders=suspenders,
         bench_suspenders=not message.no_bench_suspenders,
+        monitor=message.monitor,
+        live=message.live,
+        compression=message.compression,
     )
 
 
@@ -182,6 +185,9 @@ def plan_to_pb(plan: Plan) -> plan_pb2.Plan:
         name=plan.name,
         metadata_json=plan.metadata_json,
         no_bench_suspenders=not plan.bench_suspenders,
+        monitor=plan.monitor,
+        live=plan.live,
+        compression=plan.compression,
     )
     path = plan.path
     match path:

@@ -21,6 +21,8 @@ FEATURES = (
     "presets",  # Preset: named parameter snapshots
     "daemon_info",  # DaemonInfo: this
     "runs",  # Storage: runs (NeXus files with manifest and end record), ListRuns
+    # StartRun is a count plan: the camera live for a duration, every reading source streaming
+    "runs.every_source",
     "ring",  # Storage: the camera's shared-memory frame ring (GetRingInfo), tap statistics
     "scripts",  # Control: Starlark scripts in the daemon (upload, check, start, pause, stop)
     "scans",  # Scan: scans run by the plans executor (create, pause, resume, stop, events, table)

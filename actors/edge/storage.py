@@ -1,7 +1,10 @@
 """Storage service: runs (start, stop, status, progress stream, files), the camera's ring buffer
 and per-tap accounting.
 
-Everything goes to the recorder actor (``actors/pipeline/recorder.py``), which refuses with the
+StartRun goes to the acquisition executor, which records the run as a count plan (frames for
+``frames`` or ``duration``, every reading source streaming for the run's length; see
+``actors/acquisition/recording.py``); the rest goes to the recorder actor
+(``actors/pipeline/recorder.py``), which holds the bench's one run slot. Both refuse with the
 kernel's errors — a bad name is INVALID_ARGUMENT, a second run FAILED_PRECONDITION, a full disk
 RESOURCE_EXHAUSTED — so the statuses and messages are the same as everywhere else.
 """
@@ -19,6 +22,7 @@ from benchd.v1 import storage_grpc
 from benchd.v1 import storage_pb2 as pb
 from runtime import Subscription
 
+from ..acquisition.executor import EXECUTOR_NAME
 from ..pipeline.frame_ring import GetRingInfo, RingInfo
 from ..pipeline.nexus_file import to_json
 from ..pipeline.recorder import (
@@ -114,7 +118,8 @@ class StorageServicer(storage_grpc.StorageBase):
 
     async def StartRun(self, stream: Stream[pb.StartRunRequest, pb.RunStatus]) -> None:
         request = start_request(await receive(stream))
-        status = await self.ctx.request(stream, self._recorder(), request, default=30.0)
+        executor = self.ctx.ref(EXECUTOR_NAME)  # a recording is a plan (frames, streams)
+        status = await self.ctx.request(stream, executor, request, default=30.0)
         await stream.send_message(status_message(status))
 
     async def StopRun(self, stream: Stream[pb.StopRunRequest, pb.RunStatus]) -> None:

@@ -31,7 +31,7 @@ import time
 
 import trio
 
-from runtime import Message, Parameter
+from runtime import ActorError, Interrupted, Message, Parameter
 
 from ..capabilities import Capability, Operation, Read, Reading, Zero
 from .serial_device import DeviceRefused, LinkSettings, SerialDevice
@@ -256,7 +256,12 @@ class Newport1830C(SerialDevice):
         while True:
             await self.streaming.observable.wait_for(bool)
             while self.streaming.value:
-                await self.ref.ask(Read())
+                try:
+                    await self.ref.ask(Read())
+                except ActorError as error:
+                    if not isinstance(error.root_cause, Interrupted):
+                        raise
+                    # an e-stop or abort cut this read short: a passive sensor streams on
                 await trio.sleep(self.poll_interval.value)
 
     # -- the wire --------------------------------------------------------------------------------

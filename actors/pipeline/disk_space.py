@@ -20,8 +20,10 @@ cannot be read raises the ``OSError`` (it would refuse the write).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import resource
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +40,28 @@ def free_bytes(directory: Path) -> int:
     return stat.f_bavail * stat.f_frsize
 
 
+#: FAT's statfs magic: the one Linux file system a run may meet whose files stop at 4 GiB.
+MSDOS_SUPER_MAGIC = 0x4D44
+
+
+def _file_system_type(directory: Path) -> int | None:
+    """The file system's magic number (Linux ``statfs`` ``f_type``); None elsewhere.
+
+    Why not ``pathconf(PC_FILESIZEBITS)`` on Linux: glibc answers 32 for every file system it
+    does not list — tmpfs (/dev/shm) among them — so a run on a RAM disk ended with a false
+    EFBIG at 2 GiB. Every Linux file system but FAT takes files far larger than a run."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        buffer = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on x86-64
+        if libc.statfs(os.fsencode(directory), buffer) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return ctypes.c_long.from_buffer(buffer).value  # f_type: the struct's first field
+
+
 def file_size_limit(directory: Path) -> tuple[int | None, str]:
     """The largest file this process may write in ``directory``, and where the limit comes
     from; None if there is none worth checking."""
@@ -45,12 +69,18 @@ def file_size_limit(directory: Path) -> tuple[int | None, str]:
     soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     if soft != resource.RLIM_INFINITY:
         limits.append((soft, "the process's file size limit (RLIMIT_FSIZE, ulimit -f)"))
-    try:
-        bits = os.pathconf(directory, "PC_FILESIZEBITS")
-    except (OSError, ValueError):
-        bits = -1
-    if 0 < bits < 64:
-        limits.append((2 ** (bits - 1) - 1, f"the file system's largest file ({bits}-bit sizes)"))
+    kind = _file_system_type(directory)
+    if kind == MSDOS_SUPER_MAGIC:
+        limits.append((2**32 - 1, "the file system's largest file (FAT: 4 GiB)"))
+    elif kind is None:  # not Linux: the system's own answer
+        try:
+            bits = os.pathconf(directory, "PC_FILESIZEBITS")
+        except (OSError, ValueError):
+            bits = -1
+        if 0 < bits < 64:
+            limits.append(
+                (2 ** (bits - 1) - 1, f"the file system's largest file ({bits}-bit sizes)")
+            )
     if not limits:
         return None, ""
     return min(limits)

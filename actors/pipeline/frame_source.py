@@ -78,6 +78,7 @@ class FrameSource:
         self.capacity = capacity
         self.acquire = acquire
         self.count = FrameCount()
+        self.asked = 0  # frames the owner asked the camera for itself (see expect)
         self.camera_done = trio.Event()  # the sequence this source started has ended
         self.camera_accounting: dict[str, float] = {}  # the camera's own numbers at the end
         self._tap: TapReader[Frame] | None = None
@@ -175,6 +176,13 @@ class FrameSource:
             except (BenchError, ActorError):
                 await trio.sleep(RETAP_DELAY)
 
+    def expect(self, frames: int) -> None:
+        """Frames the run's owner asked the camera for itself (a plan's points take their own
+        frames while this source, with ``acquire`` None, records them). The run then expects
+        at least that many: a sequence that ended short says so ("incomplete") instead of
+        looking complete because no frame number was skipped."""
+        self.asked += max(0, frames)
+
     def complete(self) -> bool:
         """Every frame asked for arrived (or was dropped), or the sequence ended and the tap
         is empty."""
@@ -196,7 +204,11 @@ class FrameSource:
 
     @property
     def expected(self) -> int:
-        return self.acquire or self.count.total_span
+        """Frames asked for; live, the span of frame numbers seen — and never fewer than the
+        frames the camera offered the tap (drops after the last frame received are in no
+        span, yet they were frames of the run)."""
+        offered = self.count.received + self.dropped
+        return self.acquire or max(self.asked, self.count.total_span, offered)
 
     @property
     def missing(self) -> int:

@@ -99,9 +99,15 @@ def build_manifest(
     config_source: str,
     start_time: float,
     options: Mapping[str, Any],
+    recorded_by: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``recorded_by``: what recorded the run when it was not a plain StartRun (a plan: its
+    id, origin and description), under ``run.recorded_by``."""
+    run: dict[str, Any] = {"name": run_name, "start_time": start_time, "options": dict(options)}
+    if recorded_by:
+        run["recorded_by"] = dict(recorded_by)
     return {
-        "run": {"name": run_name, "start_time": start_time, "options": dict(options)},
+        "run": run,
         "metadata": dict(metadata),
         "devices": {
             name: {

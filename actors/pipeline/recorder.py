@@ -1,10 +1,17 @@
-"""The recorder: starts and stops runs, one at a time, and answers for the files it wrote.
+"""The recorder: the bench's one run slot — it starts and stops runs, one at a time, and
+answers for the files they wrote.
 
 A run is asked for by name (plus metadata, and optionally a number of frames or a duration);
 the file name is made from the start time and that name, so two runs never collide and a name
 can never escape the output directory. The recorder refuses rather than half-does: a run is
 only started when the name is safe, the file does not exist, the disk has room and the camera
 (if any) can say what its frames will look like.
+
+Two ways to record, one slot: ``StartRun`` records a run in the recorder's own task;
+``ClaimRun`` makes the same run (same checks, same file) and lends it to an owner that records
+it itself — the acquisition executor, which composes each plan's run from its pieces (see
+``run_lease.py``). Either way GetRunStatus, WatchRun, StopRun, ListRuns and the e-stop see the
+bench's current run here, and a second run is refused while one records.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +54,7 @@ from .frame_source import SourceRefused
 from .manifest import survey
 from .nexus_file import Compression, FrameLayout, read_end_record
 from .run import Run, open_run
+from .run_lease import RunLease
 from .run_setup import RunOptions, RunPieces, create_run
 from .run_status import RunEnd, RunOutcome, RunState, RunStatus
 
@@ -72,6 +80,20 @@ class StartRun(Request[RunStatus]):
     #: A scan's table columns (``/entry/scan/<column>``), declared now because SWMR allows no
     #: new dataset once the run has started; rows arrive with RecordScanPoint.
     scan_columns: tuple[str, ...] = ()
+    #: What records the run (a plan: its id, origin, description), for the manifest's
+    #: ``run.recorded_by``; empty for a plain StartRun.
+    recorded_by: Mapping[str, Any] = field(default_factory=dict)
+    camera: str = ""  # whose frames the run records: "" the bench's (the recorder's) camera
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRun(Request[RunLease]):
+    """Take the bench's run slot for a run the asker records itself (``run_lease.py``): the
+    same checks and the same file as ``start`` would get; the reply is the lease, holding the
+    run's pieces. ``owner`` names the asker in refusals ("plan p3")."""
+
+    start: StartRun
+    owner: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,12 +238,34 @@ class RecorderActor(Actor):
             )
         )
         self._status: Observable[RunStatus] = Observable(RunStatus())
-        self._run: Run | None = None
+        self._run: Run | None = None  # a run the recorder records itself
+        self._lease: RunLease | None = None  # the slot lent to an owner (ClaimRun)
         self._repaired: set[Path] = set()  # directories whose crashed runs were repaired
 
     async def _apply_min_free(self, value: float) -> None:
-        if self._run is not None:
-            self._run.set_min_free(int(value * MB))  # a running run checks the new limit
+        margin = int(value * MB)
+        self._control(lambda run: run.set_min_free(margin))  # a running run checks it now
+
+    def _busy(self) -> str | None:
+        """Why the slot is taken ("run 'x' is recording (plan p3)"), None if it is free."""
+        if self._run is not None and not self._run.finished.is_set():
+            return f"run {self._run.name!r} is recording"
+        lease = self._lease
+        if lease is not None and lease.active:
+            return f"run {lease.name!r} is recording ({lease.owner})"
+        return None
+
+    def _control(self, action: Callable[[Run], None]) -> bool:
+        """Apply ``action`` to the current run, the recorder's own or a lent one; False if
+        no run is recording."""
+        if self._run is not None and not self._run.finished.is_set():
+            action(self._run)
+            return True
+        lease = self._lease
+        if lease is not None and lease.active:
+            lease.control(action)
+            return True
+        return False
 
     @staticmethod
     def _check_directory(value: str) -> None:
@@ -235,6 +279,8 @@ class RecorderActor(Actor):
         match message:
             case StartRun():
                 return await self._start(message)
+            case ClaimRun(start=start, owner=owner):
+                return await self._claim(start, owner)
             case StopRun(reason=reason, outcome=outcome):
                 return await self._stop(reason, outcome)
             case RecordScanPoint(values=values, timestamp=timestamp):
@@ -249,10 +295,37 @@ class RecorderActor(Actor):
         return await super().handle(message)
 
     async def _start(self, request: StartRun) -> RunStatus:
-        if self._run is not None and not self._run.finished.is_set():
+        pieces, options = await self._create(request)
+        try:
+            run: Run = await self.nursery.start(self._record, pieces, options)
+        except SourceRefused as refusal:  # the file got its end record; the caller the reason
             raise WrongState(
-                f"run {self._run.name!r} is recording; stop it (StopRun) before starting another"
-            )
+                f"{refusal}; {pieces.writer.path.name} was closed with a failed end record"
+            ) from None
+        self._run = run
+        self._lease = None
+        logger.info("run %s recording to %s", options.name, pieces.writer.path)
+        return run.status
+
+    async def _claim(self, request: StartRun, owner: str) -> RunLease:
+        pieces, options = await self._create(request)
+        lease = RunLease(
+            pieces, options, owner=owner, publish=lambda status: self._publish_lent(lease, status)
+        )
+        self._lease = lease
+        self._run = None
+        logger.info("run %s lent to %s, recording to %s", options.name, owner, lease.path)
+        return lease
+
+    def _publish_lent(self, lease: RunLease, status: RunStatus) -> None:
+        if self._lease is lease and not self._status.closed:
+            self._publish(status)
+
+    async def _create(self, request: StartRun) -> tuple[RunPieces, RunOptions]:
+        """The run's checks and its file: what StartRun and ClaimRun share."""
+        busy = self._busy()
+        if busy is not None:
+            raise WrongState(f"{busy}; stop it (StopRun) before starting another")
         options = self._options(request)
         await self._repair(options.directory)
         try:
@@ -294,15 +367,7 @@ class RecorderActor(Actor):
             raise InsufficientResources(str(error)) from error
         except OSError as error:
             raise InsufficientResources(f"cannot create {path}: {error}") from error
-        try:
-            run: Run = await self.nursery.start(self._record, pieces, options)
-        except SourceRefused as refusal:  # the file got its end record; the caller the reason
-            raise WrongState(
-                f"{refusal}; {path.name} was closed with a failed end record"
-            ) from None
-        self._run = run
-        logger.info("run %s recording to %s", options.name, path)
-        return run.status
+        return pieces, options
 
     async def _record(
         self,
@@ -325,6 +390,11 @@ class RecorderActor(Actor):
     def _record_scan_point(self, values: Mapping[str, float], timestamp: float) -> int:
         run = self._run
         if run is None or run.finished.is_set():
+            lease = self._lease
+            if lease is not None and lease.active:
+                raise WrongState(
+                    f"run {lease.name!r} is recorded by {lease.owner}; its points come from it"
+                )
             raise WrongState("no run is recording")
         return run.add_scan_point(values, timestamp)
 
@@ -337,6 +407,8 @@ class RecorderActor(Actor):
             raise ValidationError(f"scan columns must be distinct names without '/': {columns}")
         if not all(isinstance(k, str) for k in request.metadata):
             raise ValidationError("run metadata keys must be strings")
+        if not all(isinstance(k, str) for k in request.recorded_by):
+            raise ValidationError("recorded_by keys must be strings")
         try:
             compression = Compression(request.compression)
         except ValueError:
@@ -344,7 +416,9 @@ class RecorderActor(Actor):
             raise ValidationError(
                 f"compression {request.compression!r} is not known; allowed: {allowed}"
             ) from None
-        camera = self.camera if request.record_frames else None
+        if not isinstance(request.camera, str) or len(request.camera) > 256:
+            raise ValidationError("camera must be a device name")
+        camera = (request.camera or self.camera) if request.record_frames else None
         if request.frames is not None:
             if camera is None:
                 raise ValidationError(
@@ -370,6 +444,7 @@ class RecorderActor(Actor):
             min_free_bytes=int(self.min_free_mb.value * MB),
             flush_interval=self.flush_interval.value,
             scan_columns=tuple(columns),
+            recorded_by=dict(request.recorded_by),
         )
 
     async def _frame_layout(self, options: RunOptions) -> FrameLayout | None:
@@ -404,12 +479,19 @@ class RecorderActor(Actor):
             )
 
     async def _stop(self, reason: str, outcome: RunOutcome | None) -> RunStatus:
+        """Stop the current run, the recorder's own or a lent one (its owner sees its run
+        end and ends with it), and reply with its final status once the file is closed."""
         run = self._run
-        if run is None or run.finished.is_set():
+        if run is not None and not run.finished.is_set():
+            run.stop(reason, outcome)
+            await run.finished.wait()
+            return run.status
+        lease = self._lease
+        if lease is None or not lease.active:
             raise WrongState("no run is recording")
-        run.stop(reason, outcome)
-        await run.finished.wait()
-        return run.status
+        lease.control(lambda leased: leased.stop(reason, outcome))
+        await lease.ended()
+        return lease.run.status if lease.run is not None else self._status.value
 
     def _publish(self, status: RunStatus) -> None:
         self._status.set(status, Source.HARDWARE)
@@ -460,7 +542,7 @@ class RecorderActor(Actor):
         self._repaired.add(directory)
         repairs: list[Repair] = await trio.to_thread.run_sync(repair_directory, directory)
         crashed = [(r, r.end) for r in repairs if r.end is not None]
-        if crashed and (self._run is None or self._run.finished.is_set()):
+        if crashed and self._busy() is None:
             repair, end = crashed[-1]
             self._publish(
                 RunStatus.from_end_record(
@@ -470,23 +552,38 @@ class RecorderActor(Actor):
 
     async def on_emergency_stop(self, reason: str) -> None:
         """Keep recording: the readings around an incident are the ones people want. The
-        camera stops its own acquisition; the run's outcome will be "e-stopped"."""
-        if self._run is not None and not self._run.finished.is_set():
-            self._run.emergency_stop(reason)
-            logger.warning("run %s keeps recording through the e-stop (%s)", self._run.name, reason)
+        camera stops its own acquisition; the run's outcome will be "e-stopped". (A lent run's
+        owner decides whether it goes on: a plan that moves things is aborted, a recording
+        goes on.)"""
+        busy = self._busy()
+        if busy is not None and self._control(lambda run: run.emergency_stop(reason)):
+            logger.warning("%s through the e-stop (%s)", busy, reason)
+
+    async def on_stop(self) -> None:
+        """A lent run ends with the recorder that lent it (its owner normally ends first)."""
+        lease = self._lease
+        if lease is not None and lease.active:
+            lease.control(lambda run: run.stop("the recorder stopped", RunOutcome.STOPPED))
+            with trio.move_on_after(self.stop_timeout - 5.0):
+                await lease.ended()
 
     def release(self) -> None:
         super().release()
+        lease = self._lease
+        if lease is not None and lease.active:  # crashed: the run never outlives its recorder
+            lease.control(lambda run: run.stop("the recorder stopped", RunOutcome.STOPPED))
         self._status.close()
 
 
 __all__ = [
     "RECORDER_NAME",
+    "ClaimRun",
     "GetRunStatus",
     "ListRuns",
     "RecordScanPoint",
     "RecorderActor",
     "RunFile",
+    "RunLease",
     "RunOutcome",
     "RunState",
     "RunStatus",

@@ -10,7 +10,7 @@ for StartRun; the acquisition executor does it for a plan; both then hand the pi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,9 @@ class RunOptions:
     min_free_bytes: int
     flush_interval: float
     scan_columns: tuple[str, ...] = ()
+    #: What records the run, for the manifest (``run.recorded_by``): a plan's id, origin and
+    #: description; empty for a plain StartRun.
+    recorded_by: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,7 @@ async def create_run(
             "frame_queue": options.frame_queue,
             "flush_interval": options.flush_interval,
         },
+        recorded_by=options.recorded_by,
     )
     scan = ScanTable(options.scan_columns)
     reading_channels, parameter_channels = channels_of(devices)

@@ -141,3 +141,37 @@ def test_a_plan_describes_itself_as_json() -> None:
     assert described["suspenders"][0]["resume"] == 2e-6
     assert plan.detectors == ("pm", "d") and plan.metadata == {"sample": "A1"}
     assert plan.run_name == "tune"
+
+
+def test_a_recording_is_a_count_with_monitors_and_its_own_problems() -> None:
+    from actors.acquisition import record_plan
+    from actors.pipeline.recorder import StartRun
+    from runtime import ValidationError
+
+    timed = record_plan(StartRun("timed", duration=5.0), "camera")
+    assert timed.path == Count(1, duration=5.0) and timed.monitor and timed.live
+    assert (timed.frames, timed.camera, timed.bench_suspenders) == (0, "camera", False)
+    assert timed.recording and timed.problems() == []
+    frames = record_plan(StartRun("seq", frames=30, metadata={"sample": "A"}), "camera")
+    assert (frames.frames, frames.live, frames.metadata) == (30, False, {"sample": "A"})
+    open_ended = record_plan(StartRun("open"), "camera")  # frames whoever takes them
+    assert (open_ended.camera, open_ended.live, open_ended.path.duration) == ("camera", False, 0)
+    readings = record_plan(StartRun("meter", record_frames=False, duration=1.0), "camera")
+    assert (readings.camera, readings.live) == ("", False)
+    with pytest.raises(ValidationError, match="record_frames"):
+        record_plan(StartRun("x", frames=3, record_frames=False), "camera")
+    with pytest.raises(ValidationError, match="this bench has none"):
+        record_plan(StartRun("x", frames=3), None)
+    with pytest.raises(ValidationError, match="at most 30 days"):
+        record_plan(StartRun("x", duration=31 * 86400.0), "camera")
+    # a count of nothing: one point with monitors, refused without (it would only spin)
+    spin = Plan(Count(0, duration=1.0)).problems()
+    assert [p.field for p in spin] == ["path.num"] and "would only spin" in spin[0].message
+    many = Plan(Count(5), monitor=True).problems()
+    assert [p.field for p in many] == ["path.num"] and "use num = 1" in many[0].message
+    live = Plan(Count(1), frames=2, live=True).problems()
+    assert [p.field for p in live] == ["live"]
+    described = Plan(Count(1, duration=2.0), name="r", monitor=True, live=True, compression="none")
+    from actors.acquisition.described import plan_from_description
+
+    assert plan_from_description(described.describe()) == described

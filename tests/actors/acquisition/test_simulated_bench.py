@@ -5,6 +5,7 @@ completes when the reading recovers; frames per point are linked to the detector
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from actors.acquisition import (
     EXECUTOR_NAME,
     CreatePlan,
     Line,
+    ListPlans,
     Plan,
     PlanState,
     PlanTable,
@@ -27,6 +29,7 @@ from actors.acquisition import (
 )
 from actors.acquisition.suspenders import Condition
 from actors.pipeline.nexus_file import read_end_record
+from actors.pipeline.recorder import RECORDER_NAME, GetRunStatus, StartRun, wait_run
 from runtime import SetParameter
 from runtime.config import StorageConfig
 from simulators.newport1830c import Newport1830CSimulator
@@ -163,3 +166,32 @@ async def test_a_script_plan_with_a_problem_fails_at_its_line_naming_it(bench: B
             await trio.sleep(0.05)
     assert status.state is ExecutionState.ERROR and status.line == 1
     assert "1500 nm is above its travel 690 to 1040 nm" in status.error
+
+
+async def test_a_recording_goes_on_through_an_e_stop_and_says_so(bench: Bench) -> None:
+    """A recording (StartRun, a monitoring count) keeps recording the readings around an
+    incident; its run ends at its duration, "e-stopped"; the camera was stopped by the e-stop
+    and nothing it took was lost."""
+    await bench.system.ref("camera").ask(SetParameter("roi", "0,0,64,32"))
+    executor = bench.system.ref(EXECUTOR_NAME)
+    recorder = bench.system.ref(RECORDER_NAME)
+    started = await executor.ask(StartRun("incident", duration=2.0))
+    with trio.fail_after(60):
+        while (await recorder.ask(GetRunStatus())).frames_written < 5:
+            await trio.sleep(0.02)
+        stopped_at = time.time()
+        await bench.system.emergency_stop("door opened")
+        final = await wait_run(recorder)
+    try:
+        assert final.path == started.path
+        record = read_end_record(Path(final.path))
+        assert record["status"] == "e-stopped"
+        assert record["reason"].startswith("emergency stop: door opened")
+        assert record["frames_received"] == record["frames_written"] > 0  # none lost
+        with h5py.File(final.path, "r") as f:
+            readings = f["entry/readings/power_meter/reading/time"][:]
+        assert (readings > stopped_at + 0.5).any()  # the meter was recorded after the stop
+        (plan,) = await executor.ask(ListPlans())
+        assert plan.origin == "record" and plan.state is PlanState.COMPLETED
+    finally:
+        await bench.system.reset_emergency_stop("test")

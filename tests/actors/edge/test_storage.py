@@ -18,10 +18,13 @@ from actors.pipeline.ring_buffer import RingBufferReader
 from actors.pipeline.subscription import add_tap
 from actors.pipeline.taps import TapPolicy
 from benchd.v1 import common_pb2
+from benchd.v1 import estop_pb2 as estop_pb
 from benchd.v1 import hardware_pb2 as hw
 from benchd.v1 import health_pb2 as health_pb
+from benchd.v1 import scan_pb2 as scan_pb
 from benchd.v1 import storage_pb2 as pb
 from benchd.v1.hardware_grpc import HardwareStub
+from runtime import GetParameter
 
 from .harness import Client
 
@@ -184,3 +187,82 @@ async def test_health_reports_the_run_and_preview_skips(client: Client) -> None:
     assert busy.run_frames_dropped == 0 and busy.run_frames_missing == 0
     assert busy.preview_frames_skipped >= idle_gui.statistics().skipped > 10  # never read
     idle_gui.close()
+
+
+async def finished_run(client: Client) -> pb.RunStatus:
+    status = await client.unary(client.storage.GetRunStatus, pb.RunStatusRequest())
+    with trio.fail_after(60):
+        while status.state in (pb.RUN_STATE_RECORDING, pb.RUN_STATE_FINISHING):
+            await trio.sleep(0.05)
+            status = await client.unary(client.storage.GetRunStatus, pb.RunStatusRequest())
+    return status
+
+
+async def test_a_duration_record_takes_frames_and_every_streaming_reading(
+    client: Client,
+) -> None:
+    """Issue 15: ``record NAME --duration 5`` alone recorded 0 frames and 0 readings. A record
+    is a count plan now: the camera live for the duration, every reading source streaming."""
+    await small_frames(client)
+    meter = client.bench.system.ref("power_meter")
+    assert (await meter.ask(GetParameter("streaming"))).value is False
+    started = await client.unary(
+        client.storage.StartRun, pb.StartRunRequest(name="timed", duration_s=1.0)
+    )
+    assert started.state == pb.RUN_STATE_RECORDING and started.path.endswith("_timed.nxs")
+    assert (await meter.ask(GetParameter("streaming"))).value is True  # for the run's length
+    final = await finished_run(client)
+    assert final.state == pb.RUN_STATE_COMPLETED, final.error
+    record = json.loads(final.end_record_json)
+    assert (record["status"], record["reason"]) == ("completed", "duration reached")
+    assert final.frames_written > 10 and final.frames_written == final.frames_received
+    assert (final.frames_dropped, final.frames_missing) == (0, 0)
+    with h5py.File(final.path, "r") as f:
+        frame_times = f["entry/instrument/camera/timestamp"][:]
+        reading_times = f["entry/readings/power_meter/reading/time"][:]
+        manifest = json.loads(f["entry/manifest/json"][()])
+    assert len(reading_times) > 10 and reading_times[-1] - reading_times[0] > 0.5
+    assert frame_times[-1] - frame_times[0] > 0.5  # frames all along the duration
+    assert manifest["metadata"] == {}  # a record's metadata is the user's own
+    assert manifest["run"]["recorded_by"]["plan"]["live"] is True
+    # the bench is left as it was: the meter no longer streams, the camera is idle
+    assert (await meter.ask(GetParameter("streaming"))).value is False
+    acquisition = await client.unary(
+        client.hardware.GetAcquisition, hw.DeviceRequest(device="camera")
+    )
+    assert not acquisition.running
+    runs = await client.unary(client.storage.ListRuns, pb.ListRunsRequest())
+    assert [(r.status, r.frames_written) for r in runs.runs] == [
+        ("completed", final.frames_written)
+    ]
+    scans = await client.unary(client.scan.ListScans, scan_pb.ListScansRequest())
+    assert [s.origin for s in scans.scans] == ["record"]  # it ran as a plan
+
+
+async def test_a_record_refuses_what_it_cannot_do_with_startruns_statuses(
+    client: Client,
+) -> None:
+    await small_frames(client)
+    await client.unary(
+        client.hardware.StartStream, hw.StartStreamRequest(device="camera")
+    )  # live view: a sequence of frames cannot start
+    try:
+        message = await client.fails(
+            Status.FAILED_PRECONDITION,
+            client.storage.StartRun,
+            pb.StartRunRequest(name="seq", frames=5),
+        )
+        assert "acquiring already" in message
+    finally:
+        await client.unary(client.hardware.StopStream, hw.DeviceRequest(device="camera"))
+    await client.unary(client.estop.EmergencyStop, estop_pb.EmergencyStopRequest(reason="test"))
+    try:
+        assert "latched" in await client.fails(
+            Status.FAILED_PRECONDITION, client.storage.StartRun, pb.StartRunRequest(name="late")
+        )
+    finally:
+        await client.unary(
+            client.estop.ResetEmergencyStop, estop_pb.ResetEmergencyStopRequest(reason="test")
+        )
+    runs = await client.unary(client.storage.ListRuns, pb.ListRunsRequest())
+    assert list(runs.runs) == []  # refused before any file was made

@@ -11,7 +11,7 @@ import h5py
 import pytest
 import trio
 
-from actors.capabilities import StartAcquisition
+from actors.capabilities import GetAcquisitionStatus, StartAcquisition
 from actors.instruments.synthetic import SyntheticReadable
 from actors.pipeline.manifest import survey
 from actors.pipeline.nexus_file import Compression, FrameLayout, read_end_record
@@ -68,7 +68,8 @@ async def test_an_executor_records_points_and_frames_and_ends_the_run(tmp_path: 
             assert run.status.state is RunState.RECORDING
             for point in range(3):  # the executor's loop: trigger frames, read, one row a point
                 await actors.ref("camera").ask(StartAcquisition(5))
-                await trio.sleep(0.05)
+                while (await actors.ref("camera").ask(GetAcquisitionStatus())).running:
+                    await trio.sleep(0.005)  # the sequence ends before the next one starts
                 run.add_scan_point({"point": point, "power": 0.5 * point}, time.time())
             with pytest.raises(ValidationError, match="not declared"):
                 run.add_scan_point({"angle": 1.0}, time.time())

@@ -17,7 +17,6 @@ from actors.capabilities import StartAcquisition, StopAcquisition
 from actors.instruments.synthetic import SyntheticReadable
 from actors.pipeline.nexus_file import read_end_record
 from actors.pipeline.recorder import GetRunStatus, ListRuns, RecorderActor, StartRun, StopRun
-from actors.pipeline.run import RunState
 from runtime import ActorError, ActorSystem, Message, Request, SetParameter, WrongState
 from supervisors import ActorSpec, open_actor_system
 
@@ -57,7 +56,10 @@ async def test_listing_runs_never_crashes_the_recorder_or_its_run(tmp_path: Path
         runs = await recorder.ask(ListRuns())
         final = await finished(recorder)
         assert recorder.statistics().restarts == 0
-    assert final.state is RunState.COMPLETED and final.frames_written == 200
+    # every frame accounted for (on 2 starved cores the 500 fps fake camera can outrun the
+    # writer's queue: drops are counted, which is what this test is not about)
+    assert final.frames_written + final.frames_dropped == 200
+    assert final.outcome == ("completed" if final.frames_dropped == 0 else "incomplete")
     assert any(r.name.endswith("_busy") for r in runs)
 
 
@@ -141,3 +143,14 @@ async def test_camera_restart_drops_are_counted_once(tmp_path: Path) -> None:
     assert record["status"] == final.outcome == ("incomplete" if short else "completed")
     published = record["frames_received"] + record["frames_dropped"]
     assert published == record["frames_expected"]  # one acquisition: numbers 1..N, each once
+
+
+def test_a_ram_disk_is_not_taken_for_a_32_bit_file_system(tmp_path: Path) -> None:
+    """glibc's pathconf(FILESIZEBITS) says 32 for tmpfs: runs on /dev/shm ended with a false
+    EFBIG at 2 GiB. Only FAT (or ulimit -f) limits a run's file on Linux."""
+    from actors.pipeline.disk_space import file_size_limit
+
+    shm = Path("/dev/shm")
+    for directory in [tmp_path, *([shm] if shm.is_dir() else [])]:
+        limit, source = file_size_limit(directory)
+        assert limit is None or "RLIMIT_FSIZE" in source, (directory, source)
