@@ -25,6 +25,7 @@ from runtime import (
     Hazardous,
     Message,
     NotFoundError,
+    Query,
     Request,
     RequestError,
     UnhandledMessage,
@@ -63,8 +64,8 @@ class DeviceInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Describe(Request[DeviceInfo]):
-    """Reply: what the device is and what it can do."""
+class Describe(Request[DeviceInfo], Query):
+    """Reply: what the device is and what it can do (a query: answered during a move)."""
 
 
 # -- Movable -----------------------------------------------------------------------------------
@@ -91,8 +92,14 @@ class Home(Request[float], Hazardous):
 
 
 @dataclass(frozen=True, slots=True)
-class GetPosition(Request[float]):
-    """Reply: the position now, read from the instrument."""
+class GetPosition(Request[float], Query):
+    """Reply: the position now — a query, answered at once even during a move.
+
+    Idle, a driver reads it from the instrument. During a move it answers the live position
+    without waiting for the move: read from the controller if the instrument answers queries
+    while moving (ESP300), else the driver's best knowledge, said in its docs (an ELL14 module
+    answers nothing while it moves: the position is estimated from the move's start, target
+    and speed). A query must not touch the link a normal handler may be using (``Query``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from ._messages import (
     Message,
     Ping,
     PriorityMessage,
+    Query,
     Request,
     ResetEmergencyStop,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "ParameterTree",
     "Ping",
     "PriorityMessage",
+    "Query",
     "ReadOnlyError",
     "ReadbackMismatch",
     "ReplyTypeError",
