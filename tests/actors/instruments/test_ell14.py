@@ -380,7 +380,7 @@ async def test_get_position_answers_at_once_during_a_move(io_clock, link):
 async def test_a_position_query_never_reads_a_reply_meant_for_another_exchange(io_clock, link):
     """Queries run beside the handler in flight; the mount's exchanges are serialised, so a
     burst of GetPosition queries racing settings gets every reply right."""
-    async with bench(link) as (simulator, system):
+    async with bench(link) as (_, system):
         mount = system.ref("ell14.3")
         await mount.ask(MoveAbsolute(45.0))
         async with trio.open_nursery() as nursery:
