@@ -221,8 +221,12 @@ class AcquisitionStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class StartAcquisition(Request[AcquisitionStatus]):
-    """Start a sequence of ``frames`` frames, or live mode (``frames=None``) until stopped."""
+class StartAcquisition(Request[AcquisitionStatus], Hazardous):
+    """Start a sequence of ``frames`` frames, or live mode (``frames=None``) until stopped.
+
+    Hazardous: refused while the e-stop is latched. A camera cannot hurt anyone, but a bench
+    that an operator stopped must not start recording behind their back either; the reset says
+    the bench is looked at again (docs/camera.md)."""
 
     frames: int | None = None
 

@@ -9,6 +9,7 @@ from benchd.v1 import daemon_pb2 as pb
 
 from ._context import EdgeContext
 from ._guard import receive
+from .estop import latch_message
 
 #: Services this edge serves (frames and storage come with the camera and pipeline work).
 FEATURES = (
@@ -46,5 +47,6 @@ class DaemonInfoServicer(daemon_grpc.DaemonInfoBase):
                 devices=self.ctx.device_names(),
                 features=features,
                 role=client.role.label,
+                estop=latch_message(self.ctx.system, self.ctx.edge_name),
             )
         )

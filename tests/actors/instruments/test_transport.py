@@ -215,7 +215,7 @@ async def test_an_open_that_hangs_fails_after_the_open_timeout(tmp_path: Path, m
 
     monkeypatch.setattr(serial, "Serial", Hung)
     started = time.monotonic()
-    with pytest.raises(PortUnavailable, match="did not open within 0.2 s"):
+    with pytest.raises(PortUnavailable, match=r"did not open within 0\.2 s"):
         await SerialTransport.open("esp300", settings("/dev/ttyUSB0", open_timeout=0.2))
     assert time.monotonic() - started < 2.0
     release.set()
