@@ -34,6 +34,7 @@ from runtime.config import EdgeConfig
 from ..capabilities import Capability, Describe, DeviceInfo
 from ._bridge import Bridge, clamp_timeout
 from ._convert import state_label
+from .audit import AuditTrail
 from .auth import LOCAL, Authenticator, Client
 from .errors import grpc_error, invalid, quote
 
@@ -127,6 +128,8 @@ class EdgeContext:
     started_monotonic: float = field(default_factory=time.monotonic)
     tls: bool = False
     timeouts: Timeouts = field(default_factory=Timeouts)
+    #: One record per mutating request; ``audit.add_sink`` feeds the entries elsewhere.
+    audit: AuditTrail = field(default_factory=AuditTrail)
     _devices: dict[str, DeviceCache] = field(default_factory=dict)
 
     # -- who is asking --------------------------------------------------------------------------
