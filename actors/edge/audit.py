@@ -155,9 +155,9 @@ def arguments_of(message: ProtoMessage | None, target: str = "") -> dict[str, st
     arguments: dict[str, str] = {}
     fields = message.ListFields()
     for descriptor, value in fields:
-        if descriptor.name in TARGET_FIELDS and isinstance(value, str) and target:
-            if _cut(value, VALUE_CHARS) == target:
-                continue  # the entry names it as its target already
+        named = descriptor.name in TARGET_FIELDS and isinstance(value, str)
+        if named and target and _cut(value, VALUE_CHARS) == target:
+            continue  # the entry names it as its target already
         if len(arguments) == MAX_FIELDS:
             arguments["…"] = f"{len(fields) - MAX_FIELDS} more fields"
             break

@@ -136,9 +136,7 @@ async def test_a_clients_long_values_are_quoted_short(
     caplog.set_level(logging.INFO, logger=AUDIT)
     await client.unary(
         client.storage.StartRun,
-        storage_pb2.StartRunRequest(
-            name="long", readings_only=True, metadata={"note": "x" * 4000}
-        ),
+        storage_pb2.StartRunRequest(name="long", readings_only=True, metadata={"note": "x" * 4000}),
     )
     await client.unary(client.storage.StopRun, storage_pb2.StopRunRequest())
     start = audits(caplog)[0]
