@@ -25,6 +25,7 @@ from runtime import (
     Hazardous,
     Message,
     NotFoundError,
+    Query,
     Request,
     RequestError,
     UnhandledMessage,
@@ -63,8 +64,8 @@ class DeviceInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Describe(Request[DeviceInfo]):
-    """Reply: what the device is and what it can do."""
+class Describe(Request[DeviceInfo], Query):
+    """Reply: what the device is and what it can do (a query: answered during a move)."""
 
 
 # -- Movable -----------------------------------------------------------------------------------
@@ -91,8 +92,14 @@ class Home(Request[float], Hazardous):
 
 
 @dataclass(frozen=True, slots=True)
-class GetPosition(Request[float]):
-    """Reply: the position now, read from the instrument."""
+class GetPosition(Request[float], Query):
+    """Reply: the position now — a query, answered at once even during a move.
+
+    Idle, a driver reads it from the instrument. During a move it answers the live position
+    without waiting for the move: read from the controller if the instrument answers queries
+    while moving (ESP300), else the driver's best knowledge, said in its docs (an ELL14 module
+    answers nothing while it moves: the position is estimated from the move's start, target
+    and speed). A query must not touch the link a normal handler may be using (``Query``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +226,12 @@ class AcquisitionStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class StartAcquisition(Request[AcquisitionStatus]):
-    """Start a sequence of ``frames`` frames, or live mode (``frames=None``) until stopped."""
+class StartAcquisition(Request[AcquisitionStatus], Hazardous):
+    """Start a sequence of ``frames`` frames, or live mode (``frames=None``) until stopped.
+
+    Hazardous: refused while the e-stop is latched. A camera cannot hurt anyone, but a bench
+    that an operator stopped must not start recording behind their back either; the reset says
+    the bench is looked at again (docs/camera.md)."""
 
     frames: int | None = None
 

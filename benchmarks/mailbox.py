@@ -15,6 +15,12 @@ the per-round ratios), so a slower or busier machine moves both sides alike:
   cancellation delivery, measured alone as cancel_unwind_us).
 * parameter_set_ratio: Parameter.set (validation, publish, no hardware) / a plain attribute
   update — for the record: it says what validation and publication cost per write.
+* query_ask_ratio: ``ask`` round trips/s of a Query (served by the actor's query task) / the same
+  request on the normal lane (goal >= 0.8: the query lane costs no more than the normal one).
+  query_latency_busy_us_p99: a query's round trip while a normal handler is in flight (a 30 s
+  move, here a handler awaiting forever); query_busy_ratio = that p99 / the p99 with nothing in
+  flight (goal <= 1.5: a handler in flight does not delay a query; without the query lane the
+  query waited for the handler's end).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from runtime import (
     Message,
     Parameter,
     PriorityMessage,
+    Query,
     Request,
     Source,
     run_actor,
@@ -56,6 +63,13 @@ class Tick(Message):
 
 @dataclass(frozen=True, slots=True)
 class Double(Request[int]):
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class DoubleQuery(Request[int], Query):
+    """Double as a query: the same work, served by the query task."""
+
     n: int
 
 
@@ -89,7 +103,7 @@ class Counter(Actor):
                 if self.count == self.target:
                     self.reached.set()
                 return None
-            case Double(n=n):
+            case Double(n=n) | DoubleQuery(n=n):
                 return 2 * n
             case Settle():
                 self.settling = True
@@ -182,6 +196,37 @@ async def actor_ask_rate(n: int) -> float:
     return await _with_actor(body)
 
 
+async def actor_query_rate(n: int) -> float:
+    async def body(system: ActorSystem, actor: Counter) -> float:
+        ref = system.ref("counter")
+        start = time.perf_counter()
+        for i in range(n):
+            await ref.ask(DoubleQuery(i))
+        return n / (time.perf_counter() - start)
+
+    return await _with_actor(body)
+
+
+async def query_latencies(samples: int, *, busy: bool) -> list[float]:
+    """Round trip of a query, with a Settle handler in flight (``busy``) or nothing."""
+
+    async def body(system: ActorSystem, actor: Counter) -> list[float]:
+        ref = system.ref("counter")
+        if busy:
+            ref.try_tell(Settle())
+            await trio.testing.wait_all_tasks_blocked()
+            assert actor.settling
+        latencies = []
+        for i in range(samples):
+            sent = time.perf_counter()
+            await ref.ask(DoubleQuery(i))
+            latencies.append(time.perf_counter() - sent)
+        assert actor.settling == busy  # the handler stayed in flight throughout
+        return latencies
+
+    return await _with_actor(body)
+
+
 # -- priority latency ----------------------------------------------------------------------
 
 
@@ -254,6 +299,7 @@ async def measure(quick: bool) -> dict[str, object]:
         "tell": (actor_tell_rate, raw_channel_rate),
         "ask": (actor_ask_rate, raw_request_reply_rate),
         "parameter_set": (parameter_set_rate, attribute_update_rate),
+        "query_ask": (actor_query_rate, actor_ask_rate),
     }
     ratios: dict[str, list[float]] = {k: [] for k in pairs}
     rates: dict[str, list[float]] = {}
@@ -267,6 +313,8 @@ async def measure(quick: bool) -> dict[str, object]:
     idle = await priority_latencies(samples, mode="idle")
     busy = await priority_latencies(samples, mode="busy")
     backlog = await priority_latencies(samples, mode="backlog")
+    query_idle = await query_latencies(samples, busy=False)
+    query_busy = await query_latencies(samples, busy=True)
     result: dict[str, object] = {
         "tell_ratio": round(statistics.median(ratios["tell"]), 3),
         "ask_ratio": round(statistics.median(ratios["ask"]), 3),
@@ -278,6 +326,10 @@ async def measure(quick: bool) -> dict[str, object]:
         "priority_latency_us_p50": round(statistics.median(backlog) * 1e6, 1),
         "cancel_unwind_us": round(await cancel_unwind_seconds(n // 10) * 1e6, 1),
         "parameter_set_ratio": round(statistics.median(ratios["parameter_set"]), 3),
+        "query_ask_ratio": round(statistics.median(ratios["query_ask"]), 3),
+        "query_latency_busy_us_p99": round(p99(query_busy) * 1e6, 1),
+        "query_latency_idle_us_p99": round(p99(query_idle) * 1e6, 1),
+        "query_busy_ratio": round(p99(query_busy) / p99(query_idle), 3),
     }
     for key, values in rates.items():
         result[key] = round(statistics.median(values))
@@ -285,6 +337,8 @@ async def measure(quick: bool) -> dict[str, object]:
         "tell_ratio>=0.6": result["tell_ratio"] >= 0.6,  # type: ignore[operator]
         "ask_ratio>=0.5": result["ask_ratio"] >= 0.5,  # type: ignore[operator]
         "priority_backlog_ratio<=1.2": result["priority_backlog_ratio"] <= 1.2,  # type: ignore[operator]
+        "query_ask_ratio>=0.8": result["query_ask_ratio"] >= 0.8,  # type: ignore[operator]
+        "query_busy_ratio<=1.5": result["query_busy_ratio"] <= 1.5,  # type: ignore[operator]
     }
     result["settings"] = {"rounds": rounds, "messages": n, "latency_samples": samples}
     result["machine"] = machine()

@@ -40,6 +40,7 @@ from ._messages import (
     Message,
     Ping,
     PriorityMessage,
+    Query,
     Request,
     ResetEmergencyStop,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "ParameterTree",
     "Ping",
     "PriorityMessage",
+    "Query",
     "ReadOnlyError",
     "ReadbackMismatch",
     "ReplyTypeError",

@@ -3,7 +3,9 @@
 Per message: priority lane first; a normal handler runs inside its own cancel scope so a
 priority message can cancel it at once (the asker gets ``Interrupted``); priority handlers run
 shielded and bounded. Kernel messages (Ping, ResetEmergencyStop, parameter requests) are
-answered here so every actor speaks them.
+answered here so every actor speaks them. Queries (read-only requests) are answered by a second
+task of the instance, ``_serve_queries``, from the moment the actor is ready: they never wait
+behind a normal handler (a position during a move), and a crash in one is the actor's crash.
 
 Error handling: a RequestError goes back to the asker (or is logged for a tell) and the loop
 continues; any other exception goes back to the asker and then ends the loop as a crash, which
@@ -88,6 +90,7 @@ async def run_actor(
                 await actor.parameters.restore(cell.desired, owner=cell.name)
                 cell.state = ActorState.RUNNING
                 cell.last_activity = trio.current_time()
+                nursery.start_soon(_serve_queries, cell, actor)
                 task_status.started()
                 await _message_loop(cell, actor)
             except _Crash as wrapper:
@@ -143,6 +146,33 @@ async def _message_loop(cell: ActorCell, actor: Actor) -> None:
             cell.in_flight = None
             if current is not None:
                 _interrupted(cell, current, started, preempted=in_flight.cancelled_caught)
+
+
+async def _serve_queries(cell: ActorCell, actor: Actor) -> None:
+    """Answer the query lane, one query at a time, concurrently with the normal handler.
+
+    Why a task and not the message loop: the loop is inside the normal handler for as long as
+    it runs (a 30 s move), and a query is exactly what must not wait for it. One task per
+    instance, not one per query: queries stay in order and their cost stays bounded.
+
+    Error handling: a refusal goes back to its asker; anything else is a crash of the actor
+    (raised here, out of the instance's nursery). A query cut short because the instance is
+    stopping tells its asker so (ActorUnavailable) instead of leaving it to its timeout.
+    """
+    mailbox = cell.mailbox
+    while True:
+        envelope = await mailbox.receive_query()
+        started = trio.current_time()
+        answered = False
+        try:
+            crash = await _handle_normal(cell, actor, envelope, started)
+            answered = True
+        finally:
+            if not answered:
+                _interrupted(cell, envelope, started, preempted=False)
+        cell.queries += 1
+        if crash is not None:
+            raise crash
 
 
 def _interrupted(cell: ActorCell, envelope: Envelope, started: float, *, preempted: bool) -> None:

@@ -68,6 +68,8 @@ class ActorStatistics:
     latched: str | None  # the e-stop reason while latched
     last_activity: float  # trio clock time the loop last finished a message or started
     latch: Latch | None = None  # the whole latch (reason, by whom, since when) while latched
+    query_depth: int = 0  # queries waiting in the query lane
+    queries: int = 0  # queries answered (also counted in ``handled``)
 
 
 class ActorCell:
@@ -86,6 +88,7 @@ class ActorCell:
         "max_handler_seconds",
         "name",
         "preempted",
+        "queries",
         "restarts",
         "state",
         "stop_requested",
@@ -101,6 +104,7 @@ class ActorCell:
         self.failed = 0
         self.expired = 0
         self.preempted = 0
+        self.queries = 0
         self.last_handler_seconds = 0.0
         self.max_handler_seconds = 0.0
         self.restarts = 0
@@ -157,4 +161,6 @@ class ActorCell:
             latched=self.latched,
             last_activity=self.last_activity,
             latch=self.latch,
+            query_depth=box.query_depth,
+            queries=self.queries,
         )

@@ -9,6 +9,9 @@ checkpoint; a cancelled receive never loses a message).
   and counts.
 * Priority lane: unbounded and never waits, so an emergency stop cannot be refused or delayed
   by a backlog. Only :class:`~runtime.PriorityMessage` types go there, and those are rare.
+* Query lane: bounded like the normal lane, for :class:`~runtime.Query` requests (read-only);
+  the actor serves it from a task of its own, so a query never waits behind a normal handler
+  (docs/kernel.md, "Queries"). ``put``/``put_nowait`` route by the message's type.
 
 The mailbox outlives the actor instance that drains it: a restarted actor picks up where the
 crashed one left off, and refs held elsewhere stay valid. When an actor goes down for good the
@@ -25,7 +28,7 @@ from typing import NamedTuple
 import trio
 
 from ._errors import ActorUnavailable
-from ._messages import Message
+from ._messages import Message, Query
 from ._reply import ReplySlot
 
 
@@ -39,6 +42,9 @@ class Mailbox:
         "_closed_reason",
         "_normal",
         "_priority",
+        "_query",
+        "_query_receiver_lot",
+        "_query_sender_lot",
         "_receiver_lot",
         "_sender_lot",
         "_wake",
@@ -56,8 +62,13 @@ class Mailbox:
         self.capacity = capacity
         self._normal: deque[Envelope] = deque()
         self._priority: deque[Envelope] = deque()
+        self._query: deque[Envelope] = deque()
         self._receiver_lot = trio.lowlevel.ParkingLot()
         self._sender_lot = trio.lowlevel.ParkingLot()
+        # The query lane has its own lots: one lot for two lanes could wake a sender whose
+        # lane is still full while the one that has room stays parked.
+        self._query_receiver_lot = trio.lowlevel.ParkingLot()
+        self._query_sender_lot = trio.lowlevel.ParkingLot()
         self._closed_reason: str | None = None
         self._wake = False
         self.refused = 0
@@ -77,6 +88,10 @@ class Mailbox:
         return len(self._priority)
 
     @property
+    def query_depth(self) -> int:
+        return len(self._query)
+
+    @property
     def closed(self) -> bool:
         return self._closed_reason is not None
 
@@ -88,27 +103,37 @@ class Mailbox:
     def _append(self, envelope: Envelope) -> bool:
         if self._closed_reason is not None:
             raise self._unavailable()
+        if isinstance(envelope.message, Query):
+            if len(self._query) >= self.capacity:
+                return False
+            self._query.append(envelope)
+            self._query_receiver_lot.unpark()
+            return True
         if len(self._normal) >= self.capacity:
             return False
         self._normal.append(envelope)
         self._receiver_lot.unpark()
         return True
 
+    def _senders(self, envelope: Envelope) -> trio.lowlevel.ParkingLot:
+        """Where a sender waits for room in the lane of ``envelope``."""
+        return self._query_sender_lot if isinstance(envelope.message, Query) else self._sender_lot
+
     def put_nowait(self, envelope: Envelope) -> bool:
-        """Enqueue on the normal lane; False (and counted) when the lane is full."""
+        """Enqueue on the normal (or query) lane; False (and counted) when the lane is full."""
         if self._append(envelope):
             return True
         self.refused += 1
         return False
 
     async def put(self, envelope: Envelope) -> None:
-        """Enqueue on the normal lane, waiting while it is full."""
+        """Enqueue on the normal (or query) lane, waiting while it is full."""
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._append(envelope):
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
         while not self._append(envelope):
-            await self._sender_lot.park()
+            await self._senders(envelope).park()
 
     async def put_unless_full(self, envelope: Envelope) -> None:
         """Like :meth:`put` but without the trailing checkpoint when there is room.
@@ -116,7 +141,7 @@ class Mailbox:
         For ``ask``, which parks on its reply right after and so yields anyway.
         """
         while not self._append(envelope):
-            await self._sender_lot.park()
+            await self._senders(envelope).park()
 
     def put_priority(self, envelope: Envelope) -> None:
         """Enqueue on the priority lane. Never waits, never raises.
@@ -153,6 +178,19 @@ class Mailbox:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return envelope
 
+    async def receive_query(self) -> Envelope:
+        """The next query envelope, waiting for one (the actor's query task)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        parked = False
+        while not self._query:
+            await self._query_receiver_lot.park()
+            parked = True
+        envelope = self._query.popleft()
+        self._query_sender_lot.unpark()
+        if not parked:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return envelope
+
     def wake(self) -> None:
         """Make a waiting (or the next) :meth:`receive_normal` return None."""
         self._wake = True
@@ -182,7 +220,7 @@ class Mailbox:
         if self._closed_reason is not None:
             return
         self._closed_reason = reason
-        for lane in (self._priority, self._normal):
+        for lane in (self._priority, self._normal, self._query):
             while lane:
                 envelope = lane.popleft()
                 if envelope.reply is not None:
@@ -190,6 +228,7 @@ class Mailbox:
                 else:
                     self.dropped_on_close += 1
         self._sender_lot.unpark_all()
+        self._query_sender_lot.unpark_all()
 
     def reopen(self) -> None:
         self._closed_reason = None

@@ -8,7 +8,9 @@ actor instead of confusing the asker three layers up.
 
 Which lane a message travels is a property of its type, not of the call site:
 :class:`PriorityMessage` subclasses (EmergencyStop, Abort) always take the priority lane, so no
-caller can accidentally queue an emergency stop behind a backlog.
+caller can accidentally queue an emergency stop behind a backlog. :class:`Query` requests
+(read-only: a position, a parameter) travel a lane of their own that the actor serves while a
+normal handler is in flight, so a position read answers during a move (docs/kernel.md, "Queries").
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ class Request(Message, Generic[R]):
             if typing.get_origin(base) is Request:
                 (argument,) = typing.get_args(base)
                 cls.reply_type = _checkable(argument)
+        if issubclass(cls, Query) and issubclass(cls, (Hazardous, PriorityMessage)):
+            raise TypeError(
+                f"{cls.__name__}: a Query only reads; it cannot be Hazardous or a PriorityMessage"
+            )
 
 
 class PriorityMessage(Message):
@@ -70,6 +76,22 @@ class KernelRequest:
 
 class Hazardous:
     """Mixin for commands that move or emit; refused while the emergency stop is latched."""
+
+    __slots__ = ()
+
+
+class Query:
+    """Mixin for read-only requests (``class GetPosition(Request[float], Query)``).
+
+    A query travels the actor's query lane, served by a task of its own *while a normal handler
+    is in flight*: a position read answers during a move instead of waiting behind it. The
+    price is the rule its handler must keep — it runs concurrently with the normal handler, so
+    it must not change state that handler relies on, nor use what that handler may be using (the
+    actor's own link: answer from state, or ask another actor). Publishing an observation (a
+    read-only parameter's ``report``) is allowed. Queries are answered one at a time, in the
+    order sent, never before the actor is ready; they do not wait for normal messages queued
+    or in flight (await a command's reply before querying its effect). See docs/kernel.md.
+    """
 
     __slots__ = ()
 

@@ -3,7 +3,8 @@
 Every actor answers ListParameters / GetParameter / SetParameter / SnapshotParameters /
 WatchParameter through its mailbox without writing a handler: the gRPC edge, scripts and presets
 all talk to any device the same way, and every write goes through the same validation,
-e-stop latch and read-back path.
+e-stop latch and read-back path. The reads are queries (``Query``): they answer from the values
+held in memory, at once, even while a long handler (a move, a warm-up) is in flight.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from ._errors import NotFoundError, RequestError
 from ._latch import Latch, latched_refusal, short_repr
-from ._messages import KernelRequest, Request
+from ._messages import KernelRequest, Query, Request
 from ._observable import Source, Subscription
 from ._parameter import Parameter, ParameterInfo, ParameterSnapshot
 
@@ -23,12 +24,12 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class ListParameters(Request[tuple], KernelRequest):  # type: ignore[type-arg]
+class ListParameters(Request[tuple], KernelRequest, Query):  # type: ignore[type-arg]
     """Reply: tuple[ParameterInfo, ...] in declaration order."""
 
 
 @dataclass(frozen=True, slots=True)
-class GetParameter(Request[ParameterSnapshot], KernelRequest):
+class GetParameter(Request[ParameterSnapshot], KernelRequest, Query):
     name: str
 
 
@@ -40,12 +41,12 @@ class SetParameter(Request[ParameterSnapshot], KernelRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class SnapshotParameters(Request[dict], KernelRequest):  # type: ignore[type-arg]
+class SnapshotParameters(Request[dict], KernelRequest, Query):  # type: ignore[type-arg]
     """Reply: {name: plain dict of the snapshot}, ready for a manifest or a preset file."""
 
 
 @dataclass(frozen=True, slots=True)
-class WatchParameter(Request[Subscription], KernelRequest):  # type: ignore[type-arg]
+class WatchParameter(Request[Subscription], KernelRequest, Query):  # type: ignore[type-arg]
     """Reply: a latest-value subscription; it ends when the actor instance stops."""
 
     name: str

@@ -56,3 +56,6 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # The audit trail (who moved, set, ran what) is kept whatever the level: it is a record,
+    # not chatter (actors/edge/audit.py).
+    logging.getLogger("benchd.audit").setLevel(min(logging.INFO, root.level))

@@ -67,11 +67,16 @@ class ActorSpec:
     restart: Restart = Restart.PERMANENT
     shutdown_timeout: float = 5.0  # graceful stop, then cancel
     mailbox_capacity: int = 1024
+    #: How long the supervisor waits for this child to be ready before it starts the next
+    #: one; the child goes on starting meanwhile (it shows as starting: degraded).
+    start_timeout: float = math.inf
 
     def __post_init__(self) -> None:
         _check_name(self.name)
         if self.shutdown_timeout < 0 or self.mailbox_capacity < 1:
             raise ValueError(f"{self.name}: shutdown_timeout >= 0 and mailbox_capacity >= 1")
+        if not self.start_timeout > 0:
+            raise ValueError(f"{self.name}: start_timeout must be > 0 (inf: wait until ready)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +95,14 @@ class SupervisorSpec:
     backoff: Backoff = field(default_factory=Backoff)
     restart: Restart = Restart.PERMANENT
     shutdown_timeout: float = math.inf  # a supervisor stops when its children have
+    #: How long the parent waits for this subtree to be ready before it starts its next child
+    #: (an instrument that hangs at start-up must not hold the rest of the bench).
+    start_timeout: float = math.inf
 
     def __post_init__(self) -> None:
         _check_name(self.name)
+        if not self.start_timeout > 0:
+            raise ValueError(f"{self.name}: start_timeout must be > 0 (inf: wait until ready)")
         object.__setattr__(self, "children", tuple(self.children))
         if self.max_restarts < 0 or self.period <= 0:
             raise ValueError(f"{self.name}: max_restarts >= 0 and period > 0 required")

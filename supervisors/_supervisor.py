@@ -7,16 +7,23 @@ them again in order. Restarts within ``period`` are counted; one more than ``max
 and the supervisor stops everything and escalates by raising SupervisorGaveUp to its parent.
 
 Error handling: a child that fails to start counts as a crash (same policy, same backoff), so
-an instrument that is unplugged at boot is retried instead of taking the daemon down. Stops
+an instrument that is unplugged at boot is retried instead of taking the daemon down. Under
+``rest_for_one`` / ``one_for_all`` the children after it are not started then (they depend on
+it: an axis on its controller), so a failed start costs no time-outs; they are marked restarting,
+with the failure they wait on, and start with it after the backoff. A child with a
+``start_timeout`` holds the next ones at most that long (an instrument hanging in its start-up
+never holds the rest of the bench); it goes on starting and shows as starting meanwhile. Stops
 are graceful first (actor finishes its handler, runs on_stop), then forced after the child's
 ``shutdown_timeout`` (cancel; on_stop still runs, shielded and bounded by the actor).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -57,6 +64,17 @@ class _Exit:
     error: BaseException | None
 
 
+class _Ready:
+    """``task_status`` for a child started without waiting on it (a ``start_timeout``): the
+    supervisor waits on ``event`` for at most that long."""
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+
+    def started(self, value: None = None) -> None:
+        self.event.set()
+
+
 class _StopRequest:
     """Queued behind child exits so a stop is handled after the exits already reported."""
 
@@ -77,6 +95,26 @@ class _Child:
         self.stopping_generation = -1  # exits of this generation were asked for, not failures
         self.restarts = 0
         self.last_failure: FailureRecord | None = None
+        self.exit_error: BaseException | None = None  # how its last generation ended
+        self.repeats = 0  # crashes in a row with the same failure (a port that stays missing)
+
+    def note_failure(self, record: FailureRecord) -> bool:
+        """Record a crash; whether it is worth a log line at its level. A failure that repeats
+        (a device retried every 10 s while its port is missing) is logged the 1st, 10th,
+        100th... time, so a day of retries is a handful of lines, not thousands."""
+        previous = self.last_failure
+        same = previous is not None and (previous.type, previous.message) == (
+            record.type,
+            record.message,
+        )
+        self.repeats = self.repeats + 1 if same else 1
+        self.last_failure = record
+        return math.log10(self.repeats).is_integer()
+
+    def recovered(self) -> int:
+        """It is running after failing: how many restarts the episode took (0: none)."""
+        repeats, self.repeats = self.repeats, 0
+        return repeats
 
     @property
     def running(self) -> bool:
@@ -88,6 +126,15 @@ class _Child:
             self.cell.request_stop()
         elif self.instance is not None:
             self.instance.request_stop(for_restart=for_restart)
+
+    def hold(self, note: FailureRecord) -> None:
+        """Not started because a sibling it depends on failed: restarting, and why."""
+        if self.cell is not None:
+            self.cell.state = ActorState.RESTARTING
+            self.cell.last_failure = note
+        elif self.instance is not None:  # a subtree that ran before: its actors wait too
+            for child in self.instance.children:
+                child.hold(note)
 
     def set_state(self, state: ActorState, reason: str = "") -> None:
         """Mark this child's actors (the whole subtree) restarting or down."""
@@ -207,9 +254,15 @@ class Supervisor:
 
     async def _on_exit(self, child: _Child, error: BaseException | None) -> SupervisorGaveUp | None:
         name = child.spec.name
+        loud = True
         if error is not None:
-            child.last_failure = FailureRecord.from_exception(error)
-            logger.error("%s/%s crashed: %s", self.spec.name, name, child.last_failure)
+            loud = child.note_failure(FailureRecord.from_exception(error))
+            if loud:
+                again = f" (the same failure {child.repeats} times in a row)"
+                again = again if child.repeats > 1 else ""
+                logger.error("%s/%s crashed%s: %s", self.spec.name, name, again, child.last_failure)
+            else:
+                logger.debug("%s/%s crashed again: %s", self.spec.name, name, child.last_failure)
         if self._stopping:
             return None  # no restarts (and no give-up) while we are shutting down
         restart = child.spec.restart
@@ -235,7 +288,8 @@ class Supervisor:
         for sibling in affected:
             sibling.set_state(ActorState.RESTARTING)
         delay = self.spec.backoff.delay(len(self._restart_times), self._rng)
-        logger.warning(
+        logger.log(
+            logging.WARNING if loud else logging.DEBUG,
             "%s: restarting %s in %.3f s (restart %d of %d allowed within %g s)",
             self.spec.name,
             ", ".join(c.spec.name for c in affected),
@@ -268,8 +322,38 @@ class Supervisor:
 
     async def _start_in_order(self, children: list[_Child]) -> None:
         with self._interruptible_scope():
-            for child in children:
+            for index, child in enumerate(children):
                 await self._start(child)
+                if not child.done.is_set():
+                    if child.last_failure is not None and child.recovered():
+                        logger.info(
+                            "%s/%s is running again (after: %s)",
+                            self.spec.name,
+                            child.spec.name,
+                            child.last_failure,
+                        )
+                elif self.spec.strategy is not Strategy.ONE_FOR_ONE:
+                    self._hold(children[index + 1 :], child)
+                    return
+
+    def _hold(self, rest: list[_Child], failed: _Child) -> None:
+        """``failed`` died starting: the siblings after it depend on it (rest_for_one,
+        one_for_all) and are not started now — starting them would only make each wait out a
+        time-out on it. Its exit, already queued, restarts them after the backoff."""
+        if not rest:
+            return
+        error = failed.exit_error
+        what = str(FailureRecord.from_exception(error)) if error is not None else "it exited"
+        waiting = f"waiting for {failed.spec.name}, which failed to start: {what}"
+        note = FailureRecord("NotStarted", waiting, time.time())
+        for child in rest:
+            child.hold(note)
+        logger.info(
+            "%s: %s not started: %s failed to start",
+            self.spec.name,
+            ", ".join(c.spec.name for c in rest),
+            failed.spec.name,
+        )
 
     def _affected_by(self, child: _Child) -> list[_Child]:
         match self.spec.strategy:
@@ -287,7 +371,25 @@ class Supervisor:
         assert self._nursery is not None
         child.generation += 1
         child.done = trio.Event()
-        await self._nursery.start(self._child_task, child, child.generation)
+        child.exit_error = None
+        timeout = child.spec.start_timeout
+        if math.isinf(timeout):
+            await self._nursery.start(self._child_task, child, child.generation)
+            return
+        ready = _Ready()
+        self._nursery.start_soon(
+            functools.partial(self._child_task, child, child.generation, task_status=ready)
+        )
+        with trio.move_on_after(timeout):
+            await ready.event.wait()
+        if not ready.event.is_set():
+            logger.warning(
+                "%s/%s is not ready after %g s; it goes on starting (degraded meanwhile) and the"
+                " next children start now",
+                self.spec.name,
+                child.spec.name,
+                timeout,
+            )
 
     async def _child_task(
         self, child: _Child, generation: int, *, task_status: trio.TaskStatus[None]
@@ -297,7 +399,9 @@ class Supervisor:
         try:
             with trio.CancelScope() as scope:
                 child.scope = scope
-                if child.cell is not None:
+                if child.stopping_generation == generation:
+                    pass  # stopped before this task ran (started without waiting): nothing to do
+                elif child.cell is not None:
                     assert isinstance(child.spec, ActorSpec)
                     actor = child.spec.factory()
                     await run_actor(child.cell, actor, self._system, task_status=ready)
@@ -312,6 +416,7 @@ class Supervisor:
             if cancelled is not None:
                 raise cancelled from error
         finally:  # also when the whole tree is being cancelled: stops wait on ``done``
+            child.exit_error = error
             ready.started()
             child.done.set()
             self._events_send.send_nowait(_Exit(child, generation, error))

@@ -56,6 +56,10 @@ from ._system import SupervisedSystem, open_actor_system
 
 VISA_PREFIX = "visa:"
 DEVICE_RESTARTS = Backoff(initial=0.2, maximum=10.0, multiplier=2.0, jitter=0.2)
+#: The longest one instrument's start-up holds the next ones (and the gRPC edge, which starts
+#: last): a device still starting after this goes on starting, shown as degraded. A port that
+#: fails (missing, not a tty, busy) fails in milliseconds; this bounds a start-up that hangs.
+DEVICE_START_TIMEOUT = 10.0
 
 SIMULATED_BENCH = """
 [bench]
@@ -515,6 +519,7 @@ def _device_supervisor(
         max_restarts=1_000_000,
         period=60.0,
         backoff=DEVICE_RESTARTS,
+        start_timeout=DEVICE_START_TIMEOUT,
     )
 
 

@@ -24,7 +24,6 @@ from typing import Any
 import trio
 import trio_asyncio
 from grpclib.config import Configuration
-from grpclib.events import RecvRequest, listen
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
@@ -182,7 +181,8 @@ class Edge(Actor):
                 services.append(Health({service: [serving] for service in services}))
                 services = ServerReflection.extend(services)
                 limits = RequestLimits.from_config(self.config)
-                services = RequestGuard(limits).wrap(services)
+                guard = RequestGuard(limits, auth=authenticator, audit=context.audit)
+                services = guard.wrap(services)
                 stops = PriorityStops(authenticator, limits, nursery, estop.broadcast)
                 estop.priority = stops
 
@@ -195,9 +195,7 @@ class Edge(Actor):
                             http2_connection_window_size=WINDOW, http2_stream_window_size=WINDOW
                         ),
                     )
-                    if authenticator.enabled:
-                        listen(server, RecvRequest, authenticator.on_request)
-                    await server.start(sock=listener, ssl=tls)
+                    await server.start(sock=listener, ssl=tls)  # the guard checks tokens
                     return server
 
                 server = await trio_asyncio.aio_as_trio(start)()

@@ -39,6 +39,7 @@ from ..pipeline.recorder import RECORDER_NAME
 from ..scripting.runner import RUNNER_NAME
 from ._bridge import Bridge, clamp_timeout
 from ._convert import state_label
+from .audit import AuditTrail
 from .auth import LOCAL, Authenticator, Client
 from .errors import grpc_error, invalid, quote
 
@@ -135,6 +136,8 @@ class EdgeContext:
     started_monotonic: float = field(default_factory=time.monotonic)
     tls: bool = False
     timeouts: Timeouts = field(default_factory=Timeouts)
+    #: One record per mutating request; ``audit.add_sink`` feeds the entries elsewhere.
+    audit: AuditTrail = field(default_factory=AuditTrail)
     _devices: dict[str, DeviceCache] = field(default_factory=dict)
     # actors that answered Describe as unhandled: the daemon's own services, not instruments
     _services: set[str] = field(default_factory=set)

@@ -15,10 +15,13 @@ grpclib's ``grpc.health.v1`` and reflection services) through grpclib's servable
 * refuses a body cut short, or one that is not the method's protobuf message, with
   INVALID_ARGUMENT; then checks the decoded message's fields exactly (``limits.py``).
 
-Then, whatever the handler raises, the status message is bounded (``errors.bounded``); an
-unexpected exception becomes INTERNAL (logged once with its traceback, as before), never
-grpclib's UNKNOWN. Each refusal of a request for what it *is* (``RequestRefused``) is logged
-in one line without a traceback — at most :data:`LOG_BURST` lines per :data:`LOG_PERIOD`
+Before the handler runs, the guard checks the caller's token and role (``auth.py``: the same
+check for every service, before a byte of the body is read). Then, whatever the handler raises,
+the status message is bounded (``errors.bounded``); an unexpected exception becomes INTERNAL
+(logged once with its traceback, as before), never grpclib's UNKNOWN. A request that changes the
+bench leaves one audit record (``audit.py``) with who, what and how it ended — refused ones
+too. Each refusal of a request for what it *is* (``RequestRefused``) is logged in one line
+without a traceback — at most :data:`LOG_BURST` lines per :data:`LOG_PERIOD`
 seconds, then one line saying how many more were refused, so a flood cannot fill the disk.
 
 Why a subclass of grpclib's server ``Stream``: grpclib (0.4, pinned) has no message-size limit
@@ -43,6 +46,17 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.server import Stream
 
 from ._wire import check_bytes, read_message
+from .audit import (
+    AUDITED,
+    AuditEntry,
+    AuditTrail,
+    arguments_of,
+    peer_text,
+    result_text,
+    short_method,
+    target_of,
+)
+from .auth import Authenticator, Client
 from .errors import RequestRefused, bounded, grpc_error, refused
 from .limits import RequestLimits, too_large
 
@@ -67,6 +81,9 @@ class BoundedStream(Stream[Any, Any]):
     method: str
     unary_request: bool  # the method takes exactly one request message
     received: int  # request messages read so far
+    audited: bool  # the call leaves an audit record: its first request and reply are kept
+    request: Any  # the first request message (audited calls), None before it is read
+    reply: Any  # the first reply message (audited calls: a new scan's or script's id)
 
     @property
     def h2_stream(self) -> Any:
@@ -130,8 +147,15 @@ class BoundedStream(Stream[Any, Any]):
                 f" {exc}",
             ) from None
         limits.check(message)
+        if self.audited and not self.received:
+            self.request = message
         self.received += 1
         return message
+
+    async def send_message(self, message: Any, **kwargs: Any) -> None:
+        if self.audited and self.reply is None:
+            self.reply = message
+        await super().send_message(message, **kwargs)
 
     async def _read(self, size: int, declared: int) -> bytes:
         """``size`` bytes of the request; b"" at its clean end (no more messages).
@@ -171,8 +195,16 @@ async def receive(stream: Stream[Any, Any]) -> Any:
 class RequestGuard:
     """Wraps every service's handlers; one per server (the limits and the slots it shares)."""
 
-    def __init__(self, limits: RequestLimits) -> None:
+    def __init__(
+        self,
+        limits: RequestLimits,
+        *,
+        auth: Authenticator | None = None,
+        audit: AuditTrail | None = None,
+    ) -> None:
         self.limits = limits
+        self.auth = auth
+        self.audit = audit
         self.large_bodies = asyncio.Semaphore(LARGE_BODIES)
         self.refusals = 0  # requests refused for what they are (statistics, tests)
         self._log_limit = LogLimit()
@@ -182,30 +214,78 @@ class RequestGuard:
 
     def handler(self, method: str, handler: Handler) -> _Func:
         func, unary = handler.func, not handler.cardinality.client_streaming
+        audited = self.audit is not None and method in AUDITED
 
         async def guarded(stream: Stream[Any, Any]) -> None:
             stream.__class__ = BoundedStream  # same object, same state: only reads change
             assert isinstance(stream, BoundedStream)
             stream.guard, stream.method, stream.unary_request = self, method, unary
-            stream.received = 0
+            stream.received, stream.audited = 0, audited
+            stream.request = stream.reply = None
+            started = time.monotonic()
+            result = "ok"
             try:
+                if self.auth is not None:
+                    self.auth.authorize(method, stream.metadata)  # type: ignore[arg-type]
                 await func(stream)
             except RequestRefused as error:
                 self.refusals += 1
                 self._log(method, stream, error)
+                result = result_text(error.status.name, error.message or "")
                 raise
             except GRPCError as error:
                 message = error.message or ""
                 text = bounded(message)
+                result = result_text(error.status.name, text)
                 if text is not message:
                     raise GRPCError(error.status, text, error.details) from None
                 raise
-            except (TimeoutError, StreamTerminatedError):
-                raise  # the client went away, or its deadline passed: grpclib answers these
+            except TimeoutError:
+                result = "DEADLINE_EXCEEDED: the client's deadline passed"
+                raise  # grpclib answers it
+            except StreamTerminatedError:
+                result = "CANCELLED: the client went away"
+                raise
             except Exception as exc:
-                raise grpc_error(exc) from exc
+                status = grpc_error(exc)
+                result = result_text(status.status.name, status.message or "")
+                raise status from exc
+            except BaseException:  # asyncio's CancelledError: the call was cancelled
+                result = "CANCELLED: the call was cancelled"
+                raise
+            finally:
+                if audited:
+                    self._audit(stream, started, result)
 
         return guarded
+
+    def _audit(self, stream: BoundedStream, started: float, result: str) -> None:
+        """One audit record for the call that just ended (refused, failed or not)."""
+        assert self.audit is not None
+        finished = time.monotonic()
+        client = self._who(stream)
+        target = target_of(stream.request, stream.reply)
+        self.audit.record(
+            AuditEntry(
+                when=time.time() - (finished - stream.arrived),
+                who=client.name if client else "",
+                role=client.role.label if client else "",
+                peer=peer_text(stream.peer.addr() if stream.peer is not None else None),
+                method=short_method(stream.method),
+                target=target,
+                arguments=arguments_of(stream.request, target),
+                result=result,
+                duration_ms=(finished - started) * 1e3,
+            )
+        )
+
+    def _who(self, stream: BoundedStream) -> Client | None:
+        if self.auth is None:
+            return None
+        try:
+            return self.auth.client(stream.metadata)  # type: ignore[arg-type]
+        except GRPCError:
+            return None  # no or an unknown token: the record says "unknown"
 
     def _log(self, method: str, stream: Stream[Any, Any], error: GRPCError) -> None:
         log, suppressed, since = self._log_limit.take(time.monotonic())

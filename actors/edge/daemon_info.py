@@ -9,6 +9,7 @@ from benchd.v1 import daemon_pb2 as pb
 
 from ._context import EdgeContext
 from ._guard import receive
+from .estop import latch_message
 
 #: What this edge serves, one name per service or capability a client can rely on
 #: (tests/actors/edge/test_daemon_info_features.py checks every servicer has its name here).
@@ -58,5 +59,6 @@ class DaemonInfoServicer(daemon_grpc.DaemonInfoBase):
                 devices=self.ctx.device_names(),
                 features=features,
                 role=client.role.label,
+                estop=latch_message(self.ctx.system, self.ctx.edge_name),
             )
         )

@@ -26,9 +26,9 @@ from typing import Any
 import trio
 from grpclib.server import Stream
 
-from benchd.v1 import estop_grpc
+from benchd.v1 import common_pb2, estop_grpc
 from benchd.v1 import estop_pb2 as pb
-from runtime import ActorSystem, EmergencyStopReport
+from runtime import ActorSystem, EmergencyStopReport, Latch
 
 from ._context import EdgeContext, EventLog
 from ._guard import BoundedStream, receive
@@ -58,13 +58,39 @@ class StopEvent:
         )
 
 
+def current_latch(system: ActorSystem, edge: str) -> tuple[Latch | None, list[str]]:
+    """The newest latch any device holds (why, by whom, since when) and who is latched."""
+    latched = [s for s in system.statistics() if s.latch is not None and s.name != edge]
+    newest = max((s.latch for s in latched if s.latch), key=lambda x: x.since, default=None)
+    return newest, [s.name for s in latched]
+
+
+def latch_message(system: ActorSystem, edge: str) -> common_pb2.EmergencyStopLatch:
+    """The latch as health, daemon info and the e-stop state show it."""
+    latch, actors = current_latch(system, edge)
+    if latch is None:
+        return common_pb2.EmergencyStopLatch(latched=False)
+    return common_pb2.EmergencyStopLatch(
+        latched=True,
+        reason=latch.reason,
+        by=latch.by,
+        since=latch.since,
+        actors=actors,
+        summary=latch.describe(),
+    )
+
+
 def latch_state(system: ActorSystem, edge: str) -> pb.EmergencyStopState:
     latched = [s for s in system.statistics() if s.latched is not None and s.name != edge]
     reasons = sorted({s.latched or "" for s in latched})
+    latch, _ = current_latch(system, edge)
     return pb.EmergencyStopState(
         latched=bool(latched),
         latched_actors=[s.name for s in latched],
         reason="; ".join(reasons),
+        by=latch.by if latch else "",
+        since=latch.since if latch else 0.0,
+        summary=latch.describe() if latch else "",
     )
 
 

@@ -30,6 +30,7 @@ from ..pipeline.taps import GetTapStatistics, TapPolicy
 from . import _convert as convert
 from ._context import EdgeContext, EventLog
 from ._guard import receive
+from .estop import current_latch, latch_message
 
 AlertKind = pb.Alert
 
@@ -66,16 +67,23 @@ class HealthState:
     heartbeats: dict[str, Heartbeat] = field(default_factory=dict)
     active: dict[tuple[int, str], AlertEvent] = field(default_factory=dict)
     alerts: EventLog[AlertEvent] = field(default_factory=EventLog)
+    _keys: dict[tuple[int, str], object] = field(default_factory=dict)
 
-    def update(self, kind: int, subject: str, problem: str | None) -> None:
-        """Raise the alert when ``problem`` is set, clear it when it is None (once each)."""
-        key = (kind, subject)
-        if problem is not None and key not in self.active:
+    def update(self, kind: int, subject: str, problem: str | None, *, key: object = None) -> None:
+        """Raise the alert when ``problem`` is set, clear it when it is None (once each).
+
+        ``key`` tells one occurrence from the next while the condition holds: an active
+        alert whose key changes is raised again with the new message (a second e-stop)."""
+        slot = (kind, subject)
+        active = self.active.get(slot)
+        if problem is not None and (active is None or self._keys.get(slot) != key):
             event = AlertEvent(kind, subject, problem, True, time.time())
-            self.active[key] = event
+            self.active[slot] = event
+            self._keys[slot] = key
             self.alerts.append(event)
-        elif problem is None and key in self.active:
-            del self.active[key]
+        elif problem is None and active is not None:
+            del self.active[slot]
+            self._keys.pop(slot, None)
             self.alerts.append(AlertEvent(kind, subject, "cleared", False, time.time()))
 
 
@@ -128,6 +136,16 @@ class HealthMonitor:
                 if unresponsive
                 else None,
             )
+        latch, _ = current_latch(system, self.ctx.edge_name)
+        state.update(  # a new stop while latched replaces the alert: it says the newest
+            AlertKind.KIND_ESTOP_LATCHED,
+            "estop",
+            None
+            if latch is None
+            else f"{latch.describe()}; moves, settings and recordings"
+            " are refused until the emergency stop is reset",
+            key=None if latch is None else latch.since,
+        )
         disk = self.ctx.config.disk_path
         free = disk_free(disk)
         minimum = self.ctx.config.disk_free_min_gb * 1e9
@@ -233,6 +251,7 @@ class HealthServicer(health_grpc.HealthBase):
                 uptime_s=self.ctx.uptime(),
                 actors=len(stats),
                 actors_ready=sum(s.state is ActorState.RUNNING for s in stats),
+                estop=latch_message(self.ctx.system, self.ctx.edge_name),
                 **await self._pipeline(),
             )
         )

@@ -29,6 +29,15 @@ serial) next to the addresses configured.
 Emergency stop: the bus sends ``<addr>st`` to every attached module from its priority lane; a
 mount e-stopped on its own asks the bus (priority lane too) for its own ``st``. Whether ``st``
 interrupts an ordinary ``ma``/``mr`` is unconfirmed for the real modules.
+
+Position during a move: ``GetPosition`` is a query (answered while a move is in flight), but a
+moving module answers no query (``GS09`` busy, or silence: reference, unconfirmed), so during a
+move the mount answers the position *estimated* from the move's start, target and speed
+(``velocity`` % of ``max_speed``, 430 deg/s by the spec, unconfirmed), clamped between start and
+target; the position read from the module replaces it when the move ends. Idle, it reads ``gp``.
+The mount's own exchanges are serialised by a lock, because a query runs beside the handler in
+flight and both read the same channel of replies; a query never waits for the lock (it answers
+the last position read while another exchange holds it).
 """
 
 from __future__ import annotations
@@ -36,7 +45,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import trio
@@ -85,6 +95,9 @@ FRAME = re.compile(rb"([0-9A-F])(" + b"|".join(REPLY_LENGTHS) + rb")([0-9A-Fa-f]
 GRACE = 0.25
 #: Discovery: how long to wait at each address for an ``in`` reply (36 ms on the wire).
 DISCOVERY_WINDOW = 0.25
+#: Rotation speed at 100 % velocity, deg/s (Thorlabs spec via rust-daq; unconfirmed): only used
+#: to estimate the position while a module moves (it answers no query then).
+MAX_SPEED = 430.0
 MODELS = {6: "ELL6", 7: "ELL7", 8: "ELL8", 9: "ELL9", 10: "ELL10", 14: "ELL14", 15: "ELL15",
           16: "ELL16", 17: "ELL17", 18: "ELL18", 20: "ELL20"}  # fmt: skip
 
@@ -203,6 +216,23 @@ class ModuleInfo:
 
     def __str__(self) -> str:
         return f"{self.address}: {self.model} serial {self.serial}"
+
+
+@dataclass(frozen=True, slots=True)
+class Motion:
+    """A move in flight, as the mount knows it: from where, to where, from when, how long."""
+
+    start: float  # deg
+    target: float  # deg
+    began: float  # trio time
+    duration: float  # s, at the speed the module was set to
+
+    def at(self, now: float) -> float:
+        """The estimated position at trio time ``now``, between start and target."""
+        if self.duration <= 0:
+            return self.target
+        fraction = min(1.0, max(0.0, (now - self.began) / self.duration))
+        return self.start + (self.target - self.start) * fraction
 
 
 class ReplyGarbled(RequestError):
@@ -372,6 +402,7 @@ class Ell14Mount(DeviceActor):
         move_timeout: float = 30.0,
         tolerate_status: Collection[int] = (),
         query_retries: int = 2,
+        max_speed: float = MAX_SPEED,
     ) -> None:
         if len(address) != 1 or address not in "0123456789ABCDEF":
             raise ValueError(f"an ELL14 address is one hex digit 0-F, not {address!r}")
@@ -383,8 +414,11 @@ class Ell14Mount(DeviceActor):
         self.move_timeout = move_timeout
         self.tolerate_status = frozenset(tolerate_status)
         self.query_retries = query_retries
+        self.max_speed = max_speed
         self.pulses_per_degree = math.nan
         self._lines: trio.MemoryReceiveChannel[Frame | Garbled] | None = None
+        self._wire = trio.Lock()  # one exchange at a time on this mount's replies
+        self._motion: Motion | None = None  # the move in flight, for GetPosition meanwhile
         add = self.parameters.add
         self.velocity = add(
             Parameter(
@@ -466,21 +500,48 @@ class Ell14Mount(DeviceActor):
     async def handle(self, message: Message) -> object:
         match message:
             case MoveAbsolute(position=target):
-                return await self._move(b"ma", self._pulses(target, absolute=True))
+                pulses = self._pulses(target, absolute=True)
+                return await self._move(b"ma", pulses, target)
             case MoveRelative(distance=distance):
-                return await self._move(b"mr", self._pulses(distance, absolute=False))
+                pulses = self._pulses(distance, absolute=False)
+                return await self._move(b"mr", pulses, self.position.value + distance)
             case Home():
-                return await self._move(b"ho", b"0")  # direction 0 = clockwise
-            case GetPosition() | WaitSettled():
+                return await self._move(b"ho", b"0", 0.0)  # direction 0 = clockwise
+            case GetPosition():  # a query: runs beside a move in flight
+                return await self._live_position()
+            case WaitSettled():
                 return await self._read_position()  # moves complete before they reply
             case StopMotion():
-                await self._bus.ask(StopModules((self.address,)))
-                try:
-                    await self._expect({b"GS"}, 2.0, b"st")
-                except (TimeoutError, _GarbledReply) as problem:
-                    logger.warning("%s: st: %s (reading the position anyway)", self.name, problem)
-                return await self._read_position()
+                async with self._exclusive():
+                    await self._bus.ask(StopModules((self.address,)))
+                    try:
+                        await self._expect({b"GS"}, 2.0, b"st")
+                    except (TimeoutError, _GarbledReply) as problem:
+                        logger.warning(
+                            "%s: st: %s (reading the position anyway)", self.name, problem
+                        )
+                    return await self._read_position()
         return await super().handle(message)
+
+    async def _live_position(self) -> float:
+        """GetPosition: estimated during a move (the module answers no query while it moves),
+        the last position read while another exchange holds the link, else read (``gp``)."""
+        motion = self._motion
+        if motion is not None:
+            return motion.at(trio.current_time())
+        if self._wire.locked():
+            return float(self.position.value)
+        return await self._read_position()
+
+    @asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """Hold this mount's replies for one exchange (re-entrant within one task): a query
+        and the handler in flight never read each other's replies."""
+        if self._wire.statistics().owner is trio.lowlevel.current_task():
+            yield
+            return
+        async with self._wire:
+            yield
 
     # -- the protocol ------------------------------------------------------------------------
 
@@ -493,8 +554,23 @@ class Ell14Mount(DeviceActor):
             )
         return round(degrees * self.pulses_per_degree)
 
-    async def _move(self, command: bytes, argument: int | bytes) -> float:
-        """A move (or home) and its one reply, when the motion ends: ``PO`` is success, a
+    async def _move(self, command: bytes, argument: int | bytes, target: float) -> float:
+        """A move (or home) to about ``target`` degrees; while it runs, GetPosition answers
+        from its estimate (:class:`Motion`), set before the link is taken so that no query
+        ever waits for the move."""
+        start = float(self.position.value)
+        speed = self.max_speed * self.velocity.value / 100.0
+        duration = abs(target - start) / speed if speed > 0 else 0.0
+        self._motion = Motion(start, target, trio.current_time(), duration)
+        try:
+            async with self._exclusive():
+                self._motion = Motion(start, target, trio.current_time(), duration)
+                return await self._move_exchange(command, argument)
+        finally:
+            self._motion = None
+
+    async def _move_exchange(self, command: bytes, argument: int | bytes) -> float:
+        """The move's one reply, when the motion ends: ``PO`` is success, a
         ``GS`` status a failure unless tolerated; the position is then read again.
 
         A garbled reply, or none in time, is resolved by asking the module (``gs``): busy (or
@@ -590,20 +666,9 @@ class Ell14Mount(DeviceActor):
         valid frame. Then a garbled reply fails the request (ReplyGarbled); silence raises
         TimeoutError, which restarts the mount (the link is in doubt)."""
         for attempt in range(self.query_retries + 1):
-            self._drain()
-            await self._bus.ask(Send(self.address.encode() + command))
             try:
-                frame = await self._expect({code, b"GS"}, 2.0, command)
-                while frame.code != code:  # a GS where something else was asked: a refusal
-                    status = int(frame.data, 16)
-                    if status:
-                        self.status.report(STATUS.get(status, f"code {status}"))
-                        raise DeviceRefused(
-                            f"{self.name}: {command.decode()} answered"
-                            f" {STATUS.get(status, 'reserved')} (GS{status:02X})"
-                        )
-                    frame = await self._expect({code}, 2.0, command)  # GS00: stale
-                return frame
+                async with self._exclusive():
+                    return await self._query_once(command, code)
             except _GarbledReply as garbled:
                 if attempt == self.query_retries:
                     raise ReplyGarbled(
@@ -618,6 +683,21 @@ class Ell14Mount(DeviceActor):
                 "%s: asking %s again (attempt %d)", self.name, command.decode(), attempt + 2
             )
         raise AssertionError("unreachable")
+
+    async def _query_once(self, command: bytes, code: bytes) -> Frame:
+        self._drain()
+        await self._bus.ask(Send(self.address.encode() + command))
+        frame = await self._expect({code, b"GS"}, 2.0, command)
+        while frame.code != code:  # a GS where something else was asked: a refusal
+            status = int(frame.data, 16)
+            if status:
+                self.status.report(STATUS.get(status, f"code {status}"))
+                raise DeviceRefused(
+                    f"{self.name}: {command.decode()} answered"
+                    f" {STATUS.get(status, 'reserved')} (GS{status:02X})"
+                )
+            frame = await self._expect({code}, 2.0, command)  # GS00: stale
+        return frame
 
     async def _expect(self, expect: set[bytes], timeout: float, command: bytes) -> Frame:
         """The first frame with a code in ``expect``. Other frames are background (buttons) or

@@ -35,11 +35,13 @@ import math
 import os
 import re
 import termios
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
 import serial
 import trio
+from serial.tools import list_ports
 
 from runtime import BenchError, RequestError
 
@@ -91,6 +93,18 @@ class ConnectionLost(TransportError):
     """The port went away (cable pulled, adapter re-enumerated, simulator disconnected)."""
 
 
+class PortUnavailable(ConnectionLost):
+    """The port cannot be opened: missing, not a serial port, no permission, busy, or hung.
+    The message names the port and the operating system's reason (its errno text), and what
+    to check; nothing was sent or received, so it carries no "received" part."""
+
+    def __init__(self, device: str, message: str) -> None:
+        BenchError.__init__(self, f"{device}: {message}")
+        self.device = device
+        self.command = b""
+        self.received = b""
+
+
 @dataclass(frozen=True, slots=True)
 class SerialSettings:
     """How to open one port. Flow control is configurable because a pty has no RTS/CTS."""
@@ -106,6 +120,9 @@ class SerialSettings:
     read_terminator: bytes = b"\n"
     reply_timeout: float = 1.0
     exclusive: bool = True  # refuse a port another process already holds
+    #: Opening waits at most this long (a hung USB adapter can stall ``open`` in the kernel):
+    #: the device then fails and is retried, instead of holding anything else.
+    open_timeout: float = 2.0
     #: Replies may end in CR LF, CR or LF (and empty lines between them mean nothing): the
     #: default terminator then means "any line end". An explicit ``read_until`` terminator
     #: (fixed framing) is unaffected.
@@ -429,13 +446,17 @@ class SerialTransport(Link):
 
     @classmethod
     async def open(cls, device: str, settings: SerialSettings) -> SerialTransport:
-        """Open and configure the port (in a worker thread: opening a USB adapter can stall).
+        """Open and configure the port, in a worker thread (opening a USB adapter can stall),
+        within ``settings.open_timeout`` seconds.
 
-        Error handling: ConnectionLost naming the port if it cannot be opened.
+        Error handling: PortUnavailable naming the port, the operating system's reason and
+        what to check (:func:`open_failure`); after the time-out the thread is abandoned and
+        closes the port itself if it ever opens it.
         """
+        gave_up = threading.Event()
 
         def open_port() -> serial.Serial:
-            return serial.Serial(
+            port = serial.Serial(
                 settings.port,
                 baudrate=settings.baudrate,
                 bytesize=settings.bytesize,
@@ -447,13 +468,30 @@ class SerialTransport(Link):
                 write_timeout=0,
                 exclusive=settings.exclusive,
             )
+            if gave_up.is_set():  # nobody will take it: do not leak the descriptor
+                port.close()
+            return port
 
-        try:
-            port = await trio.to_thread.run_sync(open_port)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise ConnectionLost(device, f"cannot open {settings.port}: {exc}") from exc
+        def failure(exc: BaseException) -> str:
+            return open_failure(settings.port, exc)
+
+        opened: serial.Serial | None = None
+        with trio.move_on_after(settings.open_timeout):
+            try:
+                opened = await trio.to_thread.run_sync(open_port, abandon_on_cancel=True)
+            except (serial.SerialException, OSError, ValueError) as exc:
+                why = await trio.to_thread.run_sync(failure, exc)
+                raise PortUnavailable(device, why) from exc
+        if opened is None:
+            gave_up.set()
+            raise PortUnavailable(
+                device,
+                f"cannot open serial port {settings.port}: it did not open within"
+                f" {settings.open_timeout:g} s (the operating system did not answer: a hung USB"
+                " adapter? unplug it and plug it back in)",
+            )
         logger.debug("%s: opened %s", device, settings.port)
-        return cls(device, settings, port)
+        return cls(device, settings, opened)
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
@@ -568,6 +606,73 @@ class SerialTransport(Link):
             command=command,
             received=received,
         )
+
+
+#: What to check, by the errno of a failed open.
+_OPEN_HINTS = {
+    errno.ENOENT: "no such device: is the adapter plugged in, and is the port in the config right?",
+    errno.ENOTTY: "it is not a serial port (not a terminal device); check the port in the config",
+    errno.EISDIR: "it is a directory, not a serial port; check the port in the config",
+    errno.EACCES: "the daemon's user may not open it (add the user to the group that owns the"
+    " port, often dialout, then log in again)",
+    errno.EAGAIN: "another process holds the port open (find it with: fuser PORT)",
+    errno.EBUSY: "another process holds the port open (find it with: fuser PORT)",
+    errno.ENXIO: "the device behind it is gone (unplugged, or the adapter re-enumerated)",
+    errno.ENODEV: "the device behind it is gone (unplugged, or the adapter re-enumerated)",
+    errno.EIO: "the device does not answer (a faulty adapter or cable?)",
+}
+_OPEN_HINTS[errno.EPERM] = _OPEN_HINTS[errno.EACCES]
+#: At most this many present ports are listed when the configured one does not exist.
+LISTED_PORTS = 8
+
+
+def open_failure(port: str, exc: BaseException) -> str:
+    """Why ``port`` could not be opened, in words: the operating system's reason (the errno's
+    text and name), what to check, and for a missing port the serial ports that do exist.
+
+    pyserial wraps the OSError (or termios.error) in a SerialException, sometimes keeping the
+    errno and sometimes only in the message, so the chain is searched. Blocking (it scans the
+    system's ports): call it from a worker thread.
+    """
+    number = _errno_of(exc)
+    if number is None:
+        return f"cannot open serial port {port}: {exc}"
+    name = errno.errorcode.get(number, str(number))
+    text = f"cannot open serial port {port}: {os.strerror(number)} ({name})"
+    hint = _OPEN_HINTS.get(number)
+    if hint:
+        text += f"; {hint.replace('PORT', port)}"
+    if number == errno.ENOENT:
+        text += f"; serial ports present: {present_ports()}"
+    return text
+
+
+def present_ports() -> str:
+    """The serial ports this machine has now (at most LISTED_PORTS), or "none"."""
+    try:
+        found = sorted(p.device for p in list_ports.comports())
+    except OSError:
+        return "unknown"
+    if not found:
+        return "none"
+    more = f" and {len(found) - LISTED_PORTS} more" if len(found) > LISTED_PORTS else ""
+    return ", ".join(found[:LISTED_PORTS]) + more
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        number = getattr(current, "errno", None)
+        if isinstance(number, int):
+            return number
+        if isinstance(current, termios.error) and current.args:
+            first = current.args[0]
+            if isinstance(first, int):
+                return first
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _line_end(buffer: bytearray) -> int:

@@ -31,6 +31,7 @@ from runtime import (
     ActorError,
     ActorRef,
     BenchError,
+    Hazardous,
     InsufficientResources,
     Message,
     Observable,
@@ -67,9 +68,10 @@ RECORDER_NAME = "recorder"  # the bench's recorder actor: the edge and scripts f
 
 
 @dataclass(frozen=True, slots=True)
-class StartRun(Request[RunStatus]):
+class StartRun(Request[RunStatus], Hazardous):
     """Start recording. ``frames``: acquire that many camera frames, then end the run;
-    ``duration``: end after that many seconds; neither: record until StopRun."""
+    ``duration``: end after that many seconds; neither: record until StopRun. Refused while
+    the e-stop is latched (Hazardous), like moves and hazardous settings."""
 
     name: str
     metadata: Mapping[str, Any] = field(default_factory=dict)

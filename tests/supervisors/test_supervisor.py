@@ -357,3 +357,74 @@ async def test_an_error_in_the_block_stops_the_tree_gracefully_before_it_propaga
     events = journal.events
     assert "arrived a 90" in events  # the move in flight finished: no cancellation mid-move
     assert events.index("stop b") < events.index("stop a")  # reverse start order
+
+
+async def test_rest_for_one_does_not_start_dependents_of_a_child_that_failed_to_start(
+    autojump_clock,
+):
+    """An axis whose controller cannot open its port is not started (it would only wait out a
+    time-out asking the controller); it shows why it waits, and starts with the controller."""
+    journal = Journal()
+    controller = ActorSpec("esp300", lambda: Stage(journal, fail_start=2))
+    axes = [ActorSpec(f"esp300.axis{n}", lambda: Stage(journal)) for n in (1, 2)]
+    tree = SupervisorSpec(
+        "esp300.supervisor",
+        (controller, *axes),
+        strategy=Strategy.REST_FOR_ONE,
+        max_restarts=10,
+        backoff=Backoff(initial=5.0, maximum=5.0, jitter=0.0),
+    )
+    async with open_actor_system([tree]) as system:
+        assert trio.current_time() == 0.0  # nothing waited on a time-out
+        assert starts(journal) == ["esp300"]
+        axis = system.ref("esp300.axis1").statistics()
+        assert axis.state is ActorState.RESTARTING
+        assert axis.last_failure is not None and axis.last_failure.type == "NotStarted"
+        assert "waiting for esp300, which failed to start" in axis.last_failure.message
+        assert "serial port vanished" in axis.last_failure.message
+        await trio.sleep(11.0)  # two backoffs: the controller starts on its third attempt
+        assert starts(journal) == ["esp300"] * 3 + ["esp300.axis1", "esp300.axis2"]
+        assert await system.ref("esp300.axis2").ask(Echo("up")) == "esp300.axis2: up"
+
+
+async def test_a_child_slow_to_start_holds_its_siblings_at_most_its_start_timeout(autojump_clock):
+    journal = Journal()
+    slow = ActorSpec("camera", lambda: Stage(journal, start_delay=30.0), start_timeout=2.0)
+    fast = ActorSpec("stage", lambda: Stage(journal))
+    async with open_actor_system([slow, fast]) as system:
+        assert trio.current_time() == pytest.approx(2.0)
+        assert system.ref("camera").state is ActorState.STARTING  # degraded, still starting
+        assert await system.ref("stage").ask(Echo("up")) == "stage: up"
+        assert await system.ref("camera").ask(Echo("up"), timeout=60.0) == "camera: up"
+        assert trio.current_time() == pytest.approx(30.0)
+    assert journal.events[-2:] == ["stop stage", "stop camera"]
+
+
+async def test_stopping_while_a_child_is_still_starting_does_not_wait_for_it(autojump_clock):
+    journal = Journal()
+    slow = ActorSpec(
+        "camera", lambda: Stage(journal, start_delay=1000.0), start_timeout=1.0, shutdown_timeout=2
+    )
+    async with open_actor_system([slow]) as system:
+        assert system.ref("camera").state is ActorState.STARTING
+    assert trio.current_time() < 10.0
+    assert system.ref("camera").state is ActorState.DOWN
+
+
+def test_a_start_timeout_must_be_positive():
+    with pytest.raises(ValueError, match="start_timeout"):
+        ActorSpec("a", lambda: Stage(Journal()), start_timeout=0.0)
+    with pytest.raises(ValueError, match="start_timeout"):
+        SupervisorSpec("s", (), start_timeout=-1.0)
+
+
+async def test_a_failure_that_repeats_is_logged_the_1st_10th_100th_time(autojump_clock, caplog):
+    journal = Journal()
+    spec = ActorSpec("esp300", lambda: Stage(journal, fail_start=25))
+    with caplog.at_level("DEBUG", logger="supervisors"):
+        async with open_actor_system([spec], max_restarts=100, backoff=NO_BACKOFF) as system:
+            assert await system.ref("esp300").ask(Echo("up"), timeout=60.0) == "esp300: up"
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2 and "the same failure 10 times in a row" in errors[1]
+    assert sum("crashed again" in r.getMessage() for r in caplog.records) == 23
+    assert any("is running again" in r.getMessage() for r in caplog.records)

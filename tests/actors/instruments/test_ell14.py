@@ -352,3 +352,42 @@ async def test_home_and_stop_are_operations_of_a_mount(io_clock, link):
         assert await mount.ask(Home()) == pytest.approx(0.0)
         assert await mount.ask(StopMotion()) == pytest.approx(0.0)  # at rest: harmless
         assert simulator.commands.count(b"8st") == 1
+
+
+async def test_get_position_answers_at_once_during_a_move(io_clock, link):
+    """A moving module answers no query (GS09), so the mount answers GetPosition from the
+    move's estimate at once, between start and target, never waiting for the move."""
+    async with bench(link) as (simulator, system):
+        mount = system.ref("ell14.2")
+        await mount.ask(SetParameter("velocity", 25))  # 350 deg at 107.5 deg/s: ~3.3 s
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(mount.ask, MoveAbsolute(350.0))
+            await until(lambda: simulator.modules["2"].moving is not None)
+            seen = []
+            for _ in range(3):
+                asked = trio.current_time()
+                seen.append(await mount.ask(GetPosition(), timeout=5.0))
+                assert trio.current_time() - asked < 0.5  # nothing on the wire: at once
+                await trio.sleep(0.5)
+            assert simulator.modules["2"].moving is not None  # still moving
+        assert 0.0 <= seen[0] < seen[1] < seen[2] < 350.0
+        sent = list(simulator.commands)
+        since_move = sent[max(i for i, c in enumerate(sent) if c.startswith(b"2ma")) :]
+        assert b"2gp" not in since_move  # nothing asked of the moving module
+        assert await mount.ask(GetPosition()) == pytest.approx(350.0, abs=0.01)  # read again
+
+
+async def test_a_position_query_never_reads_a_reply_meant_for_another_exchange(io_clock, link):
+    """Queries run beside the handler in flight; the mount's exchanges are serialised, so a
+    burst of GetPosition queries racing settings gets every reply right."""
+    async with bench(link) as (_, system):
+        mount = system.ref("ell14.3")
+        await mount.ask(MoveAbsolute(45.0))
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(mount.ask, GetPosition())
+            for velocity in (40, 60, 80, 100):
+                assert (await mount.ask(SetParameter("velocity", velocity))).value == velocity
+        for _ in range(5):
+            assert await mount.ask(GetPosition()) == pytest.approx(45.0, abs=0.01)
+        assert restarts(system) == 0

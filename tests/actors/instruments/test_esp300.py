@@ -352,3 +352,24 @@ async def test_a_late_reply_never_answers_a_later_question(io_clock, link):
         assert await axis.ask(GetPosition()) == pytest.approx(1.0)
         assert await axis.ask(MoveAbsolute(2.0)) == pytest.approx(2.0)
         assert all(system.ref(n).statistics().restarts == 0 for n in ("esp300", "esp300.axis1"))
+
+
+async def test_get_position_answers_at_once_during_a_move(io_clock, link):
+    """GetPosition is a query: it never waits behind the move in the axis's mailbox, and it
+    reads the controller (which answers TP? while the axis moves) for the live position."""
+    async with bench(link) as (simulator, system):
+        axis = system.ref("esp300.axis1")
+        start = await axis.ask(GetPosition())
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(axis.ask, MoveAbsolute(20.0))  # 20 mm at 5 mm/s: ~4.25 s
+            await until(lambda: simulator.axes[1].moving(trio.current_time()))
+            seen = []
+            for _ in range(3):
+                asked = trio.current_time()
+                seen.append(await axis.ask(GetPosition(), timeout=5.0))
+                # generous for a loaded machine, far below the move's 4 s
+                assert trio.current_time() - asked < 1.0
+                await trio.sleep(0.5)
+            assert axis.statistics().normal_depth == 0  # the move is still the one in flight
+        assert start < seen[0] < seen[1] < seen[2] < 20.0  # live, between start and target
+        assert await axis.ask(GetPosition()) == pytest.approx(20.0)

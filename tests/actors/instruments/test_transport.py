@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import serial
 import trio
 
 from actors.instruments.transport import (
     ConnectionLost,
     DeviceRefused,
+    PortUnavailable,
     ProtocolError,
     ReplyForm,
     ReplyPolicy,
@@ -17,6 +23,7 @@ from actors.instruments.transport import (
     SerialSettings,
     SerialTransport,
     is_echo,
+    open_failure,
 )
 from simulators._pty import PtySimulator
 
@@ -127,8 +134,92 @@ async def test_pulled_cable_is_connection_lost_and_the_link_comes_back(io_clock,
 
 async def test_opening_a_missing_port_names_it(tmp_path: Path):
     missing = tmp_path / "ttyUSB9"
-    with pytest.raises(ConnectionLost, match=f"echo: cannot open {missing}"):
+    with pytest.raises(ConnectionLost, match=f"echo: cannot open serial port {missing}"):
         await SerialTransport.open("echo", settings(str(missing)))
+
+
+async def test_a_port_that_cannot_be_opened_fails_at_once_saying_why(tmp_path: Path):
+    """The OS's reason (errno text and name) and what to check, for each way a port is wrong."""
+    not_a_tty = tmp_path / "port.txt"
+    not_a_tty.write_text("not a serial port")
+    cases = {
+        tmp_path / "ttyUSB9": "No such file or directory (ENOENT); no such device: is the adapter"
+        " plugged in",
+        not_a_tty: "Inappropriate ioctl for device (ENOTTY); it is not a serial port",
+        tmp_path: "Is a directory (EISDIR)",
+    }
+    for port, reason in cases.items():
+        started = trio.current_time()
+        with pytest.raises(PortUnavailable) as caught:
+            await SerialTransport.open("esp300", settings(str(port)))
+        assert trio.current_time() - started < 2.0
+        text = str(caught.value)
+        assert text.startswith(f"esp300: cannot open serial port {port}: {reason}")
+        assert "received" not in text  # nothing was exchanged: no "received nothing"
+    assert "serial ports present:" in str(
+        (await _failure(tmp_path / "ttyUSB9")).value
+    )  # a missing port lists the ones that exist
+
+
+async def _failure(port: Path) -> pytest.ExceptionInfo[PortUnavailable]:
+    with pytest.raises(PortUnavailable) as caught:
+        await SerialTransport.open("esp300", settings(str(port)))
+    return caught
+
+
+async def test_a_busy_port_names_the_process_check(tmp_path: Path):
+    echo = Echo(link=tmp_path / "ttyBUSY")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(echo.run)
+        async with await SerialTransport.open("first", settings(str(echo.path))):
+            with pytest.raises(PortUnavailable) as caught:
+                await SerialTransport.open("second", settings(str(echo.path)))
+        nursery.cancel_scope.cancel()
+    text = str(caught.value)
+    assert "Resource temporarily unavailable (EAGAIN)" in text
+    assert f"another process holds the port open (find it with: fuser {echo.path})" in text
+
+
+@pytest.mark.parametrize(
+    ("number", "words"),
+    [
+        (errno.EACCES, "Permission denied (EACCES); the daemon's user may not open it"),
+        (errno.EBUSY, "Device or resource busy (EBUSY); another process holds the port"),
+        (errno.ENXIO, "(ENXIO); the device behind it is gone"),
+    ],
+)
+def test_open_failures_are_explained_from_the_errno_in_the_chain(number, words):
+    """pyserial keeps the errno on its exception, or only on the exception it wraps."""
+    cause = OSError(number, os.strerror(number))
+    wrapped = serial.SerialException(f"could not open port /dev/ttyUSB0: {cause}")
+    wrapped.__context__ = cause
+    for exc in (cause, wrapped):
+        assert words in open_failure("/dev/ttyUSB0", exc)
+    assert (
+        open_failure("/dev/x", ValueError("bad baud")) == "cannot open serial port /dev/x: bad baud"
+    )
+
+
+async def test_an_open_that_hangs_fails_after_the_open_timeout(tmp_path: Path, monkeypatch):
+    """A hung USB adapter stalls open() in the kernel: the device fails after open_timeout,
+    the stuck thread is abandoned, and closes the port itself if it ever opens."""
+    release = threading.Event()
+    closed = threading.Event()
+
+    class Hung:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            release.wait(10.0)
+
+        def close(self) -> None:
+            closed.set()
+
+    monkeypatch.setattr(serial, "Serial", Hung)
+    started = time.monotonic()
+    with pytest.raises(PortUnavailable, match=r"did not open within 0\.2 s"):
+        await SerialTransport.open("esp300", settings("/dev/ttyUSB0", open_timeout=0.2))
+    assert time.monotonic() - started < 2.0
+    release.set()
+    assert await trio.to_thread.run_sync(closed.wait, 5.0)  # nothing leaks
 
 
 # -- replies matched by form ---------------------------------------------------------------------
