@@ -60,7 +60,7 @@ import numpy.typing as npt
 from .audit_trail import LIMITS as AUDIT_LIMITS
 from .audit_trail import AuditEntry
 from .hdf5_superblock import clear_status_flags, read_superblock
-from .nexus_names import NameAllocator
+from .nexus_names import NameAllocator, nexus_name
 from .nexus_read import (
     AUDIT_COLUMNS,
     END_RECORD,
@@ -158,6 +158,17 @@ class ChannelSpec:
         return f"{self.device}/{self.name}"
 
     @property
+    def path(self) -> str:
+        """Where the channel's NXlog is by the naming rule (:mod:`.nexus_names`); exact unless
+        two bench names map to one NeXus name (then the later gets ``_2``): the file's
+        ``layout_json`` (:func:`read_layout`) is always exact."""
+        if self.kind is ChannelKind.READING:
+            return f"/entry/readings/{nexus_name(self.device)}/reading"
+        if self.kind is ChannelKind.SCAN:
+            return f"/entry/scan/{nexus_name(self.name)}"
+        return f"/entry/readings/{nexus_name(self.device)}/parameters/{nexus_name(self.name)}"
+
+    @property
     def label(self) -> str:
         """What the channel is called on the bench (a plot's axis label)."""
         if self.kind is ChannelKind.PARAMETER:
@@ -231,18 +242,28 @@ def iso(timestamp: float) -> str:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_TEXT = h5py.string_dtype("utf-8", STRING_BYTES)
-_CHANNEL_DTYPES: dict[str, Any] = {"float": "f8", "int": "i8", "bool": "u1", "str": _TEXT}
+_TEXT = h5py.string_dtype("utf-8", STRING_BYTES)  # fixed-size text, marked as UTF-8
+_CHANNEL_DTYPES = {"float": "f8", "int": "i8", "bool": "u1", "str": f"S{STRING_BYTES}"}
 
 
 def _load_compressor() -> Callable[[npt.NDArray[np.uint16]], npt.NDArray[np.uint8]] | None:
     """bitshuffle's own LZ4 compressor, if installed: it releases the GIL while it works, so
     the event loop keeps running while a frame is compressed (HDF5's filter pipeline holds
     the GIL for the whole write: ~10 ms a full frame, measured)."""
+    # One thread: bitshuffle parallelises with OpenMP, whose threads spin-wait for each other;
+    # on a busy 2-core machine a frame then took 120-140 ms instead of 5 (measured). libgomp
+    # reads OMP_NUM_THREADS once, when bitshuffle loads it; the environment is restored after.
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
     try:
         import bitshuffle  # noqa: PLC0415 (optional: without it HDF5's filter compresses)
     except ImportError:
         return None
+    finally:
+        if saved is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
 
     def compress(pixels: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
         # The chunk as the HDF5 bitshuffle filter stores it: the uncompressed size (u64, big
@@ -499,7 +520,8 @@ class NexusRunFile:
         times.attrs["units"] = "s"
         times.attrs["start"] = EPOCH
         times.attrs["long_name"] = "time (Unix s)"
-        values = _series(group, "value", _CHANNEL_DTYPES[channel.dtype], chunk)
+        dtype = _TEXT if channel.dtype == "str" else _CHANNEL_DTYPES[channel.dtype]
+        values = _series(group, "value", dtype, chunk)
         units = channel.value_units
         values.attrs["units"] = units
         shown = units if units not in ("", DIMENSIONLESS) else ""

@@ -166,6 +166,12 @@ def test_groups_have_valid_names_an_nx_class_and_keep_the_bench_names(tmp_path: 
     )
     assert layout["default_plot"] == "/entry/data" and layout["audit"] == "/entry/audit"
     assert frames_path(path) == "/entry/instrument/camera/data"
+    laid_out = {
+        **{f"{d}/reading": p for d, p in layout["readings"].items()},
+        **{f"{d}/{n}": p for d, ps in layout["parameters"].items() for n, p in ps.items()},
+        **{f"scan/{c}": p for c, p in layout["scan"].items()},
+    }
+    assert {c.key: c.path for c in (*READINGS, *PARAMETERS, *SCAN)} == laid_out  # the rule
 
 
 def test_every_log_has_unix_times_and_every_value_has_units(tmp_path: Path) -> None:
