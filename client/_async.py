@@ -733,7 +733,7 @@ class AsyncBench:
         frames: int = 0,
         duration: float = 0.0,
         metadata: Mapping[str, object] | None = None,
-        compression: str = "none",
+        compression: str = "",
         readings_only: bool = False,
     ) -> RunStatus:
         """Start recording a run (see :meth:`record`); returns at once."""
@@ -776,7 +776,7 @@ class AsyncBench:
         frames: int = 0,
         duration: float = 0.0,
         metadata: Mapping[str, object] | None = None,
-        compression: str = "none",
+        compression: str = "",
         readings_only: bool = False,
         wait: bool = True,
         progress: Callable[[RunStatus], object] | None = None,

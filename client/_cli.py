@@ -267,7 +267,9 @@ def _add_run_commands(commands: Any) -> None:
     record.add_argument(
         "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
     )
-    record.add_argument("--compression", default="none", help="none or bitshuffle-lz4")
+    record.add_argument(
+        "--compression", default="", help="bitshuffle-lz4 or none (default: the bench's)"
+    )
     record.add_argument("--readings-only", action="store_true", help="no camera frames")
     record.add_argument("--no-wait", action="store_true", help="start it and return")
     runs = commands.add_parser("runs", help="the run files (list; show NAME|PATH: a summary)")

@@ -633,7 +633,7 @@ class Bench:
         frames: int = 0,
         duration: float = 0.0,
         metadata: Mapping[str, object] | None = None,
-        compression: str = "none",
+        compression: str = "",
         readings_only: bool = False,
         wait: bool = True,
         progress: bool | Callable[[RunStatus], object] = False,

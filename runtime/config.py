@@ -60,6 +60,7 @@ class StorageConfig:
     frame_queue: int = 128  # frames the writer may fall behind before frames are dropped
     ring_slots: int = 16  # frames in each camera's shared-memory ring (0: no ring)
     ring_directory: Path | None = None  # default /dev/shm (or /tmp without it)
+    compression: str = "bitshuffle-lz4"  # a run's frames: "bitshuffle-lz4" or "none" (raw)
 
 
 DEFAULT_HOST = "127.0.0.1"
@@ -312,6 +313,9 @@ _SCRIPTING_INTS: dict[str, tuple[int, int]] = {
 }
 
 
+#: How a run's frames may be stored (actors.pipeline.nexus_file.Compression's values).
+STORAGE_COMPRESSIONS = ("bitshuffle-lz4", "none")
+
 _STORAGE_NUMBERS: dict[str, tuple[type, float, float]] = {
     "min_free_mb": (float, 0.0, 1e9),
     "flush_interval": (float, 0.05, 60.0),
@@ -323,8 +327,19 @@ _STORAGE_NUMBERS: dict[str, tuple[type, float, float]] = {
 def _storage(table: object, source: str) -> StorageConfig:
     _expect(table, dict, "storage", source, "a table")
     assert isinstance(table, dict)
-    _only(table, {"directory", "ring_directory", *_STORAGE_NUMBERS}, "storage", source)
+    _only(
+        table, {"directory", "ring_directory", "compression", *_STORAGE_NUMBERS}, "storage", source
+    )
     values: dict[str, Any] = {}
+    if "compression" in table:
+        value = table["compression"]
+        if value not in STORAGE_COMPRESSIONS:
+            raise ConfigError(
+                source,
+                "storage.compression",
+                f"{str(value)[:40]!r} is not known; use one of {', '.join(STORAGE_COMPRESSIONS)}",
+            )
+        values["compression"] = value
     base = Path(source).parent if source != BUILT_IN else Path.cwd()
     for key in ("directory", "ring_directory"):
         if key in table:

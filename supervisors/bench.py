@@ -448,6 +448,7 @@ def _pipeline(config: BenchConfig) -> SupervisorSpec:
             min_free_mb=storage.min_free_mb,
             flush_interval=storage.flush_interval,
             frame_queue=storage.frame_queue,
+            compression=storage.compression,
         ),
     )
     rings = [

@@ -104,7 +104,7 @@ def start_request(request: pb.StartRunRequest) -> StartRun:
         metadata=metadata,
         frames=request.frames or None,
         duration=request.duration_s or None,
-        compression=request.compression or "none",
+        compression=request.compression,  # "": the bench's default ([storage] compression)
         record_frames=not request.readings_only,
     )
 

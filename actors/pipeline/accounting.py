@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
+from .audit_trail import AuditTrail
 from .disk_space import DiskFull
 from .frame_source import FrameSource, SourceRefused
 from .parameter_watch import ParameterWatch
@@ -85,6 +86,7 @@ class RunAccounting:
         readings: ReadingSource | None = None,
         parameters: ParameterWatch | None = None,
         scan: ScanTable | None = None,
+        audit: AuditTrail | None = None,
     ) -> RunCounts:
         """Every piece's numbers, as they stand."""
         return RunCounts(
@@ -101,6 +103,8 @@ class RunAccounting:
             parameter_changes_skipped=parameters.skipped if parameters else 0,
             parameter_changes_discarded=writer.changes_discarded,
             scan_points=scan.points if scan else 0,
+            audit_entries=writer.audit_written,
+            audit_dropped=(audit.dropped if audit else 0) + writer.audit_discarded,
         )
 
     def end(

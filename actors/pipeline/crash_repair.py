@@ -49,6 +49,7 @@ from .arrow_readings import SCHEMA, read_readings
 from .frame_source import FrameCount
 from .hdf5_superblock import SuperblockError, clear_status_flags, read_superblock
 from .nexus_file import end_record_bytes, iso, reserve_path
+from .nexus_read import AUDIT_COLUMNS
 from .run_status import RunCounts, RunEnd, RunOutcome
 
 logger = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ def _close_crashed(path: Path, actions: list[str]) -> RunEnd:
         options = run_info.get("options", {}) or {}
         frames, numbers, last_time = _cut_frames(entry, size, actions)
         counts, channel_time = _cut_channels(entry, actions)
+        audit = _cut_audit(entry, actions)
         span = FrameCount()
         for number in numbers:
             span.see(int(number))
@@ -201,6 +203,7 @@ def _close_crashed(path: Path, actions: list[str]) -> RunEnd:
                 "frames_received": frames,
                 "frames_written": frames,
                 "frames_missing": max(0, span.total_span - frames),
+                "audit_entries": audit,
             }
         )
         end_time = max(last_time, channel_time, start_time)
@@ -282,6 +285,23 @@ def _cut_channels(entry: h5py.Group, actions: list[str]) -> tuple[RunCounts, flo
         actions.append(f"cut {cut} readings and parameter channels to their whole rows")
     counts = RunCounts(readings_recorded=readings, parameter_changes=changes, scan_points=points)
     return counts, last
+
+
+def _cut_audit(entry: h5py.Group, actions: list[str]) -> int:
+    """Cut the audit trail to its whole rows; how many there are."""
+    audit = entry.get("audit")
+    if audit is None:
+        return 0
+    datasets = [audit[name] for name in AUDIT_COLUMNS if name in audit]
+    if not datasets:
+        return 0
+    lengths = [int(d.shape[0]) for d in datasets]
+    rows = min(lengths)
+    if any(length != rows for length in lengths):
+        for dataset in datasets:
+            dataset.resize(rows, axis=0)
+        actions.append(f"cut the audit trail to its {rows} whole rows")
+    return rows
 
 
 def _channels(entry: h5py.Group) -> Iterator[tuple[str, h5py.Group]]:

@@ -3,23 +3,35 @@ worker thread (the recorder uses ``trio.to_thread``), never from the event loop.
 
 Why SWMR: the file is readable (``h5py.File(path, "r", swmr=True)``) while the run goes on, and
 a daemon killed mid-run leaves a valid file holding every frame flushed so far. SWMR allows no
-new objects once it is on, so everything — every dataset of every channel, and the end record —
-is created up front; the end record is a fixed-size dataset written in place at the end, so
-finishing a run needs no new space even on a full disk.
+new objects once it is on, so everything — every dataset of every channel, the audit trail, the
+default plot and the end record — is created up front; the end record is a fixed-size dataset
+written in place at the end, so finishing a run needs no new space even on a full disk.
 
-Layout (NeXus application-neutral, readable by silx / HDFView / NeXpy)::
+Layout (NeXus base classes only; group and field names follow :mod:`.nexus_names`: a device
+``esp300.axis1`` is the group ``esp300_axis1`` with ``@device="esp300.axis1"``)::
 
-    /entry                       NXentry: title, start_time, end_time, program_name
-    /entry/manifest              NXcollection: json (everything at run start), run metadata
+    /                            NXroot: @default="entry", @file_name, @file_time, @creator
+    /entry                       NXentry: title, start_time, end_time, program_name,
+                                 end_record (JSON); @default="data" when /entry/data exists
+    /entry/manifest              NXcollection: json (everything at run start), metadata_json,
+                                 layout_json (every bench name -> its path in this file)
     /entry/instrument            NXinstrument
-    /entry/instrument/<camera>   NXdetector: data[n, y, x] uint16 (one chunk per frame),
-                                 frame_number[n], timestamp[n], exposure_time[n]
+    /entry/instrument/<camera>   NXdetector: data[n, y, x] uint16 (one chunk per frame,
+                                 bitshuffle-LZ4 by default), frame_number[n], timestamp[n],
+                                 exposure_time[n], settings/ (NXcollection)
     /entry/instrument/<device>   NXcollection: each parameter's value at run start (with units)
-    /entry/data                  NXdata: data -> the detector's frames (a link)
-    /entry/readings/<device>/reading/{time,value,flags}          every Readable reading
-    /entry/readings/<device>/parameters/<name>/{time,value}      every parameter change
-    /entry/scan/<column>/{time,value}   a scan's table, one row a point (declared at start)
-    /entry/end_record            JSON: exit status, frame and reading accounting
+    /entry/readings/<device>/reading            NXlog: time, value, flags (every reading)
+    /entry/readings/<device>/parameters/<name>  NXlog: time, value (every parameter change)
+    /entry/scan/<column>         NXlog: time, value (a scan's table, one row a point)
+    /entry/audit                 NXcollection: time, who, role, what, result (mutating requests)
+    /entry/data                  NXdata, the default plot: a scan's detector against its axis,
+                                 else the frames, else the first reading against time
+    /entry/frames                NXdata of the frames when /entry/data plots a scan
+
+Every NXlog's ``time`` is Unix seconds (``@units="s"``, ``@start="1970-01-01T00:00:00+00:00"``:
+offsets from the epoch, as NeXus's NXlog allows), every ``value`` has ``@units`` (the device's;
+``"1"`` for a number the device gives no unit, ``""`` for text and booleans) and a
+``@long_name`` (``"esp300.axis1 (mm)"``) that plotting programs use as the axis label.
 """
 
 from __future__ import annotations
@@ -29,10 +41,12 @@ import enum
 import errno
 import fcntl
 import functools
+import importlib.metadata
 import json
 import math
 import os
 import re
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,13 +57,34 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from .audit_trail import LIMITS as AUDIT_LIMITS
+from .audit_trail import AuditEntry
 from .hdf5_superblock import clear_status_flags, read_superblock
+from .nexus_names import NameAllocator, nexus_name
+from .nexus_read import (
+    AUDIT_COLUMNS,
+    END_RECORD,
+    LAYOUT,
+    Column,
+    frames_path,
+    read_audit,
+    read_channel,
+    read_end_record,
+    read_layout,
+    read_manifest,
+    read_metadata,
+    read_scan_table,
+)
 
 END_RECORD_BYTES = 16384
 RESERVE_BYTES = 1024 * 1024  # ballast freed on a full disk, so the end record can be written
 STRING_BYTES = 64  # fixed-length text values (enum names, short strings) in channel datasets
 CHANNEL_CHUNK = 4096  # rows per chunk of a reading channel (thousands a second)
 CHANGE_CHUNK = 256  # rows per chunk of a parameter or scan channel (a few a run, mostly)
+AUDIT_CHUNK = 64  # rows per chunk of the audit trail (a few requests a run, mostly)
+EPOCH = "1970-01-01T00:00:00+00:00"  # NXlog @start: its times are Unix seconds
+DIMENSIONLESS = "1"  # the unit of a number the device gives none (a count, an index, a ratio)
+BITSHUFFLE_BLOCK = 4096  # elements per bitshuffle block: the filter's own default for uint16
 
 
 class RunFileError(OSError):
@@ -97,6 +132,11 @@ class Compression(enum.StrEnum):
     BITSHUFFLE_LZ4 = "bitshuffle-lz4"
 
 
+#: What a run's frames get unless the bench's config (``[storage] compression``) or the run
+#: says otherwise: 2-3x smaller camera frames, written faster than raw ones (see performance.md).
+DEFAULT_COMPRESSION = Compression.BITSHUFFLE_LZ4
+
+
 class ChannelKind(enum.StrEnum):
     READING = "reading"
     PARAMETER = "parameter"
@@ -119,18 +159,45 @@ class ChannelSpec:
 
     @property
     def path(self) -> str:
+        """Where the channel's NXlog is by the naming rule (:mod:`.nexus_names`); exact unless
+        two bench names map to one NeXus name (then the later gets ``_2``): the file's
+        ``layout_json`` (:func:`read_layout`) is always exact."""
         if self.kind is ChannelKind.READING:
-            return f"/entry/readings/{self.device}/reading"
+            return f"/entry/readings/{nexus_name(self.device)}/reading"
         if self.kind is ChannelKind.SCAN:
-            return f"/entry/scan/{self.name}"
-        return f"/entry/readings/{self.device}/parameters/{self.name}"
+            return f"/entry/scan/{nexus_name(self.name)}"
+        return f"/entry/readings/{nexus_name(self.device)}/parameters/{nexus_name(self.name)}"
+
+    @property
+    def label(self) -> str:
+        """What the channel is called on the bench (a plot's axis label)."""
+        if self.kind is ChannelKind.PARAMETER:
+            return f"{self.device}.{self.name}"
+        return self.name if self.kind is ChannelKind.SCAN else self.device
+
+    @property
+    def value_units(self) -> str:
+        """The value's ``@units``: the device's, else "1" for a number, "" for text/booleans."""
+        if self.units:
+            return self.units
+        return "" if self.dtype in ("str", "bool") else DIMENSIONLESS
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPlot:
+    """A scan's default plot: the ``signal`` column against the ``axes`` columns (scan column
+    names as declared). The first axis is the plot's x; the others are the same points'
+    coordinates (``AXISNAME_indices`` 0), so a reader can plot a grid scan as a scatter."""
+
+    signal: str
+    axes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class FrameLayout:
     detector: str  # the camera's device id: the NXdetector group's name
     shape: tuple[int, int]
-    compression: Compression = Compression.NONE
+    compression: Compression = DEFAULT_COMPRESSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +228,11 @@ def to_json(value: Any) -> str:
 
 
 def _text(value: str, size: int) -> bytes:
+    """UTF-8 of ``value`` in at most ``size`` bytes, cut on a character boundary ("...")."""
     data = value.encode()
-    return data if len(data) <= size else data[: size - 3] + b"..."
+    if len(data) <= size:
+        return data
+    return data[: size - 3].decode(errors="ignore").encode() + b"..."
 
 
 def iso(timestamp: float) -> str:
@@ -172,7 +242,45 @@ def iso(timestamp: float) -> str:
 P = ParamSpec("P")
 R = TypeVar("R")
 
+_TEXT = h5py.string_dtype("utf-8", STRING_BYTES)  # fixed-size text, marked as UTF-8
 _CHANNEL_DTYPES = {"float": "f8", "int": "i8", "bool": "u1", "str": f"S{STRING_BYTES}"}
+
+
+def _load_compressor() -> Callable[[npt.NDArray[np.uint16]], npt.NDArray[np.uint8]] | None:
+    """bitshuffle's own LZ4 compressor, if installed: it releases the GIL while it works, so
+    the event loop keeps running while a frame is compressed (HDF5's filter pipeline holds
+    the GIL for the whole write: ~10 ms a full frame, measured)."""
+    # One thread: bitshuffle parallelises with OpenMP, whose threads spin-wait for each other;
+    # on a busy 2-core machine a frame then took 120-140 ms instead of 5 (measured). libgomp
+    # reads OMP_NUM_THREADS once, when bitshuffle loads it; the environment is restored after.
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        import bitshuffle  # noqa: PLC0415 (optional: without it HDF5's filter compresses)
+    except ImportError:
+        return None
+    finally:
+        if saved is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
+
+    def compress(pixels: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
+        # The chunk as the HDF5 bitshuffle filter stores it: the uncompressed size (u64, big
+        # endian), the block size in bytes (u32, big endian), then the compressed blocks.
+        flat = np.ascontiguousarray(pixels).reshape(-1)
+        body = bitshuffle.compress_lz4(flat, BITSHUFFLE_BLOCK)
+        chunk = np.empty(12 + body.size, np.uint8)
+        chunk[:12] = np.frombuffer(
+            struct.pack(">QI", flat.nbytes, BITSHUFFLE_BLOCK * flat.itemsize), np.uint8
+        )
+        chunk[12:] = body
+        return chunk
+
+    return compress
+
+
+_compress_frame = _load_compressor()
 
 
 class NexusRunFile:
@@ -188,12 +296,15 @@ class NexusRunFile:
         self._timestamps: h5py.Dataset | None = None
         self._exposures: h5py.Dataset | None = None
         self._channels: dict[str, tuple[h5py.Dataset, h5py.Dataset, h5py.Dataset | None]] = {}
+        self._audit: tuple[h5py.Dataset, ...] = ()
         self._frames_written = 0
         self._frames_committed = 0
         self._rows_written: dict[str, int] = {}
+        self._audit_written = 0
         self._reserve = reserve_path(self.path)
         self._reserve_fd: int | None = None
         self._end_offsets: tuple[int, int] | None = None  # end_record's, end_time's raw data
+        self._layout: dict[str, Any] = {}  # what layout_json says
 
     # -- creation ------------------------------------------------------------------------------
 
@@ -209,9 +320,24 @@ class NexusRunFile:
         devices: Mapping[str, Mapping[str, Any]],
         frames: FrameLayout | None,
         channels: Sequence[ChannelSpec],
+        plot: ScanPlot | None = None,
     ) -> NexusRunFile:
         """Create the file (refusing to overwrite one), write the manifest, lay out every
-        dataset and switch SWMR on. On any failure the partial file is removed."""
+        dataset and switch SWMR on. On any failure the partial file is removed.
+
+        ``plot``: the scan's default plot (scan column names); without it the default plot
+        is the frames, else the first reading channel against time.
+
+        Error handling: FileExistsError; ValueError if ``plot`` names a column that is not a
+        scan channel (nothing is left on disk); the OSError that stopped the creation.
+        """
+        columns = {c.name for c in channels if c.kind is ChannelKind.SCAN}
+        if plot is not None:
+            unknown = [c for c in (plot.signal, *plot.axes) if c not in columns]
+            if unknown:
+                raise ValueError(f"the plot names {unknown[:5]}, which are not scan columns")
+            if len({plot.signal, *plot.axes}) != 1 + len(plot.axes):
+                raise ValueError("a plot's signal and axes must be distinct columns")
         file = h5py.File(path, "w-", libver="latest")
         try:
             run = cls(file, frames)
@@ -223,6 +349,7 @@ class NexusRunFile:
                 metadata=metadata,
                 devices=devices,
                 channels=channels,
+                plot=plot,
             )
             file.swmr_mode = True
             file.flush()
@@ -265,18 +392,26 @@ class NexusRunFile:
         metadata: Mapping[str, Any],
         devices: Mapping[str, Mapping[str, Any]],
         channels: Sequence[ChannelSpec],
+        plot: ScanPlot | None,
     ) -> None:
         file = self._file
+        file.attrs["NX_class"] = "NXroot"
         file.attrs["default"] = "entry"
+        file.attrs["file_name"] = self.path.name
+        file.attrs["file_time"] = iso(start_time)
         file.attrs["creator"] = "benchd"
+        file.attrs["creator_version"] = _version("benchd")
+        file.attrs["HDF5_Version"] = h5py.version.hdf5_version
+        file.attrs["h5py_version"] = h5py.version.version
         entry = _group(file, "entry", "NXentry")
-        entry.attrs["default"] = "data"
         entry["title"] = title
         entry["start_time"] = iso(start_time)
         entry["program_name"] = "benchd"
+        entry["program_name"].attrs["version"] = _version("benchd")
         end_time = entry.create_dataset("end_time", data=np.array(b"".ljust(40), dtype="S40"))
         record = _text(to_json({"status": "running"}), END_RECORD_BYTES).ljust(END_RECORD_BYTES)
         end = entry.create_dataset("end_record", data=np.array(record, f"S{END_RECORD_BYTES}"))
+        end.attrs["description"] = "JSON: how the run ended, every frame and reading accounted"
         file.flush()  # allocates both, so their raw data have addresses
         offsets = end.id.get_offset(), end_time.id.get_offset()
         if offsets[0] is not None and offsets[1] is not None:
@@ -286,28 +421,45 @@ class NexusRunFile:
         notes["json"] = to_json(manifest)
         notes["metadata_json"] = to_json(metadata)
 
-        instrument = _group(entry, "instrument", "NXinstrument")
-        for device, parameters in devices.items():
-            if self.layout is not None and device == self.layout.detector:
-                continue
-            group = _group(instrument, device, "NXcollection")
-            _write_values(group, parameters)
-        if self.layout is not None:
-            self._lay_out_detector(instrument, entry, devices.get(self.layout.detector, {}))
+        self._layout = {"devices": {}, "readings": {}, "parameters": {}, "scan": {}}
+        self._lay_out_instrument(entry, devices)
+        self._lay_out_channels(entry, channels)
+        self._audit = self._lay_out_audit(entry)
+        self._layout["audit"] = "/entry/audit"
+        default = self._lay_out_plots(entry, channels, plot)
+        if default is not None:
+            entry.attrs["default"] = default
+        self._layout["default_plot"] = f"/entry/{default}" if default else None
+        notes["layout_json"] = to_json(self._layout)
 
-        readings = _group(entry, "readings", "NXcollection")
-        for channel in channels:
-            if channel.kind is ChannelKind.SCAN:
-                self._lay_out_channel(_group(entry, "scan", "NXcollection"), channel)
-            else:
-                self._lay_out_channel(readings, channel)
+    def _lay_out_instrument(
+        self, entry: h5py.Group, devices: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        instrument = _group(entry, "instrument", "NXinstrument")
+        name = NameAllocator()
+        detector = self.layout.detector if self.layout is not None else None
+        order = list(devices)
+        if detector is not None and detector not in devices:
+            order.insert(0, detector)
+        for device in order:
+            group_name = name(device)
+            self._layout["devices"][device] = f"{instrument.name}/{group_name}"
+            if device == detector:
+                self._lay_out_detector(instrument, group_name, devices.get(device, {}))
+                self._layout["detector"] = f"{instrument.name}/{group_name}"
+                continue
+            group = _group(instrument, group_name, "NXcollection")
+            group.attrs["device"] = device
+            _write_values(group, devices[device])
 
     def _lay_out_detector(
-        self, instrument: h5py.Group, entry: h5py.Group, parameters: Mapping[str, Any]
+        self, instrument: h5py.Group, name: str, parameters: Mapping[str, Any]
     ) -> None:
         assert self.layout is not None
         layout = self.layout
-        detector = _group(instrument, layout.detector, "NXdetector")
+        detector = _group(instrument, name, "NXdetector")
+        detector["local_name"] = layout.detector  # the bench's name of the camera
+        detector["description"] = f"camera {layout.detector} (benchd)"
         _write_values(_group(detector, "settings", "NXcollection"), parameters)
         rows, columns = layout.shape
         options: dict[str, Any] = {}
@@ -324,31 +476,134 @@ class NexusRunFile:
             **options,
         )
         self._frames.attrs["units"] = "counts"
+        self._frames.attrs["long_name"] = f"{layout.detector} (counts)"
+        self._frames.attrs["interpretation"] = "image"
         self._frame_numbers = _series(detector, "frame_number", "i8", 1024)
+        self._frame_numbers.attrs["units"] = DIMENSIONLESS
+        self._frame_numbers.attrs["long_name"] = "frame number (the camera's)"
         self._timestamps = _series(detector, "timestamp", "f8", 1024)
         self._timestamps.attrs["units"] = "s"
         self._timestamps.attrs["description"] = "Unix time at the end of readout"
         self._exposures = _series(detector, "exposure_time", "f8", 1024)
         self._exposures.attrs["units"] = "ms"
-        data = _group(entry, "data", "NXdata")
-        data.attrs["signal"] = "data"
-        data["data"] = h5py.SoftLink(self._frames.name)
 
-    def _lay_out_channel(self, parent: h5py.Group, channel: ChannelSpec) -> None:
-        group = parent.require_group(channel.path.removeprefix(f"{parent.name}/"))
-        group.attrs["NX_class"] = "NXlog"
+    def _lay_out_channels(self, entry: h5py.Group, channels: Sequence[ChannelSpec]) -> None:
+        readings = _group(entry, "readings", "NXcollection")
+        scan = _group(entry, "scan", "NXcollection") if _has_scan(channels) else None
+        device_name = NameAllocator()
+        column_name = NameAllocator()
+        parameter_names: dict[str, NameAllocator] = {}
+        for channel in channels:
+            if channel.kind is ChannelKind.SCAN:
+                assert scan is not None
+                group = _group(scan, column_name(channel.name), "NXlog")
+                self._layout["scan"][channel.name] = group.name
+            else:
+                device = _group(readings, device_name(channel.device), "NXcollection")
+                device.attrs["device"] = channel.device
+                if channel.kind is ChannelKind.READING:
+                    group = _group(device, "reading", "NXlog")
+                    self._layout["readings"][channel.device] = group.name
+                else:
+                    parameters = _group(device, "parameters", "NXcollection")
+                    name = parameter_names.setdefault(channel.device, NameAllocator())
+                    group = _group(parameters, name(channel.name), "NXlog")
+                    self._layout["parameters"].setdefault(channel.device, {})[channel.name] = (
+                        group.name
+                    )
+            self._lay_out_channel(group, channel)
+
+    def _lay_out_channel(self, group: h5py.Group, channel: ChannelSpec) -> None:
         chunk = CHANNEL_CHUNK if channel.kind is ChannelKind.READING else CHANGE_CHUNK
+        group["description"] = channel.label  # the bench's name of what is logged, exactly
         times = _series(group, "time", "f8", chunk)
         times.attrs["units"] = "s"
-        times.attrs["description"] = "Unix time"
-        values = _series(group, "value", _CHANNEL_DTYPES[channel.dtype], chunk)
-        if channel.units:
-            values.attrs["units"] = channel.units
+        times.attrs["start"] = EPOCH
+        times.attrs["long_name"] = "time (Unix s)"
+        dtype = _TEXT if channel.dtype == "str" else _CHANNEL_DTYPES[channel.dtype]
+        values = _series(group, "value", dtype, chunk)
+        units = channel.value_units
+        values.attrs["units"] = units
+        shown = units if units not in ("", DIMENSIONLESS) else ""
+        values.attrs["long_name"] = f"{channel.label} ({shown})" if shown else channel.label
         flags = None
         if channel.kind is ChannelKind.READING:
-            flags = _series(group, "flags", f"S{STRING_BYTES}", chunk)
+            flags = _series(group, "flags", _TEXT, chunk)
+            flags.attrs["description"] = "the reading's quality flags, comma-separated"
         self._channels[channel.key] = (times, values, flags)
         self._rows_written[channel.key] = 0
+
+    def _lay_out_audit(self, entry: h5py.Group) -> tuple[h5py.Dataset, ...]:
+        audit = _group(entry, "audit", "NXcollection")
+        audit.attrs["description"] = (
+            "every mutating request made while the run recorded: when, who, their role,"
+            " what was asked and how it ended"
+        )
+        datasets = []
+        for column in AUDIT_COLUMNS:
+            if column == "time":
+                dataset = _series(audit, "time", "f8", AUDIT_CHUNK)
+                dataset.attrs["units"] = "s"
+                dataset.attrs["start"] = EPOCH
+            else:
+                text = h5py.string_dtype("utf-8", AUDIT_LIMITS[column])
+                dataset = _series(audit, column, text, AUDIT_CHUNK)
+            datasets.append(dataset)
+        return tuple(datasets)
+
+    def _lay_out_plots(
+        self, entry: h5py.Group, channels: Sequence[ChannelSpec], plot: ScanPlot | None
+    ) -> str | None:
+        """The NXdata groups; the name of the default one (None: nothing to plot)."""
+        default = None
+        if plot is not None:
+            by_name = {c.name: c for c in channels if c.kind is ChannelKind.SCAN}
+            self._scan_plot(_group(entry, "data", "NXdata"), plot, by_name)
+            default = "data"
+        if self._frames is not None:
+            name = "frames" if default else "data"
+            self._frames_plot(_group(entry, name, "NXdata"))
+            default = default or name
+        if default is None:
+            reading = next((c for c in channels if c.kind is ChannelKind.READING), None)
+            if reading is not None:
+                self._reading_plot(_group(entry, "data", "NXdata"), reading)
+                default = "data"
+        return default
+
+    def _scan_plot(
+        self, data: h5py.Group, plot: ScanPlot, columns: Mapping[str, ChannelSpec]
+    ) -> None:
+        names = NameAllocator(("title",))
+        signal = names(plot.signal)
+        _link(data, signal, self._channels[columns[plot.signal].key][1])
+        data.attrs["signal"] = signal
+        axes = [names(axis) for axis in plot.axes]
+        for axis, name in zip(plot.axes, axes, strict=True):
+            _link(data, name, self._channels[columns[axis].key][1])
+            data.attrs[f"{name}_indices"] = 0  # every axis gives the same points' coordinates
+        data.attrs["axes"] = axes[:1] or ["."]  # one per dimension of the signal: the first
+        against = f" against {plot.axes[0]}" if plot.axes else ""
+        data["title"] = f"{plot.signal}{against}"
+
+    def _frames_plot(self, data: h5py.Group) -> None:
+        assert self._frames is not None and self._frame_numbers is not None
+        _link(data, "data", self._frames)
+        _link(data, "frame_number", self._frame_numbers)
+        data.attrs["signal"] = "data"
+        data.attrs["axes"] = ["frame_number", ".", "."]
+        data.attrs["frame_number_indices"] = 0
+        data["title"] = f"{self.layout.detector if self.layout else 'camera'} frames"
+
+    def _reading_plot(self, data: h5py.Group, reading: ChannelSpec) -> None:
+        times, values, _flags = self._channels[reading.key]
+        name = NameAllocator(("time", "title"))(reading.device)
+        _link(data, name, values)
+        _link(data, "time", times)
+        data.attrs["signal"] = name
+        data.attrs["axes"] = ["time"]
+        data.attrs["time_indices"] = 0
+        data["title"] = f"{reading.device} against time"
 
     # -- appending -----------------------------------------------------------------------------
 
@@ -364,10 +619,14 @@ class NexusRunFile:
         series = (self._frame_numbers, self._timestamps, self._exposures)
         try:
             self._frames.resize(end, axis=0)
-            direct = self.layout.compression is Compression.NONE
+            compressed = self.layout.compression is Compression.BITSHUFFLE_LZ4
             for index, frame in enumerate(frames, start):
-                if direct:  # skips the filter pipeline: the fastest path HDF5 has
+                # Direct chunk writes skip HDF5's filter pipeline: raw pixels as they are,
+                # compressed ones compressed here first (with the GIL released).
+                if not compressed:
                     self._frames.id.write_direct_chunk((index, 0, 0), _contiguous(frame.pixels))
+                elif _compress_frame is not None:
+                    self._frames.id.write_direct_chunk((index, 0, 0), _compress_frame(frame.pixels))
                 else:
                     self._frames[index] = frame.pixels
             for dataset, values in zip(
@@ -413,6 +672,22 @@ class NexusRunFile:
         self._rows_written[key] = end
 
     @_io
+    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Rows of ``/entry/audit``, one per entry (every column the same length)."""
+        if not entries:
+            return
+        start = self._audit_written
+        end = start + len(entries)
+        for dataset, column in zip(self._audit, AUDIT_COLUMNS, strict=True):
+            cells = [getattr(e, column) for e in entries]
+            dataset.resize(end, axis=0)
+            if column == "time":
+                dataset[start:end] = cells
+            else:
+                dataset[start:end] = [_text(c, dataset.dtype.itemsize) for c in cells]
+        self._audit_written = end
+
+    @_io
     def flush(self) -> int:
         """Make everything appended so far durable and visible to SWMR readers; returns the
         number of frames committed."""
@@ -423,6 +698,10 @@ class NexusRunFile:
     @property
     def frames_written(self) -> int:
         return self._frames_written
+
+    @property
+    def audit_written(self) -> int:
+        return self._audit_written
 
     def size(self) -> int:
         """The file's size as HDF5 will leave it (what it has allocated, written or not)."""
@@ -439,10 +718,10 @@ class NexusRunFile:
         """What appending ``rows`` rows to a channel may add to the file: the new chunks its
         datasets allocate (a chunk is allocated whole, at its first row)."""
         datasets = [d for d in self._channels[key] if d is not None]
-        chunk = int(datasets[0].chunks[0])
-        written = self._rows_written[key]
-        new_chunks = -(-(written + rows) // chunk) - -(-written // chunk)
-        return int(new_chunks * chunk * sum(d.dtype.itemsize for d in datasets))
+        return _new_chunk_bytes(datasets, self._rows_written[key], rows)
+
+    def bytes_for_audit(self, rows: int) -> int:
+        return _new_chunk_bytes(self._audit, self._audit_written, rows)
 
     def finish(self, end_record: Mapping[str, Any], end_time: float) -> dict[str, Any]:
         """Write the end record in its pre-allocated place, flush and close; the end record
@@ -522,18 +801,15 @@ def reserve_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.reserve")
 
 
-def read_end_record(path: Path) -> dict[str, Any]:
-    """The end record of a run file (``{"status": "running"}`` if the run never ended)."""
-    with h5py.File(path, "r", swmr=True) as file:
-        raw = bytes(file["entry/end_record"][()]).rstrip(b" ")
-    result: dict[str, Any] = json.loads(raw)
-    return result
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    with h5py.File(path, "r", swmr=True) as file:
-        result: dict[str, Any] = json.loads(file["entry/manifest/json"][()])
-    return result
+def _has_scan(channels: Sequence[ChannelSpec]) -> bool:
+    return any(c.kind is ChannelKind.SCAN for c in channels)
 
 
 def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
@@ -542,20 +818,36 @@ def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
     return group
 
 
-def _series(group: h5py.Group, name: str, dtype: str, chunk: int) -> h5py.Dataset:
+def _series(group: h5py.Group, name: str, dtype: Any, chunk: int) -> h5py.Dataset:
     return group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(chunk,))
+
+
+def _link(group: h5py.Group, name: str, dataset: h5py.Dataset) -> None:
+    """A hard link to ``dataset`` in ``group``, with NeXus's ``@target`` (the original's path)
+    so readers know the two are one field."""
+    dataset.attrs["target"] = dataset.name
+    group[name] = dataset
+
+
+def _new_chunk_bytes(datasets: Sequence[h5py.Dataset], written: int, rows: int) -> int:
+    chunk = int(datasets[0].chunks[0])
+    new_chunks = -(-(written + rows) // chunk) - -(-written // chunk)
+    return int(new_chunks * chunk * sum(d.dtype.itemsize for d in datasets))
 
 
 def _write_values(group: h5py.Group, parameters: Mapping[str, Any]) -> None:
     """Each parameter's value at run start as a scalar dataset with its units."""
-    for name, snapshot in parameters.items():
+    name = NameAllocator()
+    for parameter, snapshot in parameters.items():
         value = snapshot.get("value") if isinstance(snapshot, Mapping) else snapshot
         plain = json.loads(to_json(value))
         if plain is None:
             plain = math.nan
         elif isinstance(plain, list | dict):
             plain = to_json(plain)
-        dataset = group.create_dataset(name.replace("/", "_"), data=plain)
+        dataset = group.create_dataset(name(parameter), data=plain)
+        if dataset.name.rsplit("/", 1)[-1] != parameter:
+            dataset.attrs["long_name"] = parameter
         units = snapshot.get("units") if isinstance(snapshot, Mapping) else None
         if units:
             dataset.attrs["units"] = units
@@ -581,3 +873,33 @@ def _as_number(value: Any) -> float | int:
 
 def _contiguous(pixels: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint16]:
     return pixels if pixels.flags.c_contiguous else np.ascontiguousarray(pixels)
+
+
+__all__ = [
+    "DEFAULT_COMPRESSION",
+    "END_RECORD",
+    "LAYOUT",
+    "ChannelKind",
+    "ChannelSpec",
+    "Column",
+    "Compression",
+    "FrameLayout",
+    "FrameRecord",
+    "NexusRunFile",
+    "RunFileError",
+    "ScanPlot",
+    "end_record_bytes",
+    "error_name",
+    "file_error",
+    "frames_path",
+    "iso",
+    "read_audit",
+    "read_channel",
+    "read_end_record",
+    "read_layout",
+    "read_manifest",
+    "read_metadata",
+    "read_scan_table",
+    "reserve_path",
+    "to_json",
+]

@@ -49,11 +49,12 @@ from ..capabilities import (
     GetAcquisitionStatus,
     GetFrameGeometry,
 )
+from .audit_trail import AuditEntry, RecordAudit
 from .crash_repair import Repair, repair_directory
 from .disk_space import MB, DiskFull, FreeSpace, free_bytes
 from .frame_source import SourceRefused
 from .manifest import survey
-from .nexus_file import Compression, FrameLayout, read_end_record
+from .nexus_file import DEFAULT_COMPRESSION, Compression, FrameLayout, ScanPlot, read_end_record
 from .run import Run, open_run
 from .run_lease import RunLease
 from .run_setup import RunOptions, RunPieces, create_run
@@ -77,7 +78,8 @@ class StartRun(Request[RunStatus], Hazardous):
     metadata: Mapping[str, Any] = field(default_factory=dict)
     frames: int | None = None
     duration: float | None = None
-    compression: str = "none"
+    #: "none", "bitshuffle-lz4", or "" for the bench's default (``[storage] compression``).
+    compression: str = ""
     record_frames: bool = True  # False: readings and parameters only, even with a camera
     #: A scan's table columns (``/entry/scan/<column>``), declared now because SWMR allows no
     #: new dataset once the run has started; rows arrive with RecordScanPoint.
@@ -86,6 +88,10 @@ class StartRun(Request[RunStatus], Hazardous):
     #: ``run.recorded_by``; empty for a plain StartRun.
     recorded_by: Mapping[str, Any] = field(default_factory=dict)
     camera: str = ""  # whose frames the run records: "" the bench's (the recorder's) camera
+    #: Units of scan columns the bench cannot tell itself (columns naming a device or a
+    #: ``device.parameter`` get theirs); and the scan's default plot (None: inferred).
+    scan_units: Mapping[str, str] = field(default_factory=dict)
+    scan_plot: ScanPlot | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +200,10 @@ class RecorderActor(Actor):
         flush_interval: float = 1.0,
         frame_queue: int = 128,
         free_space: FreeSpace = free_bytes,
+        compression: str = DEFAULT_COMPRESSION.value,
     ) -> None:
         self.camera = camera
+        self.compression = Compression(compression)  # a run's frames unless it says otherwise
         self.free_space = free_space  # how free disk space is read (tests fill a "disk")
         self.config_text = config_text
         self.config_source = config_source
@@ -287,6 +295,9 @@ class RecorderActor(Actor):
                 return await self._stop(reason, outcome)
             case RecordScanPoint(values=values, timestamp=timestamp):
                 return self._record_scan_point(values, timestamp)
+            case RecordAudit(entry=entry):
+                self._record_audit(entry)
+                return None
             case GetRunStatus():
                 return self._status.value
             case WatchRun():
@@ -400,6 +411,12 @@ class RecorderActor(Actor):
             raise WrongState("no run is recording")
         return run.add_scan_point(values, timestamp)
 
+    def _record_audit(self, entry: AuditEntry) -> None:
+        """An audit entry for the run recording now (none recording: nothing to do)."""
+        run = self._run
+        if run is not None and not run.finished.is_set() and isinstance(entry, AuditEntry):
+            run.record_audit(entry)
+
     def _options(self, request: StartRun) -> RunOptions:
         name = check_run_name(request.name)
         columns = request.scan_columns
@@ -412,7 +429,7 @@ class RecorderActor(Actor):
         if not all(isinstance(k, str) for k in request.recorded_by):
             raise ValidationError("recorded_by keys must be strings")
         try:
-            compression = Compression(request.compression)
+            compression = Compression(request.compression or self.compression)
         except ValueError:
             allowed = ", ".join(c.value for c in Compression)
             raise ValidationError(
@@ -447,6 +464,8 @@ class RecorderActor(Actor):
             flush_interval=self.flush_interval.value,
             scan_columns=tuple(columns),
             recorded_by=dict(request.recorded_by),
+            scan_units=dict(request.scan_units),
+            scan_plot=request.scan_plot,
         )
 
     async def _frame_layout(self, options: RunOptions) -> FrameLayout | None:
@@ -582,6 +601,7 @@ __all__ = [
     "ClaimRun",
     "GetRunStatus",
     "ListRuns",
+    "RecordAudit",
     "RecordScanPoint",
     "RecorderActor",
     "RunFile",

@@ -6,6 +6,7 @@ A run is made of small parts, each with one job (see docs/pipeline.md, "Composin
 - :class:`~.reading_source.ReadingSource`: every Readable's readings;
 - :class:`~.parameter_watch.ParameterWatch`: every parameter change;
 - :class:`~.scan_table.ScanTable`: a scan's rows, one per point;
+- :class:`~.audit_trail.AuditTrail`: the mutating requests made while it records;
 - :class:`~.run_writer.RunWriter`: the NeXus file and the Arrow stream, with a free-space
   check before every write;
 - :class:`~.accounting.RunAccounting`: what ended the run, and the one :class:`RunEnd` that
@@ -32,6 +33,7 @@ from runtime import ValidationError, WrongState
 
 from .accounting import RunAccounting
 from .allocator import release_free_memory
+from .audit_trail import AuditEntry
 from .disk_space import MB, DiskFull
 from .frame_source import FrameSource, SourceRefused
 from .run_setup import RunOptions, RunPieces, channel_kind
@@ -113,6 +115,15 @@ class Run:
         if self.pieces.scan is None:
             raise ValidationError(f"run {self.name!r} has no scan table (no scan columns)")
         return self.pieces.scan.add(values, timestamp)
+
+    def record_audit(self, entry: AuditEntry) -> bool:
+        """Queue an audit entry for the file (written with the next flush); False if it was
+        dropped (the run is finishing, has no audit trail, or its queue is full: counted in
+        ``audit_dropped`` unless the run had already ended). Never waits."""
+        audit = self.pieces.audit
+        if audit is None or self.status.state is not RunState.RECORDING:
+            return False
+        return audit.add(entry)
 
     def set_min_free(self, min_free_bytes: int) -> None:
         self.writer.guard.min_free_bytes = min_free_bytes
@@ -216,7 +227,8 @@ class Run:
         rows = self.pieces.parameters.take() if self.pieces.parameters else []
         if self.pieces.scan is not None:
             rows.extend(self.pieces.scan.take())
-        await self.writer.write_rows(readings, rows, check_space=check_space)
+        audit = self.pieces.audit.take() if self.pieces.audit else []
+        await self.writer.write_rows(readings, rows, audit=audit, check_space=check_space)
 
     def _progress(self, **changes: object) -> None:
         counts = RunAccounting.counts(
@@ -225,6 +237,7 @@ class Run:
             readings=self.pieces.readings,
             parameters=self.pieces.parameters,
             scan=self.pieces.scan,
+            audit=self.pieces.audit,
         )
         live = {
             "frames_committed": self.writer.frames_committed,
@@ -250,6 +263,7 @@ class Run:
             readings=self.pieces.readings,
             parameters=self.pieces.parameters,
             scan=self.pieces.scan,
+            audit=self.pieces.audit,
         )
         camera = self.frames.camera_accounting if self.frames else {}
         end = self.accounting.end(counts, end_time, camera)

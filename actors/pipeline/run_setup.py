@@ -9,19 +9,21 @@ for StartRun; the acquisition executor does it for a plan; both then hand the pi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from runtime import ActorSystem
+from runtime import ActorSystem, ParameterInfo, ValidationError
 
+from ..capabilities import Capability
+from .audit_trail import AuditTrail
 from .disk_space import DiskGuard, FreeSpace, free_bytes
 from .frame_source import FrameSource
 from .manifest import DeviceRecord, build_manifest
-from .nexus_file import ChannelKind, ChannelSpec, Compression, FrameLayout
+from .nexus_file import ChannelKind, ChannelSpec, Compression, FrameLayout, ScanPlot
 from .parameter_watch import ParameterWatch
 from .reading_source import ReadingSource
 from .run_writer import RunWriter, create_run_writer
@@ -44,6 +46,12 @@ class RunOptions:
     #: What records the run, for the manifest (``run.recorded_by``): a plan's id, origin and
     #: description; empty for a plain StartRun.
     recorded_by: Mapping[str, Any] = field(default_factory=dict)
+    #: Units of scan columns the bench cannot tell (a column that names a device or a
+    #: ``device.parameter`` gets that one's units; see :func:`scan_units`).
+    scan_units: Mapping[str, str] = field(default_factory=dict)
+    #: The scan's default plot; None: a detector column against the axis columns (see
+    #: :func:`scan_plot`).
+    scan_plot: ScanPlot | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,7 @@ class RunPieces:
     readings: ReadingSource | None = None
     parameters: ParameterWatch | None = None
     scan: ScanTable | None = None
+    audit: AuditTrail | None = None
 
 
 def channel_kind(dtype: str) -> str:
@@ -76,6 +85,106 @@ def channels_of(devices: Mapping[str, DeviceRecord]) -> tuple[list[ChannelSpec],
         for p in r.parameters
     ]
     return readings, parameters
+
+
+#: Columns the acquisition executor adds to a scan's table, with their units.
+BOOKKEEPING_UNITS = {
+    "point": "1",
+    "frames": "1",
+    "frame_index": "1",
+    "attempts": "1",
+    "suspended_s": "s",
+    "time": "s",
+}
+
+
+def _column_source(
+    column: str, devices: Mapping[str, DeviceRecord]
+) -> tuple[DeviceRecord, ParameterInfo | None] | None:
+    """The device (and parameter) a scan column names: ``esp300.axis1`` (a device) or
+    ``maitai.wavelength`` (a parameter of ``maitai``)."""
+    record = devices.get(column)
+    if record is not None:
+        return record, None
+    device, _, name = column.rpartition(".")
+    record = devices.get(device)
+    if record is None:
+        return None
+    parameter = next((p for p in record.parameters if p.name == name), None)
+    return (record, parameter) if parameter is not None else None
+
+
+def scan_units(
+    columns: Sequence[str],
+    devices: Mapping[str, DeviceRecord],
+    given: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Each scan column's units: as ``given``, else the bookkeeping columns' (point, attempts,
+    suspended_s...), else those of the device (its position's or reading's) or parameter the
+    column names; "" where nothing says (the file then writes "1")."""
+    units: dict[str, str] = {}
+    for column in columns:
+        if given and isinstance(given.get(column), str):
+            units[column] = given[column][:64]
+        elif column in BOOKKEEPING_UNITS:
+            units[column] = BOOKKEEPING_UNITS[column]
+        else:
+            source = _column_source(column, devices)
+            if source is None:
+                units[column] = ""
+            else:
+                record, parameter = source
+                if parameter is not None:
+                    units[column] = parameter.units
+                else:
+                    units[column] = record.info.units if record.info else ""
+    return units
+
+
+def scan_plot(
+    columns: Sequence[str],
+    devices: Mapping[str, DeviceRecord],
+    *,
+    frames: bool,
+    given: ScanPlot | None = None,
+) -> ScanPlot | None:
+    """A scan's default plot: ``given``, else the first column that names a Readable against
+    the columns that name a Movable or a parameter (a count: against ``point``). A scan with
+    no such detector plots its frames (None here) or, without frames, its first axis against
+    ``point``.
+
+    Error handling: ValidationError if ``given`` names a column that was not declared."""
+    if not columns:
+        return None
+    if given is not None:
+        unknown = [c for c in (given.signal, *given.axes) if c not in columns]
+        if unknown or given.signal in given.axes:
+            raise ValidationError(
+                f"the scan plot must name distinct declared columns; {unknown[:5] or given.signal}"
+                f" is not one (declared: {', '.join(columns[:20])})"
+            )
+        return given
+    axes: list[str] = []
+    detectors: list[str] = []
+    for column in columns:
+        source = _column_source(column, devices)
+        if source is None:
+            continue
+        record, parameter = source
+        capabilities = record.info.capabilities if record.info else ()
+        if parameter is not None or Capability.MOVABLE in capabilities:
+            axes.append(column)
+        elif record.readable:
+            detectors.append(column)
+    point = ("point",) if "point" in columns else ()
+    if detectors:
+        return ScanPlot(detectors[0], tuple(axes) or point)
+    if frames:
+        return None
+    if axes:
+        return ScanPlot(axes[0], point)
+    others = [c for c in columns if c != "point"]
+    return ScanPlot(others[0], point) if others else ScanPlot(columns[0])
 
 
 async def create_run(
@@ -115,7 +224,9 @@ async def create_run(
         },
         recorded_by=options.recorded_by,
     )
-    scan = ScanTable(options.scan_columns)
+    columns = options.scan_columns
+    scan = ScanTable(columns, scan_units(columns, devices, options.scan_units))
+    plot = scan_plot(columns, devices, frames=layout is not None, given=options.scan_plot)
     reading_channels, parameter_channels = channels_of(devices)
     guard = DiskGuard(options.directory, options.min_free_bytes, free_space)
     writer = await trio.to_thread.run_sync(
@@ -129,6 +240,7 @@ async def create_run(
             devices={n: r.snapshot for n, r in devices.items()},
             layout=layout,
             channels=[*reading_channels, *parameter_channels, *scan.specs],
+            plot=plot,
         )
     )
     tap = f"run:{options.name}"
@@ -144,4 +256,5 @@ async def create_run(
         readings=ReadingSource(system, [c.device for c in reading_channels], tap=tap),
         parameters=ParameterWatch(system, parameter_channels),
         scan=scan,
+        audit=AuditTrail(),
     )

@@ -79,6 +79,8 @@ class RunCounts:
     parameter_changes_skipped: int = 0  # came faster than they could be observed
     parameter_changes_discarded: int = 0  # (and scan rows) taken, not written: file refused
     scan_points: int = 0
+    audit_entries: int = 0  # mutating requests in the file's audit trail
+    audit_dropped: int = 0  # came while the run's audit queue was full, or the file refused
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: int(getattr(self, f.name)) for f in fields(self)}
@@ -168,6 +170,8 @@ class RunStatus:
     parameter_changes_skipped: int = 0
     parameter_changes_discarded: int = 0
     scan_points: int = 0
+    audit_entries: int = 0
+    audit_dropped: int = 0
     error: str = ""  # why the run ended short of its plan ("" while recording, or if it did not)
     end_record: Mapping[str, Any] = field(default_factory=dict)
     outcome: str = ""  # the end record's status once ended ("" while recording)

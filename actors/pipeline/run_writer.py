@@ -28,12 +28,14 @@ import trio
 
 from ..capabilities import Frame, Reading
 from .arrow_readings import ArrowReadingsWriter, Row
+from .audit_trail import AuditEntry
 from .disk_space import DiskFull, DiskGuard, FileTooLarge
 from .nexus_file import (
     ChannelSpec,
     FrameLayout,
     FrameRecord,
     NexusRunFile,
+    ScanPlot,
     error_name,
     file_error,
 )
@@ -66,6 +68,7 @@ class RunWriter:
         self.readings_written = 0
         self.readings_discarded = 0
         self.changes_discarded = 0  # parameter changes and scan rows not written
+        self.audit_discarded = 0  # audit entries the file refused
         self.broken = False  # a write failed: the file takes no more data
 
     @property
@@ -83,6 +86,10 @@ class RunWriter:
     @property
     def frames_committed(self) -> int:
         return self.file.frames_committed
+
+    @property
+    def audit_written(self) -> int:
+        return self.file.audit_written
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -131,16 +138,17 @@ class RunWriter:
         readings: Mapping[str, Sequence[Reading]],
         rows: Sequence[ChannelRow],
         *,
+        audit: Sequence[AuditEntry] = (),
         check_space: bool = True,
     ) -> None:
-        """Append readings, parameter changes and scan rows to both files. ``check_space``
-        False: the last rows of a run that ended on a full disk (the file size limit is
-        still checked: a file past it cannot be closed)."""
+        """Append readings, parameter changes and scan rows to both files, and audit entries
+        to the NeXus file. ``check_space`` False: the last rows of a run that ended on a full
+        disk (the file size limit is still checked: a file past it cannot be closed)."""
         count = sum(len(items) for items in readings.values())
-        if not count and not rows:
+        if not count and not rows and not audit:
             return
         if self.broken:
-            self._discard_rows(count, len(rows))
+            self._discard_rows(count, len(rows), len(audit))
             return
         per_channel: dict[str, int] = {f"{d}/reading": len(i) for d, i in readings.items() if i}
         for spec, _when, _value in rows:
@@ -149,25 +157,28 @@ class RunWriter:
         def write() -> None:
             needed = sum(self.file.bytes_for_rows(k, n) for k, n in per_channel.items())
             needed += (count + len(rows)) * ARROW_ROW_BYTES
+            needed += self.file.bytes_for_audit(len(audit))
             self.guard.check(needed, self.file.size(), space=check_space)
             self._write_rows(readings, rows)
+            self.file.append_audit(audit)
 
         try:
             await trio.to_thread.run_sync(write)
         except DiskFull:
-            self._discard_rows(count, len(rows))
+            self._discard_rows(count, len(rows), len(audit))
             raise
         except FileTooLarge as error:
-            self._discard_rows(count, len(rows))
+            self._discard_rows(count, len(rows), len(audit))
             raise WriteFailed(f"writing {self.path.name} stopped: {error}", "EFBIG") from error
         except OSError as error:
-            self._discard_rows(count, len(rows))
+            self._discard_rows(count, len(rows), len(audit))
             raise self._failed(error) from error
         self.readings_written += count
 
-    def _discard_rows(self, readings: int, rows: int) -> None:
+    def _discard_rows(self, readings: int, rows: int, audit: int) -> None:
         self.readings_discarded += readings
         self.changes_discarded += rows
+        self.audit_discarded += audit
 
     def _write_rows(
         self, readings: Mapping[str, Sequence[Reading]], rows: Sequence[ChannelRow]
@@ -246,6 +257,7 @@ def create_run_writer(
     devices: Mapping[str, Mapping[str, Any]],
     layout: FrameLayout | None,
     channels: Sequence[ChannelSpec],
+    plot: ScanPlot | None = None,
 ) -> RunWriter:
     """Create the run's files (synchronous: call it from a worker thread). Refuses to
     overwrite; on failure nothing is left behind.
@@ -262,6 +274,7 @@ def create_run_writer(
         devices=devices,
         frames=layout,
         channels=channels,
+        plot=plot,
     )
     try:
         arrow = ArrowReadingsWriter(path.with_suffix(".readings.arrows"))

@@ -1,4 +1,5 @@
-"""A run's scan table: one row per point (``/entry/scan/<column>/{time,value}``).
+"""A run's scan table: one row per point (``/entry/scan/<column>/{time,value}``, each column
+an NXlog whose group name is the column's NeXus name: ``esp300.axis1`` -> ``esp300_axis1``).
 
 Why declared up front: SWMR allows no new dataset once a run has started, so the columns are
 fixed when the run's file is made; rows then arrive one per point and are written with the
@@ -22,9 +23,14 @@ DEVICE = "scan"  # the channels' device name: /entry/scan/<column>
 
 
 class ScanTable:
-    def __init__(self, columns: Iterable[str]) -> None:
+    def __init__(self, columns: Iterable[str], units: Mapping[str, str] | None = None) -> None:
+        """``units``: each column's unit (see :func:`.run_setup.scan_units`)."""
         self.columns = tuple(columns)
-        self.specs = tuple(ChannelSpec(DEVICE, c, ChannelKind.SCAN, "float") for c in self.columns)
+        known = units or {}
+        self.specs = tuple(
+            ChannelSpec(DEVICE, c, ChannelKind.SCAN, "float", known.get(c, ""))
+            for c in self.columns
+        )
         self.points = 0
         self._rows: list[ChannelRow] = []
 

@@ -41,7 +41,7 @@ def test_a_grid_scan_outlives_the_client_that_started_it(process_daemon: Daemon)
     assert len(runs) == 1 and runs[0].status == "completed"
     with h5py.File(runs[0].path, "r") as f:
         points = list(f["entry/scan/point/value"])
-        fast = list(f["entry/scan/ell14.2/value"])
+        fast = list(f["entry/scan/ell14_2/value"])  # NeXus names: ell14.2 -> ell14_2
         end = json.loads(bytes(f["entry/end_record"][()]).rstrip(b" "))
         metadata = json.loads(f["entry/manifest/metadata_json"][()])
     assert points == list(range(12)) and end["status"] == "completed"

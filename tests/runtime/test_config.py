@@ -127,7 +127,7 @@ def test_the_storage_table(tmp_path: Path) -> None:
         ("directory = 3", "lab.toml: storage.directory: expected a path (string), got int 3"),
         ("flush_interval = 0.0", "lab.toml: storage.flush_interval: 0.0 is outside 0.05..60"),
         ("frame_queue = 1.5", "lab.toml: storage.frame_queue: expected an int, got float 1.5"),
-        ("ring = 4", "lab.toml: storage.ring: unknown key; allowed here: directory,"),
+        ("ring = 4", "lab.toml: storage.ring: unknown key; allowed here: compression, directory,"),
     ],
 )
 def test_storage_errors_name_file_key_and_reason(storage: str, message: str) -> None:

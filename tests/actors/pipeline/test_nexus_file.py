@@ -195,7 +195,7 @@ from actors.pipeline.nexus_file import *
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 run = NexusRunFile.create(
     Path(sys.argv[1]), title="big", start_time=1.7e9, manifest={}, metadata={}, devices={},
-    frames=FrameLayout("camera", (128, 128)), channels=[],
+    frames=FrameLayout("camera", (128, 128), Compression.NONE), channels=[],
 )
 pixels = np.ones((128, 128), np.uint16)
 try:

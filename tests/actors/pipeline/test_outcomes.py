@@ -70,8 +70,9 @@ async def agreed(recorder: ActorRef, final: RunStatus) -> dict[str, Any]:
     for key in ("frames_written", "readings_recorded"):
         assert getattr(listed, key) == getattr(final, key) == record[key], key
     with h5py.File(final.path, "r") as f:  # closed properly: any reader opens it, no SWMR
-        if "data" in f["entry"]:
-            assert f["entry/data/data"].shape[0] == record["frames_written"]
+        frames = f.get("entry/instrument/camera/data")
+        if frames is not None:
+            assert frames.shape[0] == record["frames_written"]
         assert f["entry/readings/meter/reading/value"].shape[0] == record["readings_recorded"]
     return record
 

@@ -240,7 +240,7 @@ async def test_a_really_full_disk_ends_the_run_with_a_write_error_and_the_next_r
     """min_free_mb = 0: nothing stops the run before the file system says ENOSPC."""
     async with bench(small_disk, shape=(256, 256), interval=0.002) as system:
         recorder = system.ref("recorder")
-        await recorder.ask(StartRun("full", frames=200))
+        await recorder.ask(StartRun("full", frames=200, compression="none"))  # fills the disk
         final = await finished(recorder)
         assert (final.state, final.outcome) == (RunState.FAILED, "write error")
         assert "No space left on device" in final.error

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from actors.capabilities import GetPosition
-from actors.pipeline.nexus_file import read_end_record, read_manifest
+from actors.pipeline.nexus_file import read_end_record, read_manifest, read_scan_table
 from actors.scripting.engine import check
 from actors.scripting.runner import (
     RUNNER_NAME,
@@ -202,7 +202,7 @@ async def test_a_line_scan_lands_in_its_run_file_point_by_point(bench: Bench) ->
     with h5py.File(path, "r") as f:
         scan = f["entry/scan"]
         assert list(scan["point/value"]) == [0, 1, 2, 3, 4]
-        assert list(scan["esp300.axis2/value"]) == pytest.approx([0, 0.5, 1, 1.5, 2], abs=1e-3)
+        assert list(scan["esp300_axis2/value"]) == pytest.approx([0, 0.5, 1, 1.5, 2], abs=1e-3)
         power = list(scan["power_meter/value"])
         assert len(power) == 5 and all(math.isfinite(p) for p in power)  # no NaN: every point read
     record = read_end_record(path)
@@ -268,9 +268,11 @@ async def test_a_snake_scan_runs_every_other_line_backwards(bench: Bench) -> Non
     )
     assert status.state is ExecutionState.COMPLETED, status
     (path,) = Path(bench.config.storage.directory).glob("*_snake.nxs")
+    table = read_scan_table(path)  # by the bench's names (stored as esp300_axis2, ...)
+    slow = table["esp300.axis2"].values.tolist()
+    fast = table["esp300.axis3"].values.tolist()
     with h5py.File(path, "r") as f:
-        slow = list(f["entry/scan/esp300.axis2/value"])
-        fast = list(f["entry/scan/esp300.axis3/value"])
+        assert f["entry/scan/esp300_axis2"].attrs["NX_class"] == "NXlog"
     assert slow == pytest.approx([0, 0, 0, 0.002, 0.002, 0.002], abs=1e-4)
     assert fast == pytest.approx([0, 0.002, 0.004, 0.004, 0.002, 0], abs=1e-4)
     scan = read_manifest(path)["metadata"]["scan"]
