@@ -13,6 +13,7 @@ import platform
 import socket
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -101,7 +102,13 @@ def build_manifest(
     options: Mapping[str, Any],
 ) -> dict[str, Any]:
     return {
-        "run": {"name": run_name, "start_time": start_time, "options": dict(options)},
+        # uid: the run's Bluesky start document's (actors/documents), kept with the file
+        "run": {
+            "name": run_name,
+            "start_time": start_time,
+            "options": dict(options),
+            "uid": str(uuid.uuid4()),
+        },
         "metadata": dict(metadata),
         "devices": {
             name: {

@@ -21,9 +21,10 @@ from runtime import ActorSystem
 from .disk_space import DiskGuard, FreeSpace, free_bytes
 from .frame_source import FrameSource
 from .manifest import DeviceRecord, build_manifest
-from .nexus_file import ChannelKind, ChannelSpec, Compression, FrameLayout
+from .nexus_file import ChannelKind, ChannelSpec, Compression, FrameLayout, frames_dataset_path
 from .parameter_watch import ParameterWatch
 from .reading_source import ReadingSource
+from .run_feed import RunFeed, RunOpened
 from .run_writer import RunWriter, create_run_writer
 from .scan_table import ScanTable
 
@@ -126,6 +127,20 @@ async def create_run(
             layout=layout,
             channels=[*reading_channels, *parameter_channels, *scan.specs],
         )
+    )
+    channels = (*reading_channels, *parameter_channels, *scan.specs)
+    writer.feed = RunFeed.open(
+        system,
+        RunOpened(
+            uid=str(manifest["run"]["uid"]),
+            path=str(path),
+            name=options.name,
+            start_time=start_time,
+            manifest=manifest,
+            channels=channels,
+            layout=layout,
+            frames_dataset=frames_dataset_path(layout.detector) if layout else "",
+        ),
     )
     tap = f"run:{options.name}"
     frames = None
