@@ -83,7 +83,16 @@ class FollowDocuments(Request[DocumentCursor]):
 
 
 @dataclass(frozen=True, slots=True)
-class FindRun(Request[Path]):
+class FoundRun:
+    """A run's file, and what its rebuilt documents must carry to match the live ones."""
+
+    path: Path
+    origin: str
+    bench: str
+
+
+@dataclass(frozen=True, slots=True)
+class FindRun(Request[FoundRun]):
     """The file of a run, by uid, name (``20261205-141535_scan``) or path."""
 
     run: str
@@ -160,7 +169,7 @@ class DocumentsActor(Actor):
             case FollowDocuments(run=run, since=since):
                 return self._cursor(run, since)
             case FindRun(run=run):
-                return await self._find(run)
+                return FoundRun(await self._find(run), self.origin, self.bench)
             case GetDocumentsStatus():
                 documents, _, kept = self.log.statistics()
                 return DocumentsStatus(
@@ -358,6 +367,7 @@ __all__ = [
     "DocumentsStatus",
     "FindRun",
     "FollowDocuments",
+    "FoundRun",
     "GetDocumentsStatus",
     "PublishRun",
     "encode",

@@ -526,7 +526,7 @@ class RunComposer:
             times = list(frames.timestamps[start:stop])
             counters = stream.bundle.compose_event_page.event_counters
             first_seq = counters[stream.bundle.descriptor_doc["name"]]
-            data = {
+            data: dict[str, list[Any]] = {
                 f"{camera}_frame_number": list(frames.numbers[start:stop]),
                 f"{camera}_exposure_time": list(frames.exposures[start:stop]),
             }

@@ -9,6 +9,7 @@ for StartRun; the acquisition executor does it for a plan; both then hand the pi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,14 @@ from runtime import ActorSystem
 from .disk_space import DiskGuard, FreeSpace, free_bytes
 from .frame_source import FrameSource
 from .manifest import DeviceRecord, build_manifest
-from .nexus_file import ChannelKind, ChannelSpec, Compression, FrameLayout, frames_dataset_path
+from .nexus_file import (
+    ChannelKind,
+    ChannelSpec,
+    Compression,
+    FrameLayout,
+    frames_dataset_path,
+    to_json,
+)
 from .parameter_watch import ParameterWatch
 from .reading_source import ReadingSource
 from .run_feed import RunFeed, RunOpened
@@ -136,7 +144,7 @@ async def create_run(
             path=str(path),
             name=options.name,
             start_time=start_time,
-            manifest=manifest,
+            manifest=json.loads(to_json(manifest)),  # as the file has it: live = rebuilt
             channels=channels,
             layout=layout,
             frames_dataset=frames_dataset_path(layout.detector) if layout else "",
