@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 LEDGER = ".benchd-tiled.json"
 RETRY_MIN = 1.0  # s before the first retry; doubles up to retry_max
+PROBE_TIMEOUT = 5.0  # s for the server to answer its first request of an attempt
 # Tiled's client retries a failed request itself (10 times within 45 s by default): too long
 # for a publisher that has its own backoff and must notice an outage. Set before tiled is
 # imported; the environment wins if it says otherwise.
@@ -229,6 +230,7 @@ class TiledPublisher(Actor):
         from bluesky_tiled_plugins import TiledWriter  # noqa: PLC0415
 
         try:
+            self._probe(httpx)
             client = self._connect()
             documents = replay(path, origin=self.origin, bench=self.bench)
             name, start = next(documents)
@@ -249,11 +251,11 @@ class TiledPublisher(Actor):
             code = error.response.status_code
             detail = _detail(error)
             if code >= 500 or code in (401, 403, 429):
-                self._client = None
+                self._disconnect()
                 raise Outage(f"HTTP {code}: {detail}") from error
             raise Refused(f"the server refused it: HTTP {code}: {detail}") from error
         except (httpx.TransportError, ConnectionError, TimeoutError) as error:
-            self._client = None
+            self._disconnect()
             raise Outage(f"cannot reach the server: {error or type(error).__name__}") from error
         except (OSError, KeyError, ValueError) as error:
             raise Refused(f"not a readable run file: {type(error).__name__}: {error}") from error
@@ -261,12 +263,29 @@ class TiledPublisher(Actor):
         logger.info("published %s to Tiled %s (uid %s)", path.name, self.server, uid)
         return uid
 
+    def _probe(self, httpx: Any) -> None:
+        """One quick request before writing: a server that is down is an outage at once,
+        not after the Tiled client's own retries."""
+        httpx.get(f"{self.server.rstrip('/')}/api/v1/", timeout=PROBE_TIMEOUT).raise_for_status()
+
     def _connect(self) -> Any:
         if self._client is None:
             from tiled.client import from_uri  # noqa: PLC0415
 
             self._client = from_uri(self.server, api_key=self.api_key or None)
         return self._client
+
+    def _disconnect(self) -> None:
+        """Close the client's connections (a new one is made for the next attempt)."""
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.context.close()
+            except Exception:  # closing a client whose server is gone: nothing to save
+                logger.debug("closing the Tiled client failed", exc_info=True)
+
+    async def on_stop(self) -> None:
+        await trio.to_thread.run_sync(self._disconnect)
 
     # -- the ledger and the catch-up ----------------------------------------------------------
 

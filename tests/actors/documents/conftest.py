@@ -154,7 +154,10 @@ def one_run(documents: Documents, uid: str) -> Documents:
     for name, document in documents:
         if (
             (name == "start" and document["uid"] == uid)
-            or (name in ("descriptor", "stream_resource", "stop") and document.get("run_start") == uid)
+            or (
+                name in ("descriptor", "stream_resource", "stop")
+                and document.get("run_start") == uid
+            )
             or (name in ("event_page", "event") and document["descriptor"] in descriptors)
             or (name == "stream_datum" and document["stream_resource"] in resources)
         ):

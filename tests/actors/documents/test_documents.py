@@ -7,6 +7,7 @@ documents arriving, bounded.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -25,6 +26,7 @@ from actors.documents import (
     GetDocumentsStatus,
     RunComposer,
     RunStillRecording,
+    compose,
     exit_status,
     replay,
 )
@@ -32,7 +34,6 @@ from actors.pipeline.nexus_file import read_end_record, read_manifest
 from actors.pipeline.recorder import RECORDER_NAME, StartRun, StopRun, wait_run
 from actors.pipeline.run_feed import RunOpened
 from actors.scripting.runner import RUNNER_NAME, ExecutionState, GetExecution, StartScript
-from actors.documents import compose
 from runtime import ActorError, SetParameter, Source
 from supervisors.bench import Bench
 
@@ -154,7 +155,7 @@ async def test_a_plan_with_frames_and_readings(bench: Bench, tmp_path: Path) -> 
     }
     datums = of(live, "stream_datum")
     assert datums[0]["indices"]["start"] == 0 and datums[-1]["indices"]["stop"] == 10
-    for before, after in zip(datums, datums[1:], strict=False):
+    for before, after in itertools.pairwise(datums):
         assert before["indices"]["stop"] == after["indices"]["start"]  # every row, once
     frames = stream(live, "camera")
     assert frames["camera_frame_number"] == list(numbers)
@@ -269,7 +270,10 @@ def test_exit_status_of_every_outcome() -> None:
         "success",
         "scan completed",
     )
-    assert exit_status({"status": "stopped", "reason": "by alice"}) == ("success", "stopped: by alice")
+    assert exit_status({"status": "stopped", "reason": "by alice"}) == (
+        "success",
+        "stopped: by alice",
+    )
     for outcome in ("incomplete", "e-stopped", "disk full", "failed", "crashed"):
         status, reason = exit_status({"status": outcome, "reason": "why"})
         assert (status, reason) == ("fail", f"{outcome}: why")
@@ -280,10 +284,12 @@ def test_exit_status_of_every_outcome() -> None:
 
 
 def test_a_stop_after_lost_updates_says_the_live_stream_is_incomplete() -> None:
-    opened = RunOpened("0" * 8 + "-0000-4000-8000-" + "0" * 12, "/runs/r.nxs", "r", 1.0, {}, (), None)
+    opened = RunOpened(
+        "0" * 8 + "-0000-4000-8000-" + "0" * 12, "/runs/r.nxs", "r", 1.0, {}, (), None
+    )
     composer = RunComposer(opened, origin="benchd://host:50051")
     composer.start()
-    (name, stop), = composer.stop({"status": "completed", "reason": "done"}, lost=3)
+    ((_name, stop),) = composer.stop({"status": "completed", "reason": "done"}, lost=3)
     assert stop["exit_status"] == "success"
     assert "3 update(s)" in stop["reason"] and "GetRunDocuments" in stop["reason"]
     assert math.isfinite(stop["time"])
