@@ -255,6 +255,11 @@ class DocumentsActor(Actor):
 
     def _cursor(self, reference: str, since: int) -> DocumentCursor:
         log = self.log
+        if since > log.next_seq:
+            raise ValidationError(
+                f"since {since} is past the newest document ({log.next_seq - 1}): resume"
+                " after the last Document.seq received"
+            )
         if reference:
             uid = self._uid(reference)
             if uid is None:

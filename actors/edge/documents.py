@@ -77,12 +77,14 @@ class _Rebuild:
     def __init__(self, path: Path, origin: str, bench: str) -> None:
         self._documents: Iterator[Document] = replay(path, origin=origin, bench=bench)
         self.done = False
+        self.run = ""  # the start document's uid
 
     def take(self) -> list[tuple[str, bytes, str]]:
         batch: list[tuple[str, bytes, str]] = []
         for name, document in self._documents:
-            run = str(document.get("run_start") or document.get("uid") or "")
-            batch.append((name, encode(document), run))
+            if name == "start":
+                self.run = str(document["uid"])
+            batch.append((name, encode(document), self.run))
             if len(batch) >= BATCH:
                 return batch
         self.done = True

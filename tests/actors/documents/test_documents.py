@@ -23,6 +23,7 @@ from actors.acquisition import EXECUTOR_NAME, CreatePlan, Line, Plan, Span, Watc
 from actors.documents import (
     DOCUMENTS_NAME,
     FindRun,
+    FollowDocuments,
     GetDocumentsStatus,
     RunComposer,
     RunStillRecording,
@@ -30,6 +31,7 @@ from actors.documents import (
     exit_status,
     replay,
 )
+from actors.edge.documents import _Rebuild
 from actors.pipeline.nexus_file import read_end_record, read_manifest
 from actors.pipeline.recorder import RECORDER_NAME, StartRun, StopRun, wait_run
 from actors.pipeline.run_feed import RunOpened
@@ -169,6 +171,12 @@ async def test_a_plan_with_frames_and_readings(bench: Bench, tmp_path: Path) -> 
     again = await rebuilt(bench, Path(path).stem)
     validate(again)
     same_documents(live, again)
+    # GetRunDocuments' batches say which run each document is of
+    found = await bench.system.ref(DOCUMENTS_NAME).ask(FindRun(path))
+    rebuild = _Rebuild(found.path, found.origin, found.bench)
+    batch = await trio.to_thread.run_sync(rebuild.take)
+    await trio.to_thread.run_sync(rebuild.close)
+    assert {run for _, _, run in batch} == {start["uid"]} and batch[0][0] == "start"
 
     # a Bluesky consumer takes them as a RunEngine's: RunRouter hands each run to callbacks
     seen: list[str] = []
@@ -307,6 +315,8 @@ async def test_runs_are_found_only_in_the_run_directory(bench: Bench, tmp_path: 
     ):
         with pytest.raises(ActorError, match=expected):
             await documents.ask(FindRun(reference))
+    with pytest.raises(ActorError, match="past the newest document"):
+        await documents.ask(FollowDocuments(since=10**12))
     recorder = bench.system.ref(RECORDER_NAME)
     status = await recorder.ask(StartRun("ongoing", duration=60.0, record_frames=False))
     found = await documents.ask(FindRun(status.path))
