@@ -34,8 +34,8 @@ from runtime import (
 from runtime.config import EdgeConfig
 
 from ..acquisition.executor import EXECUTOR_NAME
-from ..documents.actor import DOCUMENTS_NAME, PUBLISHER_NAME
 from ..capabilities import Capability, Describe, DeviceInfo
+from ..documents.actor import DOCUMENTS_NAME, PUBLISHER_NAME
 from ..pipeline.recorder import RECORDER_NAME
 from ..scripting.runner import RUNNER_NAME
 from ._bridge import Bridge, clamp_timeout
