@@ -2,8 +2,9 @@
 
 Every run — a record, a plan, a script's run, the run a Bluesky detector starts — is written by
 the pipeline's RunWriter, which tells this actor what each flush made durable
-(actors/pipeline/run_feed.py). The actor composes the documents (:mod:`.compose`, in a worker
-thread: validating a page of thousands of readings is not event-loop work), appends them to the
+(actors/pipeline/run_feed.py). A helper task composes the documents in order (:mod:`.compose`,
+in a worker thread: validating a page of thousands of readings is not event-loop work; the
+mailbox stays free for followers, status and heartbeats meanwhile), appends them to the
 live :class:`~.log.DocumentLog` that gRPC streams follow, and when a run ends hands its file to
 the Tiled publisher, if the bench has one.
 
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 PUBLISHER_NAME = "publisher"  # the Tiled publisher (actors/documents/tiled.py), if configured
 RUNS_REMEMBERED = 1000  # runs whose uid and path this actor keeps (older: found by a scan)
+FEED_QUEUE = 4096  # run updates waiting to be composed (one a flush a run: minutes of them)
 MAX_RUN_REFERENCE = 1024  # characters of a run's uid, name or path in a request
 
 
@@ -154,17 +156,23 @@ class DocumentsActor(Actor):
         self._scanned: dict[str, str] = {}  # uid -> path, found by reading manifests
         self.lost = 0
         self.compose_errors = 0
+        self._feed: trio.MemorySendChannel[RunOpened | RunCommitted | RunClosed] | None = None
+
+    async def on_start(self) -> None:
+        send, receive = trio.open_memory_channel[RunOpened | RunCommitted | RunClosed](FEED_QUEUE)
+        self._feed = send
+        self.nursery.start_soon(self._compose_loop, receive)
 
     async def handle(self, message: Message) -> object:
         match message:
-            case RunOpened():
-                await self._opened(message)
-                return None
-            case RunCommitted():
-                await self._committed(message)
-                return None
-            case RunClosed():
-                await self._closed(message)
+            case RunOpened() | RunCommitted() | RunClosed():
+                # composed by a helper task, in order: the mailbox stays free for followers,
+                # status and pings while a page of thousands of readings is validated
+                try:
+                    assert self._feed is not None
+                    self._feed.send_nowait(message)
+                except trio.WouldBlock:
+                    self.lost += 1  # the file keeps it; that run's live stream says so
                 return None
             case FollowDocuments(run=run, since=since):
                 return self._cursor(run, since)
@@ -182,6 +190,18 @@ class DocumentsActor(Actor):
         return await super().handle(message)
 
     # -- the runs' feeds ----------------------------------------------------------------------
+
+    async def _compose_loop(
+        self, receive: trio.MemoryReceiveChannel[RunOpened | RunCommitted | RunClosed]
+    ) -> None:
+        async for message in receive:
+            match message:
+                case RunOpened():
+                    await self._opened(message)
+                case RunCommitted():
+                    await self._committed(message)
+                case RunClosed():
+                    await self._closed(message)
 
     async def _opened(self, opened: RunOpened) -> None:
         composer = RunComposer(opened, origin=self.origin, bench=self.bench)
