@@ -44,6 +44,8 @@ from benchd.v1 import (
     control_pb2,
     daemon_grpc,
     daemon_pb2,
+    documents_grpc,
+    documents_pb2,
     estop_grpc,
     estop_pb2,
     hardware_grpc,
@@ -268,6 +270,7 @@ class AsyncBench:
         self._control = control_grpc.ControlStub(self._channel)
         self._scan = scan_grpc.ScanStub(self._channel)
         self._preview = preview_grpc.PreviewStub(self._channel)
+        self._documents = documents_grpc.DocumentsStub(self._channel)
         self._closed = False
 
     @classmethod
@@ -1003,6 +1006,54 @@ class AsyncBench:
                 raise from_grpc(error) from None
             except CONNECTION_ERRORS as error:
                 await backoff.wait(error, "StreamScanEvents")
+
+    async def documents(self, run: str | None = None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Bluesky documents as ``(name, doc)`` pairs, live: every run from now on (``run``
+        None: the start, descriptors and stream resources of runs already recording come
+        first), or one run's (a uid, a name as ``runs()`` gives it, or a path) until its stop.
+        Feed them to any Bluesky callback (``event_model.RunRouter``, ``LiveTable``, a
+        ``TiledWriter``). After a dropped connection it carries on after the last document
+        received, nothing repeated. A run that has ended: :meth:`run_documents`."""
+        backoff = _Backoff(self.retry, self.address)
+        method = self._documents.StreamDocuments
+        since: int | None = None
+        while True:
+            self._check_open("StreamDocuments")
+            request = documents_pb2.StreamDocumentsRequest(
+                run=run or "", resume=since is not None, since=since or 0
+            )
+            try:
+                async with method.open(metadata=self._metadata) as stream:
+                    await stream.send_message(request, end=True)
+                    while (message := await stream.recv_message()) is not None:
+                        backoff = _Backoff(self.retry, self.address)
+                        since = message.seq + 1
+                        yield message.name, json.loads(message.json)
+                return
+            except GRPCError as error:
+                raise from_grpc(error) from None
+            except CONNECTION_ERRORS as error:
+                await backoff.wait(error, "StreamDocuments")
+
+    async def run_documents(self, run: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """A finished run's documents rebuilt from its file, ``(name, doc)`` from start to
+        stop (the same start uid and descriptors as its live stream). ``run``: a uid, a name
+        as ``runs()`` gives it, or a path."""
+        method = self._documents.GetRunDocuments
+        self._check_open("GetRunDocuments")
+        request = documents_pb2.GetRunDocumentsRequest(run=run)
+        try:
+            async with method.open(metadata=self._metadata) as stream:
+                await stream.send_message(request, end=True)
+                while (message := await stream.recv_message()) is not None:
+                    yield message.name, json.loads(message.json)
+        except GRPCError as error:
+            raise from_grpc(error) from None
+        except CONNECTION_ERRORS as error:
+            raise ConnectionLost(
+                f"GetRunDocuments: the connection to {self.address} dropped: {error}"
+                " (ask again: the documents are rebuilt from the file)"
+            ) from error
 
     async def scan_table(self, scan_id: str) -> pa.Table:
         """The scan's table (positions and readings per point, units in the fields' metadata)

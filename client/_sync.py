@@ -679,6 +679,21 @@ class Bench:
         """The run files in the daemon's storage directory."""
         return self._run(self._async.runs())
 
+    def documents(self, run: str | None = None) -> Subscription[tuple[str, dict[str, Any]]]:
+        """Live Bluesky documents as ``(name, doc)`` pairs: every run from now on, or one
+        run's until its stop (see :meth:`AsyncBench.documents`). A RunEngine-style callback
+        source::
+
+            router = event_model.RunRouter([factory])
+            for name, doc in bench.documents():
+                router(name, doc)
+        """
+        return self._subscribe(self._async.documents(run))
+
+    def run_documents(self, run: str) -> Subscription[tuple[str, dict[str, Any]]]:
+        """A finished run's documents rebuilt from its file, start to stop."""
+        return self._subscribe(self._async.run_documents(run))
+
 
 class RunProgress:
     """A rich progress bar (stderr) over a run's frames, or its duration, or its readings."""

@@ -262,6 +262,8 @@ class SystemHealth:
     run_frames_dropped: int  # the current (or last) run
     run_frames_missing: int
     preview_frames_skipped: int  # latest-only taps (GUIs, streams, the ring): skipped, not lost
+    publish: PublishHealth | None = None  # the Tiled publisher ([publish] tiled), if any
+    document_updates_lost: int = 0  # run updates the live document stream missed
 
     @classmethod
     def from_pb(cls, m: health_pb2.SystemHealth) -> SystemHealth:
@@ -281,6 +283,39 @@ class SystemHealth:
             m.run_frames_dropped,
             m.run_frames_missing,
             m.preview_frames_skipped,
+            PublishHealth.from_pb(m.publish) if m.HasField("publish") else None,
+            m.document_updates_lost,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PublishHealth:
+    """The Tiled publisher: runs waiting (``backlog``), published, failed, and why not now."""
+
+    server: str
+    connected: bool
+    backlog: int
+    published: int
+    failed_runs: int
+    attempts_failed: int
+    last_error: str
+    last_published: float  # Unix time, 0 if none yet
+    retry_in_s: float
+    overflowed: int
+
+    @classmethod
+    def from_pb(cls, m: health_pb2.PublishHealth) -> PublishHealth:
+        return cls(
+            m.server,
+            m.connected,
+            m.backlog,
+            m.published,
+            m.failed_runs,
+            m.attempts_failed,
+            m.last_error,
+            m.last_published,
+            m.retry_in_s,
+            m.overflowed,
         )
 
 

@@ -12,6 +12,7 @@ through the same ConfigError so the message format is the same everywhere.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -164,6 +165,26 @@ class AcquisitionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishConfig:
+    """Where finished runs are published (the ``[publish]`` table; docs/facility.md).
+
+    ``tiled``: the Tiled server's URL ("" publishes nothing). Its API key is never in the file:
+    it is read from the environment variable ``api_key_env`` when the config is loaded.
+    """
+
+    tiled: str = ""
+    api_key_env: str = "BENCHD_TILED_API_KEY"
+    api_key: str = field(default="", repr=False)
+    queue: int = 1000  # runs waiting to be published, at most
+    retry_max: float = 60.0  # s between attempts while the server is out, at most
+    catch_up: bool = True  # at start, publish the directory's runs not yet published
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tiled)
+
+
+@dataclass(frozen=True, slots=True)
 class BenchConfig:
     source: str  # the file it came from, for error messages
     name: str
@@ -173,6 +194,7 @@ class BenchConfig:
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     scripting: ScriptingConfig = field(default_factory=ScriptingConfig)
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
 
     def error(self, key: str, reason: str) -> ConfigError:
         return ConfigError(self.source, key, reason)
@@ -193,7 +215,12 @@ def parse_config(text: str, source: str) -> BenchConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "", f"not valid TOML ({exc})") from exc
-    _only(data, {"bench", "device", "storage", "edge", "scripting", "acquisition"}, "", source)
+    _only(
+        data,
+        {"bench", "device", "storage", "edge", "scripting", "acquisition", "publish"},
+        "",
+        source,
+    )
     bench = data.get("bench", {})
     _expect(bench, dict, "bench", source, "a table")
     _only(bench, {"name"}, "bench", source)
@@ -238,7 +265,62 @@ def parse_config(text: str, source: str) -> BenchConfig:
         scripting=_scripting(data.get("scripting", {}), source),
         acquisition=_acquisition(data.get("acquisition", {}), source),
         text=text,
+        publish=_publish(data.get("publish", {}), source),
     )
+
+
+PUBLISH_KEYS = {"tiled", "api_key_env", "queue", "retry_max", "catch_up"}
+ENVIRONMENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _publish(table: object, source: str, environ: Mapping[str, str] | None = None) -> PublishConfig:
+    """``[publish]``: the Tiled URL checked (http or https, a host), the API key read from the
+    environment (a missing variable is an error: a publisher that cannot write would only
+    fail later, quietly)."""
+    _expect(table, dict, "publish", source, "a table")
+    assert isinstance(table, dict)
+    if "api_key" in table:
+        raise ConfigError(
+            source, "publish.api_key", "keys never go in the file: name a variable in api_key_env"
+        )
+    _only(table, PUBLISH_KEYS, "publish", source)
+    url = table.get("tiled", "")
+    _expect(url, str, "publish.tiled", source, 'a URL such as "http://tiled.lab:8000"')
+    if url:
+        match = re.fullmatch(r"(https?)://([^/:?#\s]+|\[[0-9A-Fa-f:]+\])(:\d{1,5})?(/[^\s]*)?", url)
+        if match is None:
+            raise ConfigError(
+                source,
+                "publish.tiled",
+                f'{url[:80]!r} is not an http(s) URL with a host, e.g. "http://tiled.lab:8000"',
+            )
+    name = table.get("api_key_env", "BENCHD_TILED_API_KEY")
+    _expect(name, str, "publish.api_key_env", source, "an environment variable's name")
+    if name and not ENVIRONMENT_NAME.match(name):
+        raise ConfigError(source, "publish.api_key_env", f"{name!r} is not a variable name")
+    key = ""
+    if url and name:
+        key = (os.environ if environ is None else environ).get(name, "")
+        if not key:
+            raise ConfigError(
+                source,
+                "publish.api_key_env",
+                f"the Tiled API key is read from the environment variable {name}, which is not"
+                ' set (set it, or api_key_env = "" for a server that takes writes without a key)',
+            )
+    queue = table.get("queue", 1000)
+    _expect(queue, int, "publish.queue", source, "an int (runs)")
+    if not 1 <= queue <= 1_000_000:
+        raise ConfigError(source, "publish.queue", f"{queue} is outside 1..1000000 runs")
+    retry = table.get("retry_max", 60.0)
+    if isinstance(retry, int) and not isinstance(retry, bool):
+        retry = float(retry)
+    _expect(retry, float, "publish.retry_max", source, "a number of seconds")
+    if not 1.0 <= retry <= 3600.0:
+        raise ConfigError(source, "publish.retry_max", f"{retry:g} is outside 1..3600 s")
+    catch_up = table.get("catch_up", True)
+    _expect(catch_up, bool, "publish.catch_up", source, "true or false")
+    return PublishConfig(url, name, key, queue, retry, catch_up)
 
 
 SUSPENDER_KEYS = {"signal", "condition", "threshold", "resume", "settle", "poll"}

@@ -26,6 +26,8 @@ import trio
 
 from actors.acquisition.executor import EXECUTOR_NAME, PlanExecutor
 from actors.acquisition.suspenders import Condition, Suspender
+from actors.documents.actor import DOCUMENTS_NAME, PUBLISHER_NAME, DocumentsActor, origin_of
+from actors.documents.tiled import TiledPublisher, tiled_available
 from actors.instruments import ell14, esp300, maitai, newport1830c, prime_bsi
 from actors.instruments.camera_backend import CameraBackend
 from actors.instruments.pyvcam_backend import PyVcamBackend
@@ -464,7 +466,42 @@ def _pipeline(config: BenchConfig) -> SupervisorSpec:
     scripts = ActorSpec(RUNNER_NAME, lambda: ScriptRunner(config.scripting))
     defaults = bench_suspenders(config)
     plans = ActorSpec(EXECUTOR_NAME, lambda: PlanExecutor(defaults=defaults))
-    return _device_supervisor("pipeline", (recorder, *rings, scripts, plans), Strategy.ONE_FOR_ONE)
+    documents = _documents(config)
+    return _device_supervisor(
+        "pipeline", (*documents, recorder, *rings, scripts, plans), Strategy.ONE_FOR_ONE
+    )
+
+
+def _documents(config: BenchConfig) -> tuple[ActorSpec, ...]:
+    """Every run's Bluesky documents (actors/documents), and the Tiled publisher if
+    ``[publish] tiled`` names a server. They start before the recorder, so its first run is
+    followed."""
+    origin = origin_of(config.edge.host, config.edge.port)
+    specs = [ActorSpec(DOCUMENTS_NAME, lambda: DocumentsActor(origin=origin, bench=config.name))]
+    publish = config.publish
+    if publish.enabled:
+        missing = tiled_available()
+        if missing is not None:
+            raise config.error(
+                "publish.tiled",
+                f"publishing to Tiled needs the publish extra (missing: {missing}):"
+                " pip install 'benchd[daemon,publish]'",
+            )
+        specs.append(
+            ActorSpec(
+                PUBLISHER_NAME,
+                lambda: TiledPublisher(
+                    server=publish.tiled,
+                    api_key=publish.api_key,
+                    origin=origin,
+                    bench=config.name,
+                    queue=publish.queue,
+                    retry_max=publish.retry_max,
+                    catch_up=publish.catch_up,
+                ),
+            )
+        )
+    return tuple(specs)
 
 
 def bench_suspenders(config: BenchConfig) -> tuple[Suspender, ...]:

@@ -55,7 +55,7 @@ def test_runs_for_a_duration_then_exits_cleanly() -> None:
     assert "esp300.axis3: ready ESP300 Version 3.04 07/27/01 axis 3" in log
     assert "power_meter: ready Newport 1830-C" in log
     assert "camera: ready Photometrics Prime BSI GS2020" in log
-    assert "benchd ready: 16 of 16 actors up" in log
+    assert "benchd ready: 17 of 17 actors up" in log
     assert "gRPC edge listening on 127.0.0.1:" in log and "benchd serving gRPC on 127.0.0.1:" in log
     assert log.rstrip().endswith("benchd stopped cleanly")
 
@@ -64,7 +64,7 @@ def test_runs_for_a_duration_then_exits_cleanly() -> None:
 def test_signal_stops_every_actor_and_exits_zero(signum: signal.Signals) -> None:
     with start_daemon() as process:
         try:
-            wait_for_line(process, "benchd ready: 16 of 16 actors up")
+            wait_for_line(process, "benchd ready: 17 of 17 actors up")
             process.send_signal(signum)
             rest = wait_for_line(process, "benchd stopped cleanly")
             assert process.wait(timeout=30) == 0

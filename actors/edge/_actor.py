@@ -40,6 +40,7 @@ from ._priority import EdgeServer, PriorityStops
 from .auth import Authenticator
 from .control import ControlServicer
 from .daemon_info import DaemonInfoServicer
+from .documents import DocumentsServicer
 from .estop import EmergencyStopServicer, StopEvent
 from .frames import CameraHardwareServicer
 from .health import HealthMonitor, HealthServicer, HealthState
@@ -177,6 +178,7 @@ class Edge(Actor):
                     ControlServicer(context),
                     ScanServicer(context),
                     PreviewServicer(context),
+                    DocumentsServicer(context),
                 ]
                 services.append(Health({service: [serving] for service in services}))
                 services = ServerReflection.extend(services)

@@ -35,6 +35,7 @@ from runtime.config import EdgeConfig
 
 from ..acquisition.executor import EXECUTOR_NAME
 from ..capabilities import Capability, Describe, DeviceInfo
+from ..documents.actor import DOCUMENTS_NAME, PUBLISHER_NAME
 from ..pipeline.recorder import RECORDER_NAME
 from ..scripting.runner import RUNNER_NAME
 from ._bridge import Bridge, clamp_timeout
@@ -48,8 +49,11 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 10.0  # an ask without a wait: parameter reads and writes, positions
 DEFAULT_WAIT = 60.0  # a move or settle with wait and no timeout given
 #: The bench's own services by name (supervisors/bench.py's pipeline): the recorder, the script
-#: runner, the plans executor. Frame rings are "<camera>.ring".
-SERVICE_NAMES = frozenset({RECORDER_NAME, RUNNER_NAME, EXECUTOR_NAME})
+#: runner, the plans executor, the documents actor and the Tiled publisher. Frame rings are
+#: "<camera>.ring".
+SERVICE_NAMES = frozenset(
+    {RECORDER_NAME, RUNNER_NAME, EXECUTOR_NAME, DOCUMENTS_NAME, PUBLISHER_NAME}
+)
 
 
 class EventLog(Generic[T]):

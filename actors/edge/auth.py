@@ -96,6 +96,7 @@ OPERATOR_METHODS = frozenset(
         "/benchd.v1.Hardware/MotorOn",
         "/benchd.v1.Hardware/Zero",
         # ValidatePlan, GetScan, ListScans, StreamScan, StreamScanEvents, GetScanTable: observers
+        # Documents.StreamDocuments, Documents.GetRunDocuments: observers (they read)
     }
 )
 #: Methods that need no token at all.

@@ -7,6 +7,7 @@ from grpclib.server import Stream
 from benchd.v1 import daemon_grpc
 from benchd.v1 import daemon_pb2 as pb
 
+from ..documents.actor import PUBLISHER_NAME
 from ._context import EdgeContext
 from ._guard import receive
 from .estop import latch_message
@@ -31,6 +32,7 @@ FEATURES = (
     "preview",  # Preview: frames reduced in the daemon for a live view
     "bluesky",  # what client.bluesky needs: StopRun.complete, scan documents' data in runs
     "limits",  # every request bounded (sizes, rates, streams): docs/edge.md
+    "documents",  # Documents: every run's Bluesky documents, live and rebuilt (docs/facility.md)
     "grpc.health.v1",
     "reflection",
 )
@@ -50,6 +52,8 @@ class DaemonInfoServicer(daemon_grpc.DaemonInfoBase):
             features.append("auth")
         if self.ctx.tls:
             features.append("tls")
+        if PUBLISHER_NAME in self.ctx.system.names():
+            features.append("tiled")  # finished runs are published to a Tiled catalog
         await stream.send_message(
             pb.DaemonInfoResponse(
                 version=self.ctx.version,

@@ -9,6 +9,7 @@ grpc.health.v1 overall status: SERVING while every device is ready, NOT_SERVING 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,9 +22,11 @@ from grpclib.server import Stream
 
 from benchd.v1 import health_grpc
 from benchd.v1 import health_pb2 as pb
-from runtime import ActorState, BenchError, Ping
+from runtime import ActorError, ActorState, BenchError, Ping
 
 from ..capabilities import Capability
+from ..documents import DOCUMENTS_NAME, PUBLISHER_NAME, GetDocumentsStatus
+from ..documents.tiled import GetPublishStatus, PublishStatus
 from ..pipeline.recorder import RECORDER_NAME, GetRunStatus
 from ..pipeline.run import RunStatus
 from ..pipeline.taps import GetTapStatistics, TapPolicy
@@ -215,6 +218,35 @@ async def preview_skips(ctx: EdgeContext) -> int:
     return total
 
 
+async def publishing_figures(ctx: EdgeContext) -> dict[str, Any]:
+    """The documents actor's lost updates and the Tiled publisher's status (trio side); only
+    what the bench has."""
+    figures: dict[str, Any] = {}
+    names = ctx.system.names()
+    if DOCUMENTS_NAME in names:
+        with contextlib.suppress(BenchError, ActorError):
+            status = await ctx.system.ref(DOCUMENTS_NAME).ask(GetDocumentsStatus(), timeout=1.0)
+            figures["document_updates_lost"] = status.updates_lost
+    if PUBLISHER_NAME in names:
+        with contextlib.suppress(BenchError, ActorError):
+            publish: PublishStatus = await ctx.system.ref(PUBLISHER_NAME).ask(
+                GetPublishStatus(), timeout=1.0
+            )
+            figures["publish"] = pb.PublishHealth(
+                server=publish.server,
+                connected=publish.connected,
+                backlog=publish.backlog,
+                published=publish.published,
+                failed_runs=publish.failed_runs,
+                attempts_failed=publish.attempts_failed,
+                last_error=publish.last_error,
+                last_published=publish.last_published,
+                retry_in_s=publish.retry_in,
+                overflowed=publish.overflowed,
+            )
+    return figures
+
+
 def disk_free(path: Path) -> int | None:
     try:
         return int(psutil.disk_usage(str(path)).free)
@@ -259,14 +291,16 @@ class HealthServicer(health_grpc.HealthBase):
     async def _pipeline(self) -> dict[str, Any]:
         run = await self.ctx.bridge.call(lambda: pipeline_figures(self.ctx))
         skipped = await self.ctx.bridge.call(lambda: preview_skips(self.ctx))
+        publishing = await self.ctx.bridge.call(lambda: publishing_figures(self.ctx))
         if run is None:
-            return {"preview_frames_skipped": skipped}
+            return {"preview_frames_skipped": skipped, **publishing}
         return {
             "run_state": run.state.value,
             "writer_lag": run.writer_lag,
             "run_frames_dropped": run.frames_dropped,
             "run_frames_missing": run.frames_missing,
             "preview_frames_skipped": skipped,
+            **publishing,
         }
 
     async def ListActors(self, stream: Stream[pb.ListActorsRequest, pb.ListActorsResponse]) -> None:

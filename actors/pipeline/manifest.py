@@ -13,6 +13,7 @@ import platform
 import socket
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -103,7 +104,13 @@ def build_manifest(
 ) -> dict[str, Any]:
     """``recorded_by``: what recorded the run when it was not a plain StartRun (a plan: its
     id, origin and description), under ``run.recorded_by``."""
-    run: dict[str, Any] = {"name": run_name, "start_time": start_time, "options": dict(options)}
+    # uid: the run's Bluesky start document's (actors/documents), kept with the file
+    run: dict[str, Any] = {
+        "name": run_name,
+        "start_time": start_time,
+        "options": dict(options),
+        "uid": str(uuid.uuid4()),
+    }
     if recorded_by:
         run["recorded_by"] = dict(recorded_by)
     return {

@@ -47,6 +47,7 @@ import math
 import os
 import re
 import struct
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +67,7 @@ from .nexus_read import (
     END_RECORD,
     LAYOUT,
     Column,
+    file_layout,
     frames_path,
     read_audit,
     read_channel,
@@ -810,6 +812,172 @@ def _version(package: str) -> str:
 
 def _has_scan(channels: Sequence[ChannelSpec]) -> bool:
     return any(c.kind is ChannelKind.SCAN for c in channels)
+
+
+# -- reading a run back (documents, publishers) ------------------------------------------------
+#
+# Readers of run files (the document rebuild, the Tiled publisher) go through these helpers
+# only, so the file's layout lives in this module alone.
+
+#: The run's ``uid`` (its Bluesky start document's) is in the manifest; files made before it
+#: was get a stable one derived from their name and start time.
+_UID_NAMESPACE = uuid.UUID("6f1c1f9e-4a4b-4d0c-9a53-0b7d1e3f2a10")
+
+
+def frames_dataset_path(detector: str) -> str:
+    """Where a run file keeps a detector's frames, ``[n, rows, columns]`` one chunk a frame.
+    Exact: the detector's group is named first, so no other device takes its NeXus name."""
+    return f"/entry/instrument/{nexus_name(detector)}/data"
+
+
+def stored_values(dtype: str, values: Iterable[Any]) -> list[Any]:
+    """Values as a channel of ``dtype`` stores them, as plain Python values: text cut to the
+    dataset's width, booleans as bools, anything that is not a number as NaN — so values told
+    live and values read back from the file are the same."""
+    kind = _CHANNEL_DTYPES[dtype][0]
+    plain = [v.decode(errors="replace") if isinstance(v, bytes) else v for v in values]
+    array = _values(plain, np.dtype(_CHANNEL_DTYPES[dtype]))
+    if kind == "S":
+        return [bytes(v).decode(errors="replace") for v in array]
+    if kind == "u":
+        return [bool(v) for v in array]
+    return [v.item() for v in array]
+
+
+@dataclass(frozen=True, slots=True)
+class RunContents:
+    """What a run file holds, as far as a reader needs to replay it."""
+
+    path: Path
+    uid: str
+    name: str
+    start_time: float
+    manifest: dict[str, Any]
+    end_record: dict[str, Any]
+    layout: FrameLayout | None
+    frames_dataset: str  # "" without frames
+    frames: int  # rows of frames (and of their numbers, timestamps, exposures)
+    channels: tuple[tuple[ChannelSpec, int], ...]  # each channel in the file and its rows
+
+
+def channels_from_manifest(manifest: Mapping[str, Any]) -> list[ChannelSpec]:
+    """The channels a run records, from its manifest: every Readable's readings, every
+    parameter's changes, a plan's scan columns (the same that run_setup declares)."""
+    readings: list[ChannelSpec] = []
+    parameters: list[ChannelSpec] = []
+    for name, device in (manifest.get("devices") or {}).items():
+        info = device.get("info") or {}
+        if "Readable" in (info.get("capabilities") or ()):
+            units = str(info.get("units") or "")
+            readings.append(ChannelSpec(name, "reading", ChannelKind.READING, "float", units))
+        for parameter in device.get("parameter_info") or ():
+            dtype = str(parameter.get("dtype", "str"))
+            parameters.append(
+                ChannelSpec(
+                    name,
+                    str(parameter.get("name")),
+                    ChannelKind.PARAMETER,
+                    dtype if dtype in ("float", "int", "bool") else "str",
+                    str(parameter.get("units") or ""),
+                )
+            )
+    scan = (manifest.get("metadata") or {}).get("scan")
+    columns = scan.get("columns") if isinstance(scan, Mapping) else None
+    specs = [ChannelSpec("scan", str(c), ChannelKind.SCAN, "float") for c in columns or ()]
+    return [*readings, *parameters, *specs]
+
+
+class RunFileReader:
+    """A run file opened for reading (SWMR, so a file another process writes opens too).
+
+    Synchronous: use it in a worker thread. Never open a run this process is writing: HDF5
+    would show this process the writer's unflushed rows (the live documents come from the
+    writer itself, see run_feed.py).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._file = h5py.File(self.path, "r", swmr=True)
+        # where everything is, by the bench's names (the file's layout_json, exact even when
+        # two names met one NeXus name); files older than layout_json are walked
+        self._layout = file_layout(self._file)
+
+    def __enter__(self) -> RunFileReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def contents(self) -> RunContents:
+        entry = self._file["entry"]
+        manifest: dict[str, Any] = json.loads(entry["manifest/json"][()])
+        end_record: dict[str, Any] = json.loads(bytes(entry["end_record"][()]).rstrip(b" "))
+        run = manifest.get("run") or {}
+        start_time = float(run.get("start_time") or 0.0)
+        name = str(run.get("name") or self.path.stem)
+        uid = str(run.get("uid") or uuid.uuid5(_UID_NAMESPACE, f"{self.path.name}@{start_time}"))
+        layout = None
+        dataset = ""
+        frames = 0
+        camera = (run.get("options") or {}).get("camera")
+        detector = self._layout.get("detector")
+        if camera and detector and f"{detector}/data" in self._file:
+            data = self._file[f"{detector}/data"]
+            numbers = self._file[f"{detector}/frame_number"]
+            frames = int(min(data.shape[0], numbers.len()))
+            compressed = data.id.get_create_plist().get_nfilters() > 0
+            compression = Compression.BITSHUFFLE_LZ4 if compressed else Compression.NONE
+            layout = FrameLayout(camera, (int(data.shape[1]), int(data.shape[2])), compression)
+            dataset = f"{detector}/data"
+        channels = []
+        for spec in channels_from_manifest(manifest):
+            where = self._where(spec)
+            if f"{where}/time" in self._file and f"{where}/value" in self._file:
+                rows = min(self._file[f"{where}/{d}"].len() for d in ("time", "value"))
+                channels.append((spec, int(rows)))
+        return RunContents(
+            self.path, uid, name, start_time, manifest, end_record, layout, dataset, frames,
+            tuple(channels),
+        )  # fmt: skip
+
+    def frames(
+        self, detector: str, start: int, stop: int
+    ) -> tuple[list[int], list[float], list[float]]:
+        """Frame numbers, timestamps (Unix s) and exposures (ms) of rows ``start:stop``."""
+        group = self._layout.get("detector") or f"/entry/instrument/{nexus_name(detector)}"
+        series = [self._file[f"{group}/{n}"] for n in _FRAME_SERIES]
+        numbers, stamps, exposures = (s[start:stop].tolist() for s in series)
+        return numbers, stamps, exposures
+
+    def channel(
+        self, spec: ChannelSpec, start: int, stop: int
+    ) -> tuple[list[float], list[Any], list[str] | None]:
+        """Rows ``start:stop`` of a channel: times, values as stored_values gives them, and
+        (readings) their flags."""
+        group = self._file[self._where(spec)]
+        times = group["time"][start:stop].tolist()
+        raw = group["value"][start:stop]
+        values = stored_values(spec.dtype, list(raw) if raw.dtype.kind == "S" else raw.tolist())
+        flags = None
+        if spec.kind is ChannelKind.READING and "flags" in group:
+            flags = [bytes(f).decode(errors="replace") for f in group["flags"][start:stop]]
+        return times, values, flags
+
+    def _where(self, spec: ChannelSpec) -> str:
+        """The channel's group in this file: the layout's, else the naming rule's."""
+        if spec.kind is ChannelKind.READING:
+            where = self._layout["readings"].get(spec.device)
+        elif spec.kind is ChannelKind.SCAN:
+            where = self._layout["scan"].get(spec.name)
+        else:
+            where = self._layout["parameters"].get(spec.device, {}).get(spec.name)
+        return str(where or spec.path)
+
+
+_FRAME_SERIES = ("frame_number", "timestamp", "exposure_time")
 
 
 def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:

@@ -80,10 +80,11 @@ def read_layout(path: Path) -> dict[str, Any]:
      "default_plot": "/entry/data"}                    # None: nothing to plot
     """
     with h5py.File(path, "r", swmr=True) as file:
-        return _layout(file)
+        return file_layout(file)
 
 
-def _layout(file: h5py.File) -> dict[str, Any]:
+def file_layout(file: h5py.File) -> dict[str, Any]:
+    """:func:`read_layout` of a file already open."""
     if LAYOUT in file:
         result: dict[str, Any] = json.loads(file[LAYOUT][()])
         return result
@@ -121,7 +122,7 @@ def frames_path(path: Path) -> str | None:
 def read_channel(path: Path, device: str, parameter: str | None = None) -> Column:
     """A device's readings, or (``parameter``) one parameter's changes."""
     with h5py.File(path, "r", swmr=True) as file:
-        layout = _layout(file)
+        layout = file_layout(file)
         if parameter is None:
             where = layout["readings"].get(device)
             what = f"readings of {device!r}"
@@ -136,7 +137,7 @@ def read_channel(path: Path, device: str, parameter: str | None = None) -> Colum
 def read_scan_table(path: Path) -> dict[str, Column]:
     """A scan's table: every column by its declared name, in order (empty without a scan)."""
     with h5py.File(path, "r", swmr=True) as file:
-        layout = _layout(file)
+        layout = file_layout(file)
         return {name: _column(file[where], name) for name, where in layout["scan"].items()}
 
 

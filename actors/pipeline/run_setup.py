@@ -9,6 +9,7 @@ for StartRun; the acquisition executor does it for a plan; both then hand the pi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,18 @@ from .audit_trail import AuditTrail
 from .disk_space import DiskGuard, FreeSpace, free_bytes
 from .frame_source import FrameSource
 from .manifest import DeviceRecord, build_manifest
-from .nexus_file import ChannelKind, ChannelSpec, Compression, FrameLayout, ScanPlot
+from .nexus_file import (
+    ChannelKind,
+    ChannelSpec,
+    Compression,
+    FrameLayout,
+    ScanPlot,
+    frames_dataset_path,
+    to_json,
+)
 from .parameter_watch import ParameterWatch
 from .reading_source import ReadingSource
+from .run_feed import RunFeed, RunOpened
 from .run_writer import RunWriter, create_run_writer
 from .scan_table import ScanTable
 
@@ -242,6 +252,20 @@ async def create_run(
             channels=[*reading_channels, *parameter_channels, *scan.specs],
             plot=plot,
         )
+    )
+    channels = (*reading_channels, *parameter_channels, *scan.specs)
+    writer.feed = RunFeed.open(
+        system,
+        RunOpened(
+            uid=str(manifest["run"]["uid"]),
+            path=str(path),
+            name=options.name,
+            start_time=start_time,
+            manifest=json.loads(to_json(manifest)),  # as the file has it: live = rebuilt
+            channels=channels,
+            layout=layout,
+            frames_dataset=frames_dataset_path(layout.detector) if layout else "",
+        ),
     )
     tap = f"run:{options.name}"
     frames = None

@@ -39,6 +39,7 @@ from .nexus_file import (
     error_name,
     file_error,
 )
+from .run_feed import RunFeed
 
 #: A parameter change or a scan-table cell: (channel, Unix time, value).
 ChannelRow = tuple[ChannelSpec, float, Any]
@@ -70,6 +71,8 @@ class RunWriter:
         self.changes_discarded = 0  # parameter changes and scan rows not written
         self.audit_discarded = 0  # audit entries the file refused
         self.broken = False  # a write failed: the file takes no more data
+        #: told what is written and when it is durable (the run's live documents); None: no one
+        self.feed: RunFeed | None = None
 
     @property
     def path(self) -> Path:
@@ -126,6 +129,8 @@ class RunWriter:
         except OSError as error:
             self.frames_discarded += len(frames)  # the file rolled the batch back
             raise self._failed(error) from error
+        if self.feed is not None:
+            self.feed.frames_written(records)
         if rest:
             self.frames_discarded += len(rest)
             raise FrameShapeChanged(
@@ -174,6 +179,8 @@ class RunWriter:
             self._discard_rows(count, len(rows), len(audit))
             raise self._failed(error) from error
         self.readings_written += count
+        if self.feed is not None:
+            self.feed.rows_written(readings, rows)
 
     def _discard_rows(self, readings: int, rows: int, audit: int) -> None:
         self.readings_discarded += readings
@@ -216,9 +223,12 @@ class RunWriter:
             return self.file.flush()
 
         try:
-            return await trio.to_thread.run_sync(flush)
+            committed = await trio.to_thread.run_sync(flush)
         except OSError as error:
             raise self._failed(error) from error
+        if self.feed is not None:
+            self.feed.committed()
+        return committed
 
     def _failed(self, error: OSError) -> WriteFailed:
         self.broken = True
@@ -242,7 +252,18 @@ class RunWriter:
                 with contextlib.suppress(OSError):
                     self.arrow.close()
 
-        written: dict[str, Any] = await trio.to_thread.run_sync(close)
+        try:
+            written: dict[str, Any] = await trio.to_thread.run_sync(close)
+        except OSError:
+            if self.feed is not None:
+                self.feed.discard()
+                self.feed.closed({**record, "end_record_written": False})
+            raise
+        if self.feed is not None:
+            if "sealed" in written:  # only what the last flush made durable is in the file
+                self.feed.discard()
+            self.feed.committed()
+            self.feed.closed(written)
         return written
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -187,7 +188,7 @@ class BenchDataLogic(DetectorDataLogic):
             link,
             datakey_name,
             f"file://{host}{status.path}",
-            f"/entry/instrument/{shared.camera}/data",
+            f"/entry/instrument/{_nexus_name(shared.camera)}/data",
             shape,
         )
         shared.provider = provider
@@ -336,3 +337,11 @@ class BenchCamera(StandardDetector, BenchDevice):
     async def resume(self) -> None:
         """The next trigger starts a new acquisition."""
         self._paused = asyncio.Event()
+
+
+def _nexus_name(name: str) -> str:
+    """The camera's group name in the run file: the daemon's NeXus naming rule
+    (actors/pipeline/nexus_names.py; the detector is named first, so it never gets a suffix).
+    Repeated here because the client installs without the daemon."""
+    text = re.sub(r"[^A-Za-z0-9_]", "_", name) or "_"
+    return f"_{text}" if text[0].isdigit() else text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import signal
 import subprocess
 import sys
@@ -93,7 +94,12 @@ class Daemon:
 
 
 def start_daemon(
-    directory: Path, listen: str = "127.0.0.1:0", *, tokens: Path | None = None
+    directory: Path,
+    listen: str = "127.0.0.1:0",
+    *,
+    tokens: Path | None = None,
+    extra: str = "",
+    env: dict[str, str] | None = None,
 ) -> Daemon:
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "bench.toml"
@@ -102,7 +108,7 @@ def start_daemon(
         f"disk_path = '{directory}'\n"
         + (f"tokens_file = '{tokens}'\n" if tokens is not None else "")
         + f"[storage]\ndirectory = '{directory / 'runs'}'\nring_directory = '{directory}'\n"
-        "min_free_mb = 0\n"
+        "min_free_mb = 0\n" + extra
     )
     log = directory / f"daemon-{time.monotonic_ns()}.log"
     with log.open("w") as sink:
@@ -112,6 +118,7 @@ def start_daemon(
             cwd=ROOT,
             stderr=sink,
             stdout=subprocess.DEVNULL,
+            env=None if env is None else {**os.environ, **env},
         )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:

@@ -53,11 +53,11 @@ def test_devices_and_services_are_listed_apart(process_daemon: Daemon) -> None:
     devices = {d["name"]: d for d in json.loads(ok(benchctl(process_daemon, "--json", "devices")))}
     services = {s["name"] for s in json.loads(ok(benchctl(process_daemon, "services", "--json")))}
     assert {"esp300.axis1", "power_meter", "camera"} <= set(devices)
-    assert services == {"recorder", "camera.ring", "scripts", "plans"}
+    assert services == {"documents", "recorder", "camera.ring", "scripts", "plans"}
     assert not services & set(devices)
     assert all(d["kind"] == "device" for d in devices.values())
     text = ok(benchctl(process_daemon, "info"))
-    assert "services: recorder, camera.ring, scripts, plans" in text
+    assert "services: documents, recorder, camera.ring, scripts, plans" in text
     assert "features: " in text and "scans" in text and "preview" in text
 
 

@@ -52,7 +52,7 @@ async def test_devices_and_services_apart(daemon: str) -> None:
         with Bench.connect(daemon) as bench:
             devices, services = set(bench.devices), set(bench.services)
             assert {"esp300.axis1", "maitai", "power_meter", "camera"} <= devices
-            assert services == {"recorder", "camera.ring", "scripts", "plans"}
+            assert services == {"documents", "recorder", "camera.ring", "scripts", "plans"}
             assert bench.services["recorder"].info().kind == "service"
             assert all(d.kind == "device" for d in bench.device_info())
             assert "scans" in bench.info().features

@@ -246,7 +246,8 @@ def test_after_the_fuzzing_the_daemon_and_every_actor_are_fine(
     actors = method(channel, "/benchd.v1.Health/ListActors", health_pb2.ListActorsResponse)(
         health_pb2.ListActorsRequest(), timeout=10
     )
-    assert len(actors.actors) == 17  # the devices (peak too), recorder, ring, scripts, plans, edge
+    # the devices (peak too), recorder, ring, scripts, plans, documents, edge
+    assert len(actors.actors) == 18
     crashed = {a.name: a.last_failure.message for a in actors.actors if a.restarts}
     assert not crashed
     assert all(a.state == common_pb2.DEVICE_STATE_READY for a in actors.actors)

@@ -24,6 +24,7 @@ SERVICE_FEATURES = {
     "benchd.v1.Control": "scripts",
     "benchd.v1.Scan": "scans",
     "benchd.v1.Preview": "preview",
+    "benchd.v1.Documents": "documents",
 }
 
 
@@ -47,7 +48,7 @@ async def test_devices_and_services_are_told_apart(client: Client) -> None:
     reply = await client.unary(client.hardware.ListDevices, pb.ListDevicesRequest())
     kinds = {d.name: d.kind for d in reply.devices}
     services = {name for name, kind in kinds.items() if kind == "service"}
-    assert services == {"recorder", "scripts", "plans", "camera.ring"}
+    assert services == {"recorder", "scripts", "plans", "camera.ring", "documents"}
     devices = {name for name, kind in kinds.items() if kind == "device"}
     assert {"esp300", "esp300.axis1", "ell14.2", "maitai", "power_meter", "camera"} <= devices
     assert devices | services == set(kinds)  # nothing without a kind

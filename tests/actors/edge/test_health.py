@@ -25,7 +25,7 @@ async def test_system_and_actor_health(client: Client) -> None:
     system = await client.unary(client.health.GetSystemHealth, pb.SystemHealthRequest())
     assert system.memory_total_bytes > system.memory_used_bytes > 0
     assert system.disk_total_bytes >= system.disk_free_bytes > 0
-    assert system.actors == system.actors_ready == 16 and system.uptime_s > 0
+    assert system.actors == system.actors_ready == 17 and system.uptime_s > 0  # documents too
     await trio.sleep(0.3)  # one heartbeat round
     actors = await client.unary(client.health.ListActors, pb.ListActorsRequest())
     by_name = {a.name: a for a in actors.actors}
