@@ -500,6 +500,10 @@ class RunStatus:
     parameter_changes_skipped: int
     error: str
     end_record: dict[str, Any] = field(default_factory=dict)
+    #: once ended, the end record's status: completed, stopped, incomplete, e-stopped, disk
+    #: full, write error, failed, crashed ("" while recording)
+    outcome: str = ""
+    scan_points: int = 0  # rows of the scan table (a plan's points)
 
     @property
     def finished(self) -> bool:
@@ -537,6 +541,8 @@ class RunStatus:
             parameter_changes_skipped=m.parameter_changes_skipped,
             error=m.error,
             end_record=end_record if isinstance(end_record, dict) else {"value": end_record},
+            outcome=m.outcome,
+            scan_points=m.scan_points,
         )
 
 
@@ -546,12 +552,25 @@ class RunFile:
     path: str
     size_bytes: int
     modified: float
-    status: str  # completed, incomplete, failed; running (or crashed)
+    status: str  # the end record's status (an outcome, see RunStatus); running (or crashed)
     frames_written: int
+    readings_recorded: int = 0
+    reason: str = ""  # the end record's reason
+    error: str = ""  # a write error's errno name (ENOSPC, EFBIG, EIO, ...)
 
     @classmethod
     def from_pb(cls, m: storage_pb2.RunFile) -> RunFile:
-        return cls(m.name, m.path, m.size_bytes, m.modified, m.status, m.frames_written)
+        return cls(
+            m.name,
+            m.path,
+            m.size_bytes,
+            m.modified,
+            m.status,
+            m.frames_written,
+            m.readings_recorded,
+            m.reason,
+            m.error,
+        )
 
 
 @dataclass(frozen=True, slots=True)
