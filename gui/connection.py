@@ -335,6 +335,8 @@ class Connection(QObject):
                         self._post(lambda error=error: failed(error))  # type: ignore[misc]
                     elif not isinstance(error, (Unauthenticated, PermissionDenied, BenchError)):
                         logger.exception("a stream failed")
+                    else:
+                        logger.warning("a stream failed: %s: %s", type(error).__name__, error)
                     if not reopen:  # a finite stream (one scan's): its error is its end
                         return
                 await asyncio.sleep(STREAM_RETRY)

@@ -35,7 +35,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPlainTextEdit,
-    QPushButton,
     QSizePolicy,
     QSpinBox,
     QStackedWidget,
@@ -184,12 +183,12 @@ class AxisRow:
         self.points = QSpinBox()
         self.points.setRange(1, 1_000_000)
         self.points.setValue(11 if kind == "grid" else 21)
+        self.points.setMaximumWidth(84)
         self.snake = QCheckBox("snake")
         self.snake.setToolTip("Run backwards on every other pass of the slower axes")
         self.positions = QLineEdit("0, 0.5, 1, 2")
         self.positions.setToolTip("Positions, separated by commas or spaces")
-        self.remove = QPushButton("×")
-        self.remove.setFixedWidth(26)
+        self.remove = button("✕", "icon")
         self.remove.setToolTip("Remove this axis")
         self.slot = Slot((f"path.axes[{index}]",), (self.device,))
         self.device.currentTextChanged.connect(self._show_limits)
@@ -350,8 +349,7 @@ class SuspenderRow:
         self.resume = _number_edit("", 60, "below/above: the level it must get back to")
         self.resume.setPlaceholderText("resume at")
         self.settle = _number_edit("2", 40, "seconds without a new trip before it goes on")
-        self.remove = QPushButton("×")
-        self.remove.setFixedWidth(26)
+        self.remove = button("✕", "icon", "Remove this suspender")
         self.slot = Slot((f"suspenders[{index}]",), (self.signal,))
         for edit in (self.threshold, self.resume, self.settle):
             edit.textEdited.connect(form.changed)

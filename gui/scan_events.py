@@ -222,7 +222,11 @@ class ScanFollower:
         if status:
             self._watches.append(
                 connection.watch(
-                    lambda b: b.stream_scan(scan_id), on_status, latest=True, reopen=False
+                    lambda b: b.stream_scan(scan_id),
+                    on_status,
+                    latest=True,
+                    reopen=False,
+                    failed=failed,
                 )
             )
 

@@ -32,10 +32,16 @@ SI_UNITS = {"W", "V", "A", "s", "Hz", "J", "m", "Pa", "C", "F", "Ω", "T"}
 
 
 def label(plot: pg.PlotItem | pg.PlotWidget, side: str, name: str, units: str) -> None:
+    label_axis(plot.getAxis(side), name, units)
+
+
+def label_axis(axis: pg.AxisItem, name: str, units: str) -> None:
     if units in SI_UNITS:
-        plot.setLabel(side, name, units=units)
-    else:
-        plot.setLabel(side, f"{name} ({units})" if units else name, units=None)
+        axis.setLabel(name, units=units, siPrefixEnableRanges=None)
+        axis.enableAutoSIPrefix(True)
+    else:  # no prefix ranges: pyqtgraph 0.14 scales even with the prefix "disabled"
+        axis.setLabel(f"{name} ({units})" if units else name, units=None, siPrefixEnableRanges=())
+        axis.enableAutoSIPrefix(False)
 
 
 MARK_COLOURS = {"suspended": theme.AMBER, "paused": theme.MUTED, "gap": theme.RED}
@@ -284,8 +290,7 @@ class ScanPlot(QWidget):
         for side, dim in (("bottom", fast), ("left", slow)):
             axis = str(dim.get("axis", ""))
             label(self.image_plot, side, axis, self._units(axis))
-        unit = self._units(name)
-        self.colour_bar.axis.setLabel(f"{name} ({unit})" if unit else name)
+        label_axis(self.colour_bar.axis, name, self._units(name))
 
     def _origin(self, data: ScanData, axis: str, start: float) -> float:
         """A relative grid's offset: where the first point's axis was, less its start."""

@@ -387,7 +387,7 @@ class MainWindow(QMainWindow):
             self._arranged = True
             self.resizeDocks([self.docks["devices"]], [340], Qt.Orientation.Horizontal)
             self.resizeDocks([self.docks["parameters"]], [500], Qt.Orientation.Horizontal)
-            self.resizeDocks([self.docks["power"]], [300], Qt.Orientation.Vertical)
+            self.resizeDocks([self.docks["power"]], [360], Qt.Orientation.Vertical)
             QTimer.singleShot(0, self._hide_stale_tab_bars)
 
     def _hide_stale_tab_bars(self) -> None:

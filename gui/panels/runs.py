@@ -123,8 +123,9 @@ class RunsPanel(QWidget):
         self.plan_form = PlanForm(state, guard)
         self.plan_form.started.connect(self._on_started)
         forms = QTabWidget()
+        self.plan_scroll = QScrollArea()  # the plan form's page (its own window in screenshots)
         for page, title in ((self.plan_form, "Plan"), (self._record_form(), "Record a run")):
-            scroll = QScrollArea()
+            scroll = self.plan_scroll if page is self.plan_form else QScrollArea()
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QScrollArea.Shape.NoFrame)
             scroll.setWidget(page)
@@ -146,9 +147,9 @@ class RunsPanel(QWidget):
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(top)
         right.addWidget(lists)
-        right.setStretchFactor(0, 3)
-        right.setStretchFactor(1, 2)
-        right.setSizes([560, 300])
+        right.setStretchFactor(0, 4)
+        right.setStretchFactor(1, 1)
+        right.setSizes([700, 170])
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(forms)
         splitter.addWidget(right)
@@ -213,7 +214,6 @@ class RunsPanel(QWidget):
         layout.setSpacing(3)
         self.progress_title = QLabel("Nothing running")
         self.progress_title.setStyleSheet("font-weight: 600;")
-        self.progress_title.setMinimumWidth(180)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
@@ -237,9 +237,11 @@ class RunsPanel(QWidget):
         head = QHBoxLayout()
         head.addWidget(self.progress_title)
         head.addWidget(self.progress, 1)
-        head.addLayout(buttons)
         layout.addLayout(head)
-        layout.addWidget(self.progress_detail)
+        below = QHBoxLayout()
+        below.addWidget(self.progress_detail, 1)
+        below.addLayout(buttons)
+        layout.addLayout(below)
         layout.addWidget(self.progress_error)
         return box
 
@@ -352,9 +354,7 @@ class RunsPanel(QWidget):
         if running and (current is None or current.finished or current.id not in self.scans):
             self.follow(running[0])
         elif current is not None and current.id in self.scans:
-            latest = self.scans[current.id]
-            if latest.finished and not current.finished:
-                self._on_scan(latest)  # in case its stream ended before the last status
+            self._on_scan(self.scans[current.id])  # newer than the stream's, if that lags
         self._update_scan_buttons()
 
     def selected_scan(self) -> str:
@@ -384,13 +384,13 @@ class RunsPanel(QWidget):
         if self.scan is not None and self.scan.id == status.id and self.data is not None:
             self._on_scan(status)
             return
-        self.scan = status
+        self.scan = None  # the next status of this scan is taken, whatever it says
         self.data = ScanData(status.id, kind=status.kind)
         self.plot.show_scan(self.data)
         self.progress_error.clear_error()
 
         def failed(error: BaseException) -> None:
-            self.progress_error.show_error(f"scan {status.id}'s events: {error_text(error)}")
+            self.progress_error.show_error(f"following scan {status.id}: {error_text(error)}")
 
         self.follower.start(
             self.state.connection,
@@ -408,13 +408,18 @@ class RunsPanel(QWidget):
             return
         data.add(events)
         self.plot.changed()
+        self._show_progress()
         if any(e.kind == "ended" for e in events):
             self._list_runs()
 
     def _on_scan(self, status: ScanStatus) -> None:
-        if self.scan is not None and status.id != self.scan.id:
-            return
+        """A status of the followed scan, from its stream, the list or a reply: the newest
+        wins (``events`` counts what the scan has done; a status never goes back)."""
         previous = self.scan
+        if previous is not None and (
+            status.id != previous.id or (status.events < previous.events and not status.finished)
+        ):
+            return
         self.scan = status
         self.scans[status.id] = status
         self._show_progress()
@@ -566,17 +571,20 @@ class RunsPanel(QWidget):
             + (" (pausing)" if pausing else "")
         )
         total = scan.points_total
+        done = scan.points_done  # or the points plotted, if the status lags behind the events
+        if self.data is not None and self.data.scan_id == scan.id:
+            done = max(done, len(self.data.index))
         if total:
-            self.progress.setValue(int(1000 * scan.points_done / total))
+            self.progress.setValue(int(1000 * done / total))
             left = ""
-            if scan.state == "running" and scan.started and scan.points_done >= 2:
+            if scan.state == "running" and scan.started and done >= 2:
                 elapsed = time.time() - scan.started
-                left = " · " + _left(elapsed / scan.points_done * (total - scan.points_done))
-            self.progress.setFormat(f"{scan.points_done:,} / {total:,} points{left}")
+                left = " · " + _left(elapsed / done * (total - done))
+            self.progress.setFormat(f"{done:,} / {total:,} points{left}")
         else:
             elapsed = (scan.ended or time.time()) - scan.started if scan.started else 0.0
             self.progress.setValue(1000 if scan.finished else 0)
-            self.progress.setFormat(f"{scan.points_done:,} points · {elapsed:.0f} s")
+            self.progress.setFormat(f"{done:,} points · {elapsed:.0f} s")
         details = []
         if scan.state == "suspended":
             details.append(f"HELD by {scan.suspended_by}: the point will be taken again")

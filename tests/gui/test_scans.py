@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from client import Bench
+from gui.plan_form import KINDS
 from gui.window import MainWindow
 from tests.client.conftest import OPERATOR, Daemon
 
@@ -179,3 +180,48 @@ def test_pause_resume_and_stop_from_the_gui(
     qtbot.waitUntil(lambda: runs.scan is not None and runs.scan.state == "stopped",
                     timeout=WAIT_MS)  # fmt: skip
     assert "stopped from the GUI" in runs.progress_detail.text()
+
+
+def test_every_plan_kind_of_the_form_is_one_the_daemon_accepts_and_suspenders_too(
+    qtbot: QtBot, open_window: Open, gui_daemon: Daemon
+) -> None:
+    window = open_window(gui_daemon.address, live=False)
+    ready_form(qtbot, window)
+    form = window.runs.plan_form
+
+    def checked() -> dict[str, str]:
+        form.check()
+        qtbot.waitUntil(lambda: form.last_check is not None, timeout=WAIT_MS)
+        return form.problem_texts()
+
+    for kind in KINDS:
+        form.kind.setCurrentText(kind)
+        for row in form.axes[kind].rows if kind in form.axes else []:
+            row.device.setCurrentText(f"esp300.axis{row.index + 1}")
+        if kind in form.single:
+            form.single[kind].device.setCurrentText("esp300.axis1")
+            form.detector[kind].setCurrentText("peak")
+        assert checked() == {}, kind
+        assert form.estimate.text().startswith("Can run now: "), kind
+    form.kind.setCurrentText("adaptive")  # a rule of the plan itself, under its field
+    form.numbers["adaptive.min_step"].setText("0.5")
+    assert set(checked()) == {"path.min_step"}
+    assert "above max_step" in form.problem_texts()["path.min_step"]
+    form.numbers["adaptive.min_step"].setText("0.005")
+    form.kind.setCurrentText("line")
+    form.add_suspender.click()
+    form.add_suspender.click()
+    low, shutter = form.suspenders
+    low.signal.setCurrentText("power_meter")
+    low.threshold.setText("5e-7")
+    low.resume.setText("8e-7")
+    shutter.signal.setCurrentText("maitai.shutter")
+    shutter.condition.setCurrentText("equals")
+    shutter.threshold.setText("false")
+    assert checked() == {}
+    shutter.signal.setCurrentText("maitai.nothing")
+    problems = checked()
+    assert set(problems) == {"suspenders[1]"} and "maitai" in problems["suspenders[1]"]
+    low.remove.click()  # the row below moves up, and so does its problem
+    assert list(checked()) == ["suspenders[0]"]
+    assert shutter.slot.error.isVisible() and form.suspenders == [shutter]
