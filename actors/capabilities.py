@@ -211,6 +211,11 @@ class AcquisitionStatus:
     last_frame_number: int
     fps: float
     error: str  # why the acquisition ended early, "" if it did not
+    frames_zero: int = 0  # all-zero frames (a driver artefact): counted, never published
+    stalls: int = 0  # times no frame came within the stall bound and the camera was restarted
+    warning: str = ""  # the latest trouble it ran through (a stall, a fallback); "" if none
+    overwrite_fallback: bool = False  # live mode runs without circular overwrite (the camera
+    # refused it at start)
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,7 @@ from actors.instruments.transport import SerialTransport
 from actors.pipeline.recorder import RecorderActor, StartRun, StopRun
 from runtime import Message
 from runtime.config import EdgeConfig, parse_config
+from runtime.gc_policy import freeze_startup_heap
 from supervisors import ActorSpec
 from supervisors.bench import Bench, open_bench
 
@@ -373,6 +374,7 @@ async def hostile_mode(quick: bool, directory: str, arrivals: Arrivals) -> dict[
     async with open_bench(config, services=services) as bench, trio.open_nursery() as nursery:
         nursery.start_soon(collect_arrivals, arrivals, arrived)
         address = await bench.system.ref(EDGE_NAME).ask(EdgeAddress())
+        freeze_startup_heap()  # as the daemon does once its bench is up (runtime/gc_policy.py)
         host, port = address.rsplit(":", 1)
         recorder = bench.system.ref(RECORDER)
         await recorder.ask(StartRun("hostile", metadata={"benchmark": "edge --hostile"}))

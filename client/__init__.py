@@ -1,8 +1,9 @@
 """Python client of the benchd daemon: blocking (:class:`Bench`), asyncio (:class:`AsyncBench`)
 and trio (``client.trio_bench``), with typed results and errors; ``benchctl`` is its CLI.
 
-It imports only the generated ``benchd.v1`` code, grpclib and protobuf (never the daemon), so it
-installs and runs on any machine that can reach the daemon. See docs/client.md.
+It imports only the generated ``benchd.v1`` code, grpclib, protobuf, numpy, rich, pint and
+argcomplete (never the daemon): ``pip install benchd`` without the ``daemon`` extra is all a
+machine that drives a bench needs. See docs/client.md.
 
 ``client.trio_bench`` is a separate import on purpose: it imports trio-asyncio, which installs
 an asyncio event-loop policy of its own, and plain asyncio users should not get that.

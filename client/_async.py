@@ -27,15 +27,17 @@ import json
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, StreamTerminatedError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from benchd.v1 import (
     control_grpc,
@@ -61,6 +63,7 @@ from benchd.v1 import (
 
 from . import plans
 from ._errors import ConnectionLost, DeadlineExceeded, from_grpc
+from ._run_sources import RunSources
 from ._types import (
     PREVIEW_REDUCTIONS,
     AcquisitionStatus,
@@ -107,6 +110,8 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_MOVE_TIMEOUT = 60.0
 #: How long a home search may take before the daemon answers DEADLINE_EXCEEDED.
 DEFAULT_HOME_TIMEOUT = 120.0
+#: How long ``frames()`` waits for a frame before saying none flows (seconds).
+DEFAULT_FRAME_TIMEOUT = 10.0
 #: Connection failures: the request never reached the daemon, or its answer never came back.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, StreamTerminatedError)
 
@@ -160,6 +165,38 @@ class _Backoff:
         await asyncio.sleep(delay)
 
 
+async def _within(receive: Awaitable[R], timeout: float | None, silent: str) -> R:
+    """``await receive``, at most ``timeout`` seconds (None: as long as it takes).
+
+    Error handling: ``DeadlineExceeded(silent)`` when the time is up (raised here, before the
+    caller's connection-error handling sees a TimeoutError, which is an OSError)."""
+    if timeout is None:
+        return await receive
+    try:
+        async with asyncio.timeout(timeout):
+            return await receive
+    except TimeoutError:
+        raise DeadlineExceeded(f"{silent} (nothing within {timeout:g} s)") from None
+
+
+def _pyarrow() -> Any:
+    """pyarrow, imported when a scan table is asked for (it is an extra of the client)."""
+    try:
+        import pyarrow  # noqa: PLC0415 (optional: only scan tables need it)
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            "scan tables need pyarrow, which the base client install leaves out:"
+            " pip install 'benchd[tables]' (or 'benchd[pandas]' for DataFrames)",
+            name=error.name,
+        ) from error
+    return pyarrow
+
+
+def default_address() -> str:
+    """``$BENCHD_ADDRESS``, else the daemon's default, 127.0.0.1:50051."""
+    return os.environ.get("BENCHD_ADDRESS") or f"127.0.0.1:{DEFAULT_PORT}"
+
+
 def parse_address(address: str) -> tuple[str, int]:
     """``host:port``, ``[v6]:port`` or ``host`` (port 50051) as (host, port)."""
     address = address.strip()
@@ -204,13 +241,16 @@ class AsyncBench:
 
     def __init__(
         self,
-        address: str,
+        address: str | None = None,
         *,
         token: str | None = None,
         tls: TLS = None,
         retry: RetryPolicy | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
+        address = address or default_address()
+        if token is None:
+            token = os.environ.get("BENCHD_TOKEN") or None
         self.address = address
         host, port = parse_address(address)
         context = ssl_context(tls)
@@ -233,7 +273,7 @@ class AsyncBench:
     @classmethod
     async def connect(
         cls,
-        address: str = f"127.0.0.1:{DEFAULT_PORT}",
+        address: str | None = None,
         *,
         token: str | None = None,
         tls: TLS = None,
@@ -241,6 +281,9 @@ class AsyncBench:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Self:
         """Connect and check the daemon answers (and accepts the token): ``GetDaemonInfo``.
+
+        ``address`` defaults to ``$BENCHD_ADDRESS``, else 127.0.0.1:50051, and ``token`` to
+        ``$BENCHD_TOKEN`` (``token=""``: none), as for ``benchctl``.
 
         Error handling: ``ConnectionLost`` if nothing answers within the retry budget,
         ``Unauthenticated`` for a missing or unknown token; the channel is closed then.
@@ -317,9 +360,17 @@ class AsyncBench:
             raise ConnectionLost(f"{what}: this client is closed")
 
     async def _subscribe(
-        self, method: Any, request: Any, convert: Callable[[Any], R]
+        self,
+        method: Any,
+        request: Any,
+        convert: Callable[[Any], R],
+        *,
+        timeout: float | None = None,
+        silent: str = "",
     ) -> AsyncIterator[R]:
-        """A server stream that re-subscribes after a dropped connection."""
+        """A server stream that re-subscribes after a dropped connection. ``timeout``: the most
+        seconds to wait for each message (the first too), else ``DeadlineExceeded`` saying
+        ``silent`` (why nothing may come) and the stream ends."""
         what = method.name.rsplit("/", 1)[-1]
         backoff = _Backoff(self.retry, self.address)
         while True:
@@ -327,7 +378,9 @@ class AsyncBench:
             try:
                 async with method.open(metadata=self._metadata) as stream:
                     await stream.send_message(request, end=True)
-                    while (message := await stream.recv_message()) is not None:
+                    while (
+                        message := await _within(stream.recv_message(), timeout, silent)
+                    ) is not None:
                         backoff = _Backoff(self.retry, self.address)  # a new outage next time
                         yield convert(message)
                 return  # the daemon ended the stream
@@ -339,7 +392,17 @@ class AsyncBench:
     # -- devices, parameters ----------------------------------------------------------------
 
     async def devices(self) -> list[DeviceInfo]:
-        """Every device of the bench (a controller and each of its axes are devices)."""
+        """The bench's devices (a controller and each of its axes are devices); the daemon's
+        own services (recorder, frame ring, scripts, plans) are :meth:`services`."""
+        return [d for d in await self.actors() if not d.is_service]
+
+    async def services(self) -> list[DeviceInfo]:
+        """The daemon's own actors that are no instrument: the recorder, each camera's frame
+        ring, the script runner, the plans executor (their state, restarts, parameters)."""
+        return [d for d in await self.actors() if d.is_service]
+
+    async def actors(self) -> list[DeviceInfo]:
+        """Devices and services in one list (one ListDevices call), ``kind`` telling them apart."""
         reply = await self._unary(
             self._hardware.ListDevices, hardware_pb2.ListDevicesRequest(), lambda m: m
         )
@@ -422,18 +485,38 @@ class AsyncBench:
         request = hardware_pb2.DeviceRequest(device=device)
         return await self._unary(self._hardware.StopMotion, request, Position.from_pb)
 
-    def stream_position(self, device: str, interval: float = 0.1) -> AsyncIterator[Position]:
+    def stream_position(
+        self, device: str, interval: float = 0.1, *, timeout: float | None = None
+    ) -> AsyncIterator[Position]:
+        """The position every ``interval`` s; ``timeout``: raise ``DeadlineExceeded`` when
+        none came for that long (a device that stopped answering)."""
         request = hardware_pb2.StreamRequest(device=device, interval_s=interval)
-        return self._subscribe(self._hardware.StreamPosition, request, Position.from_pb)
+        return self._subscribe(
+            self._hardware.StreamPosition,
+            request,
+            Position.from_pb,
+            timeout=timeout,
+            silent=f"no position from {device}",
+        )
 
     async def read(self, device: str) -> Reading:
         """One reading of a Readable device (the power meter, the laser's power)."""
         request = hardware_pb2.DeviceRequest(device=device)
         return await self._unary(self._hardware.ReadValue, request, Reading.from_pb)
 
-    def stream_values(self, device: str, interval: float = 0.1) -> AsyncIterator[Reading]:
+    def stream_values(
+        self, device: str, interval: float = 0.1, *, timeout: float | None = None
+    ) -> AsyncIterator[Reading]:
+        """A reading every ``interval`` s; ``timeout``: raise ``DeadlineExceeded`` when none
+        came for that long."""
         request = hardware_pb2.StreamRequest(device=device, interval_s=interval)
-        return self._subscribe(self._hardware.StreamValues, request, Reading.from_pb)
+        return self._subscribe(
+            self._hardware.StreamValues,
+            request,
+            Reading.from_pb,
+            timeout=timeout,
+            silent=f"no reading from {device}",
+        )
 
     # -- operations: home, stop (above), motor on, zero ----------------------------------------
 
@@ -611,18 +694,34 @@ class AsyncBench:
             self._hardware.SoftwareTrigger, request, AcquisitionStatus.from_pb, idempotent=False
         )
 
-    def stream_frames(self, camera: str, *, max_fps: float = 0.0) -> AsyncIterator[Frame]:
+    def stream_frames(
+        self, camera: str, *, max_fps: float = 0.0, timeout: float | None = None
+    ) -> AsyncIterator[Frame]:
         """Frames as the camera produces them, latest-only (a slow reader skips frames; the
         acquisition and any run never wait for it). It only watches: start an acquisition
-        (``start_acquisition``) or a run with frames for frames to flow."""
+        (``start_acquisition``) or a run with frames for frames to flow. ``timeout``: the most
+        seconds to wait for each frame, then ``DeadlineExceeded`` (None: wait for ever)."""
         request = hardware_pb2.StreamFramesRequest(device=camera, max_fps=max_fps)
-        return self._subscribe(self._hardware.StreamFrames, request, Frame.from_pb)
+        return self._subscribe(
+            self._hardware.StreamFrames,
+            request,
+            Frame.from_pb,
+            timeout=timeout,
+            silent=f"no frame from {camera}: frames flow while an acquisition runs"
+            " (start_acquisition) or a run records frames",
+        )
 
     async def frames(
-        self, camera: str = "camera", *, max_fps: float = 0.0
+        self,
+        camera: str = "camera",
+        *,
+        max_fps: float = 0.0,
+        timeout: float | None = DEFAULT_FRAME_TIMEOUT,
     ) -> AsyncIterator[npt.NDArray[np.uint16]]:
-        """``stream_frames`` as bare pixel arrays: uint16, shape (height, width)."""
-        async for frame in self.stream_frames(camera, max_fps=max_fps):
+        """``stream_frames`` as bare pixel arrays: uint16, shape (height, width). No frame for
+        ``timeout`` seconds (10 by default; None: wait for ever) raises ``DeadlineExceeded``
+        saying why frames may not flow."""
+        async for frame in self.stream_frames(camera, max_fps=max_fps, timeout=timeout):
             yield frame.pixels
 
     # -- storage: runs ----------------------------------------------------------------------
@@ -686,31 +785,43 @@ class AsyncBench:
         ``stop_run``), every reading and parameter change. With ``wait``, return the final
         status once the run has ended, calling ``progress(status)`` on each update.
 
+        By default a run records what the bench produces: the camera's frames for the run's
+        length (unless ``frames`` or ``readings_only`` say otherwise) and every reading source
+        streaming while it lasts. A daemon older than that (no ``runs.every_source`` feature)
+        gets it from the client while it waits (``client._run_sources``: the camera is started
+        and streaming switched on for the run, then put back as they were).
+
         Error handling: ``InvalidArgument`` for a bad name, compression or frame count;
         ``FailedPrecondition`` while another run records; ``ResourceExhausted`` when the disk
         is low. Cancelling the wait leaves the run recording (``stop_run`` ends it).
         """
-        started = await self.start_run(
-            name,
-            frames=frames,
-            duration=duration,
-            metadata=metadata,
-            compression=compression,
-            readings_only=readings_only,
-        )
+        options: dict[str, Any] = {
+            "frames": frames,
+            "duration": duration,
+            "metadata": metadata,
+            "compression": compression,
+            "readings_only": readings_only,
+        }
         if not wait:
-            return started
-        status = started
-        if progress is not None:
-            progress(status)
-        async for update in self.stream_run_status():
-            if update.path != started.path:
-                continue  # still the status from before our run started
-            status = update
+            return await self.start_run(name, **options)
+        sources = await RunSources.needed(self, frames=frames, readings_only=readings_only)
+        try:
+            await sources.before_run()
+            started = await self.start_run(name, **options)
+            await sources.run_started()
+            status = started
             if progress is not None:
                 progress(status)
-            if status.finished:
-                break
+            async for update in self.stream_run_status():
+                if update.path != started.path:
+                    continue  # still the status from before our run started
+                status = update
+                if progress is not None:
+                    progress(status)
+                if status.finished:
+                    break
+        finally:
+            await sources.restore()
         return status
 
     async def runs(self) -> list[RunFile]:
@@ -895,7 +1006,11 @@ class AsyncBench:
 
     async def scan_table(self, scan_id: str) -> pa.Table:
         """The scan's table (positions and readings per point, units in the fields' metadata)
-        as a ``pyarrow.Table``; ``.to_pandas()`` gives a DataFrame if pandas is installed."""
+        as a ``pyarrow.Table``; ``.to_pandas()`` gives a DataFrame if pandas is installed.
+
+        Error handling: ``ModuleNotFoundError`` naming the extra to install without pyarrow
+        (the base client install leaves it out: ``pip install 'benchd[tables]'``)."""
+        pa = _pyarrow()
         batches: list[Any] = []
         start = 0
         while True:
@@ -942,6 +1057,7 @@ class AsyncBench:
         max_width: int = 512,
         max_height: int = 512,
         reduction: str = "mean",
+        timeout: float | None = None,
     ) -> AsyncIterator[PreviewFrame]:
         """Live frames reduced in the daemon to at most ``max_width`` x ``max_height`` pixels,
         at most ``max_fps`` a second: what a live view over a network needs, never the camera's
@@ -950,7 +1066,8 @@ class AsyncBench:
         it only watches: start an acquisition or a run with frames for frames to flow.
 
         Error handling: ``ValueError`` for an unknown reduction; ``InvalidArgument`` for
-        limits out of range (0.1-100 fps, 16-4096 pixels).
+        limits out of range (0.1-100 fps, 16-4096 pixels); ``DeadlineExceeded`` when no frame
+        came for ``timeout`` seconds (None, the default: wait for ever, as a live view does).
         """
         if reduction not in PREVIEW_REDUCTIONS:
             raise ValueError(
@@ -963,7 +1080,14 @@ class AsyncBench:
             max_height=max_height,
             reduction=PREVIEW_REDUCTIONS[reduction],
         )
-        return self._subscribe(self._preview.StreamPreview, request, PreviewFrame.from_pb)
+        return self._subscribe(
+            self._preview.StreamPreview,
+            request,
+            PreviewFrame.from_pb,
+            timeout=timeout,
+            silent=f"no frame from {camera}: frames flow while an acquisition runs"
+            " (start_acquisition) or a run records frames",
+        )
 
 
 def _axes_plan(

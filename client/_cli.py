@@ -1,17 +1,22 @@
 """``benchctl``: the common bench actions from a shell.
 
-    benchctl [--address HOST:PORT] [--token-file F] [--json] COMMAND ...
+    benchctl [GLOBAL OPTIONS] COMMAND ... [GLOBAL OPTIONS]
 
-Defaults come from ``BENCHD_ADDRESS`` (else 127.0.0.1:50051) and ``BENCHD_TOKEN``. Output is a
-table or a line for people, or JSON with ``--json``. Each command is one asyncio run of an
-:class:`AsyncBench` (no thread).
+Global options (``--address``, ``--token``, ``--token-file``, ``--tls``, ``--json``, ``--wait``)
+go anywhere on the line, before or after the command. Defaults come from ``BENCHD_ADDRESS``
+(else 127.0.0.1:50051) and ``BENCHD_TOKEN``. Output is a table or a line for people, or JSON with
+``--json``. Each command is one asyncio run of an :class:`AsyncBench` (no thread). Values may
+carry units (``move esp300.axis1 12.5mm``, ``set maitai.wavelength "800 nm"``): they are
+converted to the axis's or parameter's unit (``client._units``). Shell completion:
+``benchctl completion bash`` (``client._completion``).
 
-Error handling: an error prints the daemon's message on stderr (as JSON with ``--json``) and
-exits with the error's code: 1 other, 2 usage, 3 invalid argument, 4 not found, 5 refused (the
-e-stop is latched), 6 already exists, 7 unauthenticated / permission denied, 8 unavailable or
-the daemon unreachable, 9 deadline exceeded, 10 aborted, 11 unimplemented, 12 internal error,
-13 disk space low (a run refused), 130 interrupted (Ctrl-C; a move in flight or a run being
-waited for is stopped first).
+Error handling: an error prints a message for people on stderr, in the bench's words (as JSON
+with the daemon's message and gRPC status with ``--json``), and exits with the error's code:
+1 other, 2 usage (also a value of the wrong unit), 3 invalid argument, 4 not found, 5 refused
+(the e-stop is latched), 6 already exists, 7 unauthenticated / permission denied, 8 unavailable
+or the daemon unreachable, 9 deadline exceeded, 10 aborted, 11 unimplemented, 12 internal
+error, 13 disk space low (a run refused), 130 interrupted (Ctrl-C; a move in flight or a run
+being waited for is stopped first; ``watch`` ends with 0).
 """
 
 from __future__ import annotations
@@ -19,21 +24,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import plans
-from ._async import DEFAULT_PORT, AsyncBench, RetryPolicy
-from ._errors import BenchError
+from . import _completion as completion
+from ._async import AsyncBench, RetryPolicy, default_address
+from ._cli_common import (
+    Output,
+    Parser,
+    fmt,
+    human_message,
+    parse_value,
+    seconds,
+)
+from ._cli_scan import add_scan_commands, run_scan_command, scan_line
+from ._cli_watch import add_watch_command, watch
+from ._errors import BenchError, FailedPrecondition, Unimplemented
 from ._sync import RunProgress, split_parameter
 from ._types import (
     DeviceInfo,
@@ -41,96 +54,155 @@ from ._types import (
     HomeProgress,
     MoveResult,
     ParameterValue,
-    PlainValue,
     Position,
+    RunFile,
     RunStatus,
-    ScanStatus,
 )
+from ._units import UnitError, is_quantity, to_number, to_unit
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
 
 
-def parse_value(text: str) -> bool | int | float | str:
-    """A command-line value: true/false, an integer, a number, else the text itself."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every command takes, wherever they are on the line. Only the top parser
+    has defaults; a command's copy has none (SUPPRESS), so it never overwrites a value given
+    before the command."""
 
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="benchctl",
-        description="Drive a benchd daemon: devices, parameters, motion, e-stop, presets, runs.",
-        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 invalid argument, 4 not found, 5 refused"
-        " (e-stop latched), 6 already exists, 7 unauthenticated or not allowed, 8 unavailable"
-        " or unreachable, 9 deadline exceeded, 10 aborted, 11 unimplemented, 12 internal,"
-        " 13 disk space low, 130 interrupted.",
-    )
-    parser.add_argument(
+    group = parser.add_argument_group("global options (anywhere on the line)")
+    group.add_argument(
         "--address",
-        default=os.environ.get("BENCHD_ADDRESS", f"127.0.0.1:{DEFAULT_PORT}"),
+        default=default(None),
         help="the daemon, host:port (default: $BENCHD_ADDRESS, else 127.0.0.1:50051)",
     )
-    parser.add_argument(
+    group.add_argument(
+        "--token",
+        default=default(None),
+        help="the bearer token (others on this machine can see it in ps: prefer"
+        " --token-file or $BENCHD_TOKEN)",
+    )
+    group.add_argument(
         "--token-file",
         type=Path,
+        default=default(None),
         help="a file holding the bearer token (default: $BENCHD_TOKEN, else no token)",
     )
-    parser.add_argument("--tls", metavar="CERT", help="use TLS, trusting this certificate or CA")
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    parser.add_argument(
+    group.add_argument(
+        "--tls", metavar="CERT", default=default(None), help="use TLS, trusting this CA"
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print machine-readable JSON (errors too, with their gRPC status)",
+    )
+    group.add_argument(
         "--wait",
-        type=float,
-        default=5.0,
+        type=seconds,
+        default=default(5.0),
         metavar="SECONDS",
         help="keep trying to reach the daemon this long (default 5)",
     )
+
+
+def _spread_global_options(parser: argparse.ArgumentParser, seen: set[int]) -> None:
+    """Give every command (and sub-command) the global options, without defaults."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if id(sub) not in seen:
+                    seen.add(id(sub))
+                    _global_options(sub, defaults=False)
+                    _spread_global_options(sub, seen)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="benchctl",
+        description="Drive a benchd daemon: devices, parameters, motion, e-stop, presets, runs,"
+        " scans, scripts. Values may carry units: 12.5mm, '800 nm', 10ms.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 invalid argument, 4 not found, 5 refused"
+        " (e-stop latched), 6 already exists, 7 unauthenticated or not allowed, 8 unavailable"
+        " or unreachable, 9 deadline exceeded, 10 aborted, 11 unimplemented, 12 internal,"
+        ' 13 disk space low, 130 interrupted. Completion: eval "$(benchctl completion bash)".',
+    )
+    _global_options(parser, defaults=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("devices", help="list the devices, their state and capabilities")
+    commands.add_parser("services", help="the daemon's own services: recorder, ring, scripts, …")
     get = commands.add_parser("get", help="read a parameter: get maitai.wavelength")
-    get.add_argument("parameter", metavar="DEVICE.PARAM")
-    put = commands.add_parser("set", help="set a parameter: set maitai.wavelength 800")
-    put.add_argument("parameter", metavar="DEVICE.PARAM")
-    put.add_argument("value", metavar="VALUE", help="true/false, a number or text")
+    completion.attach(get.add_argument("parameter", metavar="DEVICE.PARAM"), completion.parameters)
+    put = commands.add_parser("set", help="set a parameter: set maitai.wavelength '800 nm'")
+    completion.attach(put.add_argument("parameter", metavar="DEVICE.PARAM"), completion.parameters)
+    put.add_argument("value", metavar="VALUE", help="true/false, a number (with a unit) or text")
     params = commands.add_parser("params", help="list a device's parameters")
-    params.add_argument("device", metavar="DEVICE")
-    move = commands.add_parser("move", help="move a stage and wait: move esp300.axis1 12.5")
-    move.add_argument("device", metavar="DEVICE")
-    move.add_argument("position", type=float, metavar="POSITION", help="in the device's units")
+    completion.attach(params.add_argument("device", metavar="DEVICE"), completion.devices())
+    move = commands.add_parser("move", help="move a stage and wait: move esp300.axis1 12.5mm")
+    movable = completion.devices("Movable")
+    completion.attach(move.add_argument("device", metavar="DEVICE"), movable)
+    move.add_argument("position", metavar="POSITION", help="in the device's units, or 12.5mm")
     move.add_argument("--relative", action="store_true", help="POSITION is a distance")
-    move.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    move.add_argument("--timeout", type=seconds, default=60.0, help="seconds (default 60)")
     where = commands.add_parser("position", help="where a stage is")
-    where.add_argument("device", metavar="DEVICE")
-    stop = commands.add_parser("stop", help="abort a stage's move")
-    stop.add_argument("device", metavar="DEVICE")
+    completion.attach(where.add_argument("device", metavar="DEVICE"), movable)
     read = commands.add_parser("read", help="one reading: read power_meter")
-    read.add_argument("device", metavar="DEVICE")
+    readable = completion.devices("Readable")
+    completion.attach(read.add_argument("device", metavar="DEVICE"), readable)
     home = commands.add_parser("home", help="run a stage's home search, with progress")
-    home.add_argument("device", metavar="DEVICE")
-    home.add_argument("--timeout", type=float, default=120.0, help="seconds (default 120)")
+    completion.attach(home.add_argument("device", metavar="DEVICE"), movable)
+    home.add_argument("--timeout", type=seconds, default=120.0, help="seconds (default 120)")
     motor_on = commands.add_parser("motor-on", help="switch a motor on after a fault")
-    motor_on.add_argument("device", metavar="DEVICE")
+    completion.attach(motor_on.add_argument("device", metavar="DEVICE"), movable)
     zero = commands.add_parser("zero", help="power meter: store the dark offset (cover it)")
-    zero.add_argument("device", metavar="DEVICE")
+    completion.attach(zero.add_argument("device", metavar="DEVICE"), readable)
     zero.add_argument("--off", action="store_true", help="stop subtracting the offset")
+    _add_control_commands(commands)
     estop = commands.add_parser("estop", help="EMERGENCY STOP every device and latch")
     estop.add_argument("reason", nargs="?", default="benchctl estop")
     reset = commands.add_parser("reset", help="reset the emergency stop (operator)")
     reset.add_argument("reason", nargs="?", default="benchctl reset")
     commands.add_parser("health", help="the machine and every actor")
     commands.add_parser("info", help="the daemon: version, bench, features, your role")
+    add_watch_command(commands)
     _add_preset_commands(commands)
     _add_run_commands(commands)
     _add_script_commands(commands)
-    _add_scan_commands(commands)
+    add_scan_commands(commands)
+    shells = commands.add_parser(
+        "completion",
+        help='print the shell hook for TAB completion: eval "$(benchctl completion bash)"',
+    )
+    shells.add_argument("shell", choices=completion.SHELLS)
+    _spread_global_options(parser, set())
     return parser
+
+
+def _add_control_commands(commands: Any) -> None:
+    """``pause``, ``resume``, ``stop``: of what runs (a scan, a script), or a stage."""
+    what = "a scan (p3) or script execution (x2) id; none: whatever runs now (one scan or script)"
+    pause = commands.add_parser("pause", help="pause the running scan or script at its next point")
+    completion.attach(
+        pause.add_argument("target", nargs="?", metavar="ID", help=what), completion.running
+    )
+    resume = commands.add_parser("resume", help="resume a paused scan or script")
+    completion.attach(
+        resume.add_argument("target", nargs="?", metavar="ID", help=what), completion.running
+    )
+    stop = commands.add_parser(
+        "stop",
+        help="stop the running scan or script (at its next point; --force: now), or a stage",
+        description="benchctl stop: what runs now; stop p3 / stop x2: that scan or script;"
+        " stop esp300.axis1: abort that stage's move (never refused).",
+    )
+    completion.attach(
+        stop.add_argument("target", nargs="?", metavar="ID|DEVICE", help=what + "; or a stage"),
+        completion.running,
+    )
+    stop.add_argument("--force", action="store_true", help="abort now (the stage in motion stops)")
+    stop.add_argument("--reason", default="stopped with benchctl", help="kept with the scan")
 
 
 def _add_preset_commands(commands: Any) -> None:
@@ -153,9 +225,14 @@ def _add_preset_commands(commands: Any) -> None:
 
 def _add_script_commands(commands: Any) -> None:
     script = commands.add_parser("script", help="Starlark scripts and scans in the daemon")
-    actions = script.add_subparsers(dest="action", required=True)
-    run = actions.add_parser("run", help="start a script file in the daemon (and wait)")
-    run.add_argument("file", help="a Starlark file (docs/scripting.md)")
+    actions = script.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = actions.add_parser(
+        "run",
+        help="run a stored script by NAME (or a .star FILE) in the daemon, and wait",
+        description="NAME: a script stored with 'script upload' ('script stored' lists them);"
+        " a path to an existing file runs that file's source instead.",
+    )
+    completion.attach(run.add_argument("script", metavar="NAME|FILE"), completion.scripts)
     run.add_argument(
         "--param", action="append", default=[], metavar="KEY=JSON", help="params[KEY]; repeatable"
     )
@@ -163,89 +240,118 @@ def _add_script_commands(commands: Any) -> None:
     upload = actions.add_parser("upload", help="store a script by name")
     upload.add_argument("name")
     upload.add_argument("file")
+    actions.add_parser("stored", help="the scripts stored in the daemon")
     actions.add_parser("list", help="executions, newest last")
-    status = actions.add_parser("status", help="one execution")
-    status.add_argument("id")
-    output = actions.add_parser("output", help="an execution's output log")
-    output.add_argument("id")
+    for action, text in (
+        ("status", "one execution"),
+        ("output", "an execution's output log"),
+        ("pause", "pause an execution at its next scan point"),
+        ("resume", "resume a paused execution"),
+    ):
+        actions.add_parser(action, help=text).add_argument("id")
     stop = actions.add_parser("stop", help="stop an execution (graceful; --force aborts)")
     stop.add_argument("id")
     stop.add_argument("--force", action="store_true")
 
 
 def _add_run_commands(commands: Any) -> None:
-    record = commands.add_parser("record", help="record a run and wait for it, with progress")
+    record = commands.add_parser(
+        "record",
+        help="record a run and wait for it, with progress",
+        description="Records what the bench produces: the camera's frames (--frames N, or for"
+        " the run's --duration) and every reading source streaming while it lasts.",
+    )
     record.add_argument("name", help="1-64 of A-Z a-z 0-9 . _ -")
     record.add_argument("--frames", type=int, default=0, help="camera frames, then end")
-    record.add_argument("--duration", type=float, default=0.0, help="seconds, then end")
+    record.add_argument("--duration", type=seconds, default=0.0, help="seconds (or 2min), then end")
     record.add_argument(
         "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
     )
     record.add_argument("--compression", default="none", help="none or bitshuffle-lz4")
     record.add_argument("--readings-only", action="store_true", help="no camera frames")
     record.add_argument("--no-wait", action="store_true", help="start it and return")
-    commands.add_parser("runs", help="the run files on the daemon")
+    runs = commands.add_parser("runs", help="the run files (list; show NAME|PATH: a summary)")
+    actions = runs.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("list", help="every run file, oldest first (the default)")
+    show = actions.add_parser("show", help="a run's outcome, counts and file")
+    completion.attach(show.add_argument("run", metavar="NAME|PATH"), completion.runs)
     stop_run = commands.add_parser("stop-run", help="end the run now")
     stop_run.add_argument("reason", nargs="?", default="stopped with benchctl")
 
 
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-class Output:
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-        self.console = Console(highlight=False, soft_wrap=True)
-        self.errors = Console(stderr=True, highlight=False, soft_wrap=True)
-
-    def emit(self, value: Any, text: Any) -> None:
-        """``value`` as JSON with --json, else ``text`` (a string or a rich renderable)."""
-        if self.as_json:
-            print(json.dumps(_plain(value), indent=2, sort_keys=True))
-        else:
-            self.console.print(text)
-
-
-def _format(value: PlainValue, units: str = "") -> str:
-    text = f"{value:g}" if isinstance(value, float) else str(value)
-    return f"{text} {units}".rstrip()
-
-
 def _parameter_line(p: ParameterValue) -> str:
-    line = f"{p.device}.{p.name} = {_format(p.value, p.units)}"
+    line = f"{p.device}.{p.name} = {fmt(p.value, p.units)}"
     if p.desired is not None and p.desired != p.value:
-        line += f" (asked for {_format(p.desired, p.units)})"
+        line += f" (asked for {fmt(p.desired, p.units)})"
     return line
 
 
 def _devices_table(devices: list[DeviceInfo]) -> Table:
     table = Table("device", "state", "capabilities", "units", "identity", box=None)
     for d in devices:
-        state = d.state + (f" (e-stop: {d.latched})" if d.latched else "")
+        state = d.state
+        if d.latched:
+            state += f" (e-stop: {d.latched})"
+        elif d.state != "ready" and d.last_failure is not None:
+            state += f": {d.last_failure.message}"  # why: the port, the OS's reason
         table.add_row(d.name, state, ", ".join(d.capabilities), d.units, d.identity)
     return table
+
+
+def _services_table(services: list[DeviceInfo]) -> Table:
+    table = Table("service", "state", "restarts", "last failure", box=None)
+    for s in services:
+        failure = s.last_failure.message if s.last_failure else ""
+        table.add_row(s.name, s.state, str(s.restarts), failure)
+    return table
+
+
+# -- values with units -------------------------------------------------------------------------
+
+
+async def _set_value(bench: AsyncBench, key: str, text: str) -> bool | int | float | str:
+    """What to send for ``set KEY TEXT``: a number with a unit converted to the parameter's
+    unit (a text parameter takes the text as it is); anything else as ``parse_value`` reads it."""
+    if not is_quantity(text):
+        return parse_value(text)
+    device, name = split_parameter(key)
+    info = next((p for p in await bench.parameters(device) if p.name == name), None)
+    if info is None:
+        await bench.get(device, name)  # the daemon's NotFound, naming the parameters there are
+        return parse_value(text)
+    if info.dtype not in ("float", "int"):
+        return text  # "4x4", "1 s" for a text parameter: the text itself
+    value = to_unit(text, info.units, key, "parameter")
+    return to_number(value, info.dtype, key, info.units, text)
+
+
+async def _position(bench: AsyncBench, device: str, text: str) -> float:
+    """The position (or distance) ``text`` means in the axis's unit."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    info = await bench.device(device)
+    if "Movable" not in info.capabilities:
+        raise Unimplemented(f"{device} is not Movable; it cannot go to {text!r}")
+    return to_unit(text, info.units, device, "axis")
 
 
 async def _move(bench: AsyncBench, args: argparse.Namespace, out: Output) -> MoveResult:
     """Move and wait; on a terminal, with a progress bar fed by the position stream (the move
     starts without waiting so the axis answers position requests, then WaitSettled)."""
-    show = not out.as_json and out.errors.is_terminal
-    if not show:
+    amount = await _position(bench, args.device, args.position)
+    if not out.live:
         if args.relative:
-            return await bench.move_by(args.device, args.position, timeout=args.timeout)
-        return await bench.move_to(args.device, args.position, timeout=args.timeout)
+            return await bench.move_by(args.device, amount, timeout=args.timeout)
+        return await bench.move_to(args.device, amount, timeout=args.timeout)
     start = (await bench.position(args.device)).position
-    target = start + args.position if args.relative else args.position
+    target = start + amount if args.relative else amount
     try:
         if args.relative:
-            await bench.move_by(args.device, args.position, wait=False)
+            await bench.move_by(args.device, amount, wait=False)
         else:
-            await bench.move_to(args.device, args.position, wait=False)
+            await bench.move_to(args.device, amount, wait=False)
         span = abs(target - start) or 1.0
         with Progress(
             TextColumn(f"{args.device} → {target:g}"),
@@ -273,11 +379,11 @@ async def _move(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Mov
 
 
 async def _operation(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
-    """``home``, ``motor-on``, ``zero`` (``stop`` is the old StopMotion)."""
+    """``home``, ``motor-on``, ``zero``."""
     match args.command:
         case "home":
             homed = await _home(bench, args, out)
-            out.emit(homed, f"{homed.device} homed at {_format(homed.position, homed.units)}")
+            out.emit(homed, f"{homed.device} homed at {fmt(homed.position, homed.units)}")
         case "motor-on":
             state = await bench.motor_on(args.device)
             out.emit(state, f"{state.device}: motor {'on' if state.motor_on else 'OFF'}")
@@ -290,7 +396,7 @@ async def _home(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Pos
     """Home and wait; on a terminal, a spinner with the position and the time it takes (the
     daemon streams the search's progress). Ctrl-C stops the axis."""
     try:
-        if out.as_json or not out.errors.is_terminal:
+        if not out.live:
             return await bench.home(args.device, timeout=args.timeout)
         with Progress(
             SpinnerColumn(),
@@ -304,7 +410,7 @@ async def _home(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Pos
 
             def show(step: HomeProgress) -> None:
                 if step.position == step.position:  # not NaN: a position is known
-                    progress.update(task, where=_format(step.position, step.units))
+                    progress.update(task, where=fmt(step.position, step.units))
 
             return await bench.home(args.device, timeout=args.timeout, progress=show)
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -313,64 +419,143 @@ async def _home(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Pos
         raise
 
 
+# -- pause, resume, stop -----------------------------------------------------------------------
+
+ACTIVE_SCAN = ("pending", "running", "paused", "suspended")
+ACTIVE_EXECUTION = ("pending", "running", "paused")
+
+
+async def _control(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
+    """``pause`` / ``resume`` / ``stop`` [TARGET]: a scan or execution by id, what runs now
+    (none given), or (``stop`` only) a stage by name."""
+    target: str | None = args.target
+    if target is not None and not _looks_like_id(target):
+        if args.command != "stop":
+            raise FailedPrecondition(
+                f"{target!r} is no scan or script execution; give an id (p3, x2) or nothing"
+                " for what runs now ('benchctl scan scans', 'benchctl script list')"
+            )
+        where = await bench.stop(target)  # a stage: abort its move (never refused)
+        out.emit(where, f"{where.device} stopped at {fmt(where.position, where.units)}")
+        return
+    kind, ident = await _resolve(bench, target, args.command)
+    if kind == "device":
+        where = await bench.stop(ident)
+        out.emit(where, f"{where.device} stopped at {fmt(where.position, where.units)}")
+        return
+    if kind == "scan":
+        match args.command:
+            case "pause":
+                status = await bench.pause_scan(ident)
+            case "resume":
+                status = await bench.resume_scan(ident)
+            case _:
+                status = await bench.stop_scan(ident, force=args.force, reason=args.reason)
+        out.emit(status, scan_line(status))
+        return
+    match args.command:
+        case "pause":
+            execution = await bench.pause_execution(ident)
+        case "resume":
+            execution = await bench.resume_execution(ident)
+        case _:
+            execution = await bench.stop_execution(ident, force=args.force, reason=args.reason)
+    out.emit(execution, _execution_line(execution))
+
+
+def _looks_like_id(text: str) -> bool:
+    return len(text) > 1 and text[0] in "px" and text[1:].isdigit()
+
+
+async def _resolve(bench: AsyncBench, target: str | None, command: str) -> tuple[str, str]:
+    """("scan" | "execution" | "device", id) for the target, or for what runs now."""
+    scans = await bench.scans()
+    executions = await bench.executions()
+    if target is not None:
+        if any(s.id == target for s in scans):
+            return "scan", target
+        if any(e.id == target for e in executions):
+            return "execution", target
+        if command == "stop":
+            return "device", target  # a device named like an id
+        raise FailedPrecondition(f"no scan or script execution {target!r}")
+    wanted = ("paused",) if command == "resume" else None
+    running = [
+        ("execution", e.id, f"execution {e.id} ({e.script}, {e.state})")
+        for e in executions
+        if e.state in (wanted or ACTIVE_EXECUTION)
+    ]
+    running += [
+        ("scan", s.id, f"scan {s.id} ({s.kind}, {s.state})")
+        for s in scans
+        if s.state in (wanted or ACTIVE_SCAN) and not s.execution_id  # a script's: its script
+    ]
+    if not running:
+        state = "paused" if command == "resume" else "running"
+        raise FailedPrecondition(f"nothing to {command}: no scan or script is {state}")
+    if len(running) > 1:
+        listed = "; ".join(label for *_, label in running)
+        raise FailedPrecondition(
+            f"{len(running)} things could {command}: {listed}; say which: benchctl {command}"
+            f" {running[0][1]}"
+        )
+    kind, ident, _ = running[0]
+    return kind, ident
+
+
+# -- the rest ----------------------------------------------------------------------------------
+
+
 async def run(args: argparse.Namespace, token: str | None, out: Output) -> None:
     retry = RetryPolicy(budget=max(args.wait, 0.0))
     async with await AsyncBench.connect(
-        args.address, token=token, tls=args.tls, retry=retry
+        args.address, token=token or "", tls=args.tls, retry=retry
     ) as bench:
+        handler = HANDLERS.get(args.command)
+        if handler is not None:
+            await handler(bench, args, out)
+            return
         match args.command:
             case "devices":
                 devices = await bench.devices()
                 out.emit(devices, _devices_table(devices))
+            case "services":
+                services = await bench.services()
+                out.emit(services, _services_table(services))
             case "get":
                 value = await bench.get(*split_parameter(args.parameter))
                 out.emit(value, _parameter_line(value))
             case "set":
                 device, name = split_parameter(args.parameter)
-                value = await bench.set(device, name, parse_value(args.value))
+                wanted = await _set_value(bench, args.parameter, args.value)
+                value = await bench.set(device, name, wanted)
                 out.emit(value, _parameter_line(value))
-            case "params":
-                await _params(bench, args, out)
             case "move":
                 moved = await _move(bench, args, out)
-                out.emit(moved, f"{moved.device} at {_format(moved.position, moved.units)}")
+                out.emit(moved, f"{moved.device} at {fmt(moved.position, moved.units)}")
             case "position":
                 where = await bench.position(args.device)
-                out.emit(where, f"{where.device} at {_format(where.position, where.units)}")
-            case "stop":
-                where = await bench.stop(args.device)
-                out.emit(where, f"{where.device} stopped at {_format(where.position, where.units)}")
+                out.emit(where, f"{where.device} at {fmt(where.position, where.units)}")
             case "read":
                 reading = await bench.read(args.device)
                 flags = f" ({', '.join(reading.flags)})" if reading.flags else ""
                 out.emit(reading, f"{reading.device}: {reading.value:g} {reading.units}{flags}")
-            case "home" | "motor-on" | "zero":
-                await _operation(bench, args, out)
-            case "estop" | "reset":
-                await _estop(bench, args, out)
-            case "health":
-                await _health(bench, out)
-            case "info":
-                info = await bench.info()
-                out.emit(
-                    info,
-                    f"benchd {info.version} serving bench {info.bench!r} for"
-                    f" {info.uptime_s:.0f} s; you are an {info.role}\n"
-                    f"devices: {', '.join(info.devices)}\nfeatures: {', '.join(info.features)}",
-                )
-            case "presets":
-                await _presets(bench, args, out)
-            case "record":
-                await _record(bench, args, out)
-            case "runs":
-                await _runs(bench, out)
             case "stop-run":
                 status = await bench.stop_run(args.reason)
                 out.emit(status, _run_line(status))
-            case "script":
-                await _script(bench, args, out)
-            case "scan":
-                await _scan(bench, args, out)
+
+
+async def _info(bench: AsyncBench, out: Output) -> None:
+    info = await bench.info()
+    actors = await bench.actors()
+    devices = [d.name for d in actors if not d.is_service]
+    services = [d.name for d in actors if d.is_service]
+    out.emit(
+        info,
+        f"benchd {info.version} serving bench {info.bench!r} for {info.uptime_s:.0f} s;"
+        f" you are an {info.role}\ndevices: {', '.join(devices)}\n"
+        f"services: {', '.join(services)}\nfeatures: {', '.join(info.features)}",
+    )
 
 
 async def _estop(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
@@ -427,9 +612,13 @@ async def _health(bench: AsyncBench, out: Output) -> None:
             )
 
 
+# -- runs --------------------------------------------------------------------------------------
+
+
 def _run_line(status: RunStatus) -> str:
+    outcome = status.outcome if status.outcome and status.finished else status.state
     line = (
-        f"run {status.name!r} {status.state}: {status.frames_written} frames,"
+        f"run {status.name!r} {outcome}: {status.frames_written} frames,"
         f" {status.readings_recorded} readings -> {status.path}"
     )
     lost = {
@@ -442,13 +631,63 @@ def _run_line(status: RunStatus) -> str:
     return line + (f"; error: {status.error}" if status.error else "")
 
 
-async def _runs(bench: AsyncBench, out: Output) -> None:
+async def _runs(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
     runs = await bench.runs()
-    table = Table("run", "status", "frames", "size", "path", box=None)
-    for r in runs:
-        size = f"{r.size_bytes / 1e6:.1f} MB"
-        table.add_row(r.name, r.status, str(r.frames_written), size, r.path)
-    out.emit(runs, table)
+    if args.action in (None, "list"):
+        table = Table("run", "outcome", "frames", "readings", "size", "path", box=None)
+        for r in runs:
+            size = f"{r.size_bytes / 1e6:.1f} MB"
+            table.add_row(
+                r.name, r.status, str(r.frames_written), str(r.readings_recorded), size, r.path
+            )
+        out.emit(runs, table)
+        return
+    found = _find_run(runs, args.run)
+    current = await bench.run_status()
+    status = current if current.path == found.path else None
+    out.emit({"run": found, "status": status}, _run_summary(found, status))
+
+
+def _find_run(runs: list[RunFile], wanted: str) -> RunFile:
+    """A run by its file's path or name, or the newest with that run name."""
+    by_path = [r for r in runs if wanted in (r.path, r.name, Path(r.path).name)]
+    if by_path:
+        return by_path[-1]
+    named = [r for r in runs if r.name.partition("_")[2] == wanted]
+    if named:
+        return named[-1]  # the newest of that name
+    newest = ", ".join(r.name for r in runs[-5:]) or "none yet"
+    raise FailedPrecondition(f"no run {wanted!r} among the daemon's runs (newest: {newest})")
+
+
+def _run_summary(run: RunFile, status: RunStatus | None) -> str:
+    lines = [
+        f"run {run.name}",
+        f"  outcome   {run.status}" + (f" ({run.reason})" if run.reason else ""),
+    ]
+    if status is not None:
+        lines.append(
+            f"  frames    {status.frames_written} written of {status.frames_expected or '-'}"
+            f" expected; {status.frames_received} received, {status.frames_dropped} dropped,"
+            f" {status.frames_missing} missing"
+        )
+        lines.append(
+            f"  readings  {status.readings_recorded} recorded, {status.readings_lost} lost;"
+            f" {status.parameter_changes} parameter changes"
+        )
+        if status.scan_points:
+            lines.append(f"  scan      {status.scan_points} points")
+        if status.started:
+            took = (status.ended or status.started) - status.started
+            lines.append(f"  time      {took:.1f} s")
+    else:
+        lines.append(f"  frames    {run.frames_written} written")
+        lines.append(f"  readings  {run.readings_recorded} recorded")
+    if run.error:
+        lines.append(f"  error     {run.error}")
+    lines.append(f"  size      {run.size_bytes / 1e6:.1f} MB")
+    lines.append(f"  path      {run.path}")
+    return "\n".join(lines)
 
 
 async def _record(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
@@ -466,9 +705,8 @@ async def _record(bench: AsyncBench, args: argparse.Namespace, out: Output) -> N
         "readings_only": args.readings_only,
         "wait": not args.no_wait,
     }
-    show = not args.no_wait and not out.as_json and out.errors.is_terminal
     try:
-        if show:
+        if not args.no_wait and out.live:
             with RunProgress(args.name, args.frames, args.duration) as bar:
                 status = await bench.record(args.name, progress=bar.update, **options)
         else:
@@ -482,9 +720,18 @@ async def _record(bench: AsyncBench, args: argparse.Namespace, out: Output) -> N
         raise BenchError(f"run {status.name!r} failed: {status.error}")
 
 
+# -- scripts, presets --------------------------------------------------------------------------
+
+
 def _read_script(path: str) -> str:
     """A script file is a few kB read once: no need to leave the event loop for it."""
     return Path(path).read_text(encoding="utf-8")
+
+
+def _script_file(name: str) -> str | None:
+    """The source of the file ``name`` names, None if it names no file (a stored script)."""
+    path = Path(name)
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 def _execution_line(e: Execution) -> str:
@@ -493,31 +740,45 @@ def _execution_line(e: Execution) -> str:
     return f"execution {e.id} ({e.script}) {e.state}{error}"
 
 
+def _params_of(items: list[str]) -> dict[str, object]:
+    params: dict[str, object] = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise ValueError(f"--param {item!r}: expected KEY=JSON, e.g. points=21")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value  # a plain word is a string
+    return params
+
+
 async def _script(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
     match args.action:
         case "run":
-            params: dict[str, object] = {}
-            for item in args.param:
-                key, equals, value = item.partition("=")
-                if not equals or not key:
-                    raise ValueError(f"--param {item!r}: expected KEY=JSON, e.g. points=21")
-                try:
-                    params[key] = json.loads(value)
-                except json.JSONDecodeError:
-                    params[key] = value  # a plain word is a string
-            source = _read_script(args.file)
-            execution = await bench.start_script(source=source, params=params)
+            params = _params_of(args.param)
+            source = _script_file(args.script)
+            if source is not None:
+                execution = await bench.start_script(source=source, params=params)
+            else:
+                execution = await bench.start_script(args.script, params=params)
             if not args.no_wait:
                 execution = await bench.wait_execution(execution.id)
                 if not out.as_json:
                     for line in await bench.output(execution.id):
-                        out.console.print(line)
+                        out.console.print(line, markup=False)
             out.emit(execution, _execution_line(execution))
             if execution.state == "error":
                 raise BenchError(_execution_line(execution))
         case "upload":
             info = await bench.upload_script(args.name, _read_script(args.file))
             out.emit(info, f"script {info.name!r} stored ({info.size} bytes)")
+        case "stored":
+            stored = await bench.scripts()
+            table = Table("script", "size", box=None)
+            for s in stored:
+                table.add_row(s.name, f"{s.size} bytes")
+            out.emit(stored, table)
         case "list":
             executions = await bench.executions()
             table = Table("id", "script", "state", "progress", "error", box=None)
@@ -530,6 +791,10 @@ async def _script(bench: AsyncBench, args: argparse.Namespace, out: Output) -> N
         case "output":
             lines = await bench.output(args.id)
             out.emit(lines, "\n".join(lines))
+        case "pause":
+            out.emit(execution := await bench.pause_execution(args.id), _execution_line(execution))
+        case "resume":
+            out.emit(execution := await bench.resume_execution(args.id), _execution_line(execution))
         case "stop":
             execution = await bench.stop_execution(args.id, force=args.force)
             out.emit(execution, _execution_line(execution))
@@ -545,7 +810,7 @@ async def _presets(bench: AsyncBench, args: argparse.Namespace, out: Output) -> 
             out.emit(presets, table)
         case "show":
             preset = await bench.preset(args.name)
-            lines = [f"{e.device}.{e.name} = {_format(e.value)}" for e in preset.entries]
+            lines = [f"{e.device}.{e.name} = {fmt(e.value)}" for e in preset.entries]
             out.emit(preset, "\n".join([f"{preset.info.name}: {preset.info.description}", *lines]))
         case "save":
             info = await bench.save_preset(
@@ -563,364 +828,45 @@ async def _presets(bench: AsyncBench, args: argparse.Namespace, out: Output) -> 
             out.emit({"deleted": args.name}, f"deleted {args.name!r}")
 
 
-# -- benchctl scan ----------------------------------------------------------------------------
-
-SUSPEND_FORMS = (
-    ("<=", "below"),
-    (">=", "above"),
-    ("!=", "not_equals"),
-    ("==", "equals"),
-    ("<", "below"),
-    (">", "above"),
-)
+Handler = Callable[[AsyncBench, argparse.Namespace, Output], Awaitable[None]]
 
 
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
+async def _health_command(bench: AsyncBench, _: argparse.Namespace, out: Output) -> None:
+    await _health(bench, out)
 
 
-def _add_scan_options(parser: argparse.ArgumentParser) -> None:
-    """What happens at each point: the same options for every plan kind."""
-    parser.add_argument(
-        "--read",
-        action="append",
-        default=[],
-        metavar="DEVICE",
-        help="a Readable read at each point; repeatable",
-    )
-    parser.add_argument("--frames", type=int, default=0, help="camera frames per point")
-    parser.add_argument("--camera", default="", help="the camera (default: the bench's first)")
-    parser.add_argument("--settle", type=float, default=0.0, help="seconds before reading")
-    parser.add_argument("--dwell", type=float, default=0.0, help="seconds after each point")
-    parser.add_argument("--name", default="", help="the run's name (default: the kind)")
-    parser.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        dest="settings",
-        metavar="DEVICE.PARAM=VALUE",
-        help="set before the first point",
-    )
-    parser.add_argument(
-        "--suspend",
-        action="append",
-        default=[],
-        metavar="CONDITION",
-        help="hold the scan while it holds: 'power_meter<5e-7', 'maitai.shutter==false',"
-        " 'esp300.axis1 degraded'; repeatable",
-    )
-    parser.add_argument(
-        "--suspend-settle",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long after a suspender recovers",
-    )
-    parser.add_argument(
-        "--no-bench-suspenders",
-        action="store_true",
-        help="without the bench file's default suspenders",
-    )
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="only check the plan (every problem, the estimate); move nothing",
-    )
-    parser.add_argument("--no-wait", action="store_true", help="print the scan id and return")
+async def _info_command(bench: AsyncBench, _: argparse.Namespace, out: Output) -> None:
+    await _info(bench, out)
 
 
-def _add_scan_commands(commands: Any) -> None:
-    scan = commands.add_parser(
-        "scan",
-        help="run a plan (count, line, list, grid, adaptive, tune) or act on a scan",
-        description="Plans run in the daemon, each as one run file; Ctrl-C stops the scan.",
-    )
-    kinds = scan.add_subparsers(dest="kind", required=True, metavar="KIND")
-    count = kinds.add_parser("count", help="points in time where everything is")
-    count.add_argument("num", type=int, nargs="?", default=1, help="points (0: --duration)")
-    count.add_argument("--interval", type=float, default=0.0, help="s between point starts")
-    count.add_argument("--duration", type=float, default=0.0, help="s, then end")
-    line = kinds.add_parser("line", help="AXIS START STOP POINTS (more axes: --axis)")
-    line.add_argument("axis")
-    line.add_argument("start", type=_number)
-    line.add_argument("stop", type=_number)
-    line.add_argument("points", type=int)
-    line.add_argument(
-        "--axis",
-        action="append",
-        nargs=3,
-        default=[],
-        dest="more",
-        metavar=("AXIS", "START", "STOP"),
-        help="another axis in step",
-    )
-    line.add_argument("--relative", action="store_true", help="offsets; return afterwards")
-    listed = kinds.add_parser("list", help="AXIS=P1,P2,... (several axes in step)")
-    listed.add_argument("positions", nargs="+", metavar="AXIS=P1,P2,...")
-    listed.add_argument("--relative", action="store_true")
-    grid = kinds.add_parser("grid", help="--axis AXIS START STOP POINTS, slowest first")
-    grid.add_argument(
-        "--axis",
-        action="append",
-        nargs=4,
-        required=True,
-        dest="axes",
-        metavar=("AXIS", "START", "STOP", "POINTS"),
-    )
-    grid.add_argument(
-        "--snake",
-        action="append",
-        default=[],
-        metavar="AXIS",
-        help="this axis runs backwards on every other pass",
-    )
-    grid.add_argument("--relative", action="store_true")
-    adaptive = kinds.add_parser("adaptive", help="AXIS START STOP, steps follow --detector")
-    adaptive.add_argument("axis")
-    adaptive.add_argument("start", type=_number)
-    adaptive.add_argument("stop", type=_number)
-    adaptive.add_argument("--detector", required=True)
-    adaptive.add_argument("--target-delta", type=float, required=True)
-    adaptive.add_argument("--min-step", type=float, required=True)
-    adaptive.add_argument("--max-step", type=float, required=True)
-    adaptive.add_argument("--max-points", type=int, default=0)
-    adaptive.add_argument("--relative", action="store_true")
-    tune = kinds.add_parser("tune", help="AXIS START STOP POINTS, then go to --detector's peak")
-    tune.add_argument("axis")
-    tune.add_argument("start", type=_number)
-    tune.add_argument("stop", type=_number)
-    tune.add_argument("points", type=int)
-    tune.add_argument("--detector", required=True)
-    tune.add_argument("--method", default="centroid", choices=["centroid", "gaussian", "maximum"])
-    tune.add_argument("--stay", action="store_true", help="report the peak, do not move there")
-    tune.add_argument("--relative", action="store_true")
-    for parser in (count, line, listed, grid, adaptive, tune):
-        _add_scan_options(parser)
-    for action in ("status", "pause", "resume", "table"):
-        kinds.add_parser(action, help=f"{action} of a scan").add_argument("id")
-    stop = kinds.add_parser("stop", help="stop a scan at its next point (--force: abort now)")
-    stop.add_argument("id")
-    stop.add_argument("--force", action="store_true")
-    kinds.add_parser("scans", help="every scan the daemon keeps, from clients and scripts")
+#: commands with a handler of their own
+HANDLERS: dict[str, Handler] = {
+    "params": _params,
+    "pause": _control,
+    "resume": _control,
+    "stop": _control,
+    "home": _operation,
+    "motor-on": _operation,
+    "zero": _operation,
+    "estop": _estop,
+    "reset": _estop,
+    "health": _health_command,
+    "info": _info_command,
+    "watch": watch,
+    "presets": _presets,
+    "record": _record,
+    "runs": _runs,
+    "script": _script,
+    "scan": run_scan_command,
+}
 
 
-def _suspender(text: str, settle: float) -> Any:
-    if text.endswith(" degraded"):
-        return plans.suspender(text.removesuffix(" degraded").strip(), degraded=True, settle=settle)
-    for operator, condition in SUSPEND_FORMS:
-        signal, found, value = text.partition(operator)
-        if found and signal.strip() and value.strip():
-            parsed: Any = parse_value(value.strip())
-            return plans.suspender(signal.strip(), settle=settle, **{condition: parsed})
-    raise ValueError(
-        f"--suspend {text!r}: expected SIGNAL<VALUE, SIGNAL>VALUE, SIGNAL==VALUE,"
-        " SIGNAL!=VALUE or 'DEVICE degraded'"
-    )
-
-
-def _pairs(items: list[str], what: str) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for item in items:
-        key, equals, value = item.partition("=")
-        if not equals or not key:
-            raise ValueError(f"{what} {item!r}: expected KEY=VALUE")
-        found[key] = parse_value(value)
-    return found
-
-
-def scan_plan(args: argparse.Namespace) -> Any:
-    """The plan a ``benchctl scan KIND ...`` line asks for."""
-    options: dict[str, Any] = {
-        "read": args.read,
-        "frames": args.frames,
-        "camera": args.camera,
-        "settle": args.settle,
-        "dwell": args.dwell,
-        "name": args.name,
-        "metadata": _pairs(args.metadata, "--metadata"),
-        "parameters": _pairs(args.settings, "--set"),
-        "suspenders": [_suspender(s, args.suspend_settle) for s in args.suspend],
-        "bench_suspenders": not args.no_bench_suspenders,
-    }
-    match args.kind:
-        case "count":
-            return plans.count(args.num, interval=args.interval, duration=args.duration, **options)
-        case "line":
-            spans = [(args.axis, args.start, args.stop)]
-            spans += [(a, _number(b), _number(c)) for a, b, c in args.more]
-            return plans.line(spans, points=args.points, relative=args.relative, **options)
-        case "list":
-            positions: dict[str, list[float]] = {}
-            for item in args.positions:
-                axis, equals, values = item.partition("=")
-                if not equals or not axis:
-                    raise ValueError(f"{item!r}: expected AXIS=P1,P2,...")
-                positions[axis] = [_number(v) for v in values.split(",") if v.strip()]
-            return plans.list_scan(positions, relative=args.relative, **options)
-        case "grid":
-            axes = []
-            for axis, start, stop, points in args.axes:
-                if not points.isdigit():
-                    raise ValueError(
-                        f"--axis {axis}: POINTS must be a whole number, got {points!r}"
-                    )
-                axes.append((axis, _number(start), _number(stop), int(points), axis in args.snake))
-            unknown = set(args.snake) - {a[0] for a in axes}
-            if unknown:
-                raise ValueError(f"--snake {sorted(unknown)[0]}: not an --axis of this grid")
-            return plans.grid(*axes, relative=args.relative, **options)
-        case "adaptive":
-            return plans.adaptive(
-                args.axis,
-                args.start,
-                args.stop,
-                detector=args.detector,
-                target_delta=args.target_delta,
-                min_step=args.min_step,
-                max_step=args.max_step,
-                max_points=args.max_points,
-                relative=args.relative,
-                **options,
-            )
-    return plans.tune(
-        args.axis,
-        args.start,
-        args.stop,
-        args.points,
-        detector=args.detector,
-        method=args.method,
-        relative=args.relative,
-        move=not args.stay,
-        **options,
-    )
-
-
-def _scan_line(status: ScanStatus) -> str:
-    line = f"scan {status.id} ({status.kind}) {status.state}: {status.points_done}"
-    if status.points_total:
-        line += f" of {status.points_total}"
-    line += " points"
-    if status.run_path:
-        line += f" -> {status.run_path}"
-    if status.suspensions:
-        held = sum(s.seconds for s in status.suspensions)
-        line += f"; suspended {len(status.suspensions)}x ({held:.1f} s)"
-    result = status.result
-    if result.get("found"):
-        line += f"; peak at {result['centre']:g} (fwhm {result.get('fwhm', float('nan')):.3g})"
-        if "moved_to" in result:
-            line += ", moved there"
-    if status.error:
-        line += f"; {status.error}"
-    return line
-
-
-class ScanProgress:
-    """A progress bar on stderr fed by the scan's status (points, suspended, paused)."""
-
-    def __init__(self, console: Console) -> None:
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:.0f}/{task.fields[total_text]}"),
-            TextColumn("{task.fields[state]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
-        self._task: Any = None
-
-    def __enter__(self) -> ScanProgress:
-        self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._progress.__exit__(*exc_info)  # type: ignore[arg-type]
-
-    def update(self, status: ScanStatus) -> None:
-        total = status.points_total or None
-        state = status.state + (f" ({status.suspended_by})" if status.suspended_by else "")
-        fields: dict[str, Any] = {"state": state, "total_text": status.points_total or "?"}
-        if self._task is None:
-            self._task = self._progress.add_task(
-                f"scan {status.id} {status.kind}", total=total, **fields
-            )
-        self._progress.update(self._task, completed=status.points_done, total=total, **fields)
-
-
-async def _scan(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
-    match args.kind:
-        case "status" | "pause" | "resume":
-            call = {"status": bench.scan, "pause": bench.pause_scan, "resume": bench.resume_scan}
-            status = await call[args.kind](args.id)
-            out.emit(status, _scan_line(status))
-            return
-        case "stop":
-            status = await bench.stop_scan(args.id, force=args.force)
-            out.emit(status, _scan_line(status))
-            return
-        case "scans":
-            listed = await bench.scans()
-            table = Table("id", "kind", "state", "points", "origin", "run", box=None)
-            for s in listed:
-                done = f"{s.points_done}/{s.points_total or '?'}"
-                table.add_row(s.id, s.kind, s.state, done, s.origin, s.run_path)
-            out.emit(listed, table)
-            return
-        case "table":
-            data = await bench.scan_table(args.id)
-            if out.as_json:
-                print(json.dumps(data.to_pylist(), indent=2, default=str))
-            else:
-                table = Table(*data.column_names, box=None)
-                for row in data.to_pylist():
-                    table.add_row(
-                        *(f"{v:g}" if isinstance(v, float) else str(v) for v in row.values())
-                    )
-                out.console.print(table)
-            return
-    plan = scan_plan(args)
-    if args.check:
-        check = await bench.validate_plan(plan)
-        estimate = check.estimate
-        text = "\n".join(str(p) for p in check.problems) or (
-            f"ok: {estimate.points if estimate and estimate.points is not None else '?'}"
-            f" points, about {estimate.seconds if estimate else 0:.1f} s,"
-            f" {(estimate.bytes if estimate else 0) / 1e6:.1f} MB"
-        )
-        out.emit(check, text)
-        if check.problems:
-            raise BenchError(f"the plan has {len(check.problems)} problem(s)")
-        return
-    status = await bench.create_scan(plan, start=True)
-    if args.no_wait:
-        out.emit(status, _scan_line(status))
-        return
-    show = not out.as_json and out.errors.is_terminal
-    try:
-        if show:
-            with ScanProgress(out.errors) as bar:
-                bar.update(status)
-                async for update in bench.stream_scan(status.id):
-                    status = update
-                    bar.update(status)
-        else:
-            async for update in bench.stream_scan(status.id):
-                status = update
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        with contextlib.suppress(BenchError):
-            await bench.stop_scan(status.id, reason="interrupted (benchctl, Ctrl-C)")
-        raise
-    out.emit(status, _scan_line(status))
-    if status.state in ("error", "aborted"):
-        raise BenchError(_scan_line(status))
+# -- main --------------------------------------------------------------------------------------
 
 
 def read_token(args: argparse.Namespace) -> str | None:
+    if args.token:
+        return str(args.token)
     if args.token_file is not None:
         return args.token_file.read_text().strip() or None
     return os.environ.get("BENCHD_TOKEN") or None
@@ -928,7 +874,12 @@ def read_token(args: argparse.Namespace) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    completion.autocomplete(parser)  # a TAB: answers and exits
     args = parser.parse_args(argv)
+    if args.command == "completion":
+        print(completion.shellcode(args.shell))
+        return 0
+    args.address = args.address or default_address()
     out = Output(args.json)
     try:
         token = read_token(args)
@@ -936,13 +887,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
             runner.run(run(args, token, out))
     except BenchError as error:
-        _report(out, type(error).__name__, error.status.name if error.status else "", error.message)
+        status = error.status.name if error.status else ""
+        if out.as_json:
+            _report(out, type(error).__name__, status, error.message)
+        else:
+            _report(out, type(error).__name__, status, human_message(error, args.address))
         return error.exit_code
+    except UnitError as error:  # a value of the wrong kind: usage
+        _report(out, "UsageError", "", str(error))
+        return USAGE_ERROR
     except (KeyError, ValueError, OSError) as error:  # a bad DEVICE.PARAM, address, token file
         message = error.args[0] if isinstance(error, KeyError) else str(error)
         _report(out, "UsageError", "", str(message))
         return USAGE_ERROR
     except KeyboardInterrupt:
+        if args.command == "watch":
+            return 0  # Ctrl-C is how a watch ends
         _report(out, "Interrupted", "", "interrupted")
         return INTERRUPTED
     return 0

@@ -31,7 +31,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchd.v1 import plan_pb2
 
-from ._async import DEFAULT_PORT, DEFAULT_TIMEOUT, TLS, AsyncBench, RetryPolicy
+from ._async import (
+    DEFAULT_FRAME_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    TLS,
+    AsyncBench,
+    RetryPolicy,
+)
 from ._errors import BenchError, ConnectionLost
 from ._types import (
     AcquisitionStatus,
@@ -228,11 +234,19 @@ class Device:
     def parameters(self) -> list[ParameterInfo]:
         return self._bench._run(self._bench._async.parameters(self.name))
 
-    def watch_position(self, interval: float = 0.1) -> Subscription[Position]:
-        return self._bench._subscribe(self._bench._async.stream_position(self.name, interval))
+    def watch_position(
+        self, interval: float = 0.1, *, timeout: float | None = None
+    ) -> Subscription[Position]:
+        """The position every ``interval`` s (``timeout``: DeadlineExceeded if none came)."""
+        stream = self._bench._async.stream_position(self.name, interval, timeout=timeout)
+        return self._bench._subscribe(stream)
 
-    def watch_values(self, interval: float = 0.1) -> Subscription[Reading]:
-        return self._bench._subscribe(self._bench._async.stream_values(self.name, interval))
+    def watch_values(
+        self, interval: float = 0.1, *, timeout: float | None = None
+    ) -> Subscription[Reading]:
+        """A reading every ``interval`` s (``timeout``: DeadlineExceeded if none came)."""
+        stream = self._bench._async.stream_values(self.name, interval, timeout=timeout)
+        return self._bench._subscribe(stream)
 
     def watch_parameters(self, *names: str) -> Subscription[ParameterValue]:
         """Current values, then every change, of ``names`` (all parameters if none)."""
@@ -469,14 +483,15 @@ class Bench:
     @classmethod
     def connect(
         cls,
-        address: str = f"127.0.0.1:{DEFAULT_PORT}",
+        address: str | None = None,
         *,
         token: str | None = None,
         tls: TLS = None,
         retry: RetryPolicy | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Bench:
-        """Connect and check the daemon answers (see ``AsyncBench.connect``)."""
+        """Connect and check the daemon answers (see ``AsyncBench.connect``); ``address``
+        defaults to ``$BENCHD_ADDRESS``, else 127.0.0.1:50051, ``token`` to ``$BENCHD_TOKEN``."""
         runner = _LoopThread()
         try:
             bench = runner.run(
@@ -519,11 +534,21 @@ class Bench:
 
     @property
     def devices(self) -> Mapping[str, Device]:
-        """Every device now (one ``ListDevices`` call), name -> :class:`Device`."""
+        """Every device now (one ``ListDevices`` call), name -> :class:`Device`; the daemon's
+        own services (recorder, frame ring, scripts, plans) are :attr:`services`."""
         return {d.name: Device(self, d.name) for d in self.device_info()}
+
+    @property
+    def services(self) -> Mapping[str, Device]:
+        """The daemon's services now (recorder, each camera's ``.ring``, scripts, plans):
+        their parameters and state through the same :class:`Device` proxy."""
+        return {d.name: Device(self, d.name) for d in self.service_info()}
 
     def device_info(self) -> list[DeviceInfo]:
         return self._run(self._async.devices())
+
+    def service_info(self) -> list[DeviceInfo]:
+        return self._run(self._async.services())
 
     def __getitem__(self, name: str) -> Device:
         return Device(self, name)
@@ -560,12 +585,17 @@ class Bench:
     # -- camera frames, runs ---------------------------------------------------------------
 
     def frames(
-        self, camera: str = "camera", *, max_fps: float = 0.0
+        self,
+        camera: str = "camera",
+        *,
+        max_fps: float = 0.0,
+        timeout: float | None = DEFAULT_FRAME_TIMEOUT,
     ) -> Subscription[npt.NDArray[np.uint16]]:
         """Camera frames as uint16 arrays of shape (height, width), latest-only: a slow reader
         skips frames, never slows the camera or a run. Frames flow while an acquisition runs
-        (``bench[camera].start_acquisition()``) or a run records frames."""
-        return self._subscribe(self._async.frames(camera, max_fps=max_fps))
+        (``bench[camera].start_acquisition()``) or a run records frames; none for ``timeout``
+        seconds (10 by default; None: wait for ever) raises ``DeadlineExceeded`` saying so."""
+        return self._subscribe(self._async.frames(camera, max_fps=max_fps, timeout=timeout))
 
     def preview(
         self,
@@ -575,18 +605,26 @@ class Bench:
         max_width: int = 512,
         max_height: int = 512,
         reduction: str = "mean",
+        timeout: float | None = None,
     ) -> Subscription[PreviewFrame]:
         """Live frames reduced in the daemon for a live view (see ``AsyncBench.stream_preview``):
         at most ``max_width`` x ``max_height`` pixels, ``max_fps`` a second, latest-only."""
         stream = self._async.stream_preview(
             camera, max_fps=max_fps, max_width=max_width, max_height=max_height,
-            reduction=reduction,
+            reduction=reduction, timeout=timeout,
         )  # fmt: skip
         return self._subscribe(stream)
 
-    def frame_stream(self, camera: str = "camera", *, max_fps: float = 0.0) -> Subscription[Frame]:
+    def frame_stream(
+        self,
+        camera: str = "camera",
+        *,
+        max_fps: float = 0.0,
+        timeout: float | None = DEFAULT_FRAME_TIMEOUT,
+    ) -> Subscription[Frame]:
         """As :meth:`frames`, with each frame's number, timestamp, exposure and skip count."""
-        return self._subscribe(self._async.stream_frames(camera, max_fps=max_fps))
+        stream = self._async.stream_frames(camera, max_fps=max_fps, timeout=timeout)
+        return self._subscribe(stream)
 
     def record(
         self,
@@ -667,7 +705,7 @@ class RunProgress:
             detail = f"{status.frames_written}/{self._frames} frames"
         elif self._duration:
             done = min(time.time() - status.started, self._duration) if status.started else 0.0
-            detail = f"{status.readings_recorded} readings"
+            detail = f"{status.frames_written} frames, {status.readings_recorded} readings"
         else:
             done = 0.0
             detail = f"{status.frames_written} frames, {status.readings_recorded} readings"

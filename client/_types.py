@@ -92,6 +92,13 @@ class DeviceInfo:
     last_failure: Failure | None
     latched: str  # the e-stop reason while latched, "" otherwise
     operations: tuple[str, ...] = ()  # "home", "stop", "motor_on", "zero"
+    # "device" (an instrument, an axis) or "service" (the recorder, a frame ring, the script
+    # runner, the plans executor): ``AsyncBench.devices()`` and ``.services()`` list them apart
+    kind: str = "device"
+
+    @property
+    def is_service(self) -> bool:
+        return self.kind == "service"
 
     @classmethod
     def from_pb(cls, m: hardware_pb2.Device) -> DeviceInfo:
@@ -107,6 +114,7 @@ class DeviceInfo:
             last_failure=_failure(m.last_failure, m.HasField("last_failure")),
             latched=m.latched,
             operations=tuple(m.operations),
+            kind=m.kind or "device",  # a daemon older than the field lists devices only
         )
 
 
@@ -500,10 +508,10 @@ class RunStatus:
     parameter_changes_skipped: int
     error: str
     end_record: dict[str, Any] = field(default_factory=dict)
-    #: once ended, the end record's status: completed, stopped, incomplete, e-stopped, disk
-    #: full, write error, failed, crashed ("" while recording)
+    # once ended, the end record's status: completed, stopped, incomplete, e-stopped, disk
+    # full, write error, failed, crashed ("" while recording)
     outcome: str = ""
-    scan_points: int = 0  # rows of the scan table (a plan's points)
+    scan_points: int = 0
 
     @property
     def finished(self) -> bool:
@@ -552,11 +560,11 @@ class RunFile:
     path: str
     size_bytes: int
     modified: float
-    status: str  # the end record's status (an outcome, see RunStatus); running (or crashed)
+    status: str  # the outcome: completed, stopped, incomplete, failed, ...; running (or crashed)
     frames_written: int
     readings_recorded: int = 0
     reason: str = ""  # the end record's reason
-    error: str = ""  # a write error's errno name (ENOSPC, EFBIG, EIO, ...)
+    error: str = ""  # a write error's errno name (ENOSPC, EIO, ...)
 
     @classmethod
     def from_pb(cls, m: storage_pb2.RunFile) -> RunFile:
@@ -584,6 +592,10 @@ class AcquisitionStatus:
     last_frame_number: int
     fps: float
     error: str
+    frames_zero: int = 0  # all-zero frames (a driver artefact): counted, never published
+    stalls: int = 0  # stalls detected and restarted from
+    warning: str = ""  # the latest trouble the acquisition ran through
+    overwrite_fallback: bool = False  # live mode runs without circular overwrite
 
     @classmethod
     def from_pb(cls, m: hardware_pb2.AcquisitionStatus) -> AcquisitionStatus:
@@ -597,6 +609,10 @@ class AcquisitionStatus:
             m.last_frame_number,
             m.fps,
             m.error,
+            m.frames_zero,
+            m.stalls,
+            m.warning,
+            m.overwrite_fallback,
         )
 
 

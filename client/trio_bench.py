@@ -29,7 +29,7 @@ from typing import Any, ParamSpec, TypeVar
 import trio
 import trio_asyncio
 
-from ._async import DEFAULT_PORT, DEFAULT_TIMEOUT, TLS, AsyncBench, RetryPolicy
+from ._async import DEFAULT_TIMEOUT, TLS, AsyncBench, RetryPolicy
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -73,7 +73,7 @@ class TrioBench:
 
 @asynccontextmanager
 async def open_trio_bench(
-    address: str = f"127.0.0.1:{DEFAULT_PORT}",
+    address: str | None = None,
     *,
     token: str | None = None,
     tls: TLS = None,

@@ -4,6 +4,12 @@ The layer everything else builds on; it imports nothing from ``supervisors``, ``
 any other package of the project (``python -m runtime``, the composition root, excepted).
 """
 
+from ._requirements import require_daemon_extra
+
+require_daemon_extra()  # the daemon's dependencies are an extra: name it if they are missing
+
+# ruff: noqa: E402 (the check above comes first, so a missing extra is named, not a traceback)
+
 from ._actor import Actor
 from ._actor_loop import run_actor
 from ._cell import ActorState, ActorStatistics, FailureRecord

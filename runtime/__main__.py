@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import logging
 import math
+import os
 import signal
 import sys
 
@@ -24,6 +25,7 @@ from actors.capabilities import Describe
 from actors.edge import EDGE_NAME, Edge, EdgeAddress, check_edge_config, probe_listen
 from runtime import ActorError, BenchError, UnhandledMessage
 from runtime.config import BenchConfig, ConfigError, load_config, parse_listen
+from runtime.gc_policy import freeze_startup_heap
 from runtime.logs import configure_logging
 from supervisors import ActorSpec
 from supervisors.bench import Bench, open_bench, simulated_bench_config
@@ -46,8 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--listen",
         metavar="HOST:PORT",
-        help="where the gRPC edge listens (default: the config's [edge] listen, else"
-        " 127.0.0.1:50051); another address than loopback needs [edge] tokens_file",
+        default=os.environ.get("BENCHD_LISTEN") or None,
+        help="where the gRPC edge listens (default: $BENCHD_LISTEN, else the config's [edge]"
+        " listen, else 127.0.0.1:50051); another address than loopback needs [edge]"
+        " tokens_file",
     )
     parser.add_argument(
         "--log-level",
@@ -92,6 +96,8 @@ async def serve(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_bench(config, services=[edge]) as bench:
             await log_devices(bench)
+            frozen = freeze_startup_heap()
+            logger.debug("garbage collector: %d start-up objects frozen", frozen)
             address = await bench.system.ref(EDGE_NAME).ask(EdgeAddress())
             logger.info("benchd serving gRPC on %s", address)
             logger.info("runs are written to %s", config.storage.directory)

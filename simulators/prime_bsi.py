@@ -14,15 +14,25 @@ in time are overwritten and show up as gaps in the frame numbers.
 
 Frames are cheap: per (shape, bit depth) a pool of a few pattern+noise frames is made once;
 each frame is a copy of one (about a memcpy) with its frame number stamped into the first
-pixels, so a consumer can check which frame it holds.
+pixels (:func:`stamped_number` reads it back), so a consumer can check which frame it holds.
+Like the real sensor, no pixel is below the bias: a dark pixel reads ~100-104 ADU.
+
+Quirk modes (:attr:`SimulatedPrimeBsi.QUIRKS`) reproduce what the lab camera and its driver
+were recorded doing — frame callbacks that stop, a camera left acquiring by a crashed process,
+all-zero frames, circular overwrite refused at start. They are off by default (the simulated
+bench is clean); a test (``SimulatedPrimeBsi(quirks=("stalls",))``) or a bench file
+(``options = { quirks = ["stalls"] }`` on a ``port = "sim"`` camera) switches them on. One-off
+failures a test injects stay in :class:`CameraFaults`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +42,19 @@ FULL_FRAME_FPS = 47.0  # measured 46-47.5 fps on the lab camera at 100 MHz [obs]
 SENSOR = (2048, 2048)  # width, height
 REFERENCE_PIXEL_TIME_NS = 10
 POOL_SIZE = 4
+BIAS_ADU = 100  # a real Prime BSI's dark level is ~100-104 ADU [obs]
+READ_NOISE_ADU = 4  # dark pixels spread over BIAS_ADU .. BIAS_ADU + READ_NOISE_ADU
+STALL_AFTER = 19  # "stalls" quirk: frames per start before the callbacks stop [obs]
+ZERO_EVERY = 10  # "zero_frames" quirk: every 10th frame of a start is all zero
+
+
+def stamped_number(pixels: npt.NDArray[np.uint16], bit_depth: int) -> int:
+    """The frame number the simulator stamped into a frame's first two pixels: digits in base
+    ``2**bit_depth - BIAS_ADU``, low digit first, each on top of the bias (so a stamped pixel
+    never reads below the dark level either)."""
+    base = (1 << bit_depth) - BIAS_ADU
+    flat = pixels.reshape(-1)
+    return sum((int(flat[i]) - BIAS_ADU) * base**i for i in range(min(2, flat.size)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +132,7 @@ class State:
     temperature_setpoint: float = -20.0
     fan_speed: str = "High"
     bit_depth: int = 16
+    readout_ms: float = 1e3 / FULL_FRAME_FPS  # full frame at 10 ns/pixel
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +145,13 @@ class SimulatedFrame:
 @dataclass
 class CameraFaults:
     """Fault injection for tests. ``drop``: frame numbers the camera never delivers (gaps);
+    ``zero``: frame numbers that arrive all zero (each start numbers from 1);
     ``stall``: no frame is delivered while set (live frames keep being overwritten);
     ``readout_failure``: the next ``next_frame`` raises RuntimeError with this text;
     ``temperature_failure``: ``read_temperature`` raises RuntimeError with this text."""
 
     drop: set[int] = field(default_factory=set)
+    zero: set[int] = field(default_factory=set)  # frame numbers that arrive all zero
     stall: bool = False
     readout_failure: str = ""
     temperature_failure: str = ""
@@ -134,6 +160,21 @@ class CameraFaults:
 class SimulatedPrimeBsi:
     """The simulated camera. One instance is one physical camera: keep it across actor
     restarts (it remembers its temperature); opening it while open is "camera busy"."""
+
+    #: The quirk modes: name -> what the real camera (or its driver) does in that mode.
+    QUIRKS: ClassVar[Mapping[str, str]] = {
+        "stall_on_parameter_read": "a parameter read (temperature, a setting's read-back)"
+        " while streaming stops the frame callbacks until the acquisition is restarted (a"
+        " background poll stopped the lab camera after 19 frames)",
+        "left_acquiring": "found acquiring, left so by a process that exited uncleanly: a start"
+        " without an abort (halt) first stays in 'exposure in progress' with 0 bytes",
+        "stalls": f"the frame callbacks stop after {STALL_AFTER} frames of every start, until"
+        " the acquisition is restarted",
+        "zero_frames": f"every {ZERO_EVERY}th frame of a start arrives all zero (a driver"
+        " artefact)",
+        "overwrite_refused": "continuous acquisition with circular overwrite fails at start"
+        " with PVCAM error 185 (configuration invalid); without overwrite it runs",
+    }
 
     def __init__(
         self,
@@ -149,8 +190,13 @@ class SimulatedPrimeBsi:
         ambient_c: float = 22.0,
         cooling_time_constant: float = 60.0,  # s: within 0.5 °C of -20 °C after ~5 min
         seed: int = 0,
+        quirks: Iterable[str] = (),
     ) -> None:
         self.name = name
+        self.quirks: set[str] = set()
+        for quirk in quirks:
+            self.enable_quirk(quirk)
+        self.reads_while_streaming = 0  # parameter reads during an acquisition (should be 0)
         self.description = Description(
             sensor_size=SENSOR,
             chip_name="GS2020",
@@ -177,6 +223,32 @@ class SimulatedPrimeBsi:
         self._pools: dict[tuple[tuple[int, int], int], list[npt.NDArray[np.uint16]]] = {}
         self._run: _Run | None = None
         self._changed = trio.Event()
+        self._left_acquiring = self.quirk("left_acquiring")  # until halted
+
+    # -- quirk modes -------------------------------------------------------------------------
+
+    def enable_quirk(self, name: str, on: bool = True) -> None:
+        """Switch a quirk mode on (or off). ValueError naming the known ones for a typo."""
+        if name not in self.QUIRKS:
+            known = ", ".join(sorted(self.QUIRKS))
+            raise ValueError(f"{self.name} simulator has no quirk {name!r}; quirks: {known}")
+        if on:
+            self.quirks.add(name)
+        else:
+            self.quirks.discard(name)
+        if name == "left_acquiring":
+            self._left_acquiring = on
+
+    def quirk(self, name: str) -> bool:
+        return name in self.quirks
+
+    def _parameter_read(self) -> None:
+        """A read through the library; while streaming it may stop the frame callbacks."""
+        run = self._run
+        if run is not None:
+            self.reads_while_streaming += 1
+            if self.quirk("stall_on_parameter_read"):
+                run.frozen = True
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -219,6 +291,7 @@ class SimulatedPrimeBsi:
     ) -> State:
         await trio.lowlevel.checkpoint()
         self._require_open()
+        self._parameter_read()  # PyVCAM reads back (and its setters read) what it writes
         frame_settings = (exposure_ms, roi, binning, port, speed, gain, trigger_mode, clear_mode)
         if self._run is not None and frame_settings != astuple(self.state)[:8]:
             raise ValueError(
@@ -259,8 +332,14 @@ class SimulatedPrimeBsi:
             temperature_setpoint=temperature_setpoint,
             fan_speed=fan_speed,
             bit_depth=bit_depth,
+            readout_ms=roi[3] * self._row_time(port, speed) * 1e3,
         )
         return self.state
+
+    def _row_time(self, port: int, speed: int) -> float:
+        """Seconds to read one sensor row: ~47 fps full frame at 10 ns/pixel, scaled."""
+        pixel_time = self.description.ports[port].speeds[speed].pixel_time_ns
+        return pixel_time / (FULL_FRAME_FPS * SENSOR[1] * REFERENCE_PIXEL_TIME_NS)
 
     def _readout(self, port: int, speed: int, gain: int) -> Gain:
         ports = {p.index: p for p in self.description.ports}
@@ -291,17 +370,18 @@ class SimulatedPrimeBsi:
 
     # -- acquisition ---------------------------------------------------------------------------
 
-    async def start(self, frames: int | None) -> None:
+    async def start(self, frames: int | None, *, overwrite: bool = True) -> None:
         await trio.lowlevel.checkpoint()
         self._require_open()
         if frames is not None and not 1 <= frames <= 65535:
             raise ValueError(f"a sequence has 1 to 65535 frames, not {frames}")
+        if frames is None and overwrite and self.quirk("overwrite_refused"):
+            raise RuntimeError(
+                "PVCAM error 185: Invalid Configuration (pl_exp_start_cont with CIRC_OVERWRITE)"
+            )
         state = self.state
         _, _, width, height = state.roi
-        speed = self.description.ports[state.port].speeds[state.speed]
-        row_time = 1.0 / (FULL_FRAME_FPS * SENSOR[1]) * speed.pixel_time_ns
-        row_time /= REFERENCE_PIXEL_TIME_NS
-        interval = max(state.exposure_ms / 1e3, height * row_time)
+        interval = max(state.exposure_ms / 1e3, state.readout_ms / 1e3)
         shape = (height // state.binning[1], width // state.binning[0])
         mode = state.trigger_mode
         internal = mode not in EDGE_MODES + FIRST_MODES
@@ -313,7 +393,18 @@ class SimulatedPrimeBsi:
             mode=mode,
             started=trio.current_time() if internal else None,
             epoch=time.time() - trio.current_time(),
+            overwrite=overwrite,
+            frozen=self._left_acquiring,  # 'exposure in progress' with 0 bytes, for ever
+            stall_after=STALL_AFTER if self.quirk("stalls") else None,
         )
+        self._wake()
+
+    async def halt(self) -> None:
+        """pl_exp_abort(CCS_HALT): whatever runs stops, also another process's acquisition."""
+        await trio.lowlevel.checkpoint()
+        self._require_open()
+        self._left_acquiring = False
+        self._run = None
         self._wake()
 
     async def finish(self) -> None:
@@ -354,13 +445,17 @@ class SimulatedPrimeBsi:
                 raise RuntimeError(f"Readout failed: {message}")
             now = trio.current_time()
             produced = run.produced(now)
-            if run.frames is None and produced - run.next + 1 > self.live_buffer_frames:
-                run.next = produced - self.live_buffer_frames + 1  # the oldest overwritten
-            if run.next <= produced and not self.faults.stall:
+            if run.frames is None:
+                self._buffer(run, produced)
+            if run.stall_after is not None and run.delivered >= run.stall_after:
+                run.frozen = True
+            stalled = self.faults.stall or run.frozen
+            if run.next <= produced and not stalled:
                 number = run.next
-                run.next += 1
+                run.next = run.take() if run.held is not None else run.next + 1
                 if number in self.faults.drop:
                     continue
+                run.delivered += 1
                 return self._frame(run, number)
             if now >= deadline:
                 raise TimeoutError(
@@ -368,26 +463,47 @@ class SimulatedPrimeBsi:
                     " applicable, check external trigger source."
                 )
             ready = run.ready_time(run.next)
-            if self.faults.stall:  # re-check every frame time: the fault is a plain flag
+            if stalled:  # re-check every frame time: the fault is a plain flag
                 wake = min(deadline, now + run.interval)
             else:
                 wake = deadline if ready is None else min(deadline, ready)
             with trio.move_on_at(wake):
                 await self._changed.wait()
 
+    def _buffer(self, run: _Run, produced: int) -> None:
+        """Live mode's buffer of ``live_buffer_frames``: with overwrite the oldest unread
+        frames give way to new ones; without, new frames that find it full are lost."""
+        size = self.live_buffer_frames
+        if run.overwrite:
+            if produced - run.next + 1 > size:
+                run.next = produced - size + 1  # the oldest overwritten
+            return
+        if run.held is None:
+            run.held = deque()
+        if produced > run.stored:  # O(buffer), however long nobody read
+            room = max(0, size - len(run.held))
+            run.held.extend(range(run.stored + 1, min(produced, run.stored + room) + 1))
+            run.stored = produced
+        run.next = run.held[0] if run.held else produced + 1
+
     def _frame(self, run: _Run, number: int) -> SimulatedFrame:
+        ready = run.ready_time(number)
+        assert ready is not None
+        zero = number in self.faults.zero or (
+            self.quirk("zero_frames") and number % ZERO_EVERY == 0
+        )
+        if zero:  # the whole buffer zero, as the lab's driver delivered it now and then
+            return SimulatedFrame(np.zeros(run.shape, np.uint16), number, run.epoch + ready)
         pool = self._pool(run.shape, run.bit_depth)
         pixels = pool[number % len(pool)].copy()
         flat = pixels.reshape(-1)
-        base = 1 << run.bit_depth
-        for i in range(min(2, flat.size)):  # frame number in base 2**bit_depth, low digit first
-            flat[i] = (number // base**i) % base
-        ready = run.ready_time(number)
-        assert ready is not None
+        base = (1 << run.bit_depth) - BIAS_ADU
+        for i in range(min(2, flat.size)):  # see stamped_number
+            flat[i] = BIAS_ADU + (number // base**i) % base
         return SimulatedFrame(pixels, number, run.epoch + ready)
 
     def _pool(self, shape: tuple[int, int], bit_depth: int) -> list[npt.NDArray[np.uint16]]:
-        """A few frames per geometry and mode: a bright spot on an offset, with noise."""
+        """A few frames per geometry and mode: a bright spot on the bias, with read noise."""
         key = (shape, bit_depth)
         if key not in self._pools:
             # Cheap on purpose (tens of ms for a full frame's pool, on the event loop): the spot
@@ -395,17 +511,16 @@ class SimulatedPrimeBsi:
             # repeated, all in uint16 (the spot leaves headroom, so the sum never overflows).
             full = (1 << bit_depth) - 1
             rows, columns = shape
-            spread = max(2, int(0.02 * full))
             gy = np.exp(-(np.linspace(-1.0, 1.0, rows) ** 2) / 0.1).astype(np.float32)
             gx = np.exp(-(np.linspace(-1.0, 1.0, columns) ** 2) / 0.1).astype(np.float32)
             spot = np.outer(gy, gx)
-            spot *= 0.9 * (full - spread)
-            spot += 0.05 * (full - spread)
+            spot *= 0.9 * (full - BIAS_ADU - READ_NOISE_ADU)
+            spot += BIAS_ADU
             base = spot.astype(np.uint16)
             repeats = (-(-rows // 64), -(-columns // 64))
             pool = []
             for _ in range(POOL_SIZE):
-                tile = self._rng.integers(0, spread + 1, (64, 64), dtype=np.uint16)
+                tile = self._rng.integers(0, READ_NOISE_ADU + 1, (64, 64), dtype=np.uint16)
                 pool.append(base + np.tile(tile, repeats)[:rows, :columns])
             self._pools[key] = pool
         return self._pools[key]
@@ -415,6 +530,7 @@ class SimulatedPrimeBsi:
     async def read_temperature(self) -> float:
         await trio.lowlevel.checkpoint()
         self._require_open()
+        self._parameter_read()
         if self.faults.temperature_failure:
             raise RuntimeError(self.faults.temperature_failure)
         return round(self._temperature(), 2)  # PVCAM reports hundredths of a degree
@@ -451,6 +567,18 @@ class _Run:
     epoch: float  # Unix time minus trio time, for frame timestamps
     ready: list[float] = field(default_factory=list)  # edge modes: one entry per trigger
     next: int = 1
+    overwrite: bool = True  # live mode's circular buffer overwrites the oldest unread frames
+    held: deque[int] | None = None  # without overwrite: the frames the buffer holds
+    stored: int = 0  # without overwrite: frames produced so far that found the buffer (or not)
+    frozen: bool = False  # frame callbacks stopped: nothing is delivered until a new start
+    stall_after: int | None = None  # the "stalls" quirk: frames before the callbacks stop
+    delivered: int = 0
+
+    def take(self) -> int:
+        """Without overwrite: the frame after the one just taken from the buffer."""
+        assert self.held is not None
+        self.held.popleft()
+        return self.held[0] if self.held else self.stored + 1
 
     def ready_time(self, number: int) -> float | None:
         if self.frames is not None and number > self.frames:

@@ -304,16 +304,23 @@ def _camera(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorS
     options = Options(config, device)
     temperature_poll = options.get("temperature_poll", float, 5.0, _positive)
     frame_timeout = options.get("frame_timeout", float, 2.0, _positive)
+    stall_restarts = options.get(
+        "stall_restarts", int, 3, lambda v: None if v >= 0 else "must be >= 0"
+    )
     backend: CameraBackend
     if device.simulated:
         # The camera's allowed binnings are unconfirmed: the simulator's are configurable.
         factors = options.get("binnings", list, [1, 2, 4, 8], _binnings)
-        backend = SimulatedPrimeBsi(binnings=tuple((f, f) for f in factors))
+        quirks = options.get("quirks", list, [])  # names checked by simulator_quirks
+        backend = SimulatedPrimeBsi(binnings=tuple((f, f) for f in factors), quirks=quirks)
         options.finish()
 
         def make() -> prime_bsi.PrimeBsi:
             return prime_bsi.PrimeBsi(
-                backend, temperature_poll=temperature_poll, frame_timeout=frame_timeout
+                backend,
+                temperature_poll=temperature_poll,
+                frame_timeout=frame_timeout,
+                stall_restarts=stall_restarts,
             )
     else:
         options.finish()
@@ -323,6 +330,7 @@ def _camera(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorS
                 PyVcamBackend(port),
                 temperature_poll=temperature_poll,
                 frame_timeout=frame_timeout,
+                stall_restarts=stall_restarts,
             )
 
     return _device_supervisor(device.id, (ActorSpec(device.id, make),), Strategy.ONE_FOR_ONE)
@@ -538,7 +546,7 @@ DRIVERS: Mapping[str, Driver] = {
     "spectra_physics_maitai": Driver(
         _maitai, lambda link: MaiTaiSimulator(link=link), quirks=MaiTaiSimulator.QUIRKS
     ),
-    "photometrics_prime_bsi": Driver(_camera, frames=True),
+    "photometrics_prime_bsi": Driver(_camera, frames=True, quirks=SimulatedPrimeBsi.QUIRKS),
     "synthetic_signal": Driver(_synthetic),
     "synthetic_motor": Driver(_synthetic_motor),
     "synthetic_peak": Driver(_synthetic_peak),
@@ -561,6 +569,8 @@ def build_tree(
                 f"{device.key}.driver", f"unknown driver {device.driver!r}; known: {known}"
             )
         bare, _ = simulator_quirks(config, device)
+        if driver.simulator is None:  # simulated in-process: the builder takes the quirks
+            bare = device
         children.append(driver.build(config, bare, ports.get(device.id, device.port)))
     children.append(_pipeline(config))
     children.extend(services)

@@ -20,6 +20,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from runtime import (
+    ActorError,
     ActorRef,
     ActorState,
     ActorSystem,
@@ -28,10 +29,14 @@ from runtime import (
     ListParameters,
     NotFoundError,
     Request,
+    UnhandledMessage,
 )
 from runtime.config import EdgeConfig
 
+from ..acquisition.executor import EXECUTOR_NAME
 from ..capabilities import Capability, Describe, DeviceInfo
+from ..pipeline.recorder import RECORDER_NAME
+from ..scripting.runner import RUNNER_NAME
 from ._bridge import Bridge, clamp_timeout
 from ._convert import state_label
 from .auth import LOCAL, Authenticator, Client
@@ -41,6 +46,9 @@ T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 10.0  # an ask without a wait: parameter reads and writes, positions
 DEFAULT_WAIT = 60.0  # a move or settle with wait and no timeout given
+#: The bench's own services by name (supervisors/bench.py's pipeline): the recorder, the script
+#: runner, the plans executor. Frame rings are "<camera>.ring".
+SERVICE_NAMES = frozenset({RECORDER_NAME, RUNNER_NAME, EXECUTOR_NAME})
 
 
 class EventLog(Generic[T]):
@@ -128,6 +136,8 @@ class EdgeContext:
     tls: bool = False
     timeouts: Timeouts = field(default_factory=Timeouts)
     _devices: dict[str, DeviceCache] = field(default_factory=dict)
+    # actors that answered Describe as unhandled: the daemon's own services, not instruments
+    _services: set[str] = field(default_factory=set)
 
     # -- who is asking --------------------------------------------------------------------------
 
@@ -181,11 +191,24 @@ class EdgeContext:
         try:
             info = await ref.ask(Describe(), timeout=2.0)
             infos = await ref.ask(ListParameters(), timeout=2.0)
+        except ActorError as exc:
+            if isinstance(exc.cause, UnhandledMessage):
+                self._services.add(ref.name)
+            return None
         except BenchError:
             return None
         limits = next((p.limits for p in infos if p.name == "position"), None)
         cached = self._devices[ref.name] = DeviceCache(restarts, info, limits)
         return cached
+
+    def kind(self, name: str) -> str:
+        """Device or service: "service" for the daemon's own actors (the recorder, a frame
+        ring, the script runner, the plans executor, any actor that is no instrument: it does
+        not answer Describe), else "device". Known by name even while a service is down, so a
+        list never flips."""
+        if name in SERVICE_NAMES or name.endswith(".ring") or name in self._services:
+            return "service"
+        return "device"
 
     async def capable(self, capability: Capability) -> list[str]:
         """The ready devices that have ``capability`` (trio side)."""

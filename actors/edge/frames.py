@@ -49,6 +49,10 @@ def acquisition_message(device: str, status: AcquisitionStatus) -> pb.Acquisitio
         last_frame_number=max(0, status.last_frame_number),
         fps=status.fps,
         error=status.error,
+        frames_zero=status.frames_zero,
+        stalls=status.stalls,
+        warning=status.warning,
+        overwrite_fallback=status.overwrite_fallback,
     )
 
 

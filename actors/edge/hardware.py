@@ -102,6 +102,7 @@ class HardwareServicer(hardware_grpc.HardwareBase):
                 limits = convert.limits(cached.position_limits)
                 if limits is not None:
                     device.position_limits.CopyFrom(limits)
+        device.kind = self.ctx.kind(ref.name)
         return device
 
     async def ListDevices(

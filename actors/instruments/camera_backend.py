@@ -112,6 +112,8 @@ class CameraState(Protocol):
     def fan_speed(self) -> str: ...
     @property
     def bit_depth(self) -> int: ...
+    @property
+    def readout_ms(self) -> float: ...  # reading one frame of this ROI out of the sensor
 
 
 class RawFrame(Protocol):
@@ -154,9 +156,17 @@ class CameraBackend(Protocol):
         Takes effect at the next :meth:`start`; refused (ValueError) while acquiring."""
         ...
 
-    async def start(self, frames: int | None) -> None:
-        """A sequence of ``frames`` frames, or live mode (circular buffer) for None; the frame
-        counter restarts at 1."""
+    async def start(self, frames: int | None, *, overwrite: bool = True) -> None:
+        """A sequence of ``frames`` frames, or live mode for None: a circular buffer whose
+        oldest unread frames are overwritten, or, with ``overwrite=False``, one that keeps
+        them and loses the newest instead. The frame counter restarts at 1. RuntimeError
+        with the library's text if the camera refuses (PVCAM error 185 for overwrite on some
+        setups: it shows at start, not at setup)."""
+        ...
+
+    async def halt(self) -> None:
+        """Abort whatever the camera is doing — also an acquisition an earlier process left
+        running (an unclean exit) — so the next start begins clean; harmless when idle."""
         ...
 
     async def next_frame(self, timeout: float) -> RawFrame:
@@ -170,5 +180,7 @@ class CameraBackend(Protocol):
         ...
 
     async def read_temperature(self) -> float:
-        """Sensor temperature in °C."""
+        """Sensor temperature in °C. A parameter read: the actor never calls it (nor
+        :meth:`apply`) while the camera streams — on a real camera a parameter read during
+        streaming stopped the frame callbacks."""
         ...

@@ -7,12 +7,29 @@ never waiting, so a slow consumer cannot slow the camera — and every loss is c
 it happens: ``frames_missing`` for gaps in the camera's frame numbers (lost in the camera or
 its driver's buffer), ``frames_lost`` for frames a lossless tap could not take.
 
+What the lab camera taught (issue 13), each reproduced by a quirk mode of the simulator:
+
+- PVCAM's parameters are never read while the camera streams (a background poll stopped the
+  frame callbacks after 19 frames): the temperature is read between acquisitions and served
+  cached, with its age (``temperature_age_s``); a set-point or fan change during an
+  acquisition is held and written when it ends.
+- Every start is preceded by a halt, so an acquisition a crashed process left running cannot
+  leave the camera in "exposure in progress" with no data.
+- A stall (no frame within exposure + readout + ``frame_timeout``) is logged, counted
+  (``stalls``) and the camera restarted; the frame slots that passed in silence count as
+  missing and the numbering continues after them. Restarts that bring no frame end the
+  acquisition with an error after ``stall_restarts``: nothing waits for ever.
+- An all-zero frame is a driver artefact: counted (``frames_zero``), never published.
+- Live mode whose circular overwrite the camera refuses at start (PVCAM error 185) runs
+  without overwrite, and says so (``overwrite_fallback``, ``warning``, the log).
+
 Crash policy: a backend failure during an acquisition ends the acquisition and is recorded in
 its status (``error``), which survives for clients to read; the actor then calls ``finish``.
 If the camera answers, the actor stays up (a readout hiccup must not erase the accounting of
 the run). If ``finish`` fails too, the camera is gone: the actor crashes and its supervisor
 reopens it and re-applies the desired settings. The temperature poll doubles as the idle link
-check: a camera that stops answering crashes the actor the same way.
+check: a camera that stops answering crashes the actor the same way (while it streams, the
+frames are the link check).
 """
 
 from __future__ import annotations
@@ -23,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import trio
 
 from runtime import Message, Parameter, RequestError, ValidationError
@@ -78,12 +96,20 @@ class PrimeBsi(DeviceActor):
         *,
         temperature_poll: float = 5.0,
         frame_timeout: float = 2.0,
+        stall_restarts: int = 3,
     ) -> None:
         self.backend = backend
         self.temperature_poll = temperature_poll
-        self.frame_timeout = frame_timeout  # s beyond the exposure before a frame is overdue
+        # The stall margin: s beyond exposure + readout before a frame is overdue (real
+        # single-frame times run 10-160 ms over the exposure).
+        self.frame_timeout = frame_timeout
+        self.stall_restarts = stall_restarts  # restarts in a row without a frame, then fail
         self._run: Acquisition | None = None
         self._opened = False
+        self._streaming = False  # from the start until finish returns: PVCAM is not read
+        self._temperature_at = math.nan  # trio time of the last temperature read
+        self._deferred: dict[str, Any] = {}  # settings held until the acquisition ends
+        self._idle = trio.Lock()  # held to read or write the camera between acquisitions
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -94,7 +120,7 @@ class PrimeBsi(DeviceActor):
         self.settings = rules.defaults(d)
         self.state = await self._apply(self.settings)
         self._add_parameters(d)
-        self.temperature.report(await self.backend.read_temperature())
+        await self._read_temperature()
         self.nursery.start_soon(self._poll_temperature)
         logger.info("%s: %s open", self.name, self.identity)
 
@@ -110,12 +136,41 @@ class PrimeBsi(DeviceActor):
         await self._finish(f"aborted: {reason}")
 
     async def check_link(self) -> None:
-        self.temperature.report(await self.backend.read_temperature())
+        if not self._streaming:  # while streaming, frames are the link check (stalls)
+            await self._read_temperature()
 
     async def _poll_temperature(self) -> None:
         while True:
             await trio.sleep(self.temperature_poll)
-            self.temperature.report(await self.backend.read_temperature())
+            await self._between_acquisitions()
+
+    async def _between_acquisitions(self) -> None:
+        """Read the temperature and write held settings — only while the camera does not
+        stream; while it does, publish how old the cached temperature is."""
+        async with self._idle:  # a start waits until this is done
+            if self._streaming:
+                self._report_temperature_age()
+                return
+            await self._read_temperature()
+            if not self._deferred:
+                return
+            changes, self._deferred = self._deferred, {}
+            logger.info("%s: writing the settings held during the acquisition", self.name)
+            try:
+                await self._write(**changes)
+            except ValidationError as exc:  # what the camera holds is published instead
+                logger.error("%s: %s", self.name, exc)
+                self.temperature_setpoint.report(self.state.temperature_setpoint)
+                self.fan_speed.report(self.state.fan_speed)
+
+    async def _read_temperature(self) -> None:
+        self.temperature.report(await self.backend.read_temperature())
+        self._temperature_at = trio.current_time()
+        self._report_temperature_age()
+
+    def _report_temperature_age(self) -> None:
+        age = trio.current_time() - self._temperature_at
+        self.temperature_age.report(round(age, 3) if math.isfinite(age) else math.nan)
 
     # -- parameters ------------------------------------------------------------------------------
 
@@ -226,7 +281,21 @@ class PrimeBsi(DeviceActor):
                 units="°C",
                 read_only=True,
                 allow_nan=True,
-                description=f"sensor temperature, polled every {self.temperature_poll:g} s",
+                description=f"sensor temperature, read every {self.temperature_poll:g} s"
+                " between acquisitions (never while streaming: then this is the last value"
+                " read; see temperature_age_s and the sample's timestamp)",
+            )
+        )
+        self.temperature_age = add(
+            Parameter(
+                "temperature_age_s",
+                float,
+                math.nan,
+                units="s",
+                read_only=True,
+                allow_nan=True,
+                description="how old the temperature value was when last published (it grows"
+                " during an acquisition; refreshed every temperature poll)",
             )
         )
         self.bit_depth = add(Parameter("bit_depth", int, st.bit_depth, units="bit", read_only=True))
@@ -257,18 +326,20 @@ class PrimeBsi(DeviceActor):
 
         async def read() -> Any:
             await trio.lowlevel.checkpoint()
+            if field in self._deferred:  # what the camera will hold when the acquisition ends
+                return from_camera(self._deferred[field])
             return from_camera(getattr(self.state, field))
 
+        async def written(value: Any) -> None:
+            if self._streaming:  # PVCAM is not touched while it streams: write it afterwards
+                self._deferred[field] = to_camera(value)
+                logger.info("%s: %s=%r is held until the acquisition ends", self.name, name, value)
+                return
+            self._deferred.pop(field, None)
+            await (write or (lambda v: self._write(**{field: to_camera(v)})))(value)
+
         return self.parameters.add(
-            Parameter(
-                name,
-                dtype,
-                initial,
-                check=checked,
-                write=write or (lambda v: self._write(**{field: to_camera(v)})),
-                read=read,
-                **options,
-            )
+            Parameter(name, dtype, initial, check=checked, write=written, read=read, **options)
         )
 
     def _refuse_while_acquiring(self, value: object) -> None:
@@ -318,7 +389,7 @@ class PrimeBsi(DeviceActor):
             case StartAcquisition(frames=frames):
                 return await self._start(frames)
             case StopAcquisition():
-                await self._finish("")
+                await self._finish("", read_after=True)
                 return self._status()
             case GetAcquisitionStatus():
                 return self._status()
@@ -349,7 +420,7 @@ class PrimeBsi(DeviceActor):
             lost_before=self.stream("frames").lost,
         )
         try:
-            await self.backend.start(frames)
+            await self._start_camera(run, frames)
         except ValueError as exc:
             raise ValidationError(f"{self.name}: the camera refused to start: {exc}") from exc
         self._run = run
@@ -357,45 +428,136 @@ class PrimeBsi(DeviceActor):
         logger.info("%s: acquisition of %s frames started", self.name, frames or "live")
         return run.status()
 
+    async def _start_camera(self, run: Acquisition, frames: int | None) -> None:
+        """Halt, then start. Live mode whose circular overwrite the camera refuses at start
+        (PVCAM error 185 — it shows at start, not at setup) runs without overwrite."""
+        async with self._idle:
+            await self._read_temperature()  # the last read before streaming
+            self._streaming = True
+        try:
+            await self.backend.halt()  # a camera left acquiring would never deliver a frame
+            if frames is not None or run.overwrite_fallback:
+                await self.backend.start(frames, overwrite=not run.overwrite_fallback)
+            else:
+                try:
+                    await self.backend.start(None, overwrite=True)
+                except RuntimeError as refused:
+                    await self.backend.halt()
+                    try:
+                        await self.backend.start(None, overwrite=False)
+                    except RuntimeError as exc:
+                        raise RuntimeError(
+                            f"live mode failed to start with circular overwrite ({refused})"
+                            f" and without ({exc})"
+                        ) from exc
+                    run.overwrite_fallback = True
+                    run.warning = (
+                        f"the camera refused live mode with circular overwrite at start"
+                        f" ({refused}); running without overwrite: frames that find the"
+                        " buffer full are lost (and counted missing) instead of the oldest"
+                    )
+                    logger.warning("%s: %s", self.name, run.warning)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._stopped_streaming()
+            raise
+        run.last_frame_at = trio.current_time()
+
+    async def _stopped_streaming(self) -> None:
+        """Finish the camera's side; the camera may be read again afterwards."""
+        try:
+            await self.backend.finish()
+        finally:
+            self._streaming = False
+
+    def _stall_bound(self, st: CameraState) -> float:
+        """Seconds without a frame that make a stall: exposure + readout + the margin."""
+        return (st.exposure_ms + st.readout_ms) / 1e3 + self.frame_timeout
+
     async def _acquire(self, run: Acquisition) -> None:
         """The helper task: frames from the backend to the taps, until done or stopped."""
-        registry = self.stream("frames")
         st = self.state
         roi = Roi(*st.roi, bin_x=st.binning[0], bin_y=st.binning[1])
-        timeout = st.exposure_ms / 1e3 + self.frame_timeout
+        bound = self._stall_bound(st)
         with run.scope:
             try:
                 while not run.complete:
                     try:
-                        raw = await self.backend.next_frame(timeout)
-                    except TimeoutError:
+                        raw = await self.backend.next_frame(bound)
+                    except TimeoutError as exc:
                         if run.triggered:
                             continue  # waiting for a trigger is not a failure
-                        raise
-                    registry.publish(self._frame(raw, roi, st))
-                    skipped = run.account(raw.frame_number, raw.timestamp, registry.lost)
-                    if skipped:
-                        logger.warning(
-                            "%s: frames %d to %d never arrived (%d missing so far)",
-                            self.name,
-                            skipped[0],
-                            skipped[-1],
-                            run.missing,
-                        )
+                        await self._restart_after_stall(run, st, bound, exc)
+                        continue
+                    self._deliver(run, raw, roi, st)
             except Exception as exc:
                 run.error = f"{type(exc).__name__}: {exc}"
                 logger.error("%s: acquisition failed: %s", self.name, run.error)
         if run.running:  # it ended by itself (completed or failed), nobody stopped it
             await self._end(run)
 
-    def _frame(self, raw: RawFrame, roi: Roi, st: CameraState) -> Frame:
+    def _deliver(self, run: Acquisition, raw: RawFrame, roi: Roi, st: CameraState) -> None:
+        """Publish one frame (an all-zero one is counted, never published) and count it."""
+        registry = self.stream("frames")
+        number = run.number(raw.frame_number)
+        zero = _all_zero(raw.pixels)
+        if not zero:
+            registry.publish(self._frame(raw, number, roi, st))
+        skipped = run.account(raw.frame_number, raw.timestamp, registry.lost, zero=zero)
+        run.last_frame_at = trio.current_time()
+        if zero:
+            run.warning = (
+                f"frame {number} was all zero (a driver artefact): not published"
+                f" ({run.zero} so far)"
+            )
+            logger.warning("%s: %s", self.name, run.warning)
+        if skipped:
+            logger.warning(
+                "%s: frames %d to %d never arrived (%d missing so far)",
+                self.name,
+                skipped[0],
+                skipped[-1],
+                run.missing,
+            )
+
+    async def _restart_after_stall(
+        self, run: Acquisition, st: CameraState, bound: float, timeout: TimeoutError
+    ) -> None:
+        """No frame within the bound: restart the camera and keep the numbering going, the
+        slots that passed in silence counted as missing. Restarts that bring no frame, over
+        and over, end the acquisition: a camera stuck in "exposure in progress" with no data
+        is reported, not waited on."""
+        silent = trio.current_time() - run.last_frame_at
+        after = f"after frame {run.last_delivered}" if run.last_delivered else "at start"
+        if run.restarts_without_frame >= self.stall_restarts:
+            raise RuntimeError(
+                f"no frame {after} within {bound:.3g} s (exposure + readout + frame_timeout),"
+                f" also after {run.restarts_without_frame} restarts; the camera does not"
+                f" deliver ({timeout}) — check it (power-cycle it if it stays so)"
+            )
+        await self.backend.finish()
+        await self.backend.halt()
+        interval = max(st.exposure_ms, st.readout_ms) / 1e3
+        gap = math.floor((trio.current_time() - run.last_frame_at) / interval)
+        first_missing = run.last_frame_number + 1
+        count = run.restarted(gap)
+        run.warning = (
+            f"stall {run.stalls}: no frame {after} for {silent:.3g} s (bound {bound:.3g} s ="
+            f" exposure + readout + frame_timeout); camera restarted, frames {first_missing}"
+            f" to {run.last_frame_number} counted missing"
+        )
+        logger.warning("%s: %s", self.name, run.warning)
+        await self.backend.start(count, overwrite=not run.overwrite_fallback)
+        run.last_frame_at = trio.current_time()
+
+    def _frame(self, raw: RawFrame, number: int, roi: Roi, st: CameraState) -> Frame:
         pixels = raw.pixels
         if pixels.shape != roi.shape:
             raise RuntimeError(
-                f"frame {raw.frame_number} has shape {pixels.shape}, expected {roi.shape} for {roi}"
+                f"frame {number} has shape {pixels.shape}, expected {roi.shape} for {roi}"
             )
         pixels.flags.writeable = False
-        return Frame(raw.frame_number, raw.timestamp, st.exposure_ms, roi, st.bit_depth, pixels)
+        return Frame(number, raw.timestamp, st.exposure_ms, roi, st.bit_depth, pixels)
 
     async def _end(self, run: Acquisition) -> None:
         """Finish the camera's side; a camera that cannot even finish crashes the actor.
@@ -404,26 +566,36 @@ class PrimeBsi(DeviceActor):
         meanwhile is refused instead of being ended by this finish."""
         try:
             with trio.CancelScope(shield=True):
-                await self.backend.finish()
+                await self._stopped_streaming()
         finally:
             run.ended()
+        self._log_end(run)
+        await self._between_acquisitions()
+
+    def _log_end(self, run: Acquisition) -> None:
         logger.info(
-            "%s: acquisition ended: %d frames, %d missing, %d lost%s",
+            "%s: acquisition ended: %d frames, %d missing, %d lost, %d all-zero, %d stalls%s",
             self.name,
             run.acquired,
             run.missing,
             run.lost,
+            run.zero,
+            run.stalls,
             f" ({run.error})" if run.error else "",
         )
 
-    async def _finish(self, why: str) -> None:
-        """Stop the acquisition, if one runs (StopAcquisition, abort, e-stop, on_stop)."""
+    async def _finish(self, why: str, *, read_after: bool = False) -> None:
+        """Stop the acquisition, if one runs (StopAcquisition, abort, e-stop, on_stop);
+        ``read_after``: then read the temperature and write held settings."""
         run = self._run
         if run is None or not run.running:
             return
         run.scope.cancel()
         run.ended(why)
-        await self.backend.finish()
+        await self._stopped_streaming()
+        self._log_end(run)
+        if read_after:
+            await self._between_acquisitions()
 
     async def _wait(self, timeout: float) -> AcquisitionStatus:
         run = self._run
@@ -452,3 +624,13 @@ class PrimeBsi(DeviceActor):
                 f" triggers need one of: {modes}"
             )
         await self.backend.software_trigger()
+
+
+def _all_zero(pixels: np.ndarray[Any, Any]) -> bool:
+    """Every pixel 0: a driver artefact (a real sensor reads its ~100 ADU bias in the dark).
+    The corners settle it for almost every real frame without scanning the whole array."""
+    if pixels.size == 0:
+        return False
+    if pixels.flat[0] or pixels.flat[-1]:
+        return False
+    return not pixels.any()

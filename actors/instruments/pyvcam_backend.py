@@ -20,12 +20,34 @@ via ``binning``; ``readout_port`` -> ``speed`` -> ``gain`` in that order; ``exp_
 Frame numbers are PyVCAM's ``frame_count`` (frames the driver delivered); a frame its
 16-frame queue overwrote shows as a gap. Timestamps are host time at poll (PVCAM metadata
 timestamps would be better; metadata handling is not implemented).
+
+What the lab camera taught (issue 13):
+
+- No parameter is read while the camera streams — a background read stopped PVCAM's frame
+  callbacks after 19 frames, and PyVCAM reads even to write (``set_param`` asks the
+  parameter's availability and type first). :meth:`read_temperature` and :meth:`apply` refuse
+  while streaming; the actor holds such work until the acquisition ends.
+- :meth:`halt` aborts through ``pvc.abort`` (``pl_exp_abort(CCS_HALT)``) even when this
+  process started nothing: PyVCAM's ``finish()`` is a no-op then, and a camera left acquiring
+  by a crashed process stays in "exposure in progress" with 0 bytes.
+- A frame timeout says what PVCAM reports (``check_frame_status``), so a stuck camera is
+  recognisable in the error.
+- Live mode without circular overwrite: PyVCAM 2.3 always sets up ``CIRC_OVERWRITE``, so the
+  fallback when the camera refuses that at start (error 185) is back-to-back sequences of
+  ``live_buffer_frames`` frames (a sequence buffer is never overwritten). The frame counter
+  runs on across them; the re-arm between two costs some dead time, not numbered frames.
+- PyVCAM's errors carry PVCAM's own message text (``pl_error_message``), but some of its
+  calls replace it (``open()``: "Failed to open camera."); the backend puts it back from the
+  chained cause. A failed ``init_pvcam`` — error 151, "installation corrupted", in practice a
+  missing ``PVCAM_VERSION`` environment variable — is a :class:`PvcamSetupError` saying so.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +59,7 @@ import numpy.typing as npt
 import trio
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     "install the PVCAM runtime/SDK from Teledyne Photometrics (it provides libpvcam.so.2 and"
@@ -45,10 +68,36 @@ INSTALL_HINT = (
 )
 MS_PER_EXP_RES = {0: 1.0, 1: 1e-3, 2: 1e3}  # EXP_RES_ONE_MILLISEC / _MICROSEC / _SEC
 SOFTWARE_TRIGGER_VALUES = (2816, 3072)  # EXT_TRIG_SOFTWARE_FIRST, EXT_TRIG_SOFTWARE_EDGE
+ROW_TIME_S = 1.0 / (47.0 * 2048)  # measured ~47 fps full frame at 10 ns/pixel [obs]
+SETUP_HINT = (
+    "PVCAM error 151 ('installation corrupted') at initialisation is, in practice, a missing"
+    " PVCAM_VERSION environment variable: the lab's /etc/profile.d/pvcam.sh exports it (e.g."
+    " PVCAM_VERSION=3.10.2.5), but a daemon not started from a login shell (systemd) does not"
+    " read that file — set it in the daemon's environment (systemd: Environment=)"
+)
 
 
 class CameraUnavailable(RuntimeError):
     """PVCAM or PyVCAM is not installed here, so no real camera can be opened."""
+
+
+class PvcamSetupError(CameraUnavailable):
+    """PVCAM is installed but cannot initialise in this process: a configuration error of
+    the machine (environment, driver), not a fault of the camera."""
+
+
+class Streaming(RuntimeError):
+    """A parameter read was asked for while the camera streams (it would stop the frames)."""
+
+
+def library_text(exc: BaseException) -> str:
+    """The error with PVCAM's own message: PyVCAM sometimes replaces it with its own words
+    ("Failed to open camera.") and keeps PVCAM's text as the chained cause."""
+    text = str(exc)
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text.rstrip('.')}: {cause}"
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +172,7 @@ class _State:
     temperature_setpoint: float
     fan_speed: str
     bit_depth: int
+    readout_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +205,18 @@ class PyVcamBackend:
         self._lock = trio.Lock()
         self._unit_ms = 1.0
         self._state: _State | None = None  # as last read back
+        self._streaming = False  # from start to finish/halt: no parameter is read
+        self._chunks: int | None = None  # live mode without overwrite: frames taken so far
+        self._chunk_end = 0  # ... and the frame count that ends the current sequence
 
     async def _call(self, function: Callable[[], T]) -> T:
         async with self._lock:
-            return await trio.to_thread.run_sync(function)
+            try:
+                return await trio.to_thread.run_sync(function)
+            except RuntimeError as exc:
+                if type(exc) is not RuntimeError or exc.__cause__ is None:
+                    raise
+                raise RuntimeError(library_text(exc)) from exc
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -173,7 +231,10 @@ class PyVcamBackend:
         lib = self._lib
         assert lib is not None
         if _initialised == 0:
-            lib.pvc.init_pvcam()
+            try:
+                lib.pvc.init_pvcam()
+            except RuntimeError as exc:
+                raise PvcamSetupError(_setup_message(exc)) from exc
         _initialised += 1
         try:
             names = list(lib.camera.get_available_camera_names())
@@ -227,6 +288,7 @@ class PyVcamBackend:
 
     def _close(self) -> None:
         cam, self._cam, self._state = self._cam, None, None
+        self._streaming = False
         try:
             cam.finish()
             cam.close()
@@ -255,9 +317,15 @@ class PyVcamBackend:
         temperature_setpoint: float,
         fan_speed: str,
     ) -> _State:
+        if self._streaming:
+            raise ValueError(
+                "settings are not written while the camera streams (PyVCAM reads parameters"
+                " to write them, which stops the frames); finish the acquisition first"
+            )
+
         def write() -> _State:
-            """Only what changed (all of it the first time): the cooling and fan may change
-            during an acquisition, where rewriting the readout would be refused."""
+            """Only what changed (all of it the first time): a camera opened once keeps the
+            rest."""
             cam, last = self._open_camera(), self._state
             exposure = round(exposure_ms / self._unit_ms)
             if last is None or exposure != round(last.exposure_ms / self._unit_ms):
@@ -303,21 +371,62 @@ class PyVcamBackend:
             temperature_setpoint=float(cam.temp_setpoint),
             fan_speed=_name(fans, int(cam.fan_speed)) if fans else "",
             bit_depth=int(cam.bit_depth),
+            readout_ms=self._readout_ms(cam, region.p2 - region.p1 + 1),
         )
+
+    @staticmethod
+    def _readout_ms(cam: Any, rows: int) -> float:
+        """PARAM_READOUT_TIME (µs in PVCAM 3.x: unconfirmed), or an estimate from the rows
+        read at the measured full-frame rate where the camera lacks it."""
+        try:
+            return float(cam.readout_time) / 1e3
+        except AttributeError:
+            pass
+        try:
+            pixel_time_ns = int(cam.pix_time)
+        except AttributeError:
+            pixel_time_ns = 10
+        return rows * ROW_TIME_S * 1e3 * pixel_time_ns / 10
 
     # -- acquisition ---------------------------------------------------------------------------
 
-    async def start(self, frames: int | None) -> None:
+    async def start(self, frames: int | None, *, overwrite: bool = True) -> None:
         def start() -> None:
             cam = self._open_camera()
-            if frames is None:
+            self._chunks = None
+            if frames is None and overwrite:
                 cam.start_live(
                     buffer_frame_count=self._live_buffer_frames, reset_frame_counter=True
                 )
+            elif frames is None:  # no-overwrite live mode: back-to-back sequences
+                self._chunks, self._chunk_end = 0, self._live_buffer_frames
+                cam.start_seq(num_frames=self._live_buffer_frames, reset_frame_counter=True)
             else:
                 cam.start_seq(num_frames=frames, reset_frame_counter=True)
 
-        await self._call(start)
+        self._streaming = True
+        try:
+            await self._call(start)
+        except BaseException:
+            self._streaming = False
+            raise
+
+    async def halt(self) -> None:
+        def halt() -> None:
+            cam = self._open_camera()
+            cam.finish()  # PyVCAM's own bookkeeping (a no-op if it started nothing)
+            try:
+                self._lib_pvc().abort(cam.handle)  # pl_exp_abort(CCS_HALT), whoever started
+            except RuntimeError as exc:  # it also unregisters the frame callback, which
+                logger.debug("%s: abort on an idle camera: %s", self.camera_name, exc)
+
+        await self._call(halt)
+        self._streaming = False
+        self._chunks = None
+
+    def _lib_pvc(self) -> Any:
+        assert self._lib is not None
+        return self._lib.pvc
 
     async def next_frame(self, timeout: float) -> _Frame:
         deadline = trio.current_time() + timeout
@@ -329,12 +438,38 @@ class PyVcamBackend:
                 if "Frame timeout" not in str(exc):
                     raise
                 if trio.current_time() >= deadline:
-                    raise TimeoutError(f"no frame within {timeout:g} s: {exc}") from exc
+                    status = await self._call(self._frame_status)
+                    raise TimeoutError(
+                        f"no frame within {timeout:g} s (PVCAM status {status}): {exc}"
+                    ) from exc
                 continue
             pixels = frame["pixel_data"]
             if isinstance(pixels, list):
                 raise RuntimeError("multi-ROI frames are not supported; set one ROI")
+            if self._chunks is not None:
+                await self._next_chunk(int(count))
             return _Frame(np.asarray(pixels, dtype=np.uint16), int(count), time.time())
+
+    async def _next_chunk(self, count: int) -> None:
+        """No-overwrite live mode: at the last frame of a sequence, arm the next one (the
+        frame counter runs on)."""
+        if count < self._chunk_end:
+            return
+
+        def rearm() -> None:
+            cam = self._open_camera()
+            cam.finish()
+            cam.start_seq(num_frames=self._live_buffer_frames, reset_frame_counter=False)
+
+        self._chunk_end = count + self._live_buffer_frames
+        await self._call(rearm)
+
+    def _frame_status(self) -> str:
+        """What PVCAM says about the acquisition (for the error of an overdue frame)."""
+        try:
+            return str(self._open_camera().check_frame_status())
+        except (RuntimeError, ValueError) as exc:
+            return f"unknown ({exc})"
 
     def _poll(self, timeout_ms: int) -> tuple[dict[str, Any], float, int]:
         result: tuple[dict[str, Any], float, int] = self._open_camera().poll_frame(
@@ -348,8 +483,15 @@ class PyVcamBackend:
     async def finish(self) -> None:
         if self._cam is not None:
             await self._call(lambda: self._open_camera().finish())
+        self._streaming = False
+        self._chunks = None
 
     async def read_temperature(self) -> float:
+        if self._streaming:
+            raise Streaming(
+                "the temperature is not read while the camera streams (a parameter read"
+                " stops PVCAM's frame callbacks); read it between acquisitions"
+            )
         return await self._call(lambda: float(self._open_camera().temp))
 
     def _open_camera(self) -> Any:
@@ -388,3 +530,13 @@ def _name(enum: dict[str, int], value: int) -> str:
         if known == value & ~0xFF:
             return name
     raise RuntimeError(f"camera reports value {value}, not among {enum}")
+
+
+def _setup_message(exc: RuntimeError) -> str:
+    version = os.environ.get("PVCAM_VERSION")
+    present = (
+        f"PVCAM_VERSION={version} is set here, so check it matches the installed PVCAM"
+        if version
+        else "PVCAM_VERSION is not set in this process's environment"
+    )
+    return f"PVCAM failed to initialise: {exc or 'no message'}. {SETUP_HINT}; {present}"

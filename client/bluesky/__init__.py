@@ -134,7 +134,7 @@ async def connect_async(
         await bench.close()
         raise
     try:
-        infos = await bench.devices()
+        infos = await bench.actors()  # services too: the recorder's parameters
         parameters = await asyncio.gather(*(_parameters(bench, i.name) for i in infos))
         devices: dict[str, BenchDevice] = {}
         taken: set[str] = set()

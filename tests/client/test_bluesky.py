@@ -163,7 +163,7 @@ def test_connect_builds_one_device_per_daemon_device(
     bench: Bench,
     RE: RunEngine,  # noqa: N803
 ) -> None:
-    assert set(devices) == set(bench.devices)  # keyed by the daemon's names
+    assert set(devices) == set(bench.devices) | set(bench.services)  # the daemon's names
     axis, meter, camera = devices[AXIS], devices["power_meter"], devices["camera"]
     assert isinstance(axis, BenchMotor) and axis.name == "esp300_axis1"  # data keys: no "."
     assert isinstance(meter, BenchReadable) and isinstance(camera, BenchCamera)

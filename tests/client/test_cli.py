@@ -97,7 +97,8 @@ def test_errors_print_the_daemon_message_and_exit_with_their_code(
          "devices"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert done.returncode == 8 and "could not reach the daemon" in done.stderr
+    assert done.returncode == 8 and "cannot reach the daemon at 127.0.0.1:" in done.stderr
+    assert "connection refused" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_presets_and_environment_defaults(process_daemon: Daemon) -> None:

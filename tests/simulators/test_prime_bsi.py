@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import trio
 
-from simulators.prime_bsi import SimulatedPrimeBsi
+from simulators.prime_bsi import BIAS_ADU, SimulatedPrimeBsi, stamped_number
 
 DEFAULTS: dict[str, Any] = {
     "exposure_ms": 10.0,
@@ -79,7 +79,7 @@ async def test_frames_are_copies_of_a_small_pool_stamped_with_their_number(autoj
     await camera.start(None)
     frames = [await camera.next_frame(1.0) for _ in range(20)]
     assert len(camera._pools) == 1 and len(next(iter(camera._pools.values()))) == 4
-    assert [int(f.pixels[0, 0]) for f in frames] == list(range(1, 21))
+    assert [stamped_number(f.pixels, 16) for f in frames] == list(range(1, 21))
     assert frames[1].timestamp - frames[0].timestamp == pytest.approx(1 / 47, rel=1e-3)
     await camera.finish()
     with pytest.raises(RuntimeError, match="no acquisition is running"):
@@ -102,3 +102,81 @@ async def test_the_second_port_is_faster_per_row(autojump_clock):
     assert second.timestamp - first.timestamp == pytest.approx(1 / 94, rel=1e-3)
     assert camera.state.bit_depth == 11 and int(first.pixels.max()) < 2048
     await trio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize(("gain", "port", "bit_depth"), [(1, 0, 16), (2, 0, 12), (1, 1, 11)])
+async def test_the_dark_level_is_the_bias_of_a_real_sensor(autojump_clock, gain, port, bit_depth):
+    """A real Prime BSI reads ~100-104 ADU in the dark; no pixel, stamp included, is below."""
+    camera = await opened()
+    await camera.apply(**{**DEFAULTS, "port": port, "gain": gain, "roi": (0, 0, 256, 256)})
+    await camera.start(None)
+    frame = await camera.next_frame(1.0)
+    corner = frame.pixels[-16:, -16:]  # far from the spot: dark
+    assert int(corner.min()) >= BIAS_ADU and int(corner.max()) <= 104
+    assert int(frame.pixels.min()) >= BIAS_ADU
+    assert int(frame.pixels.max()) < 1 << bit_depth
+    assert stamped_number(frame.pixels, bit_depth) == 1
+    big = 70_000  # two digits: the number survives the stamp's base
+    assert stamped_number(camera._frame(camera._run, big).pixels, bit_depth) == big  # type: ignore[arg-type]
+
+
+def test_quirk_modes_are_named_and_off_by_default():
+    camera = SimulatedPrimeBsi()
+    assert not camera.quirks
+    assert set(SimulatedPrimeBsi.QUIRKS) == {
+        "stall_on_parameter_read",
+        "left_acquiring",
+        "stalls",
+        "zero_frames",
+        "overwrite_refused",
+    }
+    with pytest.raises(ValueError, match="has no quirk 'stall'; quirks: left_acquiring"):
+        SimulatedPrimeBsi(quirks=("stall",))
+
+
+async def test_left_acquiring_stays_in_exposure_until_halted(autojump_clock):
+    camera = await opened(quirks=("left_acquiring",))
+    await camera.start(2)
+    with pytest.raises(TimeoutError, match="Frame timeout"):
+        await camera.next_frame(1.0)
+    await camera.finish()  # PyVCAM's finish of an acquisition it did not start: a no-op
+    await camera.start(2)
+    with pytest.raises(TimeoutError):
+        await camera.next_frame(1.0)
+    await camera.halt()
+    await camera.start(2)
+    assert (await camera.next_frame(1.0)).frame_number == 1
+
+
+async def test_a_parameter_read_while_streaming_stops_the_frames(autojump_clock):
+    camera = await opened(quirks=("stall_on_parameter_read",))
+    await camera.read_temperature()  # idle: harmless
+    await camera.start(None)
+    await camera.next_frame(1.0)
+    await camera.read_temperature()
+    with pytest.raises(TimeoutError):
+        await camera.next_frame(1.0)
+    assert camera.reads_while_streaming == 1
+    await camera.finish()
+    await camera.start(None)  # a restart brings the frames back
+    assert (await camera.next_frame(1.0)).frame_number == 1
+
+
+async def test_stalls_and_zero_frames_quirks(autojump_clock):
+    camera = await opened(quirks=("stalls", "zero_frames"))
+    await camera.start(None)
+    frames = [await camera.next_frame(1.0) for _ in range(19)]
+    assert [f.frame_number for f in frames if not f.pixels.any()] == [10]
+    with pytest.raises(TimeoutError):
+        await camera.next_frame(1.0)
+
+
+async def test_live_mode_without_overwrite_keeps_the_oldest_and_loses_the_newest(autojump_clock):
+    camera = await opened(quirks=("overwrite_refused",))
+    with pytest.raises(RuntimeError, match="PVCAM error 185"):
+        await camera.start(None)
+    await camera.start(None, overwrite=False)
+    await trio.sleep(1.0)  # ~47 frames read out; the buffer holds 16
+    numbers = [(await camera.next_frame(1.0)).frame_number for _ in range(18)]
+    assert numbers[:16] == list(range(1, 17))
+    assert numbers[16] >= 47 and numbers[17] == numbers[16] + 1

@@ -54,7 +54,7 @@ def bench_config(options: str, driver: str = "newport_esp300"):
         (
             "buffer = 16",
             "photometrics_prime_bsi",
-            "lab.toml: device[0].options.buffer: unknown option for driver 'photometrics_prime_bsi'; allowed: temperature_poll, frame_timeout, binnings",
+            "lab.toml: device[0].options.buffer: unknown option for driver 'photometrics_prime_bsi'; allowed: temperature_poll, frame_timeout, stall_restarts, binnings, quirks",
         ),
         (
             "",

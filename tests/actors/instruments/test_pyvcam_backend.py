@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import trio
 
-from actors.instruments.pyvcam_backend import CameraUnavailable, PyVcam, PyVcamBackend
+from actors.instruments.pyvcam_backend import CameraUnavailable, PyVcam, PyVcamBackend, Streaming
 
 PARAM_EXPOSURE_TIME, PARAM_TEMP_SETPOINT, ATTR_MIN, ATTR_MAX = 101, 102, 1, 2
 CONSTANTS = SimpleNamespace(
@@ -70,6 +70,7 @@ class FakeCamera:
         self.exp_mode, self.clear_mode, self.fan_speed = 1792 | 2, 7, 0  # mode | expose-out
         self.temp_setpoint = -20.0
         self.temp = -19.76
+        self.handle = 7
         self.frames: list[int] = []
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -132,6 +133,9 @@ class FakeCamera:
         count = self.frames.pop(0)
         return {"pixel_data": np.full((4, 8), count, np.uint16)}, 47.0, count
 
+    def check_frame_status(self) -> str:
+        return "EXPOSURE_IN_PROGRESS"
+
     def sw_trigger(self) -> None:
         self.log.append("sw_trigger")
 
@@ -143,6 +147,7 @@ def fake_pyvcam() -> PyVcam:
     pvc = SimpleNamespace(
         init_pvcam=lambda: FakeCamera.log.append("init_pvcam"),
         uninit_pvcam=lambda: FakeCamera.log.append("uninit_pvcam"),
+        abort=lambda handle: FakeCamera.log.append(f"abort({handle})"),
     )
     return PyVcam(pvc, FakeCamera, CONSTANTS)
 
@@ -260,8 +265,10 @@ async def test_frames_are_polled_with_bounded_timeouts():
     with pytest.raises(TimeoutError, match=r"no frame within 0\.1 s"):
         await backend.next_frame(0.1)
     await backend.software_trigger()
-    assert await backend.read_temperature() == pytest.approx(-19.76)
+    with pytest.raises(Streaming, match="not read while the camera streams"):
+        await backend.read_temperature()  # it would stop the frame callbacks
     await backend.finish()
+    assert await backend.read_temperature() == pytest.approx(-19.76)
     await backend.start(5)
     assert FakeCamera.log[-1] == "start_seq(5, True)"
     started = time.monotonic()

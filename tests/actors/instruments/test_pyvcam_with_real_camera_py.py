@@ -12,24 +12,67 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+import trio
 
 pytest.importorskip("pyvcam")
 const: Any = importlib.import_module("pyvcam.constants")
 
-from actors.instruments.pyvcam_backend import PyVcam, PyVcamBackend  # noqa: E402
+from actors.capabilities import (  # noqa: E402
+    AcquisitionStatus,
+    GetAcquisitionStatus,
+    StartAcquisition,
+    StopAcquisition,
+)
+from actors.instruments.prime_bsi import PrimeBsi  # noqa: E402
+from actors.instruments.pyvcam_backend import (  # noqa: E402
+    CameraUnavailable,
+    PvcamSetupError,
+    PyVcam,
+    PyVcamBackend,
+)
+from runtime import ActorRef, GetParameter, SetParameter  # noqa: E402
+from supervisors import ActorSpec, open_actor_system  # noqa: E402
+
+#: Quirk modes of the fake library: what the lab camera and PVCAM were recorded doing.
+QUIRKS = {
+    "stall_on_parameter_read": "a parameter read (get_param, or set_param, which reads the"
+    " parameter's availability and type first) while streaming stops the frame callbacks"
+    " until the acquisition is aborted and started again",
+    "left_acquiring": "an earlier process left the camera acquiring: until pl_exp_abort, the"
+    " status stays EXPOSURE_IN_PROGRESS and no frame arrives",
+    "zero_frames": "every 10th frame arrives all zero",
+    "overwrite_refused": "pl_exp_start_cont with CIRC_OVERWRITE fails (error 185) at start",
+    "pvcam_version_missing": "pl_pvcam_init fails with error 151 (no PVCAM_VERSION)",
+}
+#: PVCAM's own message texts (pl_error_message) as PyVCAM passes them on. The exact wording
+#: of the real library is unconfirmed here; what matters is that it reaches the user.
+TEXT_151 = "PVCAM installation corrupted (C0_PVCAM_CORRUPTED, 151)"
+TEXT_185 = "Invalid configuration (C2_CONFIGURATION_INVALID, 185)"
+TEXT_195 = "Camera is busy (C2_CAM_BUSY, 195)"
+FRAME_TIMEOUT = (
+    "Frame timeout. Verify the timeout exceeds the exposure time. If applicable, check external"
+    " trigger source."
+)
 
 
 class FakePvcam:
     """Prime BSI-like parameters; unknown ones raise AttributeError like pvcmodule does."""
 
-    def __init__(self) -> None:
+    def __init__(self, *quirks: str) -> None:
         c = const
+        assert set(quirks) <= set(QUIRKS), quirks
+        self.quirks = set(quirks)
+        self.streaming = False  # between a start and abort / finish_seq
+        self.frozen = "left_acquiring" in self.quirks  # no frame until pl_exp_abort
+        self.reads_while_streaming = 0
+        self.busy = False  # another process holds the camera
         self.calls: list[str] = []
         self.port, self.speed, self.gain = 0, 0, 1
         self.mode = c.EXT_TRIG_INTERNAL | c.EXPOSE_OUT_FIRST_ROW
@@ -71,6 +114,14 @@ class FakePvcam:
 
     def init_pvcam(self) -> None:
         self.calls.append("init_pvcam")
+        if "pvcam_version_missing" in self.quirks:
+            raise RuntimeError(TEXT_151)
+
+    def _read(self) -> None:
+        if self.streaming:
+            self.reads_while_streaming += 1
+            if "stall_on_parameter_read" in self.quirks:
+                self.frozen = True
 
     def uninit_pvcam(self) -> None:
         self.calls.append("uninit_pvcam")
@@ -83,6 +134,8 @@ class FakePvcam:
 
     def open_camera(self, name: str) -> int:
         self.calls.append(f"open_camera({name})")
+        if self.busy:
+            raise RuntimeError(TEXT_195)
         return 7
 
     def close_camera(self, handle: int) -> None:
@@ -125,6 +178,7 @@ class FakePvcam:
         }
 
     def get_param(self, handle: int, param: int, attr: int) -> Any:
+        self._read()
         computed = self._computed()
         if param in computed and attr in computed[param]:
             return computed[param][attr]
@@ -134,6 +188,7 @@ class FakePvcam:
 
     def set_param(self, handle: int, param: int, value: Any) -> None:
         c = const
+        self._read()  # pvcmodule asks ATTR_AVAIL and ATTR_TYPE before it writes
         self.calls.append(f"set_param({param}, {value})")
         if param == c.PARAM_READOUT_PORT:  # dependants reset: hence port -> speed -> gain
             self.port, self.speed = value, 0
@@ -157,32 +212,57 @@ class FakePvcam:
     def start_live(self, handle: int, rois: list[Any], exp: int, mode: int, *rest: Any) -> None:
         self.calls.append(f"start_live(exp={exp}, mode={mode}, buffer={rest[0]})")
         self.rois = rois
+        if "overwrite_refused" in self.quirks:  # set up fine; pl_exp_start_cont refuses
+            raise RuntimeError(TEXT_185)
+        self.streaming = True
 
     def start_seq(self, handle: int, rois: list[Any], exp: int, mode: int, n: int) -> None:
         self.calls.append(f"start_seq(exp={exp}, frames={n})")
         self.rois = rois
+        self.streaming = True
 
     def get_frame(self, handle: int, rois: list[Any], typenum: int, timeout: int, oldest: bool):
+        if self.frozen or not self.streaming:
+            time.sleep(min(timeout, 20) / 1e3)  # the real one waits the whole timeout
+            raise RuntimeError(FRAME_TIMEOUT)
+        time.sleep(0.002)  # a frame every ~2 ms, so a test does not spin a core
         self.frame_count += 1
+        zero = "zero_frames" in self.quirks and self.frame_count % 10 == 0
         arrays = [
-            np.zeros(((r.p2 - r.p1 + 1) // r.pbin, (r.s2 - r.s1 + 1) // r.sbin), np.uint16)
+            np.full(
+                ((r.p2 - r.p1 + 1) // r.pbin, (r.s2 - r.s1 + 1) // r.sbin),
+                0 if zero else 100,  # the sensor's bias
+                np.uint16,
+            )
             for r in rois
         ]
         return {"pixel_data": arrays}, 47.0, self.frame_count
 
+    def check_frame_status(self, handle: int) -> str:
+        return "EXPOSURE_IN_PROGRESS" if self.frozen else "FRAME_AVAILABLE"
+
     def abort(self, handle: int) -> None:
-        self.calls.append("abort")
+        self.calls.append("abort")  # pl_exp_abort(CCS_HALT): whoever started it
+        self.streaming = self.frozen = False
 
     def finish_seq(self, handle: int) -> None:
         self.calls.append("finish_seq")
+        self.streaming = self.frozen = False
 
     def sw_trigger(self, handle: int) -> None:
         self.calls.append("sw_trigger")
 
 
 @pytest.fixture
-def pyvcam(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakePvcam, PyVcam]]:
-    fake = FakePvcam()
+def quirks() -> tuple[str, ...]:
+    return ()
+
+
+@pytest.fixture
+def pyvcam(
+    monkeypatch: pytest.MonkeyPatch, quirks: tuple[str, ...]
+) -> Iterator[tuple[FakePvcam, PyVcam]]:
+    fake = FakePvcam(*quirks)
     module = ModuleType("pyvcam.pvc")
     for name in dir(fake):
         if not name.startswith("_"):
@@ -258,3 +338,103 @@ async def test_the_backend_drives_pyvcams_own_camera_code(pyvcam):
         )
     await backend.close()
     assert fake.calls[-2:] == ["close_camera", "uninit_pvcam"]
+
+
+# -- what the lab camera taught (issue 13), through PyVCAM's own camera.py ----------------------
+
+
+@pytest.mark.parametrize("quirks", [("pvcam_version_missing",)])
+async def test_pvcam_error_151_at_init_is_a_setup_error_with_the_pvcam_version_hint(
+    pyvcam, monkeypatch: pytest.MonkeyPatch
+):
+    fake, lib = pyvcam
+    monkeypatch.delenv("PVCAM_VERSION", raising=False)
+    backend = PyVcamBackend("pvcamUSB_0", load=lambda: lib)
+    with pytest.raises(PvcamSetupError) as caught:
+        await backend.open()
+    message = str(caught.value)
+    assert TEXT_151 in message  # the library's own words
+    assert "missing PVCAM_VERSION environment variable" in message
+    assert "PVCAM_VERSION is not set in this process's environment" in message
+    assert isinstance(caught.value, CameraUnavailable)  # the device shows as degraded
+    fake.quirks.clear()  # the environment fixed: the next attempt initialises afresh
+    monkeypatch.setenv("PVCAM_VERSION", "3.10.2.5")
+    await backend.open()
+    await backend.close()
+    assert fake.calls.count("init_pvcam") == 2 and fake.calls[-1] == "uninit_pvcam"
+
+
+async def test_pvcam_errors_carry_the_librarys_text(pyvcam):
+    fake, lib = pyvcam
+    fake.busy = True
+    backend = PyVcamBackend("pvcamUSB_0", load=lambda: lib)
+    with pytest.raises(RuntimeError) as caught:
+        await backend.open()
+    assert str(caught.value) == f"Failed to open camera: {TEXT_195}"  # PyVCAM's + PVCAM's
+
+
+@pytest.mark.parametrize("quirks", [("left_acquiring",)])
+async def test_a_camera_left_acquiring_needs_the_halt_and_a_stuck_one_says_so(pyvcam):
+    fake, lib = pyvcam
+    backend = PyVcamBackend("pvcamUSB_0", load=lambda: lib, poll_ms=10)
+    await backend.open()
+    await backend.start(3)  # without a halt first: PVCAM waits for data that never comes
+    with pytest.raises(TimeoutError, match=r"PVCAM status EXPOSURE_IN_PROGRESS"):
+        await backend.next_frame(0.1)
+    await backend.halt()  # pl_exp_abort(CCS_HALT), though PyVCAM had started nothing
+    assert "abort" in fake.calls
+    await backend.start(3)
+    assert (await backend.next_frame(1.0)).frame_number == 1
+    await backend.close()
+
+
+def actor_over_pyvcam(lib: PyVcam, **options: Any) -> ActorSpec:
+    backend = PyVcamBackend("pvcamUSB_0", load=lambda: lib, poll_ms=10)
+    return ActorSpec("camera", lambda: PrimeBsi(backend, **options))
+
+
+async def frames_at_least(cam: ActorRef, count: int) -> AcquisitionStatus:
+    with trio.fail_after(20):
+        while True:
+            status: AcquisitionStatus = await cam.ask(GetAcquisitionStatus())
+            if status.frames_acquired >= count or not status.running:
+                return status
+            await trio.sleep(0.02)
+
+
+@pytest.mark.parametrize("quirks", [("stall_on_parameter_read", "left_acquiring", "zero_frames")])
+async def test_the_actor_over_pyvcam_never_reads_while_streaming(pyvcam):
+    """Real clock (PyVCAM calls run in threads): the temperature poll runs every 20 ms, yet
+    nothing reaches PVCAM while the camera streams; a set-point change waits for the end."""
+    fake, lib = pyvcam
+    spec = actor_over_pyvcam(lib, temperature_poll=0.02, frame_timeout=0.5)
+    async with open_actor_system([spec]) as system:
+        cam = system.ref("camera")
+        await cam.ask(SetParameter("roi", "0,0,64,32"))
+        await cam.ask(StartAcquisition())
+        await frames_at_least(cam, 20)
+        await cam.ask(SetParameter("temperature_setpoint", -10.0))
+        status = await frames_at_least(cam, 60)
+        assert fake.reads_while_streaming == 0
+        assert status.running and status.stalls == 0 and not status.error
+        assert status.frames_zero >= 5 and status.frames_missing == 0
+        setpoint = f"set_param({const.PARAM_TEMP_SETPOINT}, -1000)"
+        assert setpoint not in fake.calls
+        stopped = await cam.ask(StopAcquisition())
+        assert fake.calls.index(setpoint) > len(fake.calls) - 1 - fake.calls[::-1].index("abort")
+        assert stopped.frames_acquired + stopped.frames_zero == stopped.last_frame_number
+        assert (await cam.ask(GetParameter("temperature_age_s"))).value == 0.0
+
+
+@pytest.mark.parametrize("quirks", [("overwrite_refused",)])
+async def test_the_actor_over_pyvcam_falls_back_to_no_overwrite(pyvcam):
+    fake, lib = pyvcam
+    async with open_actor_system([actor_over_pyvcam(lib)]) as system:
+        cam = system.ref("camera")
+        await cam.ask(SetParameter("roi", "0,0,64,32"))
+        status = await cam.ask(StartAcquisition())
+        assert status.overwrite_fallback and TEXT_185 in status.warning
+        status = await frames_at_least(cam, 40)  # across two re-armed sequences
+        assert status.frames_missing == 0 and status.last_frame_number >= 40
+        assert fake.calls.count("start_seq(exp=10, frames=16)") >= 3
+        await cam.ask(StopAcquisition())
