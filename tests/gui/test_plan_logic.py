@@ -79,7 +79,10 @@ def test_a_grid_points_cell_follows_the_executors_order(snakes: tuple[bool, bool
     data = ScanData("p1", kind="grid", plan=grid.describe())
     for index in range(grid.total()):
         targets = grid.point(index, (0.0, 0.0, 0.0))
-        steps = [(t - a.start) / ((a.stop - a.start) / (a.points - 1)) for t, a in zip(targets, dims, strict=True)]  # noqa: E501
+        steps = [
+            (t - a.start) / ((a.stop - a.start) / (a.points - 1))
+            for t, a in zip(targets, dims, strict=True)
+        ]
         assert data.grid_cell(index) == tuple(round(s) for s in steps)
     assert data.is_image and ScanData("p2", kind="line").is_image is False
 

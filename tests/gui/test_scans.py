@@ -96,7 +96,9 @@ def test_a_line_scan_from_the_form_runs_and_its_plot_shows_the_recorded_points(
         ),
         timeout=WAIT_MS,
     )
-    row = next(r for r in range(runs.runs.rowCount()) if runs.runs.item(r, 7).text() == scan.run_path)
+    row = next(
+        r for r in range(runs.runs.rowCount()) if runs.runs.item(r, 7).text() == scan.run_path
+    )
     assert runs.runs.item(row, 1).text() == "completed"
     assert int(runs.runs.item(row, 3).text().replace(",", "")) >= 11  # at least the points'
     assert runs.runs.item(row, 6).text() == "scan completed"
