@@ -101,9 +101,9 @@ def parse_metadata(text: str) -> dict[str, str]:
 def plain_value(text: str) -> bool | int | float | str:
     """What a typed value means: true/false/on/off, a number, else the text."""
     lowered = text.strip().lower()
-    if lowered in ("true", "on", "yes", "open"):
+    if lowered in ("true", "on"):
         return True
-    if lowered in ("false", "off", "no", "closed"):
+    if lowered in ("false", "off"):
         return False
     for kind in (int, float):
         try:

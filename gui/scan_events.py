@@ -9,12 +9,15 @@ live plot shows exactly what the run file holds, not an impression of it.
 :class:`ScanFollower` opens that stream and the scan's status (latest-only, for the progress
 bar) on the connection's worker; events reach the Qt thread in batches (one hop per batch, not
 per point: a fast scan makes thousands a second). :class:`ScanData` is what the plot draws from:
-plain columns, built from the events with no Qt in it (tested on its own).
+plain columns, built from the events with no Qt in it (tested on its own). Columns are
+``array('d')``: 8 bytes a value, and numpy copies one with a memcpy for each redraw (a list of
+10⁶ Python floats takes ~30 ms to convert; the array ~1 ms).
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,11 +51,11 @@ class ScanData:
     run_path: str = ""
     axes: list[str] = field(default_factory=list)
     detectors: list[str] = field(default_factory=list)
-    index: list[int] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    attempts: list[int] = field(default_factory=list)
-    positions: dict[str, list[float]] = field(default_factory=dict)
-    readings: dict[str, list[float]] = field(default_factory=dict)
+    index: array[int] = field(default_factory=lambda: array("q"))
+    times: array[float] = field(default_factory=lambda: array("d"))
+    attempts: array[int] = field(default_factory=lambda: array("l"))
+    positions: dict[str, array[float]] = field(default_factory=dict)
+    readings: dict[str, array[float]] = field(default_factory=dict)
     marks: list[Mark] = field(default_factory=list)
     ended: ScanEvent | None = None
     last_seq: int = -1
@@ -92,13 +95,13 @@ class ScanData:
         """What a 1-D plot puts on x: the (first) axis, or time for a count."""
         return self.axes[0] if self.axes else "time"
 
-    def x(self) -> list[float]:
+    def x(self) -> array[float]:
         if self.axes and self.axes[0] in self.positions:
             return self.positions[self.axes[0]]
         if not self.times:
-            return []
+            return array("d")
         first = self.times[0]
-        return [t - first for t in self.times]
+        return array("d", (t - first for t in self.times))
 
     @property
     def detector(self) -> str:
@@ -177,13 +180,13 @@ class ScanData:
         self.attempts.append(event.attempts)
         for axis, value in event.positions.items():
             if axis not in self.positions:
-                self.positions[axis] = [math.nan] * n
+                self.positions[axis] = array("d", [math.nan]) * n
                 if axis not in self.axes:
                     self.axes.append(axis)
             self.positions[axis].append(value)
         for name, value in event.readings.items():
             if name not in self.readings:
-                self.readings[name] = [math.nan] * n
+                self.readings[name] = array("d", [math.nan]) * n
                 if name not in self.detectors:
                     self.detectors.append(name)
             self.readings[name].append(value)

@@ -15,6 +15,7 @@ thousands of points a second costs one redraw per tenth of a second.
 from __future__ import annotations
 
 import math
+from array import array
 
 import numpy as np
 import pyqtgraph as pg
@@ -26,6 +27,8 @@ from .scan_events import ScanData
 from .widgets import muted
 
 REDRAW_MS = 100
+#: Above this many points a 1-D curve is drawn without symbols (10⁶ symbols take seconds).
+SYMBOLS_UP_TO = 2000
 #: Units pyqtgraph may scale with an SI prefix (1e-6 W -> 1 µW); others (mm, deg, nm, %) are
 #: shown as they are: "mm" with a prefix would read "mmm".
 SI_UNITS = {"W", "V", "A", "s", "Hz", "J", "m", "Pa", "C", "F", "Ω", "T"}
@@ -93,6 +96,11 @@ class ScanPlot(QWidget):
         self._cells: np.ndarray = np.full((1, 1), np.nan)
         self._slice: tuple[int, ...] = ()
         self._drawn = 0  # points already in the image
+        self._retaken: list[tuple[float, float]] = []  # the slice's points taken again
+        # on the curve itself: the plot item's setting reaches the scatter of retaken points too,
+        # which has no downsampling
+        self.curve.setClipToView(True)
+        self.curve.setDownsampling(auto=True, method="peak")
 
         self.stack = QStackedWidget()
         self.stack.addWidget(self.line)
@@ -190,11 +198,12 @@ class ScanPlot(QWidget):
 
     def _draw_line(self, data: ScanData) -> None:
         name = self.detector.currentText()
-        xs = np.asarray(data.x(), dtype=float)
-        ys = np.asarray(data.readings.get(name, []), dtype=float)
+        xs = np.array(data.x(), dtype=float)
+        ys = np.array(data.readings.get(name, array("d")), dtype=float)
         n = min(len(xs), len(ys))
+        self.curve.setSymbol("o" if n <= SYMBOLS_UP_TO else None)
         self.curve.setData(xs[:n], ys[:n], connect="finite")
-        retaken = [i for i, a in enumerate(data.attempts[:n]) if a > 1]
+        retaken = np.flatnonzero(np.array(data.attempts[:n], dtype=np.int64) > 1)
         self.retaken.setData(xs[retaken], ys[retaken])
         axis = data.x_axis
         label(self.line, "bottom", axis, self._units(axis) or ("s" if not data.axes else ""))
@@ -258,22 +267,21 @@ class ScanPlot(QWidget):
             self._cells = np.full((rows, columns), np.nan)
             self._drawn = 0
             self._slice = ()
+            self._retaken = []
         name = self.detector.currentText()
-        values = data.readings.get(name, [])
-        retaken: list[tuple[float, float]] = []
-        for k in range(self._drawn, min(len(data.index), len(values))):
+        values = data.readings.get(name, array("d"))
+        for k in range(self._drawn, min(len(data.index), len(values))):  # the new points only
             digits = data.grid_cell(data.index[k])
             outer = digits[:-2]
             if outer != self._slice:  # a new slice of a 3-D or larger grid
                 self._cells[:] = np.nan
                 self._slice = outer
+                self._retaken = []
             self._cells[digits[-2], digits[-1]] = values[k]
+            if data.attempts[k] > 1:
+                self._retaken.append(self._centre(data, digits[-2], digits[-1]))
         self._drawn = min(len(data.index), len(values))
-        for k, attempts in enumerate(data.attempts[: self._drawn]):
-            if attempts > 1:
-                digits = data.grid_cell(data.index[k])
-                if digits[:-2] == self._slice:
-                    retaken.append(self._centre(data, digits[-2], digits[-1]))
+        retaken = self._retaken
         finite = self._cells[np.isfinite(self._cells)]
         if finite.size:
             low, high = float(finite.min()), float(finite.max())

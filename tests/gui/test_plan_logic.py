@@ -107,16 +107,16 @@ def test_scan_data_keeps_columns_aligned_and_marks_in_place() -> None:
     data.add([event(4, "point", index=1, positions={"stage": 0.5}, readings={"peak": 3.0})])
     assert data.kind == "tune" and data.axes == ["stage"] and data.detector == "peak"
     assert data.detectors == ["peak", "power_meter"]
-    assert data.x() == [0.0, 0.5] and data.readings["peak"] == [1.0, 3.0]
+    assert list(data.x()) == [0.0, 0.5] and list(data.readings["peak"]) == [1.0, 3.0]
     assert math.isnan(data.readings["power_meter"][0]) and data.readings["power_meter"][1] == 1e-6
-    assert data.attempts == [1, 2]
+    assert list(data.attempts) == [1, 2]
     assert [(m.kind, m.after) for m in data.marks] == [("suspended", 1), ("resumed", 1)]
     assert data.ended is not None and data.ended.result["centre"] == 0.5
     count = ScanData("p2")
     count.add([event(0, "started", plan={"kind": "count", "num": 2}),
                event(1, "point", index=0, readings={"peak": 1.0}),
                event(2, "point", index=1, readings={"peak": 2.0})])  # fmt: skip
-    assert count.x_axis == "time" and count.x() == [0.0, 1.0]
+    assert count.x_axis == "time" and list(count.x()) == [0.0, 1.0]
 
 
 def test_export_csv_writes_units_in_the_header_and_never_half_a_file(tmp_path: Path) -> None:

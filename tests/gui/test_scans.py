@@ -61,12 +61,13 @@ def test_a_line_scan_from_the_form_runs_and_its_plot_shows_the_recorded_points(
     with Bench.connect(gui_daemon.address, token=OPERATOR) as bench:
         table = bench.scans.table(data.scan_id)
     # the plot holds exactly what the daemon recorded, point by point
-    assert data.index == list(range(11))
-    assert data.positions["esp300.axis1"] == table.column("esp300.axis1").to_pylist()
-    assert data.readings["peak"] == table.column("peak").to_pylist()
+    assert list(data.index) == list(range(11))
+    assert list(data.positions["esp300.axis1"]) == table.column("esp300.axis1").to_pylist()
+    assert list(data.readings["peak"]) == table.column("peak").to_pylist()
     runs.plot._redraw()
     xs, ys = runs.plot.curve.getData()
-    assert list(xs) == data.positions["esp300.axis1"] and list(ys) == data.readings["peak"]
+    assert list(xs) == list(data.positions["esp300.axis1"])
+    assert list(ys) == list(data.readings["peak"])
     assert max(ys) == pytest.approx(1.05, abs=0.05)  # the simulated peak: centre 0.3 mm
     assert xs[list(ys).index(max(ys))] == pytest.approx(0.3, abs=0.11)
     qtbot.waitUntil(lambda: runs.scan is not None and runs.scan.state == "completed",
@@ -86,8 +87,8 @@ def test_a_line_scan_from_the_form_runs_and_its_plot_shows_the_recorded_points(
     with target.open() as handle:
         exported = list(csv.DictReader(handle))
     assert len(exported) == 11 and not (tmp_path / "scan.csv.partial").exists()
-    assert [float(r["esp300.axis1 [mm]"]) for r in exported] == data.positions["esp300.axis1"]
-    assert [float(r["peak [V]"]) for r in exported] == data.readings["peak"]
+    assert [float(r["esp300.axis1 [mm]"]) for r in exported] == list(data.positions["esp300.axis1"])
+    assert [float(r["peak [V]"]) for r in exported] == list(data.readings["peak"])
     # the run file is listed with its outcome and what it holds
     qtbot.waitUntil(
         lambda: any(
