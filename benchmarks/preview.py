@@ -25,7 +25,15 @@ and a loaded machine loses frames with or without a viewer — compare the three
 reported in each preview frame). Run files go to memory (/dev/shm) and each is deleted when its
 run has ended, as for pipeline.py's writer figures: on this VM's shared disk the kernel's
 writeback alone loses frames at 400 MB/s whatever the viewers do, which buries what is compared
-here (the viewers' cost to the run). ``BENCHD_PREVIEW_ON_DISK=1`` puts them on disk instead.
+here (the viewers' cost to the run). ``BENCHD_PREVIEW_ON_DISK=1`` puts them on disk instead —
+needed today for runs over 2 GiB: the daemon stops a run at 2 GiB on tmpfs, where glibc
+reports 32-bit file sizes (``outcomes`` says "write error" then).
+
+``BENCHD_PREVIEW_EXPOSURE_MS`` sets the camera's exposure (default 10 ms: shorter than the
+readout, so the sensor's full-frame rate, ~47 fps, 400 MB/s). A longer exposure lowers the
+rate (40 ms: 25 fps, 200 MB/s) to one the machine sustains with no viewer at all: then the
+recording's losses with the GUI watching say what the viewer costs, not what the machine lacks.
+``camera_fps`` is the rate the exposure gives, ``recording_fps`` the one the run recorded.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ from supervisors.bench import SIMULATED_BENCH
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPOSURE_MS = 10.0  # shorter than the readout: the frame rate is the sensor's
+FULL_FRAME_FPS = 47.0  # the simulated Prime BSI's readout-limited rate at 2048 x 2048
 
 
 def start_daemon(directory: Path, runs: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -189,7 +198,9 @@ def missing(status: RunStatus) -> int:
 
 
 def measure(quick: bool) -> dict[str, object]:
-    frames = 150 if quick else 1410  # ~3 s / 30 s at the sensor's ~47 fps
+    exposure_ms = float(os.environ.get("BENCHD_PREVIEW_EXPOSURE_MS", EXPOSURE_MS))
+    camera_fps = min(FULL_FRAME_FPS, 1000.0 / exposure_ms)
+    frames = round((3 if quick else 30) * camera_fps)  # ~3 s / 30 s of the camera's rate
     directory = Path(tempfile.mkdtemp(prefix="benchd-preview-"))
     on_disk = os.environ.get("BENCHD_PREVIEW_ON_DISK") == "1"
     runs = directory / "runs" if on_disk else Path(tempfile.mkdtemp(prefix="benchd-preview-",
@@ -198,7 +209,7 @@ def measure(quick: bool) -> dict[str, object]:
     load_before = os.getloadavg()[0]
     try:
         with Bench.connect(address) as bench:
-            bench.parameters["camera.exposure"] = EXPOSURE_MS
+            bench.parameters["camera.exposure"] = exposure_ms
             finished = threading.Event()
             alone_result = record(bench, "alone-bench", frames, finished)
             finished.wait()
@@ -227,8 +238,14 @@ def measure(quick: bool) -> dict[str, object]:
         "full_frames_recording_dropped": dropped(base_status),
         "full_frames_recording_missing": missing(base_status),
         "recording_alone_dropped": dropped(alone),
+        # how each run ended: "write error" on /dev/shm means the daemon took tmpfs for a
+        # file system of 32-bit file sizes (glibc's PC_FILESIZEBITS there) and stopped at 2 GiB
+        "outcomes": [alone.outcome, status.outcome, base_status.outcome],
         "recording_alone_missing": missing(alone),
         "frames_per_run": frames,
+        "exposure_ms": exposure_ms,
+        "camera_fps": round(camera_fps, 1),
+        "camera_mb_per_s": round(camera_fps * 2048 * 2048 * 2 / 1e6),
         "runs_on": "disk" if on_disk else "memory",
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }

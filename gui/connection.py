@@ -62,6 +62,8 @@ HEARTBEAT_TIMEOUT, HEARTBEAT_MISSES = 5.0, 2
 #: What ends a session: the connection itself failed (the client's retries ran out). A
 #: DEADLINE_EXCEEDED from a call is an answer (a move that did not settle), not a lost daemon.
 LOST = (ConnectionLost, OSError)
+#: How the daemon words every refusal while the e-stop is latched (runtime/_latch.py).
+LATCH_MARK = "e-stop latched since "
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,16 @@ class Watch:
             item, self._latest = self._latest, _EMPTY
         return item
 
+    def append(self, item: Any) -> bool:
+        """Add to the batch waiting; True if none was waiting (so post a delivery)."""
+        with self._lock:
+            idle = self._latest is _EMPTY
+            if idle:
+                self._latest = [item]
+            else:
+                self._latest.append(item)
+        return idle
+
 
 _EMPTY: Any = object()
 
@@ -143,6 +155,9 @@ class Connection(QObject):
     disconnected = Signal(str)
     #: (state, detail): "connecting", "connected", "disconnected", "refused".
     state_changed = Signal(str, str)
+    #: A refusal that names the e-stop latch ("e-stop latched since 14:02:05 by alice (…)"):
+    #: the daemon's own words for since when and by whom, whichever call met it.
+    latch_refusal = Signal(str)
 
     def __init__(
         self,
@@ -232,6 +247,7 @@ class Connection(QObject):
             except Exception as error:
                 if isinstance(error, LOST):
                     self._lost(error)
+                self._note_refusal(error)
                 if failed is not None:
                     self._post(lambda error=error: failed(error))  # type: ignore[misc]
                 else:
@@ -256,7 +272,31 @@ class Connection(QObject):
         (with ``latest``, only the newest one waiting). A daemon error reports to ``failed``
         and the stream is opened again after a pause; a lost connection ends the session. A
         stream the daemon ends is opened again too, unless ``reopen`` is False (a scan's
-        status stream ends with the scan)."""
+        status stream ends with the scan; an error then ends it too, reported to ``failed``)."""
+        return self._watch(make, on_item, "latest" if latest else "each", failed, reopen)
+
+    def watch_batches(
+        self,
+        make: Callable[[AsyncBench], AsyncIterator[T]],
+        on_items: Callable[[list[T]], None],
+        *,
+        failed: Callable[[BaseException], None] | None = None,
+        reopen: bool = True,
+    ) -> Watch:
+        """Like :meth:`watch`, for a stream where every item counts but one hop per item
+        would not keep up (a scan's events: thousands of points a second): the items that
+        arrived since the last delivery come to ``on_items`` together, in order, so the Qt
+        thread redraws once per batch and nothing is skipped."""
+        return self._watch(make, on_items, "batch", failed, reopen)
+
+    def _watch(
+        self,
+        make: Callable[[AsyncBench], AsyncIterator[T]],
+        on_item: Callable[[Any], None],
+        mode: str,
+        failed: Callable[[BaseException], None] | None,
+        reopen: bool,
+    ) -> Watch:
         session = self.session.number if self.session is not None else -1
         handle = Watch(self, session)
 
@@ -274,8 +314,11 @@ class Connection(QObject):
                 assert self._bench is not None
                 try:
                     async for item in make(self._bench):
-                        if latest:
+                        if mode == "latest":
                             if handle.offer(item):
+                                self._post(deliver_latest)
+                        elif mode == "batch":
+                            if handle.append(item):
                                 self._post(deliver_latest)
                         else:
                             self._post(lambda item=item: deliver(item))  # type: ignore[misc]
@@ -287,10 +330,15 @@ class Connection(QObject):
                     self._lost(error)
                     return
                 except Exception as error:
+                    self._note_refusal(error)
                     if failed is not None:
                         self._post(lambda error=error: failed(error))  # type: ignore[misc]
                     elif not isinstance(error, (Unauthenticated, PermissionDenied, BenchError)):
                         logger.exception("a stream failed")
+                    else:
+                        logger.warning("a stream failed: %s: %s", type(error).__name__, error)
+                    if not reopen:  # a finite stream (one scan's): its error is its end
+                        return
                 await asyncio.sleep(STREAM_RETRY)
 
         def begin() -> None:
@@ -303,6 +351,15 @@ class Connection(QObject):
         if self._thread.is_alive() and session > 0:
             self.loop.call_soon_threadsafe(begin)
         return handle
+
+    def on_qt(self, callback: Callable[[T], None]) -> Callable[[T], None]:
+        """A function for the worker's side (a progress callback of a client call): each
+        ``item`` it is given goes to ``callback`` on the Qt thread, in order."""
+
+        def post(item: T) -> None:
+            self._post(lambda: callback(item))
+
+        return post
 
     def poll(
         self,
@@ -337,6 +394,11 @@ class Connection(QObject):
             self.state_changed.emit(state, detail)
 
         self._post(show)
+
+    def _note_refusal(self, error: BaseException) -> None:
+        text = str(getattr(error, "message", "") or error)
+        if LATCH_MARK in text:
+            self._post(lambda: self.latch_refusal.emit(text))
 
     def _lost(self, error: BaseException) -> None:
         end = self._session_end

@@ -67,6 +67,10 @@ QLineEdit:focus, QSpinBox:focus, QDoubleSpinBox:focus, QComboBox:focus {{
     border: 1px solid {ACCENT};
 }}
 QLineEdit[invalid="true"] {{ border: 1px solid {RED}; background: #3a2326; }}
+QComboBox[invalid="true"], QSpinBox[invalid="true"], QPlainTextEdit[invalid="true"],
+QListWidget[invalid="true"] {{ border: 1px solid {RED}; }}
+QCheckBox[invalid="true"] {{ color: #ff8a8d; }}
+QPushButton[role="icon"] {{ padding: 0; min-width: 22px; max-width: 22px; }}
 QPushButton {{
     background: {RAISED}; border: 1px solid {BORDER}; border-radius: 3px; padding: 4px 12px;
     min-height: 18px;

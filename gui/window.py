@@ -10,7 +10,6 @@ log along the bottom.
 from __future__ import annotations
 
 import logging
-import time
 
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
@@ -31,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from client import EmergencyStopEvent, EmergencyStopResult, Health, ResetResult, RunStatus
 
-from . import theme
+from . import latch, theme
 from .connection import Connection, Session
 from .guard import Guard
 from .panels.alerts import AlertsPanel
@@ -144,7 +143,12 @@ class MainWindow(QMainWindow):
         connection.disconnected.connect(self._on_disconnected)
         connection.state_changed.connect(self._on_connection_state)
         self.state.estop_event.connect(self._on_estop)
+        connection.latch_refusal.connect(self._on_latch_refusal)
         self.state.health_changed.connect(self._on_health)
+        self._latch_info = latch.LatchInfo(False)
+        self._latch_clock = QTimer(self)  # "since … (3 min ago)" stays true while latched
+        self._latch_clock.timeout.connect(lambda: self._show_latch(self._latch_info))
+        self._latch_clock.start(10_000)
         self.state.run_status.connect(self._on_run)
         self.camera.frame_shown.connect(lambda _: self._frames_label_tick())
 
@@ -236,6 +240,9 @@ class MainWindow(QMainWindow):
         self.role_label.setText(f"role: {role} · benchd {info.version} · bench '{info.bench}'")
         self.status["daemon"].setText(f"benchd {info.version}")
         self.offline.hide()
+        fields = latch.from_fields(info)
+        if fields is not None:
+            self._show_latch(self._latch_info.merged(fields))
 
     def _on_disconnected(self, reason: str) -> None:
         self.guard.update(connected=False, operator=False)
@@ -276,7 +283,8 @@ class MainWindow(QMainWindow):
                 slowest,
                 "; NOT STOPPED: " + "; ".join(failed) if failed else "",
             )
-            self._show_latch(True, "emergency stop from this GUI")
+            if not self._latch_info.latched:  # the event stream brings who and when
+                self._show_latch(latch.LatchInfo(True, "GUI emergency-stop button", "this GUI"))
 
         def failed(error: BaseException) -> None:
             message = error_text(error)
@@ -304,28 +312,51 @@ class MainWindow(QMainWindow):
         )
 
     def _on_estop(self, event: EmergencyStopEvent) -> None:
-        who = f" by {event.client}" if event.client and event.client not in event.reason else ""
-        when = time.strftime("%H:%M:%S", time.localtime(event.timestamp)) if event.timestamp else ""
-        self._show_latch(event.latched, f"{event.reason}{who}" + (f" at {when}" if when else ""))
+        news = latch.from_event(event)
+        if event.kind == "stopped" or not self._latch_info.latched:
+            self._show_latch(news)  # a new stop: who and when are this one's
+        else:
+            self._show_latch(self._latch_info.merged(news))
 
-    def _show_latch(self, latched: bool, reason: str) -> None:
+    def _on_latch_refusal(self, text: str) -> None:
+        """A refusal names the latch's time and author: fill in what the event stream's
+        current state left out (or learn of a latch it has not reported yet)."""
+        found = latch.from_refusal(text, self._latch_info.reason)
+        if found is not None:
+            self._show_latch(self._latch_info.merged(found))
+
+    @property
+    def latch_info(self) -> latch.LatchInfo:
+        return self._latch_info
+
+    def _show_latch(self, info: latch.LatchInfo) -> None:
+        self._latch_info = info
+        latched = info.latched
         self.latch.setProperty("latched", "true" if latched else "false")
-        short = reason if len(reason) <= 48 else reason[:47] + "…"
-        self.latch.setText(f"LATCHED: {short}" if latched else "E-stop: clear")
-        self.latch.setToolTip(reason)
-        theme.restyle(self.latch)
-        self.guard.enable(self.reset, latched)
         if latched:
+            full = latch.describe(info)
+            self.latch.setText(latch.short(info))
+            self.latch.setToolTip(f"Emergency stop latched {full}")
             self.banner_text.setText(
-                f"EMERGENCY STOP LATCHED — {reason}. Motion, emission and opening the shutter are"
+                f"EMERGENCY STOP LATCHED {full}. Motion, emission and opening the shutter are"
                 " refused until the e-stop is reset."
             )
+        else:
+            self.latch.setText("E-stop: clear")
+            self.latch.setToolTip(
+                f"Last reset: {info.reason}" if info.reason else "No emergency stop is latched"
+            )
+        theme.restyle(self.latch)
+        self.guard.enable(self.reset, latched)
         self.banner.setVisible(latched)
 
     # -- status bar ------------------------------------------------------------------------------
 
     def _on_health(self, health: Health) -> None:
         system = health.system
+        fields = latch.from_fields(system)
+        if fields is not None and self._latch_info.latched:
+            self._show_latch(self._latch_info.merged(fields))
         self.status["cpu"].setText(f"CPU {system.cpu_percent:.0f} %")
         self.status["memory"].setText(f"memory {system.memory_percent:.0f} %")
         self.status["disk"].setText(
@@ -356,7 +387,7 @@ class MainWindow(QMainWindow):
             self._arranged = True
             self.resizeDocks([self.docks["devices"]], [340], Qt.Orientation.Horizontal)
             self.resizeDocks([self.docks["parameters"]], [500], Qt.Orientation.Horizontal)
-            self.resizeDocks([self.docks["power"]], [300], Qt.Orientation.Vertical)
+            self.resizeDocks([self.docks["power"]], [360], Qt.Orientation.Vertical)
             QTimer.singleShot(0, self._hide_stale_tab_bars)
 
     def _hide_stale_tab_bars(self) -> None:

@@ -8,6 +8,12 @@ panel shows each of those conditions before the click, and the daemon's refusal 
 The laser's own hardware interlock is shown if the driver reports it as a parameter (one named
 ``interlock``); the Mai Tai driver does not (its status-byte bits are unconfirmed, see
 shared/reference/maitai.md), and the panel says so rather than guess.
+
+What the driver is doing (``status``: "waiting for warm-up: 63 % (emission at 100 %)") shows
+under the warm-up bar: emission waits for 100 %, so a click on **On** during warm-up is not
+lost, it is pending. After an emergency stop the driver reads the shutter back (``SHUT?``) and
+says so in ``safe_state``: the panel shows *confirming*, then *confirmed* (green) or *NOT
+CONFIRMED* (red: treat the beam as on) with the driver's own sentence.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
@@ -94,7 +101,12 @@ class LaserPanel(QWidget):
         form.addRow("Power", self.power)
         self.warmup = QProgressBar()
         self.warmup.setRange(0, 100)
+        self.warmup.setFormat("%p %")
         form.addRow("Warm-up", self.warmup)
+        self.status = muted("")
+        self.status.setWordWrap(True)
+        self.status.setToolTip("what the laser's driver is doing or waiting for")
+        form.addRow("Driver", self.status)
         self.error = ErrorLabel()
         form.addRow(self.error)
         body.addWidget(beam)
@@ -107,11 +119,16 @@ class LaserPanel(QWidget):
             ("shutter_rule", "Emission rule"),
             ("warmup", "Warm-up"),
             ("hardware", "Laser interlock"),
+            ("safe_state", "E-stop safe state"),
         ):
             label = QLabel("—")
             label.setWordWrap(True)
             self.interlocks[key] = label
             self.interlock_form.addRow(title, label)
+        self.safe_state = muted("")
+        self.safe_state.setWordWrap(True)
+        self.safe_state.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.interlock_form.addRow("", self.safe_state)
         body.addWidget(interlocks)
         body.addStretch(1)
         scroll = QScrollArea()
@@ -169,6 +186,8 @@ class LaserPanel(QWidget):
             "warmup",
             "power",
             "interlock",
+            "status",
+            "safe_state",
         ):
             value = self.state.values.get((device, name))
             if value is not None:
@@ -207,12 +226,33 @@ class LaserPanel(QWidget):
                 _chip(self.emission_state, "OFF", theme.MUTED)
         elif value.name == "warmup":
             self.warmup.setValue(int(float(value.value or 0)))
+        elif value.name == "status":
+            self.status.setText(str(value.value or "") or "idle")
+        elif value.name == "safe_state":
+            self._show_safe_state(str(value.value or ""))
         elif value.name == "power" and self.power.text() == "—":
             self.power.setText(si(float(value.value or 0.0), value.units))
         elif value.name == "interlock":
             ok = value.value in (True, "ok", "closed", "OK")
             _chip(self.interlocks["hardware"], str(value.value), theme.GREEN if ok else theme.RED)
         self._update_rules()
+
+    def _show_safe_state(self, text: str) -> None:
+        """The driver's read-back of the shutter after an e-stop, as a verdict and its words."""
+        label = self.interlocks["safe_state"]
+        lowered = text.lower()
+        if not text:
+            _chip(label, "no e-stop since the driver started", theme.MUTED)
+        elif lowered.startswith("not confirmed"):
+            _chip(label, "NOT CONFIRMED: treat the beam as ON", theme.RED)
+        elif lowered.startswith("confirmed"):
+            _chip(label, "shutter confirmed closed", theme.GREEN)
+        elif lowered.startswith("reset before"):
+            _chip(label, "reset before confirmation", theme.AMBER)
+        else:
+            _chip(label, "confirming the shutter…", theme.AMBER)
+        self.safe_state.setText(text)
+        self.safe_state.setVisible(bool(text))
 
     def _on_estop(self, event: EmergencyStopEvent) -> None:
         self._update_rules()
@@ -237,7 +277,13 @@ class LaserPanel(QWidget):
         if warmup >= 100:
             _chip(self.interlocks["warmup"], "warm (100 %)", theme.GREEN)
         else:
-            _chip(self.interlocks["warmup"], f"warming up ({warmup:.0f} %)", theme.AMBER)
+            _chip(
+                self.interlocks["warmup"],
+                f"warming up ({warmup:.0f} %): emission waits for 100 %",
+                theme.AMBER,
+            )
+        if self.state.value(self.laser, "safe_state") is None:
+            self._show_safe_state("")
         self.guard.enable(self.open_shutter, not self.state.latched)
         self.guard.enable(self.emission_on, not self.state.latched and not shutter)
 

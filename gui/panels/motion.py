@@ -1,14 +1,22 @@
 """Motion: every Movable device with its live position, limits, absolute and relative moves,
-home and stop. Stop (one axis or all) is open to observers, as on the daemon: stopping only
-makes the bench safer.
+home, motor on and stop. Stop (one axis or all) is open to observers, as on the daemon:
+stopping only makes the bench safer.
 
-Moves are sent with ``wait`` so the row can say when the axis settled or why it did not; the
-position column follows the daemon's position stream (5 per second) meanwhile.
+Moves are sent with ``wait`` so the row can say when the axis settled or why it did not.
+Positions come from two streams, the newer one shown: the daemon's position stream (5 per
+second, answered between moves) and the axis's ``position`` parameter, which the driver reports
+while it polls its own motion — so the column moves *during* a move, not only after it.
+
+Home runs the client's ``stream_home``: the row shows the search's time and position as it
+goes, then "homed at …". An ESP300 axis whose motor is off (a fault, or power-up) says so with
+the controller's fault text, and offers **Motor on** (hazardous: refused while the e-stop is
+latched); re-home afterwards, the position may be lost.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -22,15 +30,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client import AsyncBench, DeviceInfo, MoveResult, Position
+from client import (
+    AsyncBench,
+    DeviceInfo,
+    HomeProgress,
+    MotorState,
+    MoveResult,
+    ParameterValue,
+    Position,
+)
 
+from .. import theme
 from ..guard import Guard
 from ..state import BenchState
 from ..widgets import ErrorLabel, button, error_text, muted, readout
 
 log = logging.getLogger("gui.actions")
 
-HEADERS = ["Axis", "Position", "", "Limits", "Move to", "", "Step", "", "", "", ""]
+HEADERS = ["Axis", "Position", "", "Limits", "Move to", "", "Step", "", "", "", "", ""]
 
 
 class _Axis:
@@ -65,7 +82,17 @@ class _Axis:
         self.home.clicked.connect(self.go_home)
         self.stop = button("Stop", "danger", f"Stop {device.name} now (open to observers)")
         self.stop.clicked.connect(self.stop_now)
+        self.motor_on = button(
+            "Motor on",
+            "primary",
+            f"Switch {device.name}'s motor on after a fault or power-up (refused while the"
+            " e-stop is latched); home afterwards: the position may be lost",
+        )
+        self.motor_on.clicked.connect(self.switch_motor_on)
+        self.motor_on.setVisible(False)
         self.status = muted("")
+        self.shown_at = 0.0  # the timestamp of the position shown (the newer source wins)
+        self.homing = False
         self.error = ErrorLabel()
         cells: list[QWidget] = [
             self.label,
@@ -79,19 +106,51 @@ class _Axis:
             self.plus,
             self.home,
             self.stop,
+            self.motor_on,
         ]
         for column, cell in enumerate(cells):
             grid.addWidget(cell, row, column)
         grid.addWidget(self.status, row, len(cells))
         grid.addWidget(self.error, row + 1, 1, 1, len(cells))
-        guard.mutating(self.target, self.go, self.step, self.minus, self.plus, self.home)
+        guard.mutating(
+            self.target, self.go, self.step, self.minus, self.plus, self.home, self.motor_on
+        )
         guard.safety(self.stop)
         if "home" not in device.operations:
             guard.enable(self.home, False)
             guard.set_tooltip(self.home, f"{device.name} has no home search")
 
     def show(self, position: Position) -> None:
-        self.position.setText(f"{position.position:.4f}")
+        self.show_at(position.position, position.timestamp)
+
+    def show_at(self, position: float, timestamp: float) -> None:
+        if timestamp and timestamp < self.shown_at:
+            return  # an older answer than the one shown (the two streams interleave)
+        self.shown_at = timestamp or self.shown_at
+        self.position.setText(f"{position:.4f}")
+
+    def on_parameter(self, value: ParameterValue) -> None:
+        if value.name == "position" and isinstance(value.value, int | float):
+            self.show_at(float(value.value), value.timestamp)
+        elif value.name in ("motor", "fault"):
+            self._show_motor()
+
+    def _show_motor(self) -> None:
+        state = self.panel.state
+        motor = state.value(self.name, "motor")
+        if motor is None:
+            return
+        off = motor is False
+        self.motor_on.setVisible(off)
+        if off:
+            fault = str(state.value(self.name, "fault") or "no fault recorded")
+            self.status.setText("MOTOR OFF")
+            self.status.setStyleSheet(f"color: {theme.RED}; font-weight: 700;")
+            self.error.show_error(f"motor off: {fault}. Motor on, then home.")
+        elif self.status.text() == "MOTOR OFF":
+            self.status.setText("motor on")
+            self.status.setStyleSheet("")
+            self.error.clear_error()
 
     def _number(self, field: QLineEdit, what: str) -> float | None:
         try:
@@ -136,16 +195,53 @@ class _Axis:
 
     def go_home(self) -> None:
         _, failed = self._moving("home")
+        name, units = self.name, self.units
+        self.homing = True
+        self.status.setText("homing…")
+        connection = self.panel.state.connection
+
+        def step(progress: HomeProgress) -> None:
+            if not self.homing:
+                return
+            at = "" if math.isnan(progress.position) else f" · at {progress.position:.4f} {units}"
+            self.status.setText(f"homing… {progress.elapsed:.1f} s{at}")
+            if not math.isnan(progress.position):
+                self.show_at(progress.position, progress.timestamp)
+
+        report = connection.on_qt(step)
+
+        async def home(bench: AsyncBench) -> Position:
+            return await bench.home(name, progress=report)
+
+        def homed(result: Position) -> None:
+            self.homing = False
+            self.status.setText(f"homed at {result.position:.4f} {result.units}")
+            self.show(result)
+            log.info("%s homed at %.4f %s", name, result.position, result.units)
+
+        def refused(error: BaseException) -> None:
+            self.homing = False
+            failed(error)
+
+        connection.call(home, homed, refused)
+
+    def switch_motor_on(self) -> None:
         name = self.name
+        self.error.clear_error()
+        log.info("motor on %s", name)
 
-        async def home(bench: AsyncBench) -> Any:
-            return await bench.home(name)
+        def done(state: MotorState) -> None:
+            self.status.setText("motor on: home it" if state.motor_on else "motor still off")
+            self.status.setStyleSheet("")
+            self.motor_on.setVisible(not state.motor_on)
+            if not state.motor_on:
+                self.error.show_error(f"motor still off: {state.fault}")
 
-        def homed(result: Any) -> None:
-            self.status.setText("homed")
-            log.info("%s homed", self.name)
+        def failed(error: BaseException) -> None:
+            self.error.show_error(error_text(error))
+            log.warning("motor on %s refused: %s", name, error_text(error))
 
-        self.panel.state.connection.call(home, homed, failed)
+        self.panel.state.connection.call(lambda b: b.motor_on(name), done, failed)
 
     def stop_now(self) -> None:
         log.info("stop %s", self.name)
@@ -169,7 +265,7 @@ class MotionPanel(QWidget):
         self.stop_all.clicked.connect(self._stop_all)
         guard.safety(self.stop_all)
         top = QHBoxLayout()
-        note = muted("Positions stream from the daemon 5× a second; Enter in a field moves.")
+        note = muted("Live positions, also during moves; Enter in a field moves.")
         note.setWordWrap(True)
         top.addWidget(note, 1)
         top.addStretch(1)
@@ -193,12 +289,14 @@ class MotionPanel(QWidget):
             self.grid.addWidget(header, 0, column, Qt.AlignmentFlag.AlignLeft)
         state.devices_changed.connect(self._on_devices)
         state.position_changed.connect(self._on_position)
+        state.parameter_changed.connect(self._on_parameter)
 
     def _on_devices(self, devices: list[DeviceInfo]) -> None:
         for device in devices:
             if "Movable" in device.capabilities and device.name not in self.axes:
                 row = 1 + 2 * len(self.axes)
-                self.axes[device.name] = _Axis(self, device, row)
+                axis = self.axes[device.name] = _Axis(self, device, row)
+                axis._show_motor()  # its parameters may have come first
                 self.grid.setRowStretch(row + 2, 0)
         self.grid.setRowStretch(1 + 2 * len(self.axes), 1)
         self.grid.setColumnStretch(len(HEADERS), 1)
@@ -207,6 +305,11 @@ class MotionPanel(QWidget):
         axis = self.axes.get(position.device)
         if axis is not None:
             axis.show(position)
+
+    def _on_parameter(self, value: ParameterValue) -> None:
+        axis = self.axes.get(value.device)
+        if axis is not None:
+            axis.on_parameter(value)
 
     def _stop_all(self) -> None:
         for axis in self.axes.values():

@@ -102,6 +102,7 @@ class PowerPanel(QWidget):
         self.times: deque[float] = deque(maxlen=MAX_POINTS)
         self.values: deque[float] = deque(maxlen=MAX_POINTS)
         self.units = ""
+        self._label: tuple[str, str] = ("", "")
         self.readings = 0
         self._watch: Watch | None = None
         state.devices_changed.connect(self._on_devices)
@@ -174,7 +175,10 @@ class PowerPanel(QWidget):
         times, values = times[keep] - now, values[keep]
         self.curve.setData(times, values)
         self.plot.setXRange(-span, 0, padding=0)
-        self.plot.setLabel("left", self.device.currentText() or "reading", units=self.units)
+        wanted = (self.device.currentText() or "reading", self.units)
+        if wanted != self._label:  # relabelling re-lays the axis out: only when it changes
+            self._label = wanted
+            self.plot.setLabel("left", wanted[0], units=wanted[1])
         finite = values[np.isfinite(values)]
         if finite.size:
             self.stats["mean"].setText(si(float(finite.mean()), self.units))

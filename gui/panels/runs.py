@@ -1,32 +1,40 @@
-"""Runs and scans: record a run or start a scan from a form, follow its progress, pause /
-resume / stop it, plot the running scan's points live, and list the runs on the daemon's disk.
+"""Runs and scans: start a plan (or record a run) from a form, follow its progress, pause /
+resume / stop / abort it, plot what it records point by point, see its table, and list the
+scans and run files the daemon keeps.
+
+Plans come from :class:`gui.plan_form.PlanForm` (every kind, checked by the daemon before they
+start). The plot follows the scan's event stream (:mod:`gui.scan_events`): the values the
+daemon recorded at each point, the same rows as the run file. A scan started elsewhere (a
+script, ``benchctl``, another GUI) is picked up and followed too; any scan in the list can be
+plotted again, and its table viewed or exported to CSV.
 
 A run that records camera frames needs the camera free: if the camera is in live view, the
 panel stops the live view for the run and starts it again when the run has ended (the run's
-own frames show in the live view meanwhile). Scans come from the Scan service (line or grid);
-a scan started elsewhere (a script, benchctl, another GUI) is picked up and followed too.
+own frames show in the live view meanwhile).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
-import pyqtgraph as pg
+import pyarrow as pa
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QPlainTextEdit,
     QProgressBar,
     QScrollArea,
@@ -39,169 +47,125 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client import AsyncBench, DeviceInfo, RunFile, RunStatus, ScanStatus
+from client import AsyncBench, RunFile, RunStatus, ScanEvent, ScanStatus
 
 from .. import theme
 from ..connection import Session
 from ..guard import Guard
-from ..scan_points import PointSource, ScanPoint, StatusPoints
+from ..plan_form import PlanForm, parse_metadata
+from ..scan_events import ScanData, ScanFollower
+from ..scan_plot import ScanPlot
+from ..scan_table import ScanTableDialog, export_csv
 from ..state import BenchState
 from ..widgets import ErrorLabel, button, error_text, muted
 
 log = logging.getLogger("gui.actions")
 
 SCAN_POLL = 1.0
-ACTIVE_SCAN = ("pending", "running", "paused")
-PLOT_COLOURS = [theme.ACCENT, theme.GREEN, theme.AMBER, "#c678dd", "#56b6c2", theme.RED]
+RUNNING_SCAN = ("pending", "running", "paused", "suspended")
+OUTCOME_COLOURS = {
+    "completed": theme.GREEN,
+    "running": theme.ACCENT,
+    "stopped": theme.MUTED,
+    "aborted": theme.AMBER,
+}
+
+__all__ = ["RunsPanel", "parse_metadata"]
 
 
-def parse_metadata(text: str) -> dict[str, str]:
-    """``key=value`` lines (blank lines and ``#`` comments skipped); ValueError names a bad line."""
-    metadata = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, equals, value = line.partition("=")
-        if not equals or not key.strip():
-            raise ValueError(f"metadata line {number}: expected key=value, got {line[:40]!r}")
-        metadata[key.strip()] = value.strip()
-    return metadata
-
-
-def _size(size: int) -> str:
+def _size(size: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if size < 1000 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000  # type: ignore[assignment]
+        size /= 1000
     return str(size)
 
 
-class _Axis:
-    def __init__(self) -> None:
-        self.device = QComboBox()
-        self.start = QDoubleSpinBox()
-        self.stop = QDoubleSpinBox()
-        for box in (self.start, self.stop):
-            box.setRange(-1e6, 1e6)
-            box.setDecimals(4)
-        self.stop.setValue(5.0)
-        self.points = QSpinBox()
-        self.points.setRange(1, 1_000_000)
-        self.points.setValue(21)
-        self.row = QWidget()
-        layout = QHBoxLayout(self.row)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.device, 2)
-        cells: list[tuple[str, QWidget]] = [
-            ("from", self.start),
-            ("to", self.stop),
-            ("points", self.points),
-        ]
-        for label, cell in cells:
-            layout.addWidget(muted(label))
-            layout.addWidget(cell, 1)
+def _clock(when: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if when else ""
 
-    def value(self) -> tuple[str, float, float, int]:
-        return (
-            self.device.currentText(),
-            self.start.value(),
-            self.stop.value(),
-            self.points.value(),
-        )
+
+def _left(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s left"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min left"
+    return f"{seconds / 3600:.1f} h left"
+
+
+def _table(headers: list[str]) -> QTableWidget:
+    table = QTableWidget(0, len(headers))
+    table.setHorizontalHeaderLabels(headers)
+    table.verticalHeader().setVisible(False)
+    table.verticalHeader().setDefaultSectionSize(22)
+    table.setAlternatingRowColors(True)
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setStretchLastSection(True)
+    return table
 
 
 class RunsPanel(QWidget):
-    def __init__(self, state: BenchState, guard: Guard, points: PointSource | None = None) -> None:
+    def __init__(self, state: BenchState, guard: Guard) -> None:
         super().__init__()
         self.state, self.guard = state, guard
-        self.points: PointSource = points or StatusPoints()
         self.run: RunStatus | None = None
-        self.scan: ScanStatus | None = None
-        self._followed_scan = ""
+        self.scan: ScanStatus | None = None  # the scan followed (plotted, controlled)
+        self.scans: dict[str, ScanStatus] = {}
+        self.data: ScanData | None = None
+        self.follower = ScanFollower()
         self._resume_live = ""
-        self._curves: dict[int, pg.PlotDataItem] = {}
-        self._data: dict[int, tuple[list[float], list[float]]] = {}
-        self._line = 0  # grid scans: the line being plotted, the slow axis's position
-        self._slow: float | None = None
+        self._tables: list[ScanTableDialog] = []
 
+        self.plan_form = PlanForm(state, guard)
+        self.plan_form.started.connect(self._on_started)
         forms = QTabWidget()
-        for page, title in ((self._record_form(), "Record a run"), (self._scan_form(), "Scan")):
-            scroll = QScrollArea()
+        self.plan_scroll = QScrollArea()  # the plan form's page (its own window in screenshots)
+        for page, title in ((self.plan_form, "Plan"), (self._record_form(), "Record a run")):
+            scroll = self.plan_scroll if page is self.plan_form else QScrollArea()
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QScrollArea.Shape.NoFrame)
             scroll.setWidget(page)
             forms.addTab(scroll, title)
-        progress = self._progress_box()
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(forms, 1)
+        forms.setMinimumWidth(400)
 
-        self.plot = pg.PlotWidget()
-        self.plot.showGrid(x=True, y=True, alpha=0.2)
-        self.plot.addLegend(offset=(-10, 10))
-        self.plot_device = QComboBox()
-        self.plot_device.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.plot_device.setToolTip("Which read device to plot against the scan's axis")
-        self.plot_note = muted("live impression: GUI readings at the scan's positions")
-        self.plot_note.setToolTip(
-            "Each point is drawn at the scan's position with the GUI's newest reading of the"
-            " device; the run file holds the values the daemon recorded at each point."
-        )
-        self.runs = QTableWidget(0, 6)
-        self.runs.setHorizontalHeaderLabels(["Run", "Status", "Frames", "Size", "Modified", "File"])
-        self.runs.verticalHeader().setVisible(False)
-        self.runs.setAlternatingRowColors(True)
-        self.runs.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.runs.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
-        header = self.runs.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
-        self.refresh = button("Refresh", tooltip="List the run files again")
-        self.refresh.clicked.connect(self._list_runs)
-        right = QSplitter(Qt.Orientation.Horizontal)
+        self.plot = ScanPlot()
         top = QWidget()
         top_layout = QVBoxLayout(top)
         top_layout.setContentsMargins(0, 0, 0, 0)
-        plot_bar = QHBoxLayout()
-        plot_bar.addWidget(QLabel("Plot"))
-        plot_bar.addWidget(self.plot_device)
-        plot_bar.addWidget(self.plot_note, 1)
-        top_layout.addWidget(progress)
-        top_layout.addLayout(plot_bar)
+        top_layout.addWidget(self._progress_box())
         top_layout.addWidget(self.plot, 1)
-        bottom = QWidget()
-        bottom_layout = QVBoxLayout(bottom)
-        bottom_layout.setContentsMargins(0, 0, 0, 0)
-        bar = QHBoxLayout()
-        bar.addWidget(QLabel("Past runs (newest first)"))
-        bar.addStretch(1)
-        bar.addWidget(self.refresh)
-        bottom_layout.addLayout(bar)
-        bottom_layout.addWidget(self.runs, 1)
+
+        lists = QTabWidget()
+        lists.addTab(self._scans_page(), "Scans")
+        lists.addTab(self._runs_page(), "Run files")
+        self.lists = lists
+
+        right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(top)
-        right.addWidget(bottom)
-        right.setStretchFactor(0, 3)
+        right.addWidget(lists)
+        right.setStretchFactor(0, 4)
         right.setStretchFactor(1, 1)
-        right.setSizes([640, 460])
+        right.setSizes([700, 170])
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(left)
+        splitter.addWidget(forms)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([340, 1100])
+        splitter.setSizes([520, 940])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(splitter)
 
         state.connection.connected.connect(self._on_connected)
-        state.devices_changed.connect(self._on_devices)
         state.run_status.connect(self._on_run)
         self._clock = QTimer(self)
         self._clock.timeout.connect(self._show_progress)
         self._clock.start(1000)
 
-    # -- forms -----------------------------------------------------------------------------------
+    # -- building -------------------------------------------------------------------------------
 
     def _record_form(self) -> QWidget:
         page = QWidget()
@@ -227,6 +191,12 @@ class RunsPanel(QWidget):
         self.record = button("●  Record", "primary", "Start recording a run")
         self.record.clicked.connect(self._start_record)
         self.record_error = ErrorLabel()
+        note = muted(
+            "A run records the bench as it is: readings, parameter changes and camera frames."
+            " To record at positions, use a plan (a count plan with frames is a recording)."
+        )
+        note.setWordWrap(True)
+        form.addRow(note)
         form.addRow("Name", self.run_name)
         form.addRow("Camera frames", self.run_frames)
         form.addRow("Duration", self.run_duration)
@@ -236,49 +206,6 @@ class RunsPanel(QWidget):
         form.addRow(self.record)
         form.addRow(self.record_error)
         self.guard.mutating(self.record)
-        return page
-
-    def _scan_form(self) -> QWidget:
-        page = QWidget()
-        form = QFormLayout(page)
-        self.scan_kind = QComboBox()
-        self.scan_kind.addItems(["line", "grid"])
-        self.axis1, self.axis2 = _Axis(), _Axis()
-        self.scan_kind.currentTextChanged.connect(
-            lambda kind: self.axis2.row.setEnabled(kind == "grid")
-        )
-        self.axis2.row.setEnabled(False)
-        self.snake = QCheckBox("snake (every other line backwards)")
-        self.scan_read = QListWidget()
-        self.scan_read.setMaximumHeight(70)
-        self.dwell = QDoubleSpinBox()
-        self.settle = QDoubleSpinBox()
-        for box in (self.dwell, self.settle):
-            box.setRange(0, 3600)
-            box.setDecimals(3)
-            box.setSuffix(" s")
-        self.settle.setValue(0.05)
-        self.scan_frames = QSpinBox()
-        self.scan_frames.setRange(0, 65535)
-        self.scan_name = QLineEdit()
-        self.scan_name.setPlaceholderText("line_scan / grid_scan")
-        self.start_scan = button(
-            "▶  Start scan", "primary", "Create the scan (checked by the daemon) and start it"
-        )
-        self.start_scan.clicked.connect(self._start_scan)
-        self.scan_error = ErrorLabel()
-        form.addRow("Kind", self.scan_kind)
-        form.addRow("Axis (slow)", self.axis1.row)
-        form.addRow("Axis 2 (fast)", self.axis2.row)
-        form.addRow("", self.snake)
-        form.addRow("Read", self.scan_read)
-        form.addRow("Settle", self.settle)
-        form.addRow("Dwell", self.dwell)
-        form.addRow("Frames / point", self.scan_frames)
-        form.addRow("Name", self.scan_name)
-        form.addRow(self.start_scan)
-        form.addRow(self.scan_error)
-        self.guard.mutating(self.start_scan)
         return page
 
     def _progress_box(self) -> QWidget:
@@ -292,11 +219,12 @@ class RunsPanel(QWidget):
         self.progress.setValue(0)
         self.progress_detail = muted("")
         self.progress_detail.setWordWrap(True)
+        self.progress_detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         buttons = QHBoxLayout()
         self.pause = button("Pause", tooltip="Pause the scan at its next point")
         self.resume = button("Resume", tooltip="Carry on from where the scan paused")
         self.stop = button("Stop", "danger", "Stop at the next point; the run file is completed")
-        self.abort = button("Abort", "danger", "Abort now: the axis in motion is stopped")
+        self.abort = button("Abort", "danger", "Abort now: the axes in motion are stopped")
         for widget in (self.pause, self.resume, self.stop, self.abort):
             buttons.addWidget(widget)
             self.guard.mutating(widget)
@@ -309,41 +237,64 @@ class RunsPanel(QWidget):
         head = QHBoxLayout()
         head.addWidget(self.progress_title)
         head.addWidget(self.progress, 1)
-        head.addLayout(buttons)
         layout.addLayout(head)
-        layout.addWidget(self.progress_detail)
+        below = QHBoxLayout()
+        below.addWidget(self.progress_detail, 1)
+        below.addLayout(buttons)
+        layout.addLayout(below)
         layout.addWidget(self.progress_error)
         return box
+
+    def _scans_page(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 4, 0, 0)
+        self.scan_list = _table(
+            ["Scan", "Plan", "State", "Points", "Started", "Origin", "Run file / reason"]
+        )
+        self.scan_list.itemSelectionChanged.connect(self._update_scan_buttons)
+        self.scan_list.itemDoubleClicked.connect(lambda _: self._plot_selected())
+        self.plot_scan = button("Plot", tooltip="Plot the selected scan's points")
+        self.plot_scan.clicked.connect(self._plot_selected)
+        self.view_table = button("Table…", tooltip="The selected scan's table (as the run file)")
+        self.view_table.clicked.connect(lambda: self._fetch_table(export=False))
+        self.export_table = button("Export CSV…", tooltip="Save the selected scan's table as CSV")
+        self.export_table.clicked.connect(lambda: self._fetch_table(export=True))
+        self.table_error = ErrorLabel()
+        bar = QHBoxLayout()
+        bar.addWidget(muted("Scans the daemon keeps (newest first; double-click to plot)"), 1)
+        for widget in (self.plot_scan, self.view_table, self.export_table):
+            bar.addWidget(widget)
+            self.guard.safety(widget)  # reading a table changes nothing: observers too
+            self.guard.enable(widget, False)
+        layout.addLayout(bar)
+        layout.addWidget(self.scan_list, 1)
+        layout.addWidget(self.table_error)
+        return page
+
+    def _runs_page(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 4, 0, 0)
+        self.runs = _table(
+            ["Run", "Outcome", "Frames", "Readings", "Size", "Modified", "Reason", "File"]
+        )
+        self.refresh = button("Refresh", tooltip="List the run files again")
+        self.refresh.clicked.connect(self._list_runs)
+        bar = QHBoxLayout()
+        bar.addWidget(muted("Run files on the daemon's disk (newest first)"), 1)
+        bar.addWidget(self.refresh)
+        layout.addLayout(bar)
+        layout.addWidget(self.runs, 1)
+        return page
 
     # -- session ---------------------------------------------------------------------------------
 
     def _on_connected(self, session: Session) -> None:
-        self._followed_scan = ""
+        if self.scan is not None and not self.scan.finished:
+            self.scan = None  # followed again (from its first event) when the list comes
         self.state.connection.poll(lambda b: b.scans(), self._on_scans, SCAN_POLL)
         self._list_runs()
-
-    def _on_devices(self, devices: list[DeviceInfo]) -> None:
-        movable = self.state.with_capability("Movable")
-        readable = self.state.with_capability("Readable")
-        for axis in (self.axis1, self.axis2):
-            if [axis.device.itemText(i) for i in range(axis.device.count())] != movable:
-                current = axis.device.currentText()
-                axis.device.clear()
-                axis.device.addItems(movable)
-                if current in movable:
-                    axis.device.setCurrentText(current)
-        if self.axis2.device.currentIndex() == 0 and len(movable) > 1:
-            self.axis2.device.setCurrentIndex(1)
-        existing = [self.scan_read.item(i).text() for i in range(self.scan_read.count())]
-        if existing != readable:
-            self.scan_read.clear()
-            for name in readable:
-                item = QListWidgetItem(name)
-                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-                item.setCheckState(
-                    Qt.CheckState.Checked if name == "power_meter" else Qt.CheckState.Unchecked
-                )
-                self.scan_read.addItem(item)
 
     def _list_runs(self) -> None:
         self.state.connection.call(lambda b: b.runs(), self._on_runs)
@@ -352,21 +303,181 @@ class RunsPanel(QWidget):
         runs = sorted(runs, key=lambda r: r.modified, reverse=True)
         self.runs.setRowCount(len(runs))
         for row, run in enumerate(runs):
+            reason = run.reason + (f" ({run.error})" if run.error else "")
             cells = [
                 run.name,
                 run.status,
-                str(run.frames_written),
+                f"{run.frames_written:,}",
+                f"{run.readings_recorded:,}",
                 _size(run.size_bytes),
-                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.modified)),
+                _clock(run.modified),
+                reason,
                 run.path,
             ]
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if column == 1 and run.status not in ("completed", "running"):
-                    item.setForeground(theme.state_colour("degraded"))
+                if column == 1:
+                    item.setForeground(QColor(OUTCOME_COLOURS.get(run.status, theme.RED)))
+                if column in (2, 3, 4):
+                    item.setTextAlignment(theme.ALIGN_RIGHT)
+                if column in (6, 7):
+                    item.setToolTip(text)
                 self.runs.setItem(row, column, item)
 
-    # -- starting ------------------------------------------------------------------------------
+    # -- scans: the list, following one ----------------------------------------------------------
+
+    def _on_scans(self, scans: list[ScanStatus]) -> None:
+        self.scans = {s.id: s for s in scans}
+        shown = sorted(scans, key=lambda s: s.created, reverse=True)
+        selected = self.selected_scan()
+        self.scan_list.setRowCount(len(shown))
+        for row, scan in enumerate(shown):
+            done = f"{scan.points_done:,}" + (
+                f" / {scan.points_total:,}" if scan.points_total else ""
+            )
+            where = scan.error if scan.error and scan.finished else scan.run_path
+            cells = [scan.id, scan.kind, scan.state, done, _clock(scan.started), scan.origin, where]
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if column == 2:
+                    colour = OUTCOME_COLOURS.get(scan.state, theme.RED)
+                    if scan.state in RUNNING_SCAN:
+                        colour = theme.AMBER if scan.state == "suspended" else theme.ACCENT
+                    item.setForeground(QColor(colour))
+                if column == 6:
+                    item.setToolTip(text)
+                self.scan_list.setItem(row, column, item)
+            if scan.id == selected:
+                self.scan_list.selectRow(row)
+        running = [s for s in scans if s.state in RUNNING_SCAN]
+        current = self.scan
+        if running and (current is None or current.finished or current.id not in self.scans):
+            self.follow(running[0])
+        elif current is not None and current.id in self.scans:
+            self._on_scan(self.scans[current.id])  # newer than the stream's, if that lags
+        self._update_scan_buttons()
+
+    def selected_scan(self) -> str:
+        rows = self.scan_list.selectionModel().selectedRows()
+        if not rows:
+            return ""
+        item = self.scan_list.item(rows[0].row(), 0)
+        return item.text() if item is not None else ""
+
+    def _update_scan_buttons(self) -> None:
+        chosen = self.selected_scan()
+        self.guard.enable(self.plot_scan, bool(chosen))
+        self.guard.enable(self.view_table, bool(chosen))
+        self.guard.enable(self.export_table, bool(chosen))
+
+    def _plot_selected(self) -> None:
+        chosen = self.scans.get(self.selected_scan())
+        if chosen is not None:
+            self.follow(chosen)
+
+    def _on_started(self, status: ScanStatus) -> None:
+        self.scans[status.id] = status
+        self.follow(status)
+
+    def follow(self, status: ScanStatus) -> None:
+        """Plot ``status``'s scan from its first event and show its progress."""
+        if self.scan is not None and self.scan.id == status.id and self.data is not None:
+            self._on_scan(status)
+            return
+        self.scan = None  # the next status of this scan is taken, whatever it says
+        self.data = ScanData(status.id, kind=status.kind)
+        self.plot.show_scan(self.data)
+        self.progress_error.clear_error()
+
+        def failed(error: BaseException) -> None:
+            self.progress_error.show_error(f"following scan {status.id}: {error_text(error)}")
+
+        self.follower.start(
+            self.state.connection,
+            status.id,
+            self._on_events,
+            self._on_scan,
+            failed=failed,
+            status=not status.finished,
+        )
+        self._on_scan(status)
+
+    def _on_events(self, events: list[ScanEvent]) -> None:
+        data = self.data
+        if data is None or not events or events[0].scan_id != data.scan_id:
+            return
+        data.add(events)
+        self.plot.changed()
+        self._show_progress()
+        if any(e.kind == "ended" for e in events):
+            self._list_runs()
+
+    def _on_scan(self, status: ScanStatus) -> None:
+        """A status of the followed scan, from its stream, the list or a reply: the newest
+        wins (``events`` counts what the scan has done; a status never goes back)."""
+        previous = self.scan
+        if previous is not None and (
+            status.id != previous.id or (status.events < previous.events and not status.finished)
+        ):
+            return
+        self.scan = status
+        self.scans[status.id] = status
+        self._show_progress()
+        if status.finished and (previous is None or not previous.finished):
+            self._list_runs()
+
+    # -- the scan's table ------------------------------------------------------------------------
+
+    def _fetch_table(self, *, export: bool) -> None:
+        scan_id = self.selected_scan()
+        if not scan_id:
+            return
+        status = self.scans.get(scan_id)
+        run_path = status.run_path if status is not None else ""
+        self.table_error.clear_error()
+        target: Path | None = None
+        if export:
+            name, _ = QFileDialog.getSaveFileName(
+                self, "Export the scan's table", f"scan-{scan_id}.csv", "CSV (*.csv)"
+            )
+            if not name:
+                return
+            target = Path(name)
+
+        def fetched(table: pa.Table) -> None:
+            if target is not None:
+                log.info(
+                    "exported scan %s's table (%d rows) to %s", scan_id, table.num_rows, target
+                )
+                return
+            self.show_table(scan_id, table, run_path)
+
+        async def fetch(bench: AsyncBench) -> pa.Table:
+            table = await bench.scan_table(scan_id)
+            if target is not None:
+                await asyncio.to_thread(export_csv, table, target)
+            return table
+
+        def failed(error: BaseException) -> None:
+            self.table_error.show_error(f"scan {scan_id}'s table: {error_text(error)}")
+
+        self.state.connection.call(fetch, fetched, failed)
+
+    def show_table(self, scan_id: str, table: pa.Table, run_path: str) -> ScanTableDialog:
+        dialog = ScanTableDialog(
+            self, scan_id, table, run_path, self.state.connection.on_qt(lambda f: f())
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.destroyed.connect(lambda _=None, d=dialog: self._forget(d))
+        self._tables.append(dialog)
+        dialog.show()
+        return dialog
+
+    def _forget(self, dialog: ScanTableDialog) -> None:
+        if dialog in self._tables:
+            self._tables.remove(dialog)
+
+    # -- recording -------------------------------------------------------------------------------
 
     def _camera_live(self) -> str:
         """The camera, if it is in live view now (a run with frames needs it free)."""
@@ -380,7 +491,7 @@ class RunsPanel(QWidget):
         try:
             metadata = parse_metadata(self.run_metadata.toPlainText())
         except ValueError as error:
-            self.record_error.show_error(str(error))
+            self.record_error.show_error(f"metadata {error}")
             return
         name = self.run_name.text().strip()
         frames, duration = self.run_frames.value(), self.run_duration.value()
@@ -420,105 +531,6 @@ class RunsPanel(QWidget):
 
         self.state.connection.call(start, started, failed)
 
-    def _start_scan(self) -> None:
-        axes = [self.axis1.value()]
-        if self.scan_kind.currentText() == "grid":
-            axes.append(self.axis2.value())
-        read = tuple(
-            self.scan_read.item(i).text()
-            for i in range(self.scan_read.count())
-            if self.scan_read.item(i).checkState() == Qt.CheckState.Checked
-        )
-        options: dict[str, Any] = {
-            "read": read,
-            "snake": self.snake.isChecked(),
-            "dwell": self.dwell.value(),
-            "settle": self.settle.value(),
-            "frames": self.scan_frames.value(),
-            "name": self.scan_name.text().strip(),
-        }
-        self.scan_error.clear_error()
-        log.info(
-            "scan %s, read %s",
-            " × ".join(f"{d} {a:g}→{b:g} ({n})" for d, a, b, n in axes),
-            ", ".join(read) or "nothing",
-        )
-
-        async def start(bench: AsyncBench) -> ScanStatus:
-            created = await bench.create_scan(axes, **options)
-            return await bench.start_scan(created.id)
-
-        def failed(error: BaseException) -> None:
-            self.scan_error.show_error(error_text(error))
-            log.warning("scan refused: %s", error_text(error))
-
-        self.state.connection.call(start, self._follow_scan, failed)
-
-    # -- following -----------------------------------------------------------------------------
-
-    def _on_scans(self, scans: list[ScanStatus]) -> None:
-        active = [s for s in scans if s.state in ACTIVE_SCAN]
-        if active and active[0].id != self._followed_scan:
-            self._follow_scan(active[0])
-
-    def _follow_scan(self, status: ScanStatus) -> None:
-        self._followed_scan = status.id
-        self.scan = status
-        read = tuple(self.state.with_capability("Readable"))
-        self.plot_device.clear()
-        self.plot_device.addItems(list(read))
-        if "power_meter" in read:
-            self.plot_device.setCurrentText("power_meter")
-        for curve in self._curves.values():
-            self.plot.removeItem(curve)
-        self._curves.clear()
-        self._data.clear()
-        self._line = 0
-        self._slow = None
-        self.points.start(self.state.connection, status.id, read, self._on_point, self._on_scan)
-        self._on_scan(status)
-
-    def _on_point(self, point: ScanPoint) -> None:
-        scan = self.scan
-        if scan is None or not point.positions:
-            return
-        axes = list(point.positions)
-        fast = axes[-1]
-        if len(axes) > 1:  # a grid: a new curve each time the slow axis steps
-            slow = point.positions[axes[0]]
-            if self._slow is not None and abs(slow - self._slow) > 1e-12:
-                self._line += 1
-            self._slow = slow
-        line = self._line
-        value = point.values.get(self.plot_device.currentText())
-        if value is None:
-            return
-        xs, ys = self._data.setdefault(line, ([], []))
-        xs.append(point.positions[fast])
-        ys.append(value)
-        curve = self._curves.get(line)
-        if curve is None:
-            colour = PLOT_COLOURS[line % len(PLOT_COLOURS)]
-            curve = self.plot.plot(
-                pen=pg.mkPen(colour, width=1.5),
-                symbol="o",
-                symbolSize=5,
-                symbolBrush=colour,
-                name=f"line {line + 1}" if line < 6 else None,
-            )
-            self._curves[line] = curve
-        curve.setData(xs, ys)
-        units = {n: d.units for n, d in self.state.devices.items()}
-        self.plot.setLabel("bottom", fast, units=units.get(fast, ""))
-        device = self.plot_device.currentText()
-        self.plot.setLabel("left", device, units=units.get(device, ""))
-
-    def _on_scan(self, status: ScanStatus) -> None:
-        self.scan = status
-        self._show_progress()
-        if status.finished:
-            self._list_runs()
-
     def _on_run(self, status: RunStatus) -> None:
         previous = self.run
         self.run = status
@@ -530,45 +542,90 @@ class RunsPanel(QWidget):
                 log.info("run ended: starting %s live again", camera)
                 self.state.connection.call(lambda b: b.start_acquisition(camera))
 
+    # -- progress and control --------------------------------------------------------------------
+
     def _show_progress(self) -> None:
         scan, run = self.scan, self.run
-        scanning = scan is not None and scan.state in ACTIVE_SCAN
+        scanning = scan is not None and scan.state in RUNNING_SCAN
         recording = run is not None and run.state in ("recording", "finishing")
-        if scanning and scan is not None:
-            self.progress_title.setText(
-                f"Scan {scan.id}: {scan.state}"
-                + (" (pausing)" if scan.pause_requested and scan.state == "running" else "")
-            )
-            total = max(1, scan.points_total)
-            self.progress.setValue(int(1000 * scan.points_done / total))
-            self.progress.setFormat(f"{scan.points_done} / {scan.points_total} points")
-            where = ", ".join(f"{k} {v:.4g}" for k, v in scan.positions.items())
-            self.progress_detail.setText(f"at {where}" if where else "")
+        self.progress_detail.setStyleSheet("")
+        if scan is not None and (scanning or not recording):
+            self._show_scan(scan)
         elif run is not None and run.state != "idle":
-            self.progress_title.setText(f"Run '{run.name}': {run.state}")
-            if run.frames_expected:
-                self.progress.setValue(int(1000 * run.frames_written / max(1, run.frames_expected)))
-                self.progress.setFormat(f"{run.frames_written} / {run.frames_expected} frames")
-            else:
-                elapsed = (run.ended or time.time()) - run.started if run.started else 0.0
-                self.progress.setValue(1000 if run.finished else 0)
-                self.progress.setFormat(f"{elapsed:.0f} s")
-            lost = run.frames_dropped + run.frames_missing + run.readings_lost
-            self.progress_detail.setText(
-                f"{run.frames_written} frames written ({run.frames_committed} flushed),"
-                f" {run.readings_recorded} readings, {run.parameter_changes} parameter changes,"
-                f" {lost} lost · {run.path}" + (f" · {run.error}" if run.error else "")
-            )
-            self.progress_detail.setStyleSheet(f"color: {theme.RED};" if lost else "")
+            self._show_run(run)
         else:
             self.progress_title.setText("Nothing running")
             self.progress.setValue(0)
             self.progress.setFormat("")
             self.progress_detail.setText("")
-        self.guard.enable(self.pause, scanning and scan is not None and scan.state == "running")
-        self.guard.enable(self.resume, scanning and scan is not None and scan.state == "paused")
+        running = scanning and scan is not None
+        self.guard.enable(self.pause, running and scan.state in ("running", "suspended"))  # type: ignore[union-attr]
+        self.guard.enable(self.resume, running and scan.state == "paused")  # type: ignore[union-attr]
         self.guard.enable(self.abort, scanning)
         self.guard.enable(self.stop, scanning or recording)
+
+    def _show_scan(self, scan: ScanStatus) -> None:
+        pausing = scan.pause_requested and scan.state == "running"
+        self.progress_title.setText(
+            f"Scan {scan.id} · {scan.kind or 'plan'}: {scan.state}"
+            + (" (pausing)" if pausing else "")
+        )
+        total = scan.points_total
+        done = scan.points_done  # or the points plotted, if the status lags behind the events
+        if self.data is not None and self.data.scan_id == scan.id:
+            done = max(done, len(self.data.index))
+        if total:
+            self.progress.setValue(int(1000 * done / total))
+            left = ""
+            if scan.state == "running" and scan.started and done >= 2:
+                elapsed = time.time() - scan.started
+                left = " · " + _left(elapsed / done * (total - done))
+            self.progress.setFormat(f"{done:,} / {total:,} points{left}")
+        else:
+            elapsed = (scan.ended or time.time()) - scan.started if scan.started else 0.0
+            self.progress.setValue(1000 if scan.finished else 0)
+            self.progress.setFormat(f"{done:,} points · {elapsed:.0f} s")
+        details = []
+        if scan.state == "suspended":
+            details.append(f"HELD by {scan.suspended_by}: the point will be taken again")
+            self.progress_detail.setStyleSheet(f"color: {theme.AMBER};")
+        elif scan.finished and scan.state != "completed":
+            details.append(scan.error or scan.state)
+            self.progress_detail.setStyleSheet(f"color: {theme.RED};")
+        where = ", ".join(f"{k} {v:.4g}" for k, v in scan.positions.items())
+        if where and not scan.finished:
+            details.append(f"at {where}")
+        if scan.suspensions:
+            held = sum(s.seconds for s in scan.suspensions)
+            details.append(f"held {len(scan.suspensions)}× ({held:.1f} s)")
+        if scan.result:
+            found = scan.result.get("found")
+            details.append(
+                f"peak at {scan.result.get('centre', float('nan')):.4g}"
+                if found
+                else f"no peak: {scan.result.get('reason', '')}"
+            )
+        if scan.run_path:
+            details.append(scan.run_path)
+        self.progress_detail.setText(" · ".join(details))
+
+    def _show_run(self, run: RunStatus) -> None:
+        outcome = f" ({run.outcome})" if run.outcome and run.outcome != run.state else ""
+        self.progress_title.setText(f"Run '{run.name}': {run.state}{outcome}")
+        if run.frames_expected:
+            self.progress.setValue(int(1000 * run.frames_written / max(1, run.frames_expected)))
+            self.progress.setFormat(f"{run.frames_written} / {run.frames_expected} frames")
+        else:
+            elapsed = (run.ended or time.time()) - run.started if run.started else 0.0
+            self.progress.setValue(1000 if run.finished else 0)
+            self.progress.setFormat(f"{elapsed:.0f} s")
+        lost = run.frames_dropped + run.frames_missing + run.readings_lost
+        self.progress_detail.setText(
+            f"{run.frames_written} frames written ({run.frames_committed} flushed),"
+            f" {run.readings_recorded} readings, {run.parameter_changes} parameter changes,"
+            f" {lost} lost · {run.path}" + (f" · {run.error}" if run.error else "")
+        )
+        self.progress_detail.setStyleSheet(f"color: {theme.RED};" if lost or run.error else "")
 
     def _scan_action(self, action: str) -> None:
         scan = self.scan
@@ -590,7 +647,7 @@ class RunsPanel(QWidget):
         scan = self.scan
         self.progress_error.clear_error()
         failed = lambda e: self.progress_error.show_error(error_text(e))  # noqa: E731
-        if scan is not None and scan.state in ACTIVE_SCAN:
+        if scan is not None and scan.state in RUNNING_SCAN:
             scan_id = scan.id
             log.info("stop scan %s", scan_id)
             self.state.connection.call(

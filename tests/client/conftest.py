@@ -100,11 +100,12 @@ def start_daemon(
     tokens: Path | None = None,
     extra: str = "",
     env: dict[str, str] | None = None,
+    bench: str = SIMULATED_BENCH,
 ) -> Daemon:
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "bench.toml"
     config.write_text(
-        SIMULATED_BENCH + f"\n[edge]\npresets_dir = '{directory / 'presets'}'\n"
+        bench + f"\n[edge]\npresets_dir = '{directory / 'presets'}'\n"
         f"disk_path = '{directory}'\n"
         + (f"tokens_file = '{tokens}'\n" if tokens is not None else "")
         + f"[storage]\ndirectory = '{directory / 'runs'}'\nring_directory = '{directory}'\n"

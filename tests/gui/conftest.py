@@ -15,6 +15,7 @@ os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before Qt is imported anywhere
 from collections.abc import Callable, Iterator
 
 import pytest
+from PySide6.QtCore import QCoreApplication, QEvent
 from PySide6.QtWidgets import QApplication
 
 from gui import theme
@@ -37,8 +38,10 @@ def gui_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 
 @pytest.fixture
 def open_window(qapp: QApplication) -> Iterator[Callable[..., MainWindow]]:
-    """``open_window(address, token=...)``: a connected main window, closed after the test."""
-    theme.apply(qapp)
+    """``open_window(address, token=...)``: a connected main window, closed and deleted after
+    the test (a window left alive would be re-polished by every later ``setStyleSheet``)."""
+    if qapp.styleSheet() != theme.STYLESHEET:
+        theme.apply(qapp)
     windows: list[MainWindow] = []
 
     def open_(address: str, *, token: str | None = OPERATOR, **options: object) -> MainWindow:
@@ -52,3 +55,5 @@ def open_window(qapp: QApplication) -> Iterator[Callable[..., MainWindow]]:
     yield open_
     for window in windows:
         window.close()
+        window.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
