@@ -90,12 +90,12 @@ def list_runs(channel: grpc.Channel) -> list[storage_pb2.RunFile]:
     return list(reply.runs)
 
 
-def small_roi(channel: grpc.Channel) -> None:
+def small_roi(channel: grpc.Channel, roi: str = "0,0,512,256") -> None:
     call(
         channel,
         "/benchd.v1.Hardware/SetParameter",
         hardware_pb2.SetParameterRequest(
-            device="camera", name="roi", value=common_pb2.Value(text="0,0,512,256")
+            device="camera", name="roi", value=common_pb2.Value(text=roi)
         ),
         hardware_pb2.ParameterValue,
     )
@@ -103,7 +103,9 @@ def small_roi(channel: grpc.Channel) -> None:
 
 def start_long_run(address: str) -> storage_pb2.RunStatus:
     with grpc.insecure_channel(address) as channel:
-        small_roi(channel)
+        # 16 KiB frames: the recorder refuses a run its disk cannot hold (60 000 frames of
+        # 256 KiB would be 15 GiB), and this one only has to outlast the test
+        small_roi(channel, "0,0,128,64")
         status = call(
             channel,
             "/benchd.v1.Storage/StartRun",
