@@ -37,6 +37,7 @@ from ._context import EdgeContext, EventLog
 from ._guard import RequestGuard
 from ._preset_store import PresetStore
 from ._priority import EdgeServer, PriorityStops
+from .audit import run_file_sink
 from .auth import Authenticator
 from .control import ControlServicer
 from .daemon_info import DaemonInfoServicer
@@ -183,6 +184,7 @@ class Edge(Actor):
                 services.append(Health({service: [serving] for service in services}))
                 services = ServerReflection.extend(services)
                 limits = RequestLimits.from_config(self.config)
+                context.audit.add_sink(run_file_sink(self.system))  # /entry/audit of a run
                 guard = RequestGuard(limits, auth=authenticator, audit=context.audit)
                 services = guard.wrap(services)
                 stops = PriorityStops(authenticator, limits, nursery, estop.broadcast)

@@ -27,6 +27,11 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message as ProtoMessage
 
+from runtime import ActorSystem, NotFoundError
+
+from ..pipeline.audit_trail import AuditEntry as RunAuditEntry
+from ..pipeline.audit_trail import RecordAudit
+from ..pipeline.recorder import RECORDER_NAME
 from .auth import OPERATOR_METHODS, STOP_METHODS
 
 logger = logging.getLogger("benchd.audit")
@@ -78,6 +83,13 @@ class AuditEntry:
             "duration_ms": round(self.duration_ms, 3),
         }
 
+    def what(self) -> str:
+        """What was asked, without who or the result: ``Hardware/SetParameter esp300.axis1
+        name='velocity' value={number=2.5}``."""
+        words = [self.method, *([self.target] if self.target else [])]
+        words.extend(f"{k}={v}" for k, v in self.arguments.items())
+        return " ".join(words)
+
     def line(self) -> str:
         """The entry as one line of text for people (the JSON log carries it as data)."""
         who = f"{self.who or 'unknown'} ({self.role})" if self.role else self.who or "unknown"
@@ -114,6 +126,33 @@ class AuditTrail:
                 sink(entry)
             except Exception:
                 _failures.exception("an audit sink failed on %s", entry.method)
+
+
+def run_file_sink(system: ActorSystem) -> Sink:
+    """A sink that hands each entry to the recorder, for the audit trail in the file of the run
+    recording now (``/entry/audit``; ignored when none records). ``try_tell``: the edge's loop
+    never waits for the recorder, a full mailbox costs the entry (the run counts what it
+    drops past its own queue), and a recorder that is restarting misses the entry — the log
+    line has it either way."""
+
+    def sink(entry: AuditEntry) -> None:
+        try:
+            recorder = system.ref(RECORDER_NAME)
+        except NotFoundError:
+            return  # a bench without a recorder records no runs
+        recorder.try_tell(
+            RecordAudit(
+                RunAuditEntry(
+                    time=entry.when,
+                    who=entry.who or "unknown",
+                    role=entry.role,
+                    what=entry.what(),
+                    result=entry.result,
+                )
+            )
+        )
+
+    return sink
 
 
 def short_method(method: str) -> str:

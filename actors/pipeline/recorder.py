@@ -412,10 +412,10 @@ class RecorderActor(Actor):
         return run.add_scan_point(values, timestamp)
 
     def _record_audit(self, entry: AuditEntry) -> None:
-        """An audit entry for the run recording now (none recording: nothing to do)."""
-        run = self._run
-        if run is not None and not run.finished.is_set() and isinstance(entry, AuditEntry):
-            run.record_audit(entry)
+        """An audit entry for the run recording now, the recorder's own or a lent one (none
+        recording: nothing to do)."""
+        if isinstance(entry, AuditEntry):
+            self._control(lambda run: run.record_audit(entry))
 
     def _options(self, request: StartRun) -> RunOptions:
         name = check_run_name(request.name)

@@ -7,9 +7,11 @@ import logging
 from pathlib import Path
 
 import pytest
+import trio
 from grpclib.const import Status
 
 from actors.edge.audit import AuditEntry, AuditTrail
+from actors.pipeline.nexus_read import read_audit
 from benchd.v1 import common_pb2, daemon_pb2, plan_pb2, preset_pb2, scan_pb2, storage_pb2
 from benchd.v1 import estop_pb2 as estop
 from benchd.v1 import hardware_pb2 as hw
@@ -185,3 +187,53 @@ def test_sinks_get_every_entry_and_a_failing_sink_fails_nothing(caplog) -> None:
     remove()
     trail.record(entry)
     assert got == [entry]
+
+
+async def test_the_run_being_recorded_keeps_the_entries_made_while_it_records(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same entries, in the run file's ``/entry/audit``: who, role, what, result."""
+    caplog.set_level(logging.INFO, logger=AUDIT)
+    await client.unary(  # before the run: in the log only
+        client.hardware.SetParameter,
+        hw.SetParameterRequest(
+            device="esp300.axis1", name="velocity", value=common_pb2.Value(number=2.0)
+        ),
+    )
+    run = await client.unary(
+        client.storage.StartRun, storage_pb2.StartRunRequest(name="watched", readings_only=True)
+    )
+    await client.unary(
+        client.hardware.SetParameter,
+        hw.SetParameterRequest(
+            device="esp300.axis1", name="velocity", value=common_pb2.Value(number=2.5)
+        ),
+    )
+    await client.fails(
+        Status.INVALID_ARGUMENT,
+        client.hardware.SetParameter,
+        hw.SetParameterRequest(
+            device="esp300.axis1", name="velocity", value=common_pb2.Value(number=-1.0)
+        ),
+    )
+    # each entry is recorded (log and sinks) once its call has ended; wait for the last
+    with trio.fail_after(10):
+        while len(audits(caplog)) < 4:
+            await trio.sleep(0.01)
+    await client.unary(client.storage.StopRun, storage_pb2.StopRunRequest(reason="done"))
+    with trio.fail_after(30):
+        while (
+            await client.unary(client.storage.GetRunStatus, storage_pb2.RunStatusRequest())
+        ).state in (storage_pb2.RUN_STATE_RECORDING, storage_pb2.RUN_STATE_FINISHING):
+            await trio.sleep(0.05)
+    entries = read_audit(Path(run.path))
+    whats = [e.what for e in entries]
+    assert whats[0].startswith("Storage/StartRun watched")  # the request that started it
+    assert whats[1:] == [
+        "Hardware/SetParameter esp300.axis1 name='velocity' value={number=2.5}",
+        "Hardware/SetParameter esp300.axis1 name='velocity' value={number=-1.0}",
+    ]  # not the set before the run, nor the StopRun (answered after the file closed)
+    assert all(e.who == "local" and e.role == "operator" for e in entries)
+    assert entries[1].result == "ok"
+    assert entries[2].result.startswith("INVALID_ARGUMENT: ")
+    assert entries[0].time <= entries[1].time <= entries[2].time
