@@ -552,11 +552,15 @@ async def _info(bench: AsyncBench, out: Output) -> None:
     actors = await bench.actors()
     devices = [d.name for d in actors if not d.is_service]
     services = [d.name for d in actors if d.is_service]
+    latch = info.estop
     out.emit(
         info,
         f"benchd {info.version} serving bench {info.bench!r} for {info.uptime_s:.0f} s;"
         f" you are an {info.role}\ndevices: {', '.join(devices)}\n"
-        f"services: {', '.join(services)}\nfeatures: {', '.join(info.features)}",
+        f"services: {', '.join(services)}\nfeatures: {', '.join(info.features)}"
+        + (
+            f"\n{latch.summary or 'e-stop latched'}; reset first" if latch and latch.latched else ""
+        ),
     )
 
 

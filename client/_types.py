@@ -264,6 +264,7 @@ class SystemHealth:
     preview_frames_skipped: int  # latest-only taps (GUIs, streams, the ring): skipped, not lost
     publish: PublishHealth | None = None  # the Tiled publisher ([publish] tiled), if any
     document_updates_lost: int = 0  # run updates the live document stream missed
+    estop: EmergencyStopLatch | None = None  # the e-stop latch (None from an older daemon)
 
     @classmethod
     def from_pb(cls, m: health_pb2.SystemHealth) -> SystemHealth:
@@ -285,6 +286,7 @@ class SystemHealth:
             m.preview_frames_skipped,
             PublishHealth.from_pb(m.publish) if m.HasField("publish") else None,
             m.document_updates_lost,
+            EmergencyStopLatch.from_pb(m.estop) if m.HasField("estop") else None,
         )
 
 
@@ -409,6 +411,7 @@ class DaemonInfo:
     devices: tuple[str, ...]
     features: tuple[str, ...]
     role: str  # the caller's role: "observer" or "operator"
+    estop: EmergencyStopLatch | None = None  # the e-stop latch (None from an older daemon)
 
     @classmethod
     def from_pb(cls, m: daemon_pb2.DaemonInfoResponse) -> DaemonInfo:
@@ -420,7 +423,25 @@ class DaemonInfo:
             tuple(m.devices),
             tuple(m.features),
             m.role,
+            EmergencyStopLatch.from_pb(m.estop) if m.HasField("estop") else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyStopLatch:
+    """The e-stop latch as Health and DaemonInfo report it: whom to ask and what to check."""
+
+    latched: bool
+    reason: str  # the newest stop's reason
+    by: str  # who asked: "alice (operator) from 10.0.0.7", "script"
+    since: float | None  # Unix time it was set; None when not latched
+    actors: tuple[str, ...]  # the actors latched now
+    summary: str  # "e-stop latched since 14:02:05 by alice ... (beam dump open)"
+
+    @classmethod
+    def from_pb(cls, m: common_pb2.EmergencyStopLatch) -> EmergencyStopLatch:
+        since = m.since if m.latched and m.since > 0 else None
+        return cls(m.latched, m.reason, m.by, since, tuple(m.actors), m.summary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,10 +449,14 @@ class EmergencyStopState:
     latched: bool
     latched_actors: tuple[str, ...]
     reason: str
+    by: str = ""  # who asked for the newest stop
+    since: float | None = None  # Unix time the latch was set; None when not latched
+    summary: str = ""  # "e-stop latched since 14:02:05 by alice (operator) ... (reason)"
 
     @classmethod
     def from_pb(cls, m: estop_pb2.EmergencyStopState) -> EmergencyStopState:
-        return cls(m.latched, tuple(m.latched_actors), m.reason)
+        since = m.since if m.latched and m.since > 0 else None
+        return cls(m.latched, tuple(m.latched_actors), m.reason, m.by, since, m.summary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,12 +521,14 @@ _ALERT_KINDS = {
     health_pb2.Alert.KIND_MEMORY_HIGH: "memory_high",
     health_pb2.Alert.KIND_WRITER_LAG: "writer_lag",
     health_pb2.Alert.KIND_FRAMES_LOST: "frames_lost",
+    health_pb2.Alert.KIND_ESTOP_LATCHED: "estop_latched",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    kind: str  # disk_low, device_degraded, actor_unresponsive, memory_high, writer_lag, frames_lost
+    kind: str  # disk_low, device_degraded, actor_unresponsive, memory_high, writer_lag,
+    # frames_lost, estop_latched
     subject: str
     message: str
     active: bool  # False: the condition cleared

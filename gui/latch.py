@@ -9,8 +9,8 @@ An operator who finds the bench latched needs to know whom to ask and what to ch
 * every refusal while latched: "… is refused: e-stop latched since 14:02:05 by alice
   (operator) from 10.0.0.5 (beam dump open); reset the emergency stop first" — so the first
   refused call fills in what the current state left out;
-* fields a newer daemon may add to the e-stop state, ``Health`` or ``DaemonInfo`` (``since`` /
-  ``latched_since``, ``by`` / ``latched_by``): used when present.
+* the latch in ``Health`` and ``DaemonInfo`` (their ``estop``: reason, by whom, since when),
+  read at each connect and with each health update.
 """
 
 from __future__ import annotations
@@ -69,8 +69,19 @@ def from_event(event: object) -> LatchInfo:
 
 
 def from_fields(value: object) -> LatchInfo | None:
-    """Latch fields a newer daemon may add to Health, DaemonInfo or the e-stop state; None
-    when it has none."""
+    """The latch a daemon reports in Health or DaemonInfo (their ``estop``), or in fields of
+    the e-stop state; None when it says nothing of a latch set now."""
+    estop = getattr(value, "estop", None)
+    if estop is not None:
+        if not getattr(estop, "latched", False):
+            return None  # the reset reaches the GUI through the e-stop stream
+        since = getattr(estop, "since", None)
+        return LatchInfo(
+            True,
+            str(getattr(estop, "reason", "") or ""),
+            str(getattr(estop, "by", "") or ""),
+            float(since) if isinstance(since, int | float) and since > 0 else None,
+        )
     since = _attribute(value, "latched_since", "latch_since")
     by = _attribute(value, "latched_by", "latch_by")
     if since is None and by is None:

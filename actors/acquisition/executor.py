@@ -57,6 +57,7 @@ from runtime import (
     Subscription,
     ValidationError,
     WrongState,
+    latched_refusal,
 )
 
 from ..pipeline.recorder import StartRun
@@ -276,10 +277,14 @@ class PlanExecutor(Actor):
 
     def _refuse_if_latched(self) -> None:
         latched = self.ref.statistics().latched
-        if latched is not None:
-            raise EmergencyStopLatched(
-                f"the emergency stop is latched ({latched}); reset it before starting a plan"
-            )
+        if latched is None:
+            return
+        latch = self.system.latch  # since when and by whom: the operator knows whom to ask
+        if latch is not None:
+            raise latched_refusal("starting a plan", latch)
+        raise EmergencyStopLatched(
+            f"the emergency stop is latched ({latched}); reset it before starting a plan"
+        )
 
     def _find(self, plan_id: str) -> PlanRecord:
         try:

@@ -307,6 +307,9 @@ class PlanRun:
                     if attempt or "exists already" not in str(error.root_cause):
                         raise
                     continue
+                if self.own_metadata and plan.frames and lease.pieces.frames is not None:
+                    # a recording of N frames: its status says N from the start
+                    lease.pieces.frames.planned = plan.frames * (plan.total() or 1)
                 return lease
         raise AssertionError("unreachable: the last attempt raises or returns")
 

@@ -228,6 +228,7 @@ class Edge(Actor):
                     with trio.CancelScope(shield=True), trio.move_on_after(self.stop_timeout / 2):
                         server.close()
                         await trio_asyncio.aio_as_trio(server.wait_closed)()
+                        server.close_connections()
                     nursery.cancel_scope.cancel()
         finally:
             listener.close()  # the server closed it already, unless it never started

@@ -199,8 +199,20 @@ class EdgeServer(Server):
     def __init__(self, handlers: Any, *, stops: PriorityStops, **options: Any) -> None:
         super().__init__(handlers, **options)
         self._stops = stops
+        self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
 
     def _protocol_factory(self) -> H2Protocol:
         protocol = super()._protocol_factory()
         protocol.handler = _PriorityHandler(protocol.handler, self._stops)
+        self._protocols.add(protocol)
         return protocol
+
+    def close_connections(self) -> None:
+        """Close every client connection still open (after ``close`` and ``wait_closed``).
+        grpclib's ``close`` stops the listener and the requests but leaves the connections to
+        their clients, and asyncio's server (before Python 3.12's ``close_clients``) does too:
+        a client that keeps its channel would hold the socket past the edge's end."""
+        for protocol in list(self._protocols):
+            processor = getattr(protocol, "processor", None)
+            if processor is not None:
+                processor.close("the daemon is stopping")

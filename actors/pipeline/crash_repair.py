@@ -181,6 +181,16 @@ def _end_record(path: Path) -> dict[str, Any]:
     return record
 
 
+def _planned_frames(run_info: dict[str, Any]) -> int | None:
+    """The frames a plan that recorded the run meant to take (``run.recorded_by``: its
+    estimate), when it took a fixed number per point; None for live frames or no plan."""
+    recorded_by = run_info.get("recorded_by") or {}
+    if not isinstance(recorded_by, dict) or not (recorded_by.get("plan") or {}).get("frames"):
+        return None
+    frames = (recorded_by.get("estimate") or {}).get("frames")
+    return int(frames) if isinstance(frames, int | float) and frames > 0 else None
+
+
 def _close_crashed(path: Path, actions: list[str]) -> RunEnd:
     size = path.stat().st_size
     with h5py.File(path, "r+") as file:
@@ -195,7 +205,7 @@ def _close_crashed(path: Path, actions: list[str]) -> RunEnd:
         span = FrameCount()
         for number in numbers:
             span.see(int(number))
-        asked = options.get("frames")
+        asked = options.get("frames") or _planned_frames(run_info)
         counts = RunCounts(
             **{
                 **counts.as_dict(),

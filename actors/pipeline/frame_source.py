@@ -79,6 +79,9 @@ class FrameSource:
         self.acquire = acquire
         self.count = FrameCount()
         self.asked = 0  # frames the owner asked the camera for itself (see expect)
+        #: Frames the owner plans to take in all (a recording's ``frames=N``): expected from
+        #: the run's start, as ``acquire`` would be, though the owner starts the sequences.
+        self.planned = 0
         self.camera_done = trio.Event()  # the sequence this source started has ended
         self.camera_accounting: dict[str, float] = {}  # the camera's own numbers at the end
         self._tap: TapReader[Frame] | None = None
@@ -208,7 +211,7 @@ class FrameSource:
         frames the camera offered the tap (drops after the last frame received are in no
         span, yet they were frames of the run)."""
         offered = self.count.received + self.dropped
-        return self.acquire or max(self.asked, self.count.total_span, offered)
+        return self.acquire or max(self.asked, self.planned, self.count.total_span, offered)
 
     @property
     def missing(self) -> int:

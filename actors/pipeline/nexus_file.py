@@ -932,8 +932,13 @@ class RunFileReader:
             compression = Compression.BITSHUFFLE_LZ4 if compressed else Compression.NONE
             layout = FrameLayout(camera, (int(data.shape[1]), int(data.shape[2])), compression)
             dataset = f"{detector}/data"
+        specs = channels_from_manifest(manifest)
+        if not any(spec.kind is ChannelKind.SCAN for spec in specs):
+            # a recording (StartRun: a count plan) has a table but no scan in its metadata
+            scan = self._layout.get("scan") or {}
+            specs += [ChannelSpec("scan", str(c), ChannelKind.SCAN, "float") for c in scan]
         channels = []
-        for spec in channels_from_manifest(manifest):
+        for spec in specs:
             where = self._where(spec)
             if f"{where}/time" in self._file and f"{where}/value" in self._file:
                 rows = min(self._file[f"{where}/{d}"].len() for d in ("time", "value"))

@@ -95,7 +95,7 @@ class StartRun(Request[RunStatus], Hazardous):
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimRun(Request[RunLease]):
+class ClaimRun(Request[RunLease], Hazardous):
     """Take the bench's run slot for a run the asker records itself (``run_lease.py``): the
     same checks and the same file as ``start`` would get; the reply is the lease, holding the
     run's pieces. ``owner`` names the asker in refusals ("plan p3")."""
@@ -415,7 +415,11 @@ class RecorderActor(Actor):
         """An audit entry for the run recording now, the recorder's own or a lent one (none
         recording: nothing to do)."""
         if isinstance(entry, AuditEntry):
-            self._control(lambda run: run.record_audit(entry))
+
+            def record(run: Run) -> None:
+                run.record_audit(entry)
+
+            self._control(record)
 
     def _options(self, request: StartRun) -> RunOptions:
         name = check_run_name(request.name)

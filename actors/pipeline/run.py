@@ -76,7 +76,7 @@ class Run:
             path=str(self.writer.path),
             state=RunState.RECORDING,
             started=self.accounting.started,
-            frames_expected=(self.frames.acquire or 0) if self.frames else 0,
+            frames_expected=self.frames.expected if self.frames else 0,
         )
         self.end: RunEnd | None = None
         self.finished = trio.Event()  # the file is closed and the final status published

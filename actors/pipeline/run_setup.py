@@ -161,7 +161,7 @@ def scan_plot(
     """A scan's default plot: ``given``, else the first column that names a Readable against
     the columns that name a Movable or a parameter (a count: against ``point``). A scan with
     no such detector plots its frames (None here) or, without frames, its first axis against
-    ``point``.
+    ``point``; one with bookkeeping columns alone, a reading against time (None here).
 
     Error handling: ValidationError if ``given`` names a column that was not declared."""
     if not columns:
@@ -193,8 +193,10 @@ def scan_plot(
         return None
     if axes:
         return ScanPlot(axes[0], point)
-    others = [c for c in columns if c != "point"]
-    return ScanPlot(others[0], point) if others else ScanPlot(columns[0])
+    # the executor's bookkeeping (attempts, frame_index…) is no plot: a recording without a
+    # detector or frames plots its first reading against time instead (None here)
+    others = [c for c in columns if c not in BOOKKEEPING_UNITS]
+    return ScanPlot(others[0], point) if others else None
 
 
 async def create_run(

@@ -149,12 +149,19 @@ class Worker:
 
     async def watch(self) -> None:
         """Wait for the exit (a pidfd: the event loop never blocks), then set ``exited``; if
-        cancelled first, kill and reap (bounded), so no worker outlives its owner."""
+        cancelled first, kill and reap (bounded), so no worker outlives its owner.
+
+        The pipes stay open at the exit: a worker writes its report and exits at once, and
+        the report may still be in the pipe when the exit is seen — closing our end then
+        lost it ("worker exited with status 0" for a script that had failed cleanly, seen
+        on a loaded machine). The owner closes them (``close``) once it has read to the end."""
         try:
             await self.process.wait()
-        finally:
+        except BaseException:
             with trio.CancelScope(shield=True):
                 await self.close()
+            raise
+        self.exited.set()
 
     async def close(self) -> None:
         """Kill (if still running), reap, keep what it said on stderr, close the pipes, set

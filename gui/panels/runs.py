@@ -349,7 +349,8 @@ class RunsPanel(QWidget):
                 self.scan_list.setItem(row, column, item)
             if scan.id == selected:
                 self.scan_list.selectRow(row)
-        running = [s for s in scans if s.state in RUNNING_SCAN]
+        # a recording (StartRun: a count plan, origin "record") shows as a run, not a scan
+        running = [s for s in scans if s.state in RUNNING_SCAN and s.origin != "record"]
         current = self.scan
         if running and (current is None or current.finished or current.id not in self.scans):
             self.follow(running[0])

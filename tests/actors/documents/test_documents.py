@@ -228,6 +228,41 @@ async def test_a_record_of_frames_and_a_fast_signal(
         assert status_now.updates_lost == 0 and status_now.runs_open == 0
 
 
+async def test_a_clients_record_through_the_executor_rebuilds_as_it_was_told(
+    tmp_path: Path,
+) -> None:
+    """Storage.StartRun is a count plan (the executor records it): its table (``primary``)
+    is in the rebuilt documents too, its status expects its frames from the start, and a
+    recording of readings alone plots a reading, not its bookkeeping."""
+    async with small_bench(bench_config(tmp_path / "runs", rate=200.0)) as bench:
+        await bench.system.ref("camera").ask(SetParameter("exposure", 20.0, Source.USER))
+        executor = bench.system.ref(EXECUTOR_NAME)
+        recorder = bench.system.ref(RECORDER_NAME)
+        collector = Collector()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(collector.run, bench)
+            started = await executor.ask(StartRun("burst", metadata={"sample": "Si"}, frames=10))
+            assert started.frames_expected == 10  # the reply knows the run's size
+            await wait_run(recorder)
+            readings = await executor.ask(
+                StartRun("quiet", duration=0.5, record_frames=False, metadata={"sample": "Si"})
+            )
+            await wait_run(recorder)
+            live = await collector.wait_stops(2)
+            nursery.cancel_scope.cancel()
+        validate(live)
+        for start in of(live, "start"):
+            mine = one_run(live, start["uid"])
+            assert "primary" in {d["name"] for d in of(mine, "descriptor")}
+            again = await rebuilt(bench, start["uid"])
+            validate(again)
+            same_documents(mine, again)
+        assert read_end_record(Path(started.path))["frames_expected"] == 10
+        with h5py.File(readings.path, "r") as file:
+            plot = file["entry/data"]  # the reading against time, not attempts against point
+            assert plot.attrs["signal"] in ("peak", "sine") and list(plot.attrs["axes"]) == ["time"]
+
+
 async def test_a_scripts_run(bench: Bench) -> None:
     collector = Collector()
     runner = bench.system.ref(RUNNER_NAME)

@@ -7,7 +7,7 @@ import time
 
 from grpclib.const import Status
 
-from benchd.v1 import common_pb2, daemon_pb2, health_pb2, storage_pb2
+from benchd.v1 import common_pb2, daemon_pb2, health_pb2, plan_pb2, scan_pb2, storage_pb2
 from benchd.v1 import estop_pb2 as pb
 from benchd.v1 import hardware_pb2 as hw
 
@@ -96,6 +96,13 @@ async def test_moves_sets_and_records_are_refused_while_latched(client: Client) 
             client.hardware.StartStream,
             hw.StartStreamRequest(device="camera", frames=3),
         ),
+        "starting a plan": (
+            client.scan.CreateScan,
+            scan_pb2.CreateScanRequest(
+                plan=plan_pb2.Plan(count=plan_pb2.CountPath(num=2), read=["power_meter"]),
+                start=True,
+            ),
+        ),
     }
     for what, (method, request) in refusals.items():
         message = await client.fails(Status.FAILED_PRECONDITION, method, request)
@@ -119,3 +126,30 @@ async def test_moves_sets_and_records_are_refused_while_latched(client: Client) 
     await client.unary(client.hardware.StopStream, hw.DeviceRequest(device="camera"))
     stopped = await client.unary(client.storage.StopRun, storage_pb2.StopRunRequest())
     assert stopped.name == "after-reset"
+
+
+async def test_the_client_library_carries_the_latch(client: Client) -> None:
+    """What the daemon says of the latch reaches a client's types (the GUI and benchctl show
+    them): who, since when, the summary — in the state, in info, in health and as an alert."""
+    from client._types import Alert, DaemonInfo, EmergencyStopState, SystemHealth
+
+    await _latch(client, "beam dump open")
+    try:
+        state = EmergencyStopState.from_pb(
+            await client.unary(client.estop.GetEmergencyStopState, pb.EmergencyStopStateRequest())
+        )
+        info = DaemonInfo.from_pb(
+            await client.unary(client.daemon.GetDaemonInfo, daemon_pb2.DaemonInfoRequest())
+        )
+        health = SystemHealth.from_pb(
+            await client.unary(client.health.GetSystemHealth, health_pb2.SystemHealthRequest())
+        )
+        assert state.latched and state.by == WHO and state.since is not None
+        assert info.estop is not None and health.estop is not None
+        for latch in (info.estop, health.estop):
+            assert latch.latched and latch.by == WHO and latch.since == state.since
+            assert latch.reason == "beam dump open" and latch.summary == state.summary
+        alert = health_pb2.Alert(kind=health_pb2.Alert.KIND_ESTOP_LATCHED, active=True)
+        assert Alert.from_pb(alert).kind == "estop_latched"
+    finally:
+        await client.unary(client.estop.ResetEmergencyStop, pb.ResetEmergencyStopRequest())
