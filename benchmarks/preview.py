@@ -25,9 +25,8 @@ and a loaded machine loses frames with or without a viewer — compare the three
 reported in each preview frame). Run files go to memory (/dev/shm) and each is deleted when its
 run has ended, as for pipeline.py's writer figures: on this VM's shared disk the kernel's
 writeback alone loses frames at 400 MB/s whatever the viewers do, which buries what is compared
-here (the viewers' cost to the run). ``BENCHD_PREVIEW_ON_DISK=1`` puts them on disk instead —
-needed today for runs over 2 GiB: the daemon stops a run at 2 GiB on tmpfs, where glibc
-reports 32-bit file sizes (``outcomes`` says "write error" then).
+here (the viewers' cost to the run). ``BENCHD_PREVIEW_ON_DISK=1`` puts them on disk instead.
+``outcomes`` is how each run's end record ended ("incomplete" when frames were dropped).
 
 ``BENCHD_PREVIEW_EXPOSURE_MS`` sets the camera's exposure (default 10 ms: shorter than the
 readout, so the sensor's full-frame rate, ~47 fps, 400 MB/s). A longer exposure lowers the
@@ -238,8 +237,7 @@ def measure(quick: bool) -> dict[str, object]:
         "full_frames_recording_dropped": dropped(base_status),
         "full_frames_recording_missing": missing(base_status),
         "recording_alone_dropped": dropped(alone),
-        # how each run ended: "write error" on /dev/shm means the daemon took tmpfs for a
-        # file system of 32-bit file sizes (glibc's PC_FILESIZEBITS there) and stopped at 2 GiB
+        # how each run ended (its end record): alone, with the GUI, with a full-frame client
         "outcomes": [alone.outcome, status.outcome, base_status.outcome],
         "recording_alone_missing": missing(alone),
         "frames_per_run": frames,
