@@ -42,6 +42,7 @@ from client.bluesky import (
     connect,
     connect_async,
 )
+from tests.run_engine import run_engine
 
 from .conftest import ROOT, Daemon, start_daemon
 
@@ -63,17 +64,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 
 @pytest.fixture(scope="module")
 def RE() -> Iterator[RunEngine]:  # noqa: N802 (bluesky's name for it)
-    # A plain SelectorEventLoop: this test process imports trio-asyncio (the other client
-    # tests run the daemon in-process), which makes asyncio.new_event_loop hand out its own
-    # loop. A user's `RunEngine()` is stock: test_the_notebook_cell runs exactly that.
-    loop = asyncio.SelectorEventLoop()
-    engine = RunEngine(loop=loop)
-    yield engine
-    loop.call_soon_threadsafe(loop.stop)
-    deadline = time.monotonic() + 10
-    while loop.is_running() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    loop.close()
+    # on a loop of its own (tests/run_engine.py); a user's `RunEngine()` is stock:
+    # test_the_notebook_cell runs exactly that
+    with run_engine() as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")

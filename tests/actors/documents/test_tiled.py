@@ -8,7 +8,6 @@ Waits are on the publisher's status (bounded), never on wall-clock margins.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
@@ -26,6 +25,7 @@ from actors.documents import PUBLISHER_NAME
 from actors.documents.tiled import LEDGER, GetPublishStatus, PublishStatus
 from runtime.config import ConfigError
 from supervisors.bench import Bench
+from tests.run_engine import run_engine
 
 from .conftest import bench_config, small_bench
 from .tiled_server import API_KEY, TiledServer, read_from_another_process
@@ -149,17 +149,8 @@ async def test_catch_up_at_start_publishes_what_ended_while_no_daemon_published(
 
 @pytest.fixture
 def RE() -> Iterator[Any]:  # noqa: N802 (bluesky's name for it)
-    from bluesky import RunEngine
-
-    # A plain SelectorEventLoop: this process imports trio-asyncio (see tests/client).
-    loop = asyncio.SelectorEventLoop()
-    engine = RunEngine(loop=loop)
-    yield engine
-    loop.call_soon_threadsafe(loop.stop)
-    deadline = time.monotonic() + 10
-    while loop.is_running() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    loop.close()
+    with run_engine() as engine:
+        yield engine
 
 
 def test_a_runengine_scan_on_a_running_daemon_appears_in_tiled_seconds_later(
