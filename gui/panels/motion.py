@@ -92,6 +92,7 @@ class _Axis:
         self.motor_on.setVisible(False)
         self.status = muted("")
         self.shown_at = 0.0  # the timestamp of the position shown (the newer source wins)
+        self._motor_note = ""  # the motor-off note last shown (a repeat does not hide news)
         self.homing = False
         self.error = ErrorLabel()
         cells: list[QWidget] = [
@@ -146,8 +147,12 @@ class _Axis:
             fault = str(state.value(self.name, "fault") or "no fault recorded")
             self.status.setText("MOTOR OFF")
             self.status.setStyleSheet(f"color: {theme.RED}; font-weight: 700;")
-            self.error.show_error(f"motor off: {fault}. Motor on, then home.")
+            note = f"motor off: {fault}. Motor on, then home."
+            if note != self._motor_note:  # news; the same note again must not hide a refusal
+                self._motor_note = note
+                self.error.show_error(note)
         elif self.status.text() == "MOTOR OFF":
+            self._motor_note = ""
             self.status.setText("motor on")
             self.status.setStyleSheet("")
             self.error.clear_error()
