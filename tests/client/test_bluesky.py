@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import hdf5plugin  # noqa: F401 (the frames are bitshuffle-LZ4 compressed)
 import numpy as np
 import pytest
 from bluesky import RunEngine
