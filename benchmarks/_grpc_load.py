@@ -69,6 +69,7 @@ from benchd.v1 import (
     storage_pb2,
 )
 from benchd.v1 import hardware_pb2 as pb
+from client._segment import one_segment
 
 REQUEST = pb.ParameterRequest(device="maitai", name="wavelength")
 REPLY = pb.ParameterValue(
@@ -143,6 +144,15 @@ def serve_trio_asyncio() -> None:
     trio.run(main)
 
 
+async def emergency_stop(channel: Channel, stub: Any) -> Any:
+    """An EmergencyStop as the client library sends it: the request in one TCP segment
+    (client/_segment.py)."""
+    async with stub.EmergencyStop.open() as stream:
+        async with one_segment(channel):
+            await stream.send_message(estop_pb2.EmergencyStopRequest(reason="benchmark"), end=True)
+        return await stream.recv_message()
+
+
 async def estop(host: str, port: int) -> None:
     channel = Channel(host, port)
     stub = estop_grpc.EmergencyStopStub(channel)
@@ -151,7 +161,7 @@ async def estop(host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     while await loop.run_in_executor(None, sys.stdin.readline):
         print(time.perf_counter(), flush=True)
-        await stub.EmergencyStop(estop_pb2.EmergencyStopRequest(reason="benchmark"))
+        await emergency_stop(channel, stub)
         print("done", flush=True)
     channel.close()
 
@@ -355,7 +365,7 @@ async def estop_loop(host: str, port: int, seconds: float, period: float) -> Non
     while due < deadline:
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         sent = time.perf_counter()
-        reply = await stub.EmergencyStop(estop_pb2.EmergencyStopRequest(reason="benchmark"))
+        reply = await emergency_stop(channel, stub)
         replied = time.perf_counter()
         print(json.dumps({
             "sent": sent, "replied": replied, "received_at": reply.received_at,

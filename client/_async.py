@@ -22,6 +22,7 @@ a call (asyncio) cancels the RPC on the daemon too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -66,6 +67,7 @@ from benchd.v1 import (
 from . import plans
 from ._errors import ConnectionLost, DeadlineExceeded, from_grpc
 from ._run_sources import RunSources
+from ._segment import one_segment
 from ._types import (
     PREVIEW_REDUCTIONS,
     AcquisitionStatus,
@@ -234,6 +236,11 @@ def ssl_context(tls: TLS) -> ssl.SSLContext | None:
     return context
 
 
+def _nothing() -> contextlib.nullcontext[None]:
+    """An async ``with`` that does nothing (``whole=False``)."""
+    return contextlib.nullcontext()
+
+
 class AsyncBench:
     """A connection to one benchd daemon, for asyncio code (trio: ``client.trio_bench``).
 
@@ -328,8 +335,10 @@ class AsyncBench:
         *,
         timeout: float | None = None,
         idempotent: bool = True,
+        whole: bool = False,
     ) -> R:
-        """One call with retries of connection failures (see the module docstring)."""
+        """One call with retries of connection failures (see the module docstring).
+        ``whole``: the request leaves in one TCP segment (``_segment.py``: the e-stop)."""
         what = method.name.rsplit("/", 1)[-1]
         backoff = _Backoff(self.retry, self.address)
         while True:
@@ -339,7 +348,8 @@ class AsyncBench:
                 async with method.open(
                     timeout=timeout or self.timeout, metadata=self._metadata
                 ) as stream:
-                    await stream.send_message(request, end=True)
+                    async with one_segment(self._channel) if whole else _nothing():
+                        await stream.send_message(request, end=True)
                     sent = True
                     reply = await stream.recv_message()
                 return convert(reply)
@@ -587,7 +597,9 @@ class AsyncBench:
         """Stop every device now and latch (open to every authenticated client)."""
         request = estop_pb2.EmergencyStopRequest(reason=reason or "client emergency stop")
         sent = time.perf_counter()
-        result = await self._unary(self._estop.EmergencyStop, request, EmergencyStopResult.from_pb)
+        result = await self._unary(
+            self._estop.EmergencyStop, request, EmergencyStopResult.from_pb, whole=True
+        )
         return dataclasses.replace(result, round_trip_ms=(time.perf_counter() - sent) * 1e3)
 
     async def reset_emergency_stop(self, reason: str = "") -> ResetResult:
