@@ -236,11 +236,6 @@ def ssl_context(tls: TLS) -> ssl.SSLContext | None:
     return context
 
 
-def _nothing() -> contextlib.nullcontext[None]:
-    """An async ``with`` that does nothing (``whole=False``)."""
-    return contextlib.nullcontext()
-
-
 class AsyncBench:
     """A connection to one benchd daemon, for asyncio code (trio: ``client.trio_bench``).
 
@@ -348,7 +343,7 @@ class AsyncBench:
                 async with method.open(
                     timeout=timeout or self.timeout, metadata=self._metadata
                 ) as stream:
-                    async with one_segment(self._channel) if whole else _nothing():
+                    async with one_segment(self._channel) if whole else contextlib.nullcontext():
                         await stream.send_message(request, end=True)
                     sent = True
                     reply = await stream.recv_message()

@@ -69,29 +69,17 @@ def from_event(event: object) -> LatchInfo:
 
 
 def from_fields(value: object) -> LatchInfo | None:
-    """The latch a daemon reports in Health or DaemonInfo (their ``estop``), or in fields of
-    the e-stop state; None when it says nothing of a latch set now."""
+    """The latch a daemon reports in Health or DaemonInfo (their ``estop``); None when it
+    says nothing of a latch set now (an older daemon, or no latch)."""
     estop = getattr(value, "estop", None)
-    if estop is not None:
-        if not getattr(estop, "latched", False):
-            return None  # the reset reaches the GUI through the e-stop stream
-        since = getattr(estop, "since", None)
-        return LatchInfo(
-            True,
-            str(getattr(estop, "reason", "") or ""),
-            str(getattr(estop, "by", "") or ""),
-            float(since) if isinstance(since, int | float) and since > 0 else None,
-        )
-    since = _attribute(value, "latched_since", "latch_since")
-    by = _attribute(value, "latched_by", "latch_by")
-    if since is None and by is None:
-        return None
-    reason = _attribute(value, "latch_reason", "latched_reason")
+    if estop is None or not getattr(estop, "latched", False):
+        return None  # a reset reaches the GUI through the e-stop stream
+    since = getattr(estop, "since", None)
     return LatchInfo(
         True,
-        str(reason or ""),
-        str(by or ""),
-        float(since) if isinstance(since, int | float) else None,
+        str(getattr(estop, "reason", "") or ""),
+        str(getattr(estop, "by", "") or ""),
+        float(since) if isinstance(since, int | float) and since > 0 else None,
     )
 
 
