@@ -51,6 +51,7 @@ import logging
 import math
 import multiprocessing
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -488,6 +489,7 @@ def run(quick: bool, hostile_only: bool = False) -> dict[str, object]:
             server.wait()
         simulators.kill()
         simulators.join()
+        shutil.rmtree(directory, ignore_errors=True)  # hostile runs write gigabytes
 
 
 if __name__ == "__main__":

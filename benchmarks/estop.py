@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -259,6 +260,7 @@ def run(quick: bool) -> dict[str, object]:
     finally:
         process.kill()
         process.join()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":
