@@ -427,6 +427,11 @@ class DaemonInfo:
         )
 
 
+def _latch_since(m: common_pb2.EmergencyStopLatch | estop_pb2.EmergencyStopState) -> float | None:
+    """The wire says 0 for "not latched"; a client reads None, never the epoch."""
+    return m.since if m.latched and m.since > 0 else None
+
+
 @dataclass(frozen=True, slots=True)
 class EmergencyStopLatch:
     """The e-stop latch as Health and DaemonInfo report it: whom to ask and what to check."""
@@ -440,8 +445,7 @@ class EmergencyStopLatch:
 
     @classmethod
     def from_pb(cls, m: common_pb2.EmergencyStopLatch) -> EmergencyStopLatch:
-        since = m.since if m.latched and m.since > 0 else None
-        return cls(m.latched, m.reason, m.by, since, tuple(m.actors), m.summary)
+        return cls(m.latched, m.reason, m.by, _latch_since(m), tuple(m.actors), m.summary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,8 +459,7 @@ class EmergencyStopState:
 
     @classmethod
     def from_pb(cls, m: estop_pb2.EmergencyStopState) -> EmergencyStopState:
-        since = m.since if m.latched and m.since > 0 else None
-        return cls(m.latched, tuple(m.latched_actors), m.reason, m.by, since, m.summary)
+        return cls(m.latched, tuple(m.latched_actors), m.reason, m.by, _latch_since(m), m.summary)
 
 
 @dataclass(frozen=True, slots=True)
