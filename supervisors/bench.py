@@ -25,6 +25,7 @@ from typing import Any
 import trio
 
 from actors.acquisition.executor import EXECUTOR_NAME, PlanExecutor
+from actors.acquisition.history import HISTORY_FILE
 from actors.acquisition.suspenders import Condition, Suspender
 from actors.documents.actor import DOCUMENTS_NAME, PUBLISHER_NAME, DocumentsActor, origin_of
 from actors.documents.tiled import TiledPublisher, tiled_available
@@ -465,7 +466,10 @@ def _pipeline(config: BenchConfig) -> SupervisorSpec:
     ]
     scripts = ActorSpec(RUNNER_NAME, lambda: ScriptRunner(config.scripting))
     defaults = bench_suspenders(config)
-    plans = ActorSpec(EXECUTOR_NAME, lambda: PlanExecutor(defaults=defaults))
+    history_path = storage.directory / HISTORY_FILE  # beside the runs it names
+    plans = ActorSpec(
+        EXECUTOR_NAME, lambda: PlanExecutor(defaults=defaults, history_path=history_path)
+    )
     documents = _documents(config)
     return _device_supervisor(
         "pipeline", (*documents, recorder, *rings, scripts, plans), Strategy.ONE_FOR_ONE

@@ -104,10 +104,10 @@ class PlanEvent:
 class EventLog:
     """A plan's events in order (the last ``capacity``), followed by any number of readers."""
 
-    def __init__(self, plan: str, capacity: int = EVENTS_KEPT) -> None:
+    def __init__(self, plan: str, capacity: int = EVENTS_KEPT, first: int = 0) -> None:
         self.plan = plan
         self._events: deque[PlanEvent] = deque(maxlen=capacity)
-        self._next = 0
+        self._next = first  # > 0: the events before are gone (a plan restored from history)
         self._changed = trio.Event()
         self.closed = False
 

@@ -25,6 +25,13 @@ count plan with monitors (``recording.py``), started at once or refused as Start
 was; the reply is the run's status once the file exists. A recording goes on through an e-stop
 (the run's outcome says "e-stopped"); every other plan is aborted by one.
 
+History: finished plans (the last ``HISTORY``) and every id handed out are kept in
+``plans.jsonl`` beside the runs (``history.py``), so ids are never reused — not after a daemon
+restart, not after a restart of this actor — and yesterday's scans are still listed. A restored
+plan has its status and its end event; its table is in its run file. At most ``MAX_WAITING``
+plans wait (created or queued) at once: a client or script that creates plans in a loop is
+refused, never lets them pile up in memory.
+
 Error handling: a refused plan is a :class:`~.problems.PlanRejected` (every problem); a device
 that fails during a point ends the plan in state ``error`` with the device's reason, the run
 closed with it in its end record. Requests about unknown ids are NotFoundError; pausing,
@@ -34,12 +41,12 @@ resuming, stopping an ended plan is WrongState.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import trio
 
@@ -62,6 +69,7 @@ from runtime import (
 
 from ..pipeline.recorder import StartRun
 from ..pipeline.run_status import RunStatus
+from . import history
 from .events import Ended, EventLog, Table
 from .plans import Plan
 from .problems import PlanRejected
@@ -74,7 +82,8 @@ from .validator import DISK, Checked, DescribeCache, cameras, check, survey
 logger = logging.getLogger(__name__)
 
 EXECUTOR_NAME = "plans"  # the bench's executor actor: the edge and scripts find it by name
-HISTORY = 200  # finished plans kept
+HISTORY = 200  # finished plans kept (in memory and in plans.jsonl)
+MAX_WAITING = 100  # plans created or queued and not yet running
 FINISHING_WAIT = 10.0  # s a StartRun waits for a plan whose run has ended to finish
 TABLE_CELLS = 16_000_000  # table cells kept in memory over all finished plans (8 bytes each)
 
@@ -167,18 +176,30 @@ class PlanExecutor(Actor):
 
     stop_timeout = 30.0
 
-    def __init__(self, *, defaults: Sequence[Suspender] = ()) -> None:
+    def __init__(
+        self, *, defaults: Sequence[Suspender] = (), history_path: Path | None = None
+    ) -> None:
         self.defaults = tuple(defaults)
+        self.history_path = history_path  # None: ids and history live in memory only
         self._records: dict[str, PlanRecord] = {}
+        self._unknown: dict[str, str] = {}  # ids the history names but cannot give back: why
         self._queue: deque[PlanRecord] = deque()
         self._queued = trio.Event()
-        self._counter = itertools.count(1)
+        self._next_number = 1
+        self._unwritten: list[str] = []  # history lines not yet on disk
+        self._ended_lines: deque[str] = deque(maxlen=HISTORY)  # what a rewrite keeps
+        self._lines_on_disk = 0
+        self._history_wake = trio.Event()
+        self._history_lock = trio.Lock()
         self._current: PlanRecord | None = None
         self._running: PlanRun | None = None
         self._described: DescribeCache = {}
 
     async def on_start(self) -> None:
+        await self._restore()
         self.nursery.start_soon(self._work)
+        if self.history_path is not None:
+            self.nursery.start_soon(self._write_history)
 
     async def handle(self, message: Message) -> object:
         match message:
@@ -228,8 +249,11 @@ class PlanExecutor(Actor):
     async def _create(self, plan: Plan, origin: str, start: bool) -> PlanStatus:
         if start:
             self._refuse_if_latched()
+        self._refuse_if_too_many_waiting()
         checked = await self._validate(plan)
-        plan_id = f"p{next(self._counter)}"
+        self._refuse_if_too_many_waiting()  # others may have been created while it was checked
+        plan_id = f"p{self._next_number}"
+        self._next_number += 1
         total = plan.total()
         status = PlanStatus(
             plan_id,
@@ -242,6 +266,7 @@ class PlanExecutor(Actor):
         )
         record = PlanRecord(status, checked)
         self._records[plan_id] = record
+        self._note(history.created_line(plan_id, status.created, origin), ended=False)
         self._forget_old()
         return self._start(record) if start else record.status
 
@@ -286,11 +311,31 @@ class PlanExecutor(Actor):
             f"the emergency stop is latched ({latched}); reset it before starting a plan"
         )
 
+    def _refuse_if_too_many_waiting(self) -> None:
+        waiting = sum(
+            r.status.state in (PlanState.CREATED, PlanState.PENDING) for r in self._records.values()
+        )
+        if waiting >= MAX_WAITING:
+            raise InsufficientResources(
+                f"{waiting} plans are waiting to run (created or queued), the most the bench"
+                " keeps; start, stop or abort some first (ListScans lists them)"
+            )
+
     def _find(self, plan_id: str) -> PlanRecord:
         try:
             return self._records[plan_id]
         except KeyError:
-            raise NotFoundError(f"no plan {plan_id!r}") from None
+            pass
+        shown = repr(plan_id[:40]) + ("…" if len(plan_id) > 40 else "")
+        if plan_id in self._unknown:
+            raise NotFoundError(self._unknown[plan_id])
+        number = history.plan_number(plan_id)
+        if 0 < number < self._next_number:
+            raise NotFoundError(
+                f"no plan {shown} any more: the bench keeps the last {HISTORY} finished plans"
+                " (their runs stay in the runs directory: benchctl runs)"
+            )
+        raise NotFoundError(f"no plan {shown} (ListScans lists the plans there are)")
 
     def _start(self, record: PlanRecord) -> PlanStatus:
         if record.status.state is not PlanState.CREATED:
@@ -371,6 +416,7 @@ class PlanExecutor(Actor):
         record.emit(Ended(state.value, reason, 0, {}))
         record.log.close()
         record.done.set()
+        self._remember(record)
 
     # -- the queue -------------------------------------------------------------------------------
 
@@ -395,7 +441,80 @@ class PlanExecutor(Actor):
                 self._current = None
                 self._running = None
                 record.done.set()
+                self._remember(record)
                 self._forget_old()
+
+    # -- history (history.py) ------------------------------------------------------------------
+
+    async def _restore(self) -> None:
+        """The finished plans and the next id from plans.jsonl; an unreadable file is logged
+        and the executor runs on (its ids then start after what it could read)."""
+        path = self.history_path
+        if path is None:
+            return
+        try:
+            restored = await trio.to_thread.run_sync(history.load, path, HISTORY)
+        except OSError as error:
+            logger.error("plan history %s cannot be read (%s); ids start at p1", path, error)
+            return
+        self._next_number = max(self._next_number, restored.next_number)
+        self._unknown.update(restored.unknown)
+        self._ended_lines.extend(restored.ended_lines)
+        self._lines_on_disk = restored.lines
+        for status in restored.statuses:
+            self._records[status.id] = PlanRecord.restored(status)
+        if restored.statuses or restored.unknown:
+            logger.info(
+                "plan history: %d finished plans restored from %s, next id p%d",
+                len(restored.statuses),
+                path,
+                self._next_number,
+            )
+
+    def _note(self, line: str, *, ended: bool) -> None:
+        if self.history_path is None:
+            return
+        self._unwritten.append(line)
+        if ended:
+            self._ended_lines.append(line)
+        self._history_wake.set()
+
+    def _remember(self, record: PlanRecord) -> None:
+        if record.status.state.finished and not record.remembered:
+            record.remembered = True
+            self._note(history.ended_line(record.status), ended=True)
+
+    async def _write_history(self) -> None:
+        while True:
+            await self._history_wake.wait()
+            self._history_wake = trio.Event()
+            await self._flush_history()
+
+    async def _flush_history(self) -> None:
+        """Append what is unwritten (in a thread: a slow disk never holds the loop); rewrite
+        the file with what it keeps once it has grown to four times that."""
+        path = self.history_path
+        if path is None:
+            return
+        async with self._history_lock:
+            lines, self._unwritten = self._unwritten, []
+            if not lines:
+                return
+            try:
+                await trio.to_thread.run_sync(history.append, path, lines)
+                self._lines_on_disk += len(lines)
+                if self._lines_on_disk > 4 * HISTORY:
+                    kept = list(self._ended_lines)
+                    await trio.to_thread.run_sync(history.rewrite, path, self._next_number, kept)
+                    self._lines_on_disk = 1 + len(kept)
+            except OSError as error:
+                logger.error(
+                    "plan history %s not written (%s): %d entries lost; plan ids may be"
+                    " reused after a restart",
+                    path,
+                    error,
+                    len(lines),
+                )
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -428,6 +547,9 @@ class PlanExecutor(Actor):
                 current.scope.cancel()
             with trio.move_on_after(self.stop_timeout - 5.0):
                 await current.done.wait()
+        for record in self._queue:
+            self._remember(record)  # queued plans ended by the stop are finished too
+        await self._flush_history()
 
     def release(self) -> None:
         super().release()

@@ -92,6 +92,8 @@ class PlanRun:
         self.system = system
         self.record = record
         self.plan = record.status.plan
+        if record.checked is None:  # restored from the history: finished, never run here
+            raise WrongState(f"plan {record.status.id} has ended; create another to run it")
         self.checked = record.checked
         self.watch: SuspenderWatch | None = None
         self.commanded: dict[str, float] = {}  # last target sent to each axis

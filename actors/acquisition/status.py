@@ -14,7 +14,7 @@ import trio
 from runtime import Observable, Source
 
 from ..pipeline.run import Run
-from .events import EventLog, Table
+from .events import Ended, EventLog, Table
 from .plans import Plan
 from .problems import Problem
 from .suspenders import Suspension
@@ -74,8 +74,9 @@ class Stop(Exception):
 class PlanRecord:
     """One plan as the executor keeps it; touched only on the event loop's thread."""
 
-    def __init__(self, status: PlanStatus, checked: Checked) -> None:
-        self.checked = checked
+    def __init__(self, status: PlanStatus, checked: Checked | None) -> None:
+        self.checked = checked  # None: restored from the history, never run here
+        self.remembered = False  # its end is in the history
         self.observable: Observable[PlanStatus] = Observable(status)
         self.log = EventLog(status.id)
         self.table: Table | None = None
@@ -89,6 +90,20 @@ class PlanRecord:
         self.busy: set[str] = set()  # devices with a move in flight for this plan
         self.done = trio.Event()
         self._wake = trio.Event()
+
+    @classmethod
+    def restored(cls, status: PlanStatus) -> PlanRecord:
+        """A finished plan from the history: its status, and its end as its last event (a
+        follower from the start is told of the events before it as a gap)."""
+        record = cls(status, None)
+        record.remembered = True
+        record.log = EventLog(status.id, first=max(0, status.events - 1))
+        body = Ended(status.state.value, status.error, status.points_done, status.result)
+        record.log.append(body, status.ended or status.created)
+        record.log.close()
+        record.opened.set()
+        record.done.set()
+        return record
 
     @property
     def status(self) -> PlanStatus:
