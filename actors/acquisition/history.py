@@ -253,7 +253,9 @@ def rewrite(path: Path, next_number: int, ended_lines: Iterable[str]) -> None:
 
 def append(path: Path, lines: Iterable[str]) -> None:
     """Append lines (blocking). No fsync: a lost line after a power cut costs an id's history,
-    never a run, and the run files have their own."""
+    never a run, and the run files have their own. The runs directory is made if need be
+    (the recorder makes it at its first run)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:
         handle.writelines(lines)
 

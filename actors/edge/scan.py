@@ -46,7 +46,13 @@ from ..acquisition import (
     WatchPlan,
 )
 from ._context import EdgeContext
-from ._plan_codec import check_to_pb, event_to_pb, plan_from_pb, status_to_pb
+from ._plan_codec import (
+    EncodedPlans,
+    brief_status_to_pb,
+    check_to_pb,
+    event_to_pb,
+    plan_from_pb,
+)
 from .errors import invalid
 from .hardware import receive
 
@@ -77,6 +83,7 @@ async def next_events(log: EventLog, since: int, batch: int = EVENT_BATCH) -> li
 class ScanServicer(scan_grpc.ScanBase):
     def __init__(self, context: EdgeContext) -> None:
         self.ctx = context
+        self.plans = EncodedPlans()
 
     def _executor(self) -> Any:
         return self.ctx.ref(EXECUTOR_NAME)
@@ -86,7 +93,7 @@ class ScanServicer(scan_grpc.ScanBase):
 
     async def _reply(self, stream: Stream[Any, pb.ScanStatus], message: Any) -> None:
         status: PlanStatus = await self._ask(stream, message)
-        await stream.send_message(status_to_pb(status))
+        await stream.send_message(self.plans.status(status))
 
     def _origin(self, stream: Stream[Any, Any]) -> str:
         return f"client {self.ctx.client(stream).name}"
@@ -133,7 +140,8 @@ class ScanServicer(scan_grpc.ScanBase):
     async def ListScans(self, stream: Stream[pb.ListScansRequest, pb.ListScansResponse]) -> None:
         await receive(stream)
         listed = await self._ask(stream, ListPlans())
-        await stream.send_message(pb.ListScansResponse(scans=[status_to_pb(s) for s in listed]))
+        scans = [brief_status_to_pb(s) for s in listed]
+        await stream.send_message(pb.ListScansResponse(scans=scans))
 
     async def StreamScan(self, stream: Stream[pb.ScanRequest, pb.ScanStatus]) -> None:
         request = await receive(stream)
@@ -144,7 +152,7 @@ class ScanServicer(scan_grpc.ScanBase):
         async def produce(push: Any) -> None:
             subscription: Subscription[PlanStatus] = await executor.ask(WatchPlan(plan_id))
             async for sample in subscription:
-                push(status_to_pb(sample.value))
+                push(self.plans.status(sample.value))
                 if sample.value.state.finished:
                     return
             raise GRPCError(Status.UNAVAILABLE, "the plan executor restarted; stream again")

@@ -186,11 +186,12 @@ async def test_the_history_file_stays_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(executor_module, "HISTORY", 2)
-    async with open_bench(synthetic_config(tmp_path)) as bench:
+    runs = tmp_path / "not-yet"  # no run has made the directory: the history makes it
+    async with open_bench(synthetic_config(runs)) as bench:
         for _ in range(6):
             created = await executor(bench).ask(CreatePlan(Plan(Count(1)), "loop"))
             await executor(bench).ask(StopPlan(created.id))  # created + ended: two lines each
-    lines = (tmp_path / history.HISTORY_FILE).read_text().splitlines()
+    lines = (runs / history.HISTORY_FILE).read_text().splitlines()
     assert len(lines) <= 4 * 2 + 2  # rewritten once it held more than 4 x HISTORY
-    restored = history.load(tmp_path / history.HISTORY_FILE, keep=2)
+    restored = history.load(runs / history.HISTORY_FILE, keep=2)
     assert [s.id for s in restored.statuses] == ["p5", "p6"] and restored.next_number == 7

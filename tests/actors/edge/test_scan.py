@@ -217,3 +217,32 @@ async def test_pause_resume_abort_and_a_suspender_through_the_service(client: Cl
     )
     final = await wait(client, aborted.id)
     assert final.state == pb.SCAN_STATE_ABORTED and final.error == "test abort"
+
+
+async def test_a_list_of_scans_stays_small_whatever_their_plans_hold(client: Client) -> None:
+    positions = [0.001 * (i % 3) for i in range(20_000)]  # 160 kB of positions
+    big = plan.Plan(
+        list=plan.ListPath(axes=[plan.AxisPositions(axis="esp300.axis1", positions=positions)]),
+        read=["power_meter"],
+        metadata_json=json.dumps({"note": "n" * 30_000}),
+    )
+    created = await client.unary(client.scan.CreateScan, pb.CreateScanRequest(plan=big))
+    small = await client.unary(client.scan.CreateScan, pb.CreateScanRequest(plan=snake_grid()))
+    assert list(created.plan.list.axes[0].positions) == positions  # the reply has it whole
+    listed = await client.unary(client.scan.ListScans, pb.ListScansRequest())
+    brief, whole = listed.scans
+    assert (brief.id, brief.plan_elided, whole.id, whole.plan_elided) == (
+        created.id,
+        True,
+        small.id,
+        False,
+    )
+    assert brief.plan.WhichOneof("path") == "list" and brief.plan.read == ["power_meter"]
+    assert [a.axis for a in brief.plan.list.axes] == ["esp300.axis1"]
+    assert not brief.plan.list.axes[0].positions and brief.plan.metadata_json == "{}"
+    assert brief.points_total == 20_000 and listed.ByteSize() < 4096
+    assert whole.plan == snake_grid()
+    again = await client.unary(client.scan.GetScan, pb.ScanRequest(id=created.id))
+    assert again.plan == created.plan and not again.plan_elided
+    for scan in (created, small):
+        await client.unary(client.scan.StopScan, pb.StopScanRequest(id=scan.id))
