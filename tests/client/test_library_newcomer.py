@@ -32,6 +32,9 @@ async def test_frames_time_out_saying_why_when_no_frame_flows(daemon: str) -> No
             assert time.monotonic() - began < 10
             # with an acquisition, frames come within the time-out
             bench.parameters["camera.roi"] = "0,0,64,64"
+            # ~20 fps: the simulated camera's 16-frame live buffer then covers the 0.8 s a
+            # busy 2-core machine can keep the daemon from fetching (at 55 fps it lost frames)
+            bench.parameters["camera.exposure"] = 40.0
             bench["camera"].start_acquisition(3)
             with bench.frames("camera", timeout=10) as frames:
                 assert next(frames).shape == (64, 64)
@@ -79,6 +82,9 @@ async def test_a_duration_run_records_frames_and_readings_and_puts_the_bench_bac
         with Bench.connect(daemon) as bench:
             assert EVERY_SOURCE in bench.info().features  # the daemon sees to it (a count plan)
             bench.parameters["camera.roi"] = "0,0,64,64"
+            # ~20 fps: the simulated camera's 16-frame live buffer then covers the 0.8 s a
+            # busy 2-core machine can keep the daemon from fetching (at 55 fps it lost frames)
+            bench.parameters["camera.exposure"] = 40.0
             assert bench.parameters["power_meter.streaming"] is False
             status = bench.record("by-duration", duration=1.0)
             assert status.state == "completed", status
