@@ -44,6 +44,7 @@ from actors.instruments.visa_transport import VisaSettings
 from actors.pipeline.frame_ring import FrameRing
 from actors.pipeline.recorder import RECORDER_NAME, RecorderActor
 from actors.pipeline.ring_buffer import default_directory
+from actors.scripting.execution_ids import IDS_FILE
 from actors.scripting.runner import RUNNER_NAME, ScriptRunner
 from runtime import ActorState
 from runtime.config import BUILT_IN, BenchConfig, DeviceConfig, parse_config
@@ -464,7 +465,8 @@ def _pipeline(config: BenchConfig) -> SupervisorSpec:
         for camera in cameras
         if storage.ring_slots > 0
     ]
-    scripts = ActorSpec(RUNNER_NAME, lambda: ScriptRunner(config.scripting))
+    script_ids = storage.directory / IDS_FILE  # ids never reused, across restarts too
+    scripts = ActorSpec(RUNNER_NAME, lambda: ScriptRunner(config.scripting, ids_path=script_ids))
     defaults = bench_suspenders(config)
     history_path = storage.directory / HISTORY_FILE  # beside the runs it names
     plans = ActorSpec(

@@ -24,13 +24,13 @@ script opened it and stops the run it started, with the reason in the run's end 
 from __future__ import annotations
 
 import enum
-import itertools
 import json
 import logging
 import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -56,6 +56,7 @@ from ..pipeline.recorder import RECORDER_NAME, GetRunStatus, StopRun
 from ..pipeline.run_status import RunOutcome
 from .builtins import Builtins, ExecutionContext, abort_devices, inventory
 from .engine import ScriptProblem, check
+from .execution_ids import ExecutionIds
 from .pool import PoolStatistics, WorkerPool, WorkerStartError
 from .session import Ending, Limits, Outcome, Usage, WorkerSession
 
@@ -266,7 +267,13 @@ class ScriptRunner(Actor):
 
     stop_timeout = 30.0
 
-    def __init__(self, config: ScriptingConfig | None = None, *, budget: int | None = None) -> None:
+    def __init__(
+        self,
+        config: ScriptingConfig | None = None,
+        *,
+        budget: int | None = None,
+        ids_path: Path | None = None,
+    ) -> None:
         config = config or ScriptingConfig()
         if budget is not None:
             config = replace(config, budget=budget)
@@ -280,10 +287,11 @@ class ScriptRunner(Actor):
         self._executions: dict[str, _Execution] = {}
         self._queue: deque[_Execution] = deque()
         self._queued = trio.Event()
-        self._counter = itertools.count(1)
+        self._ids = ExecutionIds(ids_path)  # None: ids in memory only (a test harness)
         self._current: _Execution | None = None
 
     async def on_start(self) -> None:
+        await self._ids.start()
         await self.nursery.start(self._pool.run)
         self.nursery.start_soon(self._work)
 
@@ -347,7 +355,9 @@ class ScriptRunner(Actor):
         if errors:
             raise ValidationError(f"{name}: {errors[0]}")
         _check_parameters(request.parameters)
-        execution_id = f"x{next(self._counter)}"
+        execution_id = self._ids.allocate()
+        if self._ids.needs_reserve:
+            self.nursery.start_soon(self._ids.reserve)
         status = ExecutionStatus(
             execution_id,
             name,
