@@ -551,7 +551,7 @@ def _esp300_axis(controller: str, axis: int) -> ActorSpec:
 
 
 def _device_supervisor(
-    device_id: str, children: tuple[ActorSpec, ...], strategy: Strategy
+    device_id: str, children: tuple[ActorSpec | SupervisorSpec, ...], strategy: Strategy
 ) -> SupervisorSpec:
     return SupervisorSpec(
         f"{device_id}.supervisor",
