@@ -14,8 +14,10 @@ before anything else), ``ok_after_set`` (a set command leaves an ``OK`` line), `
 (~2 s replies while warming up and for a while after a wavelength change), ``late_replies``
 (every 10th query answered only after 4 s, later than any driver time-out), ``error_replies``
 (unknown queries and refused commands answer a line with ``Error`` and a text instead of
-silence), ``cold_start`` (power-up starts the warm-up from 0 %). ``late_next`` delays just the
-next N replies, for tests.
+silence), ``cold_start`` (power-up starts the warm-up from 0 %), ``lab_status_byte``
+(``*STB?`` answers 8 whatever the state, as the lab's laser did while emitting 3 W),
+``spaced_error_queue`` (``SYST:ERR?`` answers ``0 NO ERROR``: its format is unconfirmed).
+``late_next`` delays just the next N replies, for tests; ``identity`` sets the ``*IDN?`` answer.
 
 Run alone: ``python -m simulators.maitai``.
 """
@@ -70,10 +72,22 @@ class MaiTaiSimulator(PtySimulator):
         "late_replies": "every 10th query is answered only after 4 s (past any time-out)",
         "error_replies": "unknown queries and refused commands answer 'Error: <text>'",
         "cold_start": "power-up starts the warm-up from 0 % (10 s here, minutes on a real one)",
+        "lab_status_byte": "*STB? answers 8 whatever the state, as the lab's laser did while"
+        " emitting 3 W (its firmware's bit map is unconfirmed: bit 0 is not emission there)",
+        "spaced_error_queue": "SYST:ERR? answers '0 NO ERROR' (code, space, text; the"
+        " format is unconfirmed)",
     }
 
-    def __init__(self, *, minimum_nm: float = 690.0, maximum_nm: float = 1040.0, **kw: object):
+    def __init__(
+        self,
+        *,
+        minimum_nm: float = 690.0,
+        maximum_nm: float = 1040.0,
+        identity: str = IDENTITY,
+        **kw: object,
+    ):
         super().__init__(**kw)  # type: ignore[arg-type]
+        self.identity = identity  # *IDN? (the vendor and model spelling varies by unit)
         self.minimum_nm = minimum_nm
         self.maximum_nm = maximum_nm
         self.shutter_lag_s = SHUTTER_LAG_S
@@ -183,7 +197,7 @@ class MaiTaiSimulator(PtySimulator):
 
     def _query(self, header: str) -> str | None:
         answers: dict[str, Callable[[], str]] = {
-            "*IDN?": lambda: IDENTITY,
+            "*IDN?": lambda: self.identity,
             "*STB?": self._status,
             "SHUT?": lambda: "1" if self.shutter_reported() else "0",
             "WAV?": lambda: f"{self.setpoint:.0f}nm",
@@ -201,9 +215,11 @@ class MaiTaiSimulator(PtySimulator):
 
     def _error_queue(self) -> str:
         code, text = self.errors.pop(0) if self.errors else (0, "NO ERROR")
-        return f"{code}: {text}"
+        return f"{code} {text}" if self.quirk("spaced_error_queue") else f"{code}: {text}"
 
     def _status(self) -> str:
+        if self.quirk("lab_status_byte"):
+            return "8"
         locked = self.emission and self.actual_nm() == self.setpoint
         return str((EMISSION if self.emission else 0) | (MODE_LOCKED if locked else 0))
 

@@ -11,7 +11,10 @@ Quirk modes (recorded on real units; off by default): ``echo`` (echo on at power
 command line comes back before its reply; ``E0`` turns it off, ``E1`` on), ``ignores_e0`` (the
 unit does not know ``E``: a command error, and the echo stays as it was), ``partial_echo``
 (echoes come back cut short: ``D`` for ``D?``, ``W08`` for ``W0800``), ``slow_replies``
-(queries answered after ~0.5 s, as the lab meter sometimes does).
+(queries answered after ~0.5 s, as the lab meter sometimes does), ``padded_settings`` (one-digit
+settings answered zero-padded, ``03``, as the manual's ``Q?`` examples are), ``saturation_text``
+(``D?`` answers ``SATURATED`` while saturated: the real text is unconfirmed). Tests change the
+units as the front panel would by setting ``units``.
 
 Run alone: ``python -m simulators.newport1830c`` prints the path to open with a terminal program.
 """
@@ -41,6 +44,9 @@ SATURATION_W = 2.0e-2  # the bare detector; the attenuator cap raises it a thous
 ATTENUATION = 1.0e3
 AUTO_RANGE_BUSY_S = 0.2
 FILTER_SAMPLES = {1: 16, 2: 4, 3: 1}  # slow / medium / fast
+#: One-digit settings: command letter -> attribute.
+SETTINGS = {"U": "units", "A": "attenuator", "F": "filter", "G": "running", "Z": "zero",
+            "B": "beeper", "K": "backlight", "L": "lockout"}  # fmt: skip
 
 
 def format_watts(value: float) -> str:
@@ -65,6 +71,9 @@ class Newport1830CSimulator(PtySimulator):
         "ignores_e0": "E0/E1 are unknown commands (command error bit); the echo stays as it is",
         "partial_echo": "echoes come back cut short (D for D?, W08 for W0800)",
         "slow_replies": "queries are answered after ~0.5 s",
+        "padded_settings": "one-digit settings (R?, F?, A?, Z?...) answer zero-padded: 03",
+        "saturation_text": "D? answers SATURATED instead of a number while the detector is"
+        " saturated (what a real meter says then is unconfirmed)",
     }
 
     def __init__(
@@ -142,6 +151,8 @@ class Newport1830CSimulator(PtySimulator):
             value = self._held
         self._update_range(value)
         self.status &= ~NEW_READING
+        if self.quirk("saturation_text") and self.status & SATURATED:
+            return "SATURATED"
         if self.units == 1:
             return format_watts(value)
         db = 10 * math.log10(max(abs(value), 1e-15) / self.reference)
@@ -181,19 +192,15 @@ class Newport1830CSimulator(PtySimulator):
             self.status |= NEW_READING if self.running else 0
             return f"{self.status:03d}"
         if letter == "R":
-            return str(self.present_range)
-        values = {
-            "W": f"{self.wavelength:04d}",
-            "U": str(self.units),
-            "A": str(self.attenuator),
-            "F": str(self.filter),
-            "G": str(self.running),
-            "Z": str(self.zero),
-            "B": str(self.beeper),
-            "K": str(self.backlight),
-            "L": str(self.lockout),
-        }
-        return values.get(letter)
+            return self._setting(self.present_range)
+        if letter == "W":
+            return f"{self.wavelength:04d}"
+        if letter in SETTINGS:
+            return self._setting(getattr(self, SETTINGS[letter]))
+        return None
+
+    def _setting(self, value: int) -> str:
+        return f"{value:02d}" if self.quirk("padded_settings") else str(value)
 
     def _set(self, letter: str, argument: str) -> bool:
         if letter == "C" and not argument:
@@ -227,18 +234,7 @@ class Newport1830CSimulator(PtySimulator):
             return False
         if letter == "Z" and value == 1:
             self.background = self.power_w
-        attribute = {
-            "W": "wavelength",
-            "U": "units",
-            "R": "range",
-            "A": "attenuator",
-            "F": "filter",
-            "G": "running",
-            "Z": "zero",
-            "B": "beeper",
-            "K": "backlight",
-            "L": "lockout",
-        }[letter]
+        attribute = {"W": "wavelength", "R": "range", **SETTINGS}[letter]
         setattr(self, attribute, value)
         return True
 

@@ -285,8 +285,11 @@ def _ell14(config: BenchConfig, device: DeviceConfig, port: str) -> SupervisorSp
     bus = ActorSpec(
         device.id, lambda: ell14.Ell14Bus(settings, discover=discover, addresses=addresses)
     )
-    mounts = [_ell14_mount(device.id, a, move_timeout, tuple(tolerate)) for a in addresses]
-    return _device_supervisor(device.id, (bus, *mounts), Strategy.REST_FOR_ONE)
+    mounts = tuple(_ell14_mount(device.id, a, move_timeout, tuple(tolerate)) for a in addresses)
+    # The bus first, its mounts after it (a new bus restarts them all); but the mounts side by
+    # side: one module unplugged or powered off must not restart (or hold) the others.
+    side_by_side = _device_supervisor(f"{device.id}.mounts", mounts, Strategy.ONE_FOR_ONE)
+    return _device_supervisor(device.id, (bus, side_by_side), Strategy.REST_FOR_ONE)
 
 
 def _ell14_mount(
@@ -554,7 +557,7 @@ def _esp300_axis(controller: str, axis: int) -> ActorSpec:
 
 
 def _device_supervisor(
-    device_id: str, children: tuple[ActorSpec, ...], strategy: Strategy
+    device_id: str, children: tuple[ActorSpec | SupervisorSpec, ...], strategy: Strategy
 ) -> SupervisorSpec:
     return SupervisorSpec(
         f"{device_id}.supervisor",

@@ -658,7 +658,10 @@ class Ell14Mount(DeviceActor):
         frame = await self._query(command, b"GS")
         code = int(frame.data, 16)
         if code:
-            raise DeviceRefused(f"{self.name}: {command.decode()} refused: {STATUS.get(code)}")
+            raise DeviceRefused(
+                f"{self.name}: {command.decode()} refused: {STATUS.get(code, 'reserved')}"
+                f" (GS{code:02X})"
+            )
 
     async def _query(self, command: bytes, code: bytes) -> Frame:
         """Send a command that answers at once and return its frame of ``code``. A garbled or

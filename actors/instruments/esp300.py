@@ -2,7 +2,10 @@
 
 Protocol: ../shared/reference/esp300.md. The controller is silent for set and motion commands
 and queues errors in a FIFO, so every command an axis sends is followed by ``TB?`` and a
-non-zero code becomes a DeviceRefused naming the code and the controller's own text. Motion
+non-zero code becomes a DeviceRefused naming the code and the controller's own text. The FIFO
+is shared by the axes and a motion fault is queued while the axis moves on its own, so the FIFO
+is drained after each command and only the general errors and the command's own axis's refuse
+it; another axis's error is kept for that axis (its ``fault``). Motion
 is never waited for inside the controller (no ``WS``): an axis polls ``MD?`` through the
 controller's mailbox, so an emergency stop is never stuck behind a wait in the controller's
 command queue.
@@ -11,7 +14,8 @@ Replies may end in CR LF, CR or LF (all accepted) and are matched by form: a pos
 number, ``MD?``/``MO?`` answer 0 or 1, ``TB?`` a code, a timestamp and a text. A query that
 times out fails that request only; the next exchange resyncs on ``VE?`` first.
 
-Travel limits: each axis reads its software limits (``SL?``/``SR?``) at start-up and exposes
+Travel limits: each axis reads its software limits (``SL?``/``SR?``) at start-up, after a home
+search and after ``motor_on`` (so a limit changed meanwhile is seen), and exposes
 them as its ``position`` parameter's limits (what clients see as the device's position limits
 and what a scan's validator checks); every move checks them before anything is sent, naming the
 axis, the value and the allowed range.
@@ -199,11 +203,10 @@ class Esp300(SerialDevice):
         match message:
             case Command(text=text):
                 await self._port.send(text.encode("ascii"))
-                error = await self._error()
-                if error.code:
-                    raise DeviceRefused(
-                        f"{self.name} refused {text}: error {error.code} {error.message}"
-                    )
+                mine = await self._errors_of(text)
+                if mine:
+                    said = "; ".join(f"error {e.code} {e.message}" for e in mine)
+                    raise DeviceRefused(f"{self.name} refused {text}: {said}")
                 return None
             case Query(text=text):
                 command = text.encode("ascii")
@@ -226,6 +229,25 @@ class Esp300(SerialDevice):
         return ControllerError(
             int(match.group(1)), match.group(3).decode("ascii", "replace").strip()
         )
+
+    async def _errors_of(self, text: str) -> list[ControllerError]:
+        """After a command: drain the FIFO and keep the errors that are this command's — the
+        general ones (1-99) and its own axis's. Another axis's errors (a fault queued while it
+        moved on its own) are not this command's doing: they are kept for that axis."""
+        digits = text[: len(text) - len(text.lstrip("0123456789"))]
+        axis = int(digits) if digits else None
+        mine = []
+        for _ in range(10):
+            error = await self._error()
+            if error.code == 0:
+                break
+            owner = error.code // 100
+            if owner == 0 or axis is None or owner == axis:
+                mine.append(error)
+            else:
+                self._faults.setdefault(owner, []).append(error)
+                del self._faults[owner][:-10]
+        return mine
 
     async def _drain_errors(self) -> list[ControllerError]:
         """Pop the FIFO (10 deep); axis errors (axis * 100 + code) are also kept per axis,
@@ -318,11 +340,7 @@ class Esp300Axis(DeviceActor):
     async def on_start(self) -> None:
         identity = await self._controller.ask(Query("VE?"))  # also: is the controller up?
         self.identity = f"{identity} axis {self.axis}"
-        low, high = await self._query_float("SL?"), await self._query_float("SR?")
-        if not low <= high:
-            raise DeviceRefused(f"{self.name}: software limits SL {low:g} > SR {high:g}")
-        self.limits = (low, high)
-        self.position.limits = (low, high)  # what clients and scans see as the travel
+        await self._read_limits()
         for parameter in (self.velocity, self.acceleration, self.deceleration):
             await parameter.refresh()
         self.position.report(await self._query_float("TP?"))
@@ -355,7 +373,9 @@ class Esp300Axis(DeviceActor):
             case Home():
                 await self._require_motor("home")
                 await self._command(f"OR{self.home_mode}")
-                return await self._wait_settled()
+                position = await self._wait_settled()
+                await self._read_limits()
+                return position
             case MotorOn():
                 return await self._motor_on()
             case WaitSettled(timeout=timeout):
@@ -372,6 +392,20 @@ class Esp300Axis(DeviceActor):
                     logger.info("%s: %s (stopping anyway)", self.name, refused)
                 return await self._wait_settled(check_motor=False)
         return await super().handle(message)
+
+    async def _read_limits(self) -> None:
+        """``SL?``/``SR?``: at start, after a home search and after ``motor_on`` (a power
+        cycle, another program or the front panel may have changed them meanwhile)."""
+        low, high = await self._query_float("SL?"), await self._query_float("SR?")
+        if not low <= high:
+            raise DeviceRefused(f"{self.name}: software limits SL {low:g} > SR {high:g}")
+        if self.limits not in ((low, high), (-math.inf, math.inf)):
+            logger.warning(
+                "%s: software limits changed from %g..%g to %g..%g mm", self.name, *self.limits,
+                low, high,
+            )  # fmt: skip
+        self.limits = (low, high)
+        self.position.limits = (low, high)  # what clients and scans see as the travel
 
     def _check_travel(self, target: float, relative: tuple[float, float] | None = None) -> None:
         """Refuse a target outside the software limits before anything is sent."""
@@ -436,6 +470,7 @@ class Esp300Axis(DeviceActor):
         on = await self._motor_is_on()
         if not on:
             raise DeviceRefused(f"{self.name}: MO sent but MO? still reads 0 ({self.fault.value})")
+        await self._read_limits()
         logger.info("%s: motor on", self.name)
         return on
 

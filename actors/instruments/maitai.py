@@ -57,12 +57,21 @@ POWER = ReplyForm.of("a power such as 3.000W", rb"(" + _DECIMAL + rb")\s*W")
 PERCENT = ReplyForm.of("a percentage such as 100.00%", rb"(" + _DECIMAL + rb")\s*%")
 SHUTTER = ReplyForm.of("0 or 1", rb"([01])")
 STATUS_BYTE = ReplyForm.of("a status byte (an integer 0-255)", rb"(\d{1,3})")
+#: ``SYST:ERR?`` (its format is unconfirmed): a code, then ``:``, ``,`` or spaces, then the text
+#: (``0: NO ERROR``, ``0,"No error"``, ``0 NO ERROR``). A bare number is not accepted: it
+#: could be a late status byte.
 ERROR_QUEUE = ReplyForm.of(
-    "an error code and text such as '0: NO ERROR'", rb"([-+]?\d+)\s*[:,]\s*(.*)"
+    "an error code and text such as '0: NO ERROR'",
+    rb"([-+]?\d+)(?:\s*[:,]\s*|\s+(?=[\"'A-Z]{2})(?!NM\s*$))(.*)",
 )
-IDENTITY = ReplyForm.of("the identity (…,MaiTai,…)", rb"([^,]*),\s*(MAI\s*TAI)\s*,(.*)")
+#: ``*IDN?``: the vendor (spelt several ways), the model (``MaiTai``, ``Mai Tai``, ``MaiTai HP``
+#: ...), then serial and firmware.
+IDENTITY = ReplyForm.of("the identity (…,MaiTai,…)", rb"([^,]*),\s*(MAI\s*TAI[^,]*?)\s*,(.*)")
 #: A line saying Error that is not the error queue's "code: text" answer: the laser refusing.
-ERROR_LINE = ReplyForm.of("an error message", rb"(?![-+]?\d+\s*[:,]).*ERROR.*")
+ERROR_LINE = ReplyForm.of("an error message", rb"(?![-+]?\d+(?:\s*[:,]|\s)).*ERROR.*")
+#: Output power above this means the laser emits, whatever ``*STB?`` says (the lab's laser
+#: answered 8, bit 0 clear, while emitting 3 W); ``0.00000W`` when off.
+EMITTING_W = 0.01
 NUMBER = ReplyForm.of("a number", rb"(" + _DECIMAL + rb")")
 
 POLICY = ReplyPolicy(
@@ -402,7 +411,12 @@ class MaiTai(SerialDevice):
         self.warmup.report(percent)
 
     async def _read_emission(self) -> bool:
-        return int(await self._number(b"*STB?")) & 1 == 1
+        """Bit 0 of ``*STB?`` (the manual's "emission possible"), or output power: the lab's
+        laser answered ``*STB?`` = 8 while emitting 3 W, so on some firmware bit 0 is not
+        emission (the bit map is unconfirmed). Never reads off while the laser reports power."""
+        if int(await self._number(b"*STB?")) & 1:
+            return True
+        return await self._number(b"READ:POW?") > EMITTING_W
 
     async def _write_wavelength(self, nm: float) -> None:
         await self._command(b"WAV %d" % round(nm))
@@ -418,7 +432,8 @@ class MaiTai(SerialDevice):
             match = await self._query(b"SYST:ERR?")
         except DeviceRefused as refused:
             raise DeviceRefused(f"{self.name} refused {command.decode()}: {refused}") from None
-        code, text = int(match.group(1)), match.group(2).decode("ascii", "replace").strip()
+        code = int(match.group(1))
+        text = match.group(2).decode("ascii", "replace").strip().strip("\"'")
         if code != 0:
             raise DeviceRefused(f"{self.name} refused {command.decode()}: {code}: {text}")
 

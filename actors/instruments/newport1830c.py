@@ -4,7 +4,10 @@ Protocol: ../shared/reference/newport-1830c.md. The meter is silent for every se
 reports a bad command only in its status byte, so each write here is followed by ``Q?`` and a
 refusal becomes a clear error instead of a setting silently not applied. Readings carry the
 status flags (saturated, over-range, busy) instead of hiding them; the units are forced to watts
-(``U1``) because the meaning of ``U2``/``U3`` is disputed between sources.
+(``U1``) because the meaning of ``U2``/``U3`` is disputed between sources — and kept there: a
+reading without an exponent (watts always have one) makes the driver check ``U?``, and units
+changed on the front panel are forced back to watts (logged) before the reading is taken again.
+A word instead of a number (``SATURATED``, ``OVER``...: unconfirmed) is a flagged NaN reading.
 
 Replies are believed only by form (:data:`POLICY`, ``Link.exchange``). Some units power up with
 echo on — the command text comes back before each reply, whole or cut short — so the driver
@@ -27,6 +30,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import re
 import time
 
 import trio
@@ -53,14 +57,21 @@ FILTER_CODES = {Filter.SLOW: 1, Filter.MEDIUM: 2, Filter.FAST: 3}
 
 # -- what each reply looks like ---------------------------------------------------------------
 #: ``D?``: a number (``+.75E-9``, ``5E-9``, ``-15.24``), or a word the meter may use when it
-#: cannot measure (unconfirmed: OVER, SAT, ERR, UNDER) — flagged, never a value.
+#: cannot measure (unconfirmed: OVER, SAT, ERR, UNDER and longer words starting so, such as
+#: SATURATED or OVERRANGE) — flagged, never a value.
 READING = ReplyForm.of(
     "a power reading (a number)",
-    rb"([+-]?(?:\d+\.?\d*|\.\d+)(?:E[+-]?\d+)?)|(OVER|SAT|ERR|UNDER)",
+    rb"([+-]?(?:\d+\.?\d*|\.\d+)(?:E[+-]?\d+)?)|((?:OVER|SAT|ERR|UNDER)[A-Z_ -]{0,12})",
 )
+#: The flag a word reading stands for (by its first three letters).
+WORD_FLAGS = {b"OVE": "over_range", b"SAT": "saturated", b"ERR": "err", b"UND": "under"}
+#: In watts the meter writes an exponent (``+.75E-9``, ``5E-9``; recorded); dB, dBm and REL
+#: readings are plain decimals (``-15.24``).
+EXPONENT = re.compile(rb"E[+-]?\d", re.IGNORECASE)
 STATUS_BYTE = ReplyForm.of("a status byte (an integer 0-255)", rb"(\d{1,3})")
-DIGIT = ReplyForm.of("a one-digit setting", rb"(\d)")
-ZERO_STATE = ReplyForm.of("0 or 1", rb"([01])")
+#: One-digit settings may come zero-padded (``03``), as the manual's ``Q?`` examples are.
+DIGIT = ReplyForm.of("a one-digit setting", rb"0?(\d)")
+ZERO_STATE = ReplyForm.of("0 or 1", rb"0?([01])")
 WAVELENGTH = ReplyForm.of("a wavelength in four digits such as 0800", rb"(\d{4})")
 POLICY = ReplyPolicy(known=(READING, STATUS_BYTE, WAVELENGTH), resync=(b"W?", WAVELENGTH))
 
@@ -241,12 +252,15 @@ class Newport1830C(SerialDevice):
 
     async def read(self) -> Reading:
         match = await self.ask_line(b"D?", READING)
+        if match.group(1) is not None and EXPONENT.search(match.group(1)) is None:
+            match = await self._in_watts(match)
         status = await self._status()
         flags = tuple(name for bit, name in FLAG_NAMES if status & bit)
         if match.group(1) is not None:
             value = float(match.group(1))
         else:
-            value, flags = math.nan, (*flags, match.group(2).decode().lower())
+            word = WORD_FLAGS[match.group(2)[:3].upper()]
+            value, flags = math.nan, flags if word in flags else (*flags, word)
         self.power.report(value)
         reading = Reading(value, "W", time.time(), flags)
         self.stream("readings").publish(reading)
@@ -263,6 +277,23 @@ class Newport1830C(SerialDevice):
                         raise
                     # an e-stop or abort cut this read short: a passive sensor streams on
                 await trio.sleep(self.poll_interval.value)
+
+    async def _in_watts(self, match: re.Match[bytes]) -> re.Match[bytes]:
+        """A reading without an exponent may be dB/dBm/REL (the front panel's units button, or
+        a meter that powered up so): check ``U?``; if the units are not watts, force ``U1``
+        back, say so, and read again."""
+        units = await self._query_int(b"U?")
+        if units == 1:
+            return match  # a plain decimal in watts after all
+        logger.warning(
+            "%s: the meter's units were %d, not watts (front panel? a power cycle?): %s"
+            " discarded, U1 sent again",
+            self.name,
+            units,
+            match.group(0).decode("ascii", "replace"),
+        )
+        await self._command(b"U1")
+        return await self.ask_line(b"D?", READING)
 
     # -- the wire --------------------------------------------------------------------------------
 

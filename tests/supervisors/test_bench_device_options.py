@@ -60,7 +60,7 @@ def config(driver: str, options: str, port: str = "sim"):
             "quirks = ['echoes']",
             "sim",
             "lab.toml: device[0].options.quirks: unknown quirk 'echoes' for newport_1830c;"
-            " quirks: echo, ignores_e0, partial_echo, slow_replies",
+            " quirks: echo, ignores_e0, padded_settings, partial_echo, saturation_text, slow_replies",
         ),
         (
             "newport_esp300",

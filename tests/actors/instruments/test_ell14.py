@@ -391,3 +391,30 @@ async def test_a_position_query_never_reads_a_reply_meant_for_another_exchange(i
         for _ in range(5):
             assert await mount.ask(GetPosition()) == pytest.approx(45.0, abs=0.01)
         assert restarts(system) == 0
+
+
+async def test_one_module_gone_from_the_bus_does_not_restart_the_other_mounts(io_clock):
+    """Module 2 is unplugged (or powered off) on the shared bus: its mount fails and retries,
+    but mounts 3 and 8 are not restarted with it (a restart would cut a move in flight)."""
+    from runtime.config import parse_config
+    from supervisors.bench import open_bench
+
+    config = parse_config(
+        '[[device]]\nid = "ell14"\ndriver = "thorlabs_ell14"\nport = "sim"\n'
+        'options = { addresses = ["2", "3", "8"] }\n',
+        "lab.toml",
+    )
+    async with open_bench(config) as bench:
+        simulator = bench.simulators["ell14"]
+        assert isinstance(simulator, Ell14BusSimulator)
+        mount3 = bench.system.ref("ell14.3")
+        gone = simulator.modules.pop("2")
+        await trio.sleep(30.0)  # mount 2's keepalive finds it silent: it restarts, and retries
+        assert bench.device_states()["ell14.2"] == "degraded"
+        assert bench.device_states()["ell14.3"] == "ready"
+        assert await mount3.ask(MoveAbsolute(90.0), timeout=30) == pytest.approx(90.0, abs=0.01)
+        assert mount3.statistics().restarts == 0
+        assert bench.system.ref("ell14.8").statistics().restarts == 0
+        simulator.modules["2"] = gone  # plugged back in
+        await trio.sleep(30.0)
+        assert bench.device_states()["ell14.2"] == "ready"

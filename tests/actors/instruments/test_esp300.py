@@ -373,3 +373,53 @@ async def test_get_position_answers_at_once_during_a_move(io_clock, link):
             assert axis.statistics().normal_depth == 0  # the move is still the one in flight
         assert start < seen[0] < seen[1] < seen[2] < 20.0  # live, between start and target
         assert await axis.ask(GetPosition()) == pytest.approx(20.0)
+
+
+async def test_another_axis_fault_in_the_error_fifo_is_not_blamed_on_this_command(io_clock, link):
+    """The FIFO is shared: axis 2's following error (queued while it moved on its own) is
+    popped by the TB? after axis 1's next command. That command did nothing wrong: it goes
+    through, and the error is kept for axis 2, which reports it as its fault."""
+    async with bench(link) as (simulator, system):
+        axis1, axis2 = system.ref("esp300.axis1"), system.ref("esp300.axis2")
+        simulator.fault_next_move(2, code=3)  # following error halfway
+        await axis2.ask(MoveAbsolute(10.0, wait=False))
+        await trio.sleep(2.0)  # past the fault (2.25 s move, halfway ~1.1 s)
+        assert await axis1.ask(MoveAbsolute(1.0)) == pytest.approx(1.0)
+        assert simulator.axes[1].position == pytest.approx(1.0)
+        with pytest.raises(ActorError, match=r"the motor is off \(203 FOLLOWING ERROR"):
+            await axis2.ask(MoveAbsolute(1.0))
+        assert (await axis2.ask(GetParameter("fault"))).value == (
+            "203 FOLLOWING ERROR THRESHOLD EXCEEDED"
+        )
+
+
+async def test_this_commands_error_is_found_behind_another_axis_error(io_clock, link):
+    """Axis 2's fault sits first in the FIFO; axis 1's own refusal comes after it and is the
+    one reported to axis 1 (never left behind for a later command to trip over)."""
+    async with bench(link) as (simulator, system):
+        axis1, axis2 = system.ref("esp300.axis1"), system.ref("esp300.axis2")
+        simulator.fault_next_move(2, code=3)
+        await axis2.ask(MoveAbsolute(10.0, wait=False))
+        await trio.sleep(2.0)
+        with pytest.raises(ActorError) as caught:  # allowed by us, refused by the stage
+            await axis1.ask(SetParameter("velocity", 30.0))
+        assert "refused 1VA30: error 110 MAXIMUM VELOCITY EXCEEDED" in str(caught.value)
+        assert "203" not in str(caught.value)
+        await axis1.ask(SetParameter("velocity", 4.0))  # nothing left behind to refuse it
+        assert simulator.axes[1].velocity == 4.0
+
+
+async def test_travel_limits_are_read_again_after_a_home_and_motor_on(io_clock, link):
+    """SL/SR can change while the daemon runs (front panel, another program, a new stage
+    after a power cycle): a home search and motor_on read them again."""
+    async with bench(link, limits={1: (-10.0, 10.0)}) as (simulator, system):
+        axis = system.ref("esp300.axis1")
+        simulator.axes[1].left_limit, simulator.axes[1].right_limit = -20.0, 20.0
+        await axis.ask(Home(), timeout=30)
+        infos = {p.name: p for p in await axis.ask(ListParameters())}
+        assert infos["position"].limits == (-20.0, 20.0)
+        assert await axis.ask(MoveAbsolute(15.0)) == pytest.approx(15.0)
+        simulator.axes[1].right_limit = 16.0
+        await axis.ask(MotorOn())
+        with pytest.raises(ActorError, match=r"outside the travel -20 to 16 mm"):
+            await axis.ask(MoveAbsolute(18.0))

@@ -31,9 +31,14 @@ from tests.actors.instruments.harness import running
 
 @asynccontextmanager
 async def bench(
-    link: Path, quirks: tuple[str, ...] = (), **options: object
+    link: Path,
+    quirks: tuple[str, ...] = (),
+    identity: str | None = None,
+    **options: object,
 ) -> AsyncIterator[tuple[MaiTaiSimulator, ActorRef, SupervisedSystem]]:
     simulator = MaiTaiSimulator(link=link, quirks=quirks)
+    if identity is not None:
+        simulator.identity = identity
     spec = ActorSpec("maitai", lambda: MaiTai(serial_settings(str(link)), **options))  # type: ignore[arg-type]
     backoff = Backoff(0.1, 0.5, jitter=0.0)
     async with running(simulator, [spec], backoff=backoff, max_restarts=20) as system:
@@ -297,3 +302,46 @@ async def test_without_error_replies_the_queue_says_why(io_clock, link):
 def test_quirk_names_are_checked():
     with pytest.raises(ValueError, match="maitai simulator has no quirk 'echos'; quirks: "):
         MaiTaiSimulator(quirks=("echos",))
+
+
+async def test_emission_is_never_read_as_off_while_the_laser_reports_output_power(io_clock, link):
+    """The lab's laser answered *STB? = 8 (bit 0 clear) while emitting 3 W: on that firmware
+    bit 0 is not emission. A restart while it lases must not report emission off."""
+    async with bench(link, quirks=("lab_status_byte",)) as (simulator, laser, _):
+        assert (await laser.ask(GetParameter("emission"))).value is False
+        snapshot = await laser.ask(SetParameter("emission", True))  # read back: 3 W out
+        assert snapshot.value is True and simulator.emission
+        simulator.disconnect()
+        await trio.sleep(0.5)
+        simulator.reconnect(power_cycled=False)  # a cable, not the laser: it goes on lasing
+        await trio.sleep(5.0)
+        assert simulator.emission and laser.statistics().restarts >= 1
+        assert (await laser.ask(GetParameter("emission"))).value is True
+        await laser.ask(SetParameter("emission", False))
+        assert not simulator.emission
+
+
+async def test_an_error_queue_without_a_colon_is_understood(io_clock, link):
+    """SYST:ERR?'s format is unconfirmed: '0 NO ERROR' is no error, '2 EXE_ERR ...' a refusal."""
+    async with bench(link, quirks=("spaced_error_queue",)) as (simulator, laser, _):
+        await laser.ask(SetParameter("wavelength", 850.0))
+        assert simulator.setpoint == 850.0
+        simulator.maximum_nm = 900.0
+        with pytest.raises(
+            ActorError, match=r"refused WAV 950: 2: EXE_ERR wavelength out of range"
+        ):
+            await laser.ask(SetParameter("wavelength", 950.0))
+        assert laser.statistics().restarts == 0
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        "Spectra-Physics, MaiTai, xxx, 0453-8620A/5.10/J40-4420H",  # the manual's example
+        "Spectra Physics,MaiTai HP,3227/51054/40856,0245-2.00.34",  # a model suffix
+    ],
+)
+async def test_identities_of_other_units_are_accepted(io_clock, link, identity):
+    async with bench(link, identity=identity) as (_, laser, _system):
+        assert (await laser.ask(GetParameter("wavelength"))).value == 800.0
+        assert laser.statistics().restarts == 0

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from actors.capabilities import Capability, Describe, Operation, Read, Zero
-from actors.instruments.newport1830c import Newport1830C, serial_settings
+from actors.instruments.newport1830c import Filter, Newport1830C, serial_settings
 from actors.instruments.serial_device import DeviceRefused, NoReply
 from runtime import (
     ActorError,
@@ -246,3 +246,39 @@ async def test_zero_is_an_operation_of_the_meter(io_clock, link):
         assert await meter.ask(Zero(enable=False)) is False
         assert simulator.zero == 0 and (await meter.ask(GetParameter("zero"))).value is False
         assert (await settled_read(meter)).value == pytest.approx(5.0e-9, rel=0.02)
+
+
+async def test_units_changed_on_the_front_panel_never_read_as_watts(io_clock, link, caplog):
+    """Someone presses dBm on the meter (or it powers up in dB): D? then answers -30.00, which
+    is not -30 W. A reading without an exponent makes the driver check U?, force watts back
+    and read again."""
+    async with bench(link) as (simulator, meter, _):
+        simulator.power_w = 1e-6
+        simulator.units = 3  # dBm, from the front panel
+        reading = await settled_read(meter)
+        assert reading.value == pytest.approx(1e-6, rel=0.02)
+        assert simulator.units == 1
+        assert "units were 3, not watts" in caplog.text
+        assert meter.statistics().restarts == 0
+
+
+async def test_zero_padded_settings_are_understood(io_clock, link):
+    async with bench(link, quirks=("padded_settings",)) as (simulator, meter, _):
+        await meter.ask(SetParameter("filter", "slow"))
+        assert (await meter.ask(GetParameter("filter"))).value in ("slow", Filter.SLOW)
+        assert simulator.filter == 1
+        await meter.ask(SetParameter("attenuator", True))
+        assert (await meter.ask(GetParameter("attenuator"))).value is True
+        reading = await settled_read(meter)
+        assert reading.valid and (await meter.ask(GetParameter("present_range"))).value > 0
+        assert meter.statistics().restarts == 0
+
+
+async def test_a_saturated_reading_in_words_is_flagged_not_a_crash(io_clock, link):
+    async with bench(link, quirks=("saturation_text",)) as (simulator, meter, _):
+        simulator.power_w = 0.5  # far above the bare detector's limit
+        reading = await meter.ask(Read())
+        assert math.isnan(reading.value) and "saturated" in reading.flags and not reading.valid
+        simulator.power_w = 1e-6
+        assert (await settled_read(meter)).value == pytest.approx(1e-6, rel=0.02)
+        assert meter.statistics().restarts == 0
