@@ -309,27 +309,37 @@ class Ell14Bus(SerialDevice):
 
     # -- discovery -------------------------------------------------------------------------------
 
+    async def _probe(self, address: str) -> None:
+        """``in`` at one address; what answers within the window goes into ``found``."""
+        self._port.drain()
+        await self._port.write(address.encode() + b"in")
+        deadline = trio.current_time() + DISCOVERY_WINDOW
+        while (remaining := deadline - trio.current_time()) > 0:
+            try:
+                line = await self._port.read_until(timeout=remaining)
+            except ReplyTimeout:
+                return
+            noise, frame = split_line(line)
+            if noise:
+                self._protocol_error(noise)
+            if frame is not None and frame.address == address and frame.code == b"IN":
+                kind, serial = int(frame.data[:2], 16), frame.data[2:10].decode()
+                self.found[address] = ModuleInfo(
+                    address, MODELS.get(kind, f"ELLx type {kind}"), serial
+                )
+                return
+
     async def _discover(self) -> None:
         """``in`` at every address 0-F, one at a time (replies at once would collide on the
-        bus); report what answered, and how that compares with the configured addresses."""
+        bus); report what answered, and how that compares with the configured addresses. A
+        configured address that did not answer is asked once more: one reply lost to noise on
+        the bus (or a busy host) must not read as a module gone."""
         for address in "0123456789ABCDEF":
-            self._port.drain()
-            await self._port.write(address.encode() + b"in")
-            deadline = trio.current_time() + DISCOVERY_WINDOW
-            while (remaining := deadline - trio.current_time()) > 0:
-                try:
-                    line = await self._port.read_until(timeout=remaining)
-                except ReplyTimeout:
-                    break
-                noise, frame = split_line(line)
-                if noise:
-                    self._protocol_error(noise)
-                if frame is not None and frame.address == address and frame.code == b"IN":
-                    kind, serial = int(frame.data[:2], 16), frame.data[2:10].decode()
-                    self.found[address] = ModuleInfo(
-                        address, MODELS.get(kind, f"ELLx type {kind}"), serial
-                    )
-                    break
+            await self._probe(address)
+        for address in self.configured:
+            if address not in self.found:
+                await self._probe(address)
+        self.found = dict(sorted(self.found.items(), key=lambda item: int(item[0], 16)))
         listing = "; ".join(str(m) for m in self.found.values()) or "none"
         self.modules.report(listing)
         self.identity = f"ELLx bus on {self.settings.address}: {listing}"

@@ -72,9 +72,12 @@ async def bench(
     quirks: tuple[str, ...] = (),
     addresses: tuple[str, ...] = ("2", "3", "8"),
     models: dict[str, int] | None = None,
+    lost_replies: tuple[str, ...] = (),
     **tree_options: object,
 ) -> AsyncIterator[tuple[Ell14BusSimulator, SupervisedSystem]]:
     simulator = Ell14BusSimulator(link=link, quirks=quirks, addresses=addresses, models=models)
+    for address in lost_replies:  # the module's first reply never makes it onto the bus
+        simulator.replace_next_reply(address, b"")
     async with running(simulator, [ell14_tree(str(link), **tree_options)]) as system:  # type: ignore[arg-type]
         yield simulator, system
 
@@ -342,6 +345,17 @@ async def test_discovery_names_configured_addresses_that_do_not_answer(io_clock,
     async with bench(link, addresses=("2", "3"), discover=True) as (_, system):
         assert "configured address(es) 8 did not answer 'in'" in caplog.text
         assert system.ref("ell14.2").statistics().state.name == "RUNNING"
+
+
+async def test_discovery_asks_a_configured_address_again_before_calling_it_missing(
+    io_clock, link, caplog
+):
+    async with bench(link, lost_replies=("3",), discover=True) as (simulator, system):
+        modules = (await system.ref("ell14").ask(GetParameter("modules"))).value
+        assert modules.split("; ")[1] == "3: ELL14 serial 11400511"  # in address order
+        asked = [c for c in simulator.commands if c.endswith(b"in")]
+        assert asked[:17] == [b"%cin" % a for a in b"0123456789ABCDEF"] + [b"3in"]
+        assert "did not answer" not in caplog.text
 
 
 async def test_home_and_stop_are_operations_of_a_mount(io_clock, link):
