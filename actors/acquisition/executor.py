@@ -75,6 +75,9 @@ logger = logging.getLogger(__name__)
 
 EXECUTOR_NAME = "plans"  # the bench's executor actor: the edge and scripts find it by name
 HISTORY = 200  # finished plans kept
+#: Plans created or queued and not yet running (each holds its plan: a list scan may carry
+#: 800 000 positions): a client cannot store plans without bound.
+MAX_WAITING = 256
 FINISHING_WAIT = 10.0  # s a StartRun waits for a plan whose run has ended to finish
 TABLE_CELLS = 16_000_000  # table cells kept in memory over all finished plans (8 bytes each)
 
@@ -229,6 +232,16 @@ class PlanExecutor(Actor):
         if start:
             self._refuse_if_latched()
         checked = await self._validate(plan)
+        waiting = sum(
+            1
+            for r in self._records.values()
+            if r.status.state in (PlanState.CREATED, PlanState.PENDING)
+        )
+        if waiting >= MAX_WAITING:
+            raise InsufficientResources(
+                f"{waiting} plans are created or queued and not running (at most {MAX_WAITING});"
+                " start, stop or let them run before creating another"
+            )
         plan_id = f"p{next(self._counter)}"
         total = plan.total()
         status = PlanStatus(
