@@ -191,3 +191,16 @@ async def test_plans_created_and_not_running_are_bounded(
     assert message.startswith("2 plans are created or queued and not running (at most 2)")
     await client.unary(client.scan.StopScan, scan_pb2.StopScanRequest(id=created[0].id))
     await client.unary(client.scan.CreateScan, create)  # room again
+
+
+async def test_a_relative_move_too_large_for_the_wire_is_refused(client: Client) -> None:
+    # 1e308 deg overflowed converting to pulses and crashed the mount's actor; 1e7 deg was
+    # masked to 32 bits and sent as some other move
+    for distance in (1.7e308, -1e7):
+        message = await client.fails(
+            Status.INVALID_ARGUMENT,
+            client.hardware.MoveRelative,
+            hardware_pb2.MoveRelativeRequest(device="ell14.2", distance=distance),
+        )
+        assert "is too large; at most ±5392676 deg at once" in message, message
+    await assert_responsive(client, "ell14.2")
