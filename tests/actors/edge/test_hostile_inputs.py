@@ -15,8 +15,17 @@ import trio
 from grpclib.const import Status
 
 from actors.acquisition import executor
+from actors.edge import _preset_store
 from actors.scripting import runner
-from benchd.v1 import control_pb2, estop_pb2, hardware_pb2, plan_pb2, scan_pb2, storage_pb2
+from benchd.v1 import (
+    control_pb2,
+    estop_pb2,
+    hardware_pb2,
+    plan_pb2,
+    preset_pb2,
+    scan_pb2,
+    storage_pb2,
+)
 
 from .harness import Client
 from .test_control import wait_done
@@ -204,3 +213,28 @@ async def test_a_relative_move_too_large_for_the_wire_is_refused(client: Client)
         )
         assert "is too large; at most ±5392676 deg at once" in message, message
     await assert_responsive(client, "ell14.2")
+
+
+async def test_presets_are_bounded_but_one_may_always_be_overwritten(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_preset_store, "MAX_PRESETS", 2)
+    for name in ("a", "b"):
+        await client.unary(
+            client.preset.SavePreset, preset_pb2.SavePresetRequest(name=name, devices=["maitai"])
+        )
+    message = await client.fails(
+        Status.RESOURCE_EXHAUSTED,
+        client.preset.SavePreset,
+        preset_pb2.SavePresetRequest(name="c", devices=["maitai"]),
+    )
+    assert message == (
+        "2 presets are saved (at most 2); delete one (DeletePreset) or save over an existing"
+        " name with overwrite"
+    )
+    await client.unary(
+        client.preset.SavePreset,
+        preset_pb2.SavePresetRequest(name="a", devices=["maitai"], overwrite=True),
+    )
+    listed = await client.unary(client.preset.ListPresets, preset_pb2.ListPresetsRequest())
+    assert [p.name for p in listed.presets] == ["a", "b"]
