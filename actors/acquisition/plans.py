@@ -439,6 +439,10 @@ class Adaptive:
         bound = math.floor(steps) + 2
         return min(bound, self.max_points) if self.max_points else bound
 
+    def _most_points(self) -> str:
+        steps = abs(self.stop - self.start) / self.min_step
+        return str(self.total()) if math.isfinite(steps) else f"more than {MAX_POINTS}"
+
     def extents(self, origin: Targets) -> dict[str, tuple[float, float]]:
         (o,) = origin
         return {self.axis: (o + min(self.start, self.stop), o + max(self.start, self.stop))}
@@ -466,7 +470,7 @@ class Adaptive:
             found.append(
                 Problem(
                     f"{where}.min_step",
-                    f"{self.min_step:g} allows {self.total()} points;"
+                    f"{self.min_step:g} allows {self._most_points()} points;"
                     f" at most {MAX_POINTS} (raise min_step or set max_points)",
                 )
             )
