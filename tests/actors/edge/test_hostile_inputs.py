@@ -241,3 +241,25 @@ async def test_presets_are_bounded_but_one_may_always_be_overwritten(
     )
     listed = await client.unary(client.preset.ListPresets, preset_pb2.ListPresetsRequest())
     assert [p.name for p in listed.presets] == ["a", "b"]
+
+
+async def test_a_scripts_run_metadata_nested_too_deeply_is_refused_not_a_recorder_crash(
+    client: Client,
+) -> None:
+    # json recursed over 900 nested lists and the recorder actor crashed (RecursionError)
+    scripts = {
+        "x = 1\nfor i in range(900):\n    x = [x]\nstart_run('deep', metadata={'a': x})\n": (
+            "BuiltinError: recorder: run metadata is nested more than 32 levels deep"
+        ),
+        "start_run('listed', metadata=[1])\n": (
+            "BuiltinError: start_run: metadata must be a dict, got list"
+        ),
+    }
+    for source, error in scripts.items():
+        started = await client.unary(
+            client.control.StartScript, control_pb2.StartScriptRequest(source=source)
+        )
+        final = await wait_done(client, started.id)
+        assert final.state == control_pb2.EXECUTION_STATE_ERROR, final
+        assert final.error == error
+    await assert_responsive(client, "recorder", "scripts")
