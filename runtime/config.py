@@ -22,7 +22,19 @@ from typing import Any
 
 from ._errors import BenchError
 
-DEVICE_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+DEVICE_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+#: A bench's name: it names the camera's ring file (benchd-<name>-<camera>.ring).
+BENCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$")
+#: The most characters of a value from the file an error quotes (a key or value may be huge).
+SHOWN_CHARS = 60
+
+
+def shown(value: object) -> str:
+    """``repr`` of a value from the file for an error message, cut to SHOWN_CHARS characters."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}… ({len(text)} characters)"
+
+
 BUILT_IN = "<built-in simulated bench>"
 
 
@@ -226,6 +238,13 @@ def parse_config(text: str, source: str) -> BenchConfig:
     _only(bench, {"name"}, "bench", source)
     name = bench.get("name", Path(source).stem)
     _expect(name, str, "bench.name", source, "a string")
+    if "name" in bench and not BENCH_NAME.match(name):  # (a file's own stem is its name)
+        raise ConfigError(
+            source,
+            "bench.name",
+            f"{shown(name)} is not allowed: 1 to 64 letters, digits, spaces, '.', '_', '-',"
+            " starting with a letter or digit",
+        )
     raw_devices = data.get("device", [])
     _expect(raw_devices, list, "device", source, "an array of [[device]] tables")
     if not raw_devices:
@@ -245,7 +264,8 @@ def parse_config(text: str, source: str) -> BenchConfig:
             raise ConfigError(
                 source,
                 f"{key}.id",
-                f"{device_id!r} is not a valid id (lower-case letters, digits, _; a letter first)",
+                f"{shown(device_id)} is not a valid id (1 to 64 lower-case letters, digits, _;"
+                " a letter first)",
             )
         if device_id in seen:
             raise ConfigError(
@@ -254,6 +274,7 @@ def parse_config(text: str, source: str) -> BenchConfig:
         seen[device_id] = key
         options = raw.get("options", {})
         _expect(options, dict, f"{key}.options", source, "a table")
+        _no_nul(raw["port"], f"{key}.port", source)
         devices.append(DeviceConfig(device_id, raw["driver"], raw["port"], options, key))
     storage = _storage(data.get("storage", {}), source)
     return BenchConfig(
@@ -346,14 +367,16 @@ def _acquisition(table: object, source: str) -> AcquisitionConfig:
             raise ConfigError(
                 source,
                 f"{key}.threshold",
-                f"expected a number, true/false or text, got {threshold!r}",
+                f"expected a number, true/false or text, got {shown(threshold)}",
             )
         numbers: dict[str, float] = {}
         for name in ("resume", "settle", "poll"):
             if name in entry:
                 value = entry[name]
                 if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise ConfigError(source, f"{key}.{name}", f"expected a number, got {value!r}")
+                    raise ConfigError(
+                        source, f"{key}.{name}", f"expected a number, got {shown(value)}"
+                    )
                 numbers[name] = float(value)
         suspenders.append(
             SuspenderConfig(
@@ -426,6 +449,7 @@ def _storage(table: object, source: str) -> StorageConfig:
     for key in ("directory", "ring_directory"):
         if key in table:
             _expect(table[key], str, f"storage.{key}", source, "a path (string)")
+            _no_nul(table[key], f"storage.{key}", source)
             path = Path(table[key]).expanduser()
             values[key] = path if path.is_absolute() else (base / path).resolve()
     for key, (kind, low, high) in _STORAGE_NUMBERS.items():
@@ -466,6 +490,7 @@ def _edge(table: object, source: str) -> EdgeConfig:
     for key in ("tokens_file", "tls_cert", "tls_key", "presets_dir", "disk_path"):
         if key in table:
             _expect(table[key], str, f"edge.{key}", source, "a path (string)")
+            _no_nul(table[key], f"edge.{key}", source)
             paths[key] = base / Path(table[key]).expanduser()
     host, port = DEFAULT_HOST, DEFAULT_PORT
     if "listen" in table:
@@ -533,6 +558,8 @@ def _only(table: Mapping[str, Any], allowed: set[str], key: str, source: str) ->
     for name in table:
         if name not in allowed:
             where = f"{key}.{name}" if key else name
+            if len(where) > SHOWN_CHARS:
+                where = f"{where[:SHOWN_CHARS]}… ({len(where)} characters)"
             raise ConfigError(
                 source, where, f"unknown key; allowed here: {', '.join(sorted(allowed))}"
             )
@@ -541,5 +568,11 @@ def _only(table: Mapping[str, Any], allowed: set[str], key: str, source: str) ->
 def _expect(value: object, kind: type, key: str, source: str, described: str) -> None:
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ConfigError(
-            source, key, f"expected {described}, got {type(value).__name__} {value!r}"
+            source, key, f"expected {described}, got {type(value).__name__} {shown(value)}"
         )
+
+
+def _no_nul(value: str, key: str, source: str) -> None:
+    """A path or port with a NUL cannot be opened: say so now, not as a crash at first use."""
+    if "\0" in value:
+        raise ConfigError(source, key, f"{shown(value)} contains a NUL character")

@@ -83,7 +83,9 @@ logger = logging.getLogger(__name__)
 
 EXECUTOR_NAME = "plans"  # the bench's executor actor: the edge and scripts find it by name
 HISTORY = 200  # finished plans kept (in memory and in plans.jsonl)
-MAX_WAITING = 100  # plans created or queued and not yet running
+#: Plans created or queued and not yet running (each holds its plan: a list scan may carry
+#: 800 000 positions): a client cannot store plans without bound.
+MAX_WAITING = 100
 FINISHING_WAIT = 10.0  # s a StartRun waits for a plan whose run has ended to finish
 TABLE_CELLS = 16_000_000  # table cells kept in memory over all finished plans (8 bytes each)
 
@@ -317,8 +319,8 @@ class PlanExecutor(Actor):
         )
         if waiting >= MAX_WAITING:
             raise InsufficientResources(
-                f"{waiting} plans are waiting to run (created or queued), the most the bench"
-                " keeps; start, stop or abort some first (ListScans lists them)"
+                f"{waiting} plans are waiting to run (created or queued; at most {MAX_WAITING});"
+                " start, stop or abort some first (ListScans lists them)"
             )
 
     def _find(self, plan_id: str) -> PlanRecord:

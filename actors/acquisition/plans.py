@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from .problems import Problem, finite, quote, whole
+from .problems import MAX_JSON_DEPTH, Problem, finite, json_depth, quote, whole
 from .suspenders import Suspender
 
 MAX_POINTS = 1_000_000  # in one plan (a grid: all axes multiplied)
@@ -433,8 +433,15 @@ class Adaptive:
         """The most points it can take."""
         if not (finite(self.min_step) and self.min_step > 0):
             return 0
-        bound = math.floor(abs(self.stop - self.start) / self.min_step) + 2
+        steps = abs(self.stop - self.start) / self.min_step
+        if not math.isfinite(steps):  # a span of 1e300 over a step of 1e-300
+            return self.max_points or MAX_POINTS + 1
+        bound = math.floor(steps) + 2
         return min(bound, self.max_points) if self.max_points else bound
+
+    def _most_points(self) -> str:
+        steps = abs(self.stop - self.start) / self.min_step
+        return str(self.total()) if math.isfinite(steps) else f"more than {MAX_POINTS}"
 
     def extents(self, origin: Targets) -> dict[str, tuple[float, float]]:
         (o,) = origin
@@ -463,7 +470,7 @@ class Adaptive:
             found.append(
                 Problem(
                     f"{where}.min_step",
-                    f"{self.min_step:g} allows {self.total()} points;"
+                    f"{self.min_step:g} allows {self._most_points()} points;"
                     f" at most {MAX_POINTS} (raise min_step or set max_points)",
                 )
             )
@@ -683,6 +690,8 @@ class Plan:
         _number(self.dwell, "dwell", found, 0.0, MAX_SECONDS)
         if len(self.metadata_json.encode()) > MAX_METADATA:
             found.append(Problem("metadata", f"at most {MAX_METADATA} bytes of JSON"))
+        elif json_depth(self.metadata_json) > MAX_JSON_DEPTH:
+            found.append(Problem("metadata", f"nested more than {MAX_JSON_DEPTH} levels deep"))
         else:
             try:
                 if not isinstance(json.loads(self.metadata_json or "{}"), dict):

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
-
-import numpy as np
 
 from benchd.v1 import common_pb2, hardware_pb2
 from runtime import ActorState, FailureRecord, ParameterInfo, ParameterSnapshot, Sample, Source
 
+from ..acquisition.problems import MAX_JSON_DEPTH, json_depth
 from .errors import invalid, quote
 
 _INT64 = (-(2**63), 2**63 - 1)
@@ -148,9 +146,6 @@ def check_value(info: ParameterInfo, value: object) -> str | None:
 
 
 MAX_JSON_BYTES = 64 * 1024
-#: Nesting a JSON value may have: deeper is refused before parsing (``json`` recurses, and
-#: run files and manifests hold these values).
-MAX_JSON_DEPTH = 32
 
 
 def json_object(text: str, field: str, example: str) -> dict[str, Any]:
@@ -163,7 +158,7 @@ def json_object(text: str, field: str, example: str) -> dict[str, Any]:
         return {}
     if len(text) > MAX_JSON_BYTES:
         raise invalid(f"{field} is limited to {MAX_JSON_BYTES} characters, got {len(text)}")
-    if _depth(text) > MAX_JSON_DEPTH:
+    if json_depth(text) > MAX_JSON_DEPTH:
         raise invalid(f"{field} is nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         value = json.loads(text)
@@ -172,23 +167,3 @@ def json_object(text: str, field: str, example: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise invalid(f"{field} must be a JSON object, e.g. {example}")
     return value
-
-
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_BRACKET = re.compile(r"[\[\]{}]")
-
-
-def _depth(text: str) -> int:
-    """How deeply the brackets of a JSON text nest (strings skipped); linear, no recursion,
-    and at C speed (a 64 KiB text of brackets takes well under a millisecond)."""
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
-        return MAX_JSON_DEPTH  # cannot nest deeper than it has brackets
-    brackets = _STRING.sub("", text).encode().translate(_STEPS, _NOT_BRACKETS)
-    if not brackets:
-        return 0
-    return int(np.cumsum(np.frombuffer(brackets, dtype=np.int8), dtype=np.int32).max())
-
-
-#: Bytes -> steps: an opening bracket is +1, a closing one -1 (int8 0xff); the rest deleted.
-_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
-_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))

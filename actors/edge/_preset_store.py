@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime import NotFoundError, ValidationError
+from runtime import InsufficientResources, NotFoundError, ValidationError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FORMAT = 1
+#: Presets kept: each save of a new name adds a file, and ListPresets reads them all.
+MAX_PRESETS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,11 @@ class PresetStore:
         if path.exists() and not overwrite:
             raise PresetExists(
                 f"preset {preset.name!r} exists; set overwrite to replace it, or pick another name"
+            )
+        if not path.exists() and len(names := self.names()) >= MAX_PRESETS:
+            raise InsufficientResources(
+                f"{len(names)} presets are saved (at most {MAX_PRESETS}); delete one"
+                " (DeletePreset) or save over an existing name with overwrite"
             )
         self.directory.mkdir(parents=True, exist_ok=True)
         text = json.dumps(

@@ -562,6 +562,14 @@ class Ell14Mount(DeviceActor):
             raise ValidationError(
                 f"{self.name}: {degrees:g} deg is outside the allowed range 0 to 360 deg"
             )
+        # the command carries 32 signed bits of pulses: a larger relative move would wrap
+        # into another one (to_hex32 masks), or overflow converting (1e308 deg)
+        most = (2**31 - 1) / self.pulses_per_degree
+        if abs(degrees) > most:
+            raise ValidationError(
+                f"{self.name}: a relative move of {degrees:g} deg is too large; at most"
+                f" ±{math.floor(most)} deg at once"
+            )
         return round(degrees * self.pulses_per_degree)
 
     async def _move(self, command: bytes, argument: int | bytes, target: float) -> float:

@@ -155,6 +155,28 @@ class ListRuns(Request[tuple[RunFile, ...]]):
     pass
 
 
+#: How deeply a run's metadata may nest: the manifest is JSON, and json recurses (a script's
+#: metadata 900 lists deep crashed the recorder with RecursionError).
+MAX_METADATA_DEPTH = 32
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether dicts and lists nest in ``value`` more than ``limit`` deep (no recursion)."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def check_run_name(name: str) -> str:
     if not RUN_NAME.fullmatch(name):
         raise ValidationError(f"run name {name!r} is not allowed; use {RUN_NAME_RULE}")
@@ -430,6 +452,10 @@ class RecorderActor(Actor):
             raise ValidationError(f"scan columns must be distinct names without '/': {columns}")
         if not all(isinstance(k, str) for k in request.metadata):
             raise ValidationError("run metadata keys must be strings")
+        if _deeper_than(request.metadata, MAX_METADATA_DEPTH):
+            raise ValidationError(
+                f"run metadata is nested more than {MAX_METADATA_DEPTH} levels deep"
+            )
         if not all(isinstance(k, str) for k in request.recorded_by):
             raise ValidationError("recorded_by keys must be strings")
         try:

@@ -425,6 +425,8 @@ class Builtins:
     ) -> str:
         """Start recording (every reading and parameter change; camera frames if ``frames``);
         the run file's path. The runner stops it when the script ends, however it ends."""
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise BuiltinError(f"start_run: metadata must be a dict, got {type(metadata).__name__}")
         status = await self._start_run(str(name), dict(metadata or {}), frames, ())
         return status.path
 

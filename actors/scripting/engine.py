@@ -21,6 +21,7 @@ reports (1-based; 0 when it gave none) and its one-line message.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -144,6 +145,46 @@ def check(source: str) -> tuple[ScriptProblem, ...]:
             )
         )
     return tuple(problems)
+
+
+#: Stack for parsing and linting a script. starlark-rust walks the syntax tree recursively, up
+#: to ~500 bytes a level, and a script of MAX_SCRIPT_BYTES can nest one level a byte
+#: (``"-" * 262000 + "1"``, ``"1+" * 131000``): on a thread's usual 8 MiB that overflows the
+#: stack and the process dies of SIGSEGV, daemon and e-stop with it. 512 MiB is 4x what the
+#: worst such script measured needs; it is address space, touched only as deep as a script goes.
+PARSE_STACK = 512 * 1024 * 1024
+_STACK_SIZE_LOCK = threading.Lock()
+
+
+def run_with_parse_stack(function: Callable[[], Any]) -> Any:
+    """``function()`` on a new thread with :data:`PARSE_STACK` of stack, its result or its
+    exception: for whatever parses or runs a client's script (blocks until it returns)."""
+    result: list[Any] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(function())
+        except BaseException as exc:  # handed to the caller's thread
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name="script-parse", daemon=True)
+    with _STACK_SIZE_LOCK:  # the size is process-wide: set it for this one thread only
+        previous = threading.stack_size(PARSE_STACK)
+        try:
+            thread.start()
+        finally:
+            threading.stack_size(previous)
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def check_deep(source: str) -> tuple[ScriptProblem, ...]:
+    """:func:`check` on a stack deep enough for any script the runner accepts."""
+    problems: tuple[ScriptProblem, ...] = run_with_parse_stack(lambda: check(source))
+    return problems
 
 
 class Budget:

@@ -40,6 +40,7 @@ from runtime import (
     ActorError,
     BenchError,
     EmergencyStopLatched,
+    InsufficientResources,
     Message,
     NotFoundError,
     Observable,
@@ -55,7 +56,7 @@ from runtime.config import ScriptingConfig
 from ..pipeline.recorder import RECORDER_NAME, GetRunStatus, StopRun
 from ..pipeline.run_status import RunOutcome
 from .builtins import Builtins, ExecutionContext, abort_devices, inventory
-from .engine import ScriptProblem, check
+from .engine import ScriptProblem, check_deep
 from .execution_ids import ExecutionIds
 from .pool import PoolStatistics, WorkerPool, WorkerStartError
 from .session import Ending, Limits, Outcome, Usage, WorkerSession
@@ -66,6 +67,10 @@ RUNNER_NAME = "scripts"
 MAX_SCRIPT_BYTES = 256 * 1024
 MAX_PARAMETER_BYTES = 256 * 1024  # the job (source + parameters) must fit one frame
 HISTORY = 200  # finished executions kept
+#: Uploaded scripts kept (each up to MAX_SCRIPT_BYTES): replacing one is always allowed.
+MAX_SCRIPTS = 256
+#: Executions waiting to run (each holds its source): a client cannot queue without bound.
+MAX_PENDING = 64
 MAX_LINE_CHARS = 1000  # one output line; longer ones are cut and say how long they were
 
 
@@ -298,13 +303,13 @@ class ScriptRunner(Actor):
     async def handle(self, message: Message) -> object:
         match message:
             case CheckScript(source=source):
-                return check(_source(source))
+                return await _check(_source(source))
             case UploadScript(name=name, source=source):
-                return self._upload(name, _source(source))
+                return await self._upload(name, _source(source))
             case ListScripts():
                 return tuple(info for _, info in self._scripts.values())
             case StartScript():
-                return self._submit(message)
+                return await self._submit(message)
             case StopExecution(id=execution_id, force=force, reason=reason):
                 return await self._stop(self._find(execution_id), reason, force=force)
             case PauseExecution(id=execution_id):
@@ -325,23 +330,37 @@ class ScriptRunner(Actor):
 
     # -- requests ------------------------------------------------------------------------------
 
-    def _upload(self, name: str, source: str) -> ScriptInfo:
+    async def _upload(self, name: str, source: str) -> ScriptInfo:
         if not name or len(name) > 128 or not name.isprintable():
             raise ValidationError(f"script name {name!r}: 1 to 128 printable characters")
-        problems = check(source)
+        problems = await _check(source)
         errors = [p for p in problems if p.severity == "error"]
         if errors:
             raise ValidationError(f"{name}: {errors[0]}")
+        if name not in self._scripts and len(self._scripts) >= MAX_SCRIPTS:
+            raise InsufficientResources(
+                f"{len(self._scripts)} scripts are uploaded (at most {MAX_SCRIPTS}); upload"
+                " under an existing name to replace it"
+            )
         info = ScriptInfo(name, len(source.encode()), time.time(), problems)
         self._scripts[name] = (source, info)
         return info
 
-    def _submit(self, request: StartScript) -> ExecutionStatus:
+    def _refuse_to_submit(self) -> None:
         latched = self.ref.statistics().latched
         if latched is not None:
             raise EmergencyStopLatched(
                 f"the emergency stop is latched ({latched}); reset it before starting a script"
             )
+        pending = sum(1 for e in self._queue if not e.status.state.finished)
+        if pending >= MAX_PENDING:
+            raise InsufficientResources(
+                f"{pending} executions are waiting to run (at most {MAX_PENDING}); wait for"
+                " them or stop some (StopExecution) before starting another"
+            )
+
+    async def _submit(self, request: StartScript) -> ExecutionStatus:
+        self._refuse_to_submit()
         if request.name and request.source:
             raise ValidationError("give a script name or its source, not both")
         if request.name:
@@ -351,10 +370,11 @@ class ScriptRunner(Actor):
             source, name = self._scripts[request.name][0], request.name
         else:
             source, name = _source(request.source), "(inline)"
-        errors = [p for p in check(source) if p.severity == "error"]
+        errors = [p for p in await _check(source) if p.severity == "error"]
         if errors:
             raise ValidationError(f"{name}: {errors[0]}")
         _check_parameters(request.parameters)
+        self._refuse_to_submit()  # again: the latch may have been set while it was checked
         execution_id = self._ids.allocate()
         if self._ids.needs_reserve:
             self.nursery.start_soon(self._ids.reserve)
@@ -617,6 +637,14 @@ def _check_parameters(parameters: Mapping[str, Any]) -> None:
         raise ValidationError(
             f"script parameters may have at most {MAX_PARAMETER_BYTES} bytes as JSON, not {size}"
         )
+
+
+async def _check(source: str) -> tuple[ScriptProblem, ...]:
+    """Parse and lint off the event loop (a 256 KiB script takes ~0.2 s) on a deep stack."""
+    problems: tuple[ScriptProblem, ...] = await trio.to_thread.run_sync(
+        check_deep, source, abandon_on_cancel=True
+    )
+    return problems
 
 
 def _source(source: str) -> str:

@@ -29,7 +29,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .engine import Budget, BudgetExceeded, ScriptError, ScriptInterrupted, evaluate
+from .engine import (
+    Budget,
+    BudgetExceeded,
+    ScriptError,
+    ScriptInterrupted,
+    evaluate,
+    run_with_parse_stack,
+)
 from .protocol import (
     EXIT_MEMORY,
     MAX_FRAME,
@@ -205,4 +212,6 @@ def main() -> int:
 if __name__ == "__main__":
     sys.stdout.flush()
     # os._exit: skip freeing the script's heap (it may be a gigabyte) and interpreter teardown
-    os._exit(main())
+    # on a stack deep enough for any script the runner accepts (engine.PARSE_STACK): a deeply
+    # nested expression would overflow the main thread's and kill the worker with SIGSEGV
+    os._exit(run_with_parse_stack(main))

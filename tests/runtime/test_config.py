@@ -147,3 +147,36 @@ def test_the_scripting_table() -> None:
         with pytest.raises(ConfigError) as caught:
             parse_config(GOOD + f"\n[scripting]\n{table}\n", "lab.toml")
         assert str(caught.value).startswith(message)
+
+
+HUGE = "x" * 100_000
+DEVICE = '[[device]]\nid = "pm"\ndriver = "newport_1830c"\nport = "sim"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        # a huge value or key is quoted as its start and its length, never whole
+        (DEVICE + f'[storage]\ndirectory = ["{HUGE}"]\n', "storage.directory", "expected a path"),
+        (DEVICE + f"[storage]\n{HUGE} = 1\n", "storage.xxxxxxxx", "unknown key"),
+        (DEVICE.replace('"pm"', f'"p{HUGE}"'), "device[0].id", "1 to 64 lower-case letters"),
+        (f'[bench]\nname = "{HUGE}"\n' + DEVICE, "bench.name", "1 to 64 letters"),
+        # a bench name names the camera's ring file: no path in it
+        ('[bench]\nname = "../../etc/x"\n' + DEVICE, "bench.name", "is not allowed"),
+        # a NUL cannot be in a path: a config error now, not a crash at first use
+        (DEVICE.replace('"sim"', '"/dev/tty\\u0000"'), "device[0].port", "NUL"),
+        (DEVICE + '[edge]\npresets_dir = "/var/\\u0000x"\n', "edge.presets_dir", "NUL"),
+        (DEVICE + '[storage]\ndirectory = "/data\\u0000"\n', "storage.directory", "NUL"),
+    ],
+    ids=["value", "key", "device-id", "bench-name", "bench-path", "port", "presets", "runs"],
+)
+def test_hostile_values_get_a_bounded_error_with_file_key_and_reason(
+    text: str, key: str, reason: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "/etc/benchd/lab.toml")
+    error = caught.value
+    assert error.source == "/etc/benchd/lab.toml"
+    assert error.key.startswith(key), error.key
+    assert reason in error.reason, error.reason
+    assert len(str(error)) < 400, str(error)[:400]

@@ -104,7 +104,7 @@ async def test_plans_waiting_to_run_are_capped(
     ids = [(await executor(bench).ask(CreatePlan(Plan(Count(1)), "loop"))).id for _ in range(3)]
     error = await refused(bench, CreatePlan(Plan(Count(1)), "loop"))
     assert isinstance(error, InsufficientResources)
-    assert "3 plans are waiting to run (created or queued)" in str(error)
+    assert "3 plans are waiting to run (created or queued; at most 3)" in str(error)
     await executor(bench).ask(StopPlan(ids[0]))
     assert (
         await executor(bench).ask(CreatePlan(Plan(Count(1)), "loop"))
