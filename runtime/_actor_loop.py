@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 from ._actor import Actor
+from ._brief import brief
 from ._cell import ActorCell, ActorState, FailureRecord
 from ._errors import (
     ActorError,
@@ -185,13 +186,13 @@ def _interrupted(cell: ActorCell, envelope: Envelope, started: float, *, preempt
         by = cell.mailbox.peek_priority()
         cause = type(by).__name__ if by is not None else "a priority message"
         if reply is None:  # a tell: nobody to tell, and this is on the e-stop's critical path
-            logger.info("%s: %r was interrupted by %s", cell.name, message, cause)
+            logger.info("%s: %s was interrupted by %s", cell.name, brief(message), cause)
         else:
-            error = Interrupted(f"{message!r} was interrupted by {cause}")
+            error = Interrupted(f"{brief(message)} was interrupted by {cause}")
             reply.set_error(_as_actor_error(cell, message, error, crashed=False))
     elif reply is not None:  # a forced stop: tell the asker now, not at its timeout
         reply.set_error(
-            ActorUnavailable(f"actor {cell.name!r} was stopped while handling {message!r}")
+            ActorUnavailable(f"actor {cell.name!r} was stopped while handling {brief(message)}")
         )
 
 
@@ -328,9 +329,9 @@ def _fail(cell: ActorCell, envelope: Envelope, error: BaseException, *, crashed:
     if reply is not None:
         reply.set_error(_as_actor_error(cell, message, error, crashed=crashed))
     elif not crashed:
-        logger.warning("%s: %r refused: %s", cell.name, message, error)
+        logger.warning("%s: %s refused: %s", cell.name, brief(message), error)
     if crashed:
-        logger.error("%s crashed handling %r", cell.name, message, exc_info=error)
+        logger.error("%s crashed handling %s", cell.name, brief(message), exc_info=error)
 
 
 def _as_actor_error(

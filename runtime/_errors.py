@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ._brief import brief
+
 
 class BenchError(Exception):
     """Base class of every error the daemon raises on purpose."""
@@ -94,7 +96,7 @@ class ActorError(BenchError):
         self.error_message = str(cause)
         outcome = "crashed handling" if crashed else "refused"
         super().__init__(
-            f"actor {actor!r} {outcome} {request!r}: {self.error_type}: {self.error_message}"
+            f"actor {actor!r} {outcome} {brief(request)}: {self.error_type}: {self.error_message}"
         )
 
     @property
@@ -110,7 +112,7 @@ class AskTimeout(BenchError, TimeoutError):
     """No reply arrived in time. A request still queued when this happens is never executed."""
 
     def __init__(self, actor: str, request: object, timeout: float) -> None:
-        super().__init__(f"actor {actor!r} did not reply to {request!r} within {timeout:g} s")
+        super().__init__(f"actor {actor!r} did not reply to {brief(request)} within {timeout:g} s")
         self.actor = actor
         self.request = request
         self.timeout = timeout

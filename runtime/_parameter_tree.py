@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ._brief import brief
 from ._errors import NotFoundError, RequestError
 from ._latch import Latch, latched_refusal, short_repr
 from ._messages import KernelRequest, Query, Request
@@ -159,4 +160,4 @@ class ParameterTree(Mapping[str, Parameter[Any]]):
                 return self.snapshot()
             case WatchParameter(name=name):
                 return self[name].subscribe()
-        raise TypeError(f"not a parameter request: {request!r}")
+        raise TypeError(f"not a parameter request: {brief(request)}")

@@ -74,6 +74,10 @@ class StorageConfig:
     ring_slots: int = 16  # frames in each camera's shared-memory ring (0: no ring)
     ring_directory: Path | None = None  # default /dev/shm (or /tmp without it)
     compression: str = "bitshuffle-lz4"  # a run's frames: "bitshuffle-lz4" or "none" (raw)
+    #: Where clients may point ``recorder.directory`` (each of these and below); empty: the
+    #: configured ``directory`` and below. An operator's token is not a licence to write run
+    #: files, or have the recorder repair files, anywhere the daemon can write.
+    allowed_directories: tuple[Path, ...] = ()
 
 
 DEFAULT_HOST = "127.0.0.1"
@@ -433,7 +437,10 @@ def _storage(table: object, source: str) -> StorageConfig:
     _expect(table, dict, "storage", source, "a table")
     assert isinstance(table, dict)
     _only(
-        table, {"directory", "ring_directory", "compression", *_STORAGE_NUMBERS}, "storage", source
+        table,
+        {"directory", "ring_directory", "compression", "allowed_directories", *_STORAGE_NUMBERS},
+        "storage",
+        source,
     )
     values: dict[str, Any] = {}
     if "compression" in table:
@@ -452,6 +459,10 @@ def _storage(table: object, source: str) -> StorageConfig:
             _no_nul(table[key], f"storage.{key}", source)
             path = Path(table[key]).expanduser()
             values[key] = path if path.is_absolute() else (base / path).resolve()
+    if "allowed_directories" in table:
+        values["allowed_directories"] = _allowed_directories(
+            table["allowed_directories"], base, source
+        )
     for key, (kind, low, high) in _STORAGE_NUMBERS.items():
         if key not in table:
             continue
@@ -465,6 +476,24 @@ def _storage(table: object, source: str) -> StorageConfig:
             raise ConfigError(source, f"storage.{key}", f"{value} is outside {low:g}..{high:g}")
         values[key] = value
     return StorageConfig(**values)
+
+
+MAX_ALLOWED_DIRECTORIES = 32
+
+
+def _allowed_directories(value: object, base: Path, source: str) -> tuple[Path, ...]:
+    key = "storage.allowed_directories"
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_ALLOWED_DIRECTORIES:
+        raise ConfigError(
+            source, key, f"a list of 1 to {MAX_ALLOWED_DIRECTORIES} paths (strings) is needed"
+        )
+    paths = []
+    for index, item in enumerate(value):
+        _expect(item, str, f"{key}[{index}]", source, "a path (string)")
+        _no_nul(item, f"{key}[{index}]", source)
+        path = Path(item).expanduser()
+        paths.append(path if path.is_absolute() else (base / path).resolve())
+    return tuple(paths)
 
 
 EDGE_KEYS = {

@@ -456,6 +456,7 @@ def _pipeline(config: BenchConfig) -> SupervisorSpec:
             flush_interval=storage.flush_interval,
             frame_queue=storage.frame_queue,
             compression=storage.compression,
+            allowed_directories=storage.allowed_directories,
         ),
     )
     rings = [

@@ -17,9 +17,10 @@ bench's current run here, and a second run is refused while one records.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,7 +224,12 @@ class RecorderActor(Actor):
         frame_queue: int = 128,
         free_space: FreeSpace = free_bytes,
         compression: str = DEFAULT_COMPRESSION.value,
+        allowed_directories: Sequence[Path] = (),
     ) -> None:
+        #: where ``directory`` may be set (each and below); empty: the first directory and below
+        self.allowed_directories = tuple(
+            Path(os.path.normpath(p)) for p in (allowed_directories or (directory,))
+        )
         self.camera = camera
         self.compression = Compression(compression)  # a run's frames unless it says otherwise
         self.free_space = free_space  # how free disk space is read (tests fill a "disk")
@@ -235,7 +241,8 @@ class RecorderActor(Actor):
                 "directory",
                 str,
                 str(directory),
-                description="where run files are written (an absolute path)",
+                description="where run files are written (an absolute path under one of the"
+                " config's [storage] allowed_directories)",
                 check=self._check_directory,
             )
         )
@@ -299,11 +306,19 @@ class RecorderActor(Actor):
             return True
         return False
 
-    @staticmethod
-    def _check_directory(value: str) -> None:
-        path = Path(value)
-        if not path.is_absolute():
-            raise ValidationError(f"directory must be an absolute path, got {value!r}")
+    def _check_directory(self, value: str) -> None:
+        """Absolute and, once ``..`` is taken out, under an allowed directory: a client moves
+        runs between the places the lab's config allows, never to /etc or /proc."""
+        shown = repr(value[:100]) + (f"… ({len(value)} characters)" if len(value) > 100 else "")
+        if "\0" in value or not Path(value).is_absolute():
+            raise ValidationError(f"directory must be an absolute path, got {shown}")
+        path = Path(os.path.normpath(value))
+        if not any(path.is_relative_to(root) for root in self.allowed_directories):
+            roots = ", ".join(str(r) for r in self.allowed_directories[:8])
+            raise ValidationError(
+                f"directory {shown} is outside where run files may go: {roots} and below"
+                " (the config's [storage] allowed_directories)"
+            )
 
     # -- messages ------------------------------------------------------------------------------
 

@@ -119,6 +119,10 @@ def test_the_storage_table(tmp_path: Path) -> None:
     assert storage.directory == tmp_path / "runs"  # relative to the file
     assert (storage.min_free_mb, storage.ring_slots, storage.frame_queue) == (500.0, 0, 128)
     assert load_config(path).text == path.read_text()  # the manifest carries it
+    assert storage.allowed_directories == ()  # the recorder then allows the directory and below
+    path.write_text(GOOD + "\n[storage]\nallowed_directories = ['/data', 'scratch']\n")
+    allowed = load_config(path).storage.allowed_directories
+    assert allowed == (Path("/data"), tmp_path / "scratch")
 
 
 @pytest.mark.parametrize(
@@ -127,7 +131,15 @@ def test_the_storage_table(tmp_path: Path) -> None:
         ("directory = 3", "lab.toml: storage.directory: expected a path (string), got int 3"),
         ("flush_interval = 0.0", "lab.toml: storage.flush_interval: 0.0 is outside 0.05..60"),
         ("frame_queue = 1.5", "lab.toml: storage.frame_queue: expected an int, got float 1.5"),
-        ("ring = 4", "lab.toml: storage.ring: unknown key; allowed here: compression, directory,"),
+        ("ring = 4", "lab.toml: storage.ring: unknown key; allowed here: allowed_directories,"),
+        (
+            "allowed_directories = '/data'",
+            "lab.toml: storage.allowed_directories: a list of 1 to 32 paths (strings) is needed",
+        ),
+        (
+            "allowed_directories = ['/data', 5]",
+            "lab.toml: storage.allowed_directories[1]: expected a path (string), got int 5",
+        ),
     ],
 )
 def test_storage_errors_name_file_key_and_reason(storage: str, message: str) -> None:

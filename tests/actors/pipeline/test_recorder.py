@@ -295,6 +295,13 @@ async def test_the_output_directory_is_a_parameter_checked_before_it_is_taken(
         recorder = system.ref("recorder")
         with pytest.raises(ActorError, match="absolute path"):
             await recorder.ask(SetParameter("directory", "relative/runs"))
+        for outside in ("/", "/proc/self", "/etc", str(tmp_path / ".." / "x"), str(tmp_path) + "x"):
+            with pytest.raises(ActorError, match="outside where run files may go") as caught:
+                await recorder.ask(SetParameter("directory", outside))
+            assert f"{tmp_path} and below" in str(caught.value)
+        with pytest.raises(ActorError) as caught:
+            await recorder.ask(SetParameter("directory", "/" + "a" * 100_000))
+        assert len(str(caught.value)) < 600
         await recorder.ask(SetParameter("directory", str(tmp_path / "elsewhere")))
         await recorder.ask(StartRun("moved", record_frames=False))
         final = await recorder.ask(StopRun())
