@@ -46,7 +46,7 @@ from actors.pipeline.recorder import RECORDER_NAME, RecorderActor
 from actors.pipeline.ring_buffer import default_directory
 from actors.scripting.execution_ids import IDS_FILE
 from actors.scripting.runner import RUNNER_NAME, ScriptRunner
-from runtime import ActorState
+from runtime import ActorState, short_repr
 from runtime.config import BUILT_IN, BenchConfig, DeviceConfig, parse_config
 from simulators._pty import PtySimulator
 from simulators.ell14 import Ell14BusSimulator
@@ -524,7 +524,7 @@ def bench_suspenders(config: BenchConfig) -> tuple[Suspender, ...]:
         except ValueError:
             allowed = ", ".join(c.value for c in Condition)
             raise config.error(
-                f"{entry.key}.condition", f"{entry.condition!r} is not one of {allowed}"
+                f"{entry.key}.condition", f"{short_repr(entry.condition)} is not one of {allowed}"
             ) from None
         suspender = Suspender(
             entry.signal,
@@ -541,8 +541,8 @@ def bench_suspenders(config: BenchConfig) -> tuple[Suspender, ...]:
         if entry.signal.split(".", 1)[0] not in ids:
             raise config.error(
                 f"{entry.key}.signal",
-                f"{entry.signal!r} names no device of this bench;"
-                f" devices: {', '.join(sorted(ids))}",
+                f"{short_repr(entry.signal)} names no device of this bench;"
+                f" devices: {', '.join(sorted(ids)[:40])}",
             )
         found.append(suspender)
     return tuple(found)

@@ -52,6 +52,10 @@ def test_bench_suspenders_are_read_into_suspenders(tmp_path: Path) -> None:
         ('[[acquisition.suspender]]\nsignal = "peak"\ncondition = "below"\ncolour = 1\n',
          "acquisition.suspender[0].colour", "unknown key"),
         ("[acquisition]\nsuspenders = 1\n", "acquisition.suspenders", "unknown key"),
+        ('[[acquisition.suspender]]\nsignal = "' + "s" * 100_000 + '"\ncondition = "below"\n',
+         "acquisition.suspender[0].signal", "characters) is not a signal name"),
+        ('[[acquisition.suspender]]\nsignal = "peak"\ncondition = "' + "c" * 100_000 + '"\n',
+         "acquisition.suspender[0].condition", "… (100000 characters) is not one of"),
     ],
 )  # fmt: skip
 def test_a_bad_suspender_names_file_key_and_reason(
@@ -62,7 +66,7 @@ def test_a_bad_suspender_names_file_key_and_reason(
         bench_suspenders(config)
     error = caught.value
     assert (error.source, error.key) == ("synthetic.toml", key)
-    assert reason in error.reason
+    assert reason in error.reason and len(str(error)) < 400
 
 
 @pytest.mark.parametrize(
