@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -92,14 +94,51 @@ def no_leaked_threads() -> Iterator[None]:
     assert not threads, f"threads left behind: {threads}"
 
 
+class PatientJumps:
+    """Autojumps that grow while nothing happens, for a MockClock (trio's MockClock is final,
+    so this replaces its ``_autojump`` hook on the instance).
+
+    trio's MockClock jumps straight to the next deadline after ``autojump_threshold`` of real
+    idleness. With real pty I/O that fires reply timeouts that cannot happen: bytes written to
+    a pty cross a kernel worker before the other side can read them, and on a busy 2-core
+    machine that worker can wait longer than any threshold short enough to keep tests fast
+    (an ESP300 poll "timed out" in CI so). Here the first jump of an idle spell is
+    ``first_step``, each next one twice the last, up to the deadline; a jump that reaches its
+    deadline (a task wakes) or a spell broken by activity starts again small. A 1 s reply
+    timeout then needs ~5 idle periods (~0.25 s real) to fire, a 60 s sleep ~11.
+    """
+
+    def __init__(self, clock: trio.testing.MockClock, first_step: float) -> None:
+        self.clock = clock
+        self.first_step = first_step
+        self._step = first_step
+        self._last_jump_at = -math.inf  # time.perf_counter() of the last autojump
+
+    def __call__(self) -> None:
+        now = time.perf_counter()
+        if now - self._last_jump_at > 1.2 * self.clock.autojump_threshold + 0.005:
+            self._step = self.first_step  # something ran in between: a new idle spell
+        self._last_jump_at = now
+        deadline = trio.lowlevel.current_statistics().seconds_to_next_deadline
+        if 0 < deadline < math.inf:
+            if deadline <= self._step:
+                self.clock.jump(deadline)
+                self._step = self.first_step  # a task wakes: the spell is over
+            else:
+                self.clock.jump(self._step)
+                self._step *= 2
+
+
 @pytest.fixture
 def io_clock() -> trio.testing.MockClock:
-    """Virtual time for tests that do real pty I/O.
+    """Virtual time for tests that do real pty I/O (see :class:`PatientJumps`).
 
     autojump_threshold=0 would jump the clock the moment every task waits, even while bytes
     are in flight through the kernel's pty buffers, and fire reply timeouts that cannot happen.
-    Jumping only after 50 ms of real idleness keeps time virtual and the I/O honest; 20 ms was
-    too little on a loaded 2-core machine (an e-stop test saw a move finish in virtual time
-    while the stop was still crossing the pty).
+    50 ms of real idleness before each jump, and jumps that grow from 50 ms, keep time virtual
+    and the I/O honest; a plain MockClock at 20 ms (and at 50 ms, in CI beside other work) fired
+    timeouts while a stop or a reply was still crossing the pty.
     """
-    return trio.testing.MockClock(autojump_threshold=0.05)
+    clock = trio.testing.MockClock(autojump_threshold=0.05)
+    clock._autojump = PatientJumps(clock, first_step=0.05)  # type: ignore[method-assign]
+    return clock
