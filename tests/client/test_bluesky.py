@@ -32,7 +32,7 @@ from bluesky.utils import FailedStatus, RunEngineInterrupted
 from event_model import DocumentNames, schema_validators
 from ophyd_async.core import SignalR, SignalRW, TriggerInfo, observe_value
 
-from client import Bench, InvalidArgument
+from client import Bench, ConnectionLost, InvalidArgument, RetryPolicy
 from client.bluesky import (
     BenchCamera,
     BenchDevices,
@@ -544,6 +544,32 @@ def test_a_camera_trigger_fails_at_once_on_an_emergency_stop(
     finally:
         bench.reset_emergency_stop("test done")
         RE(bps.mv(small_frames.parameter("exposure"), 10))
+
+
+# -- a daemon that goes away ------------------------------------------------------------------
+
+
+def test_a_daemon_that_goes_away_fails_the_plan_naming_it(
+    tmp_path: Path,
+    RE: RunEngine,  # noqa: N803
+) -> None:
+    """The daemon killed between two plans: the next plan's read fails with the client's
+    ConnectionLost naming the daemon once the reconnect budget is spent — not with
+    ophyd-async's bare ``TimeoutError(<source>)`` (its 10 s signal timeout fired while the
+    client still retried), and not a hang."""
+    gone = start_daemon(tmp_path / "gone")
+    devices = connect(gone.address, retry=RetryPolicy(budget=13.0))  # past ophyd's 10 s
+    try:
+        meter = devices["power_meter"]
+        RE(bp.count([meter], 1))
+        gone.process.kill()
+        gone.process.wait(timeout=10)
+        began = time.monotonic()
+        with pytest.raises(ConnectionLost, match=f"could not reach the daemon at {gone.address}"):
+            RE(bp.count([meter], 1))
+        assert time.monotonic() - began < 60
+    finally:
+        devices.close()
 
 
 # -- docs/bluesky.md --------------------------------------------------------------------------
