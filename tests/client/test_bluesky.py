@@ -43,6 +43,7 @@ from client.bluesky import (
     connect,
     connect_async,
 )
+from tests.actors.documents.consumer import audit
 from tests.run_engine import run_engine
 
 from .conftest import ROOT, Daemon, start_daemon
@@ -497,6 +498,41 @@ def test_a_fly_scan_collects_the_frames_of_one_acquisition(
     pixels, times = frames_in(resource["uri"], resource["parameters"]["dataset"], (0, 5))
     assert pixels.shape == (5, 48, 64) and list(times) == sorted(times)
     RE(bps.mv(small_frames.parameter("exposure"), 10))
+
+
+def test_stream_datum_indices_count_events_of_several_collections(
+    small_frames: BenchCamera,
+    RE: RunEngine,  # noqa: N803
+) -> None:
+    """collections_per_event=2: each event is 2 frames (shape [2, 48, 64]), so 3 events are
+    indices 0 to 3 (6 file rows) and num_events 3, as ophyd-async's detectors say it and as
+    Tiled's HDF5 consolidator reads it (it counted 6 events of 2 frames: 12 from a file of 6)."""
+
+    @bpp.stage_decorator([small_frames])
+    @bpp.run_decorator()
+    def fly() -> Any:
+        info = TriggerInfo(number_of_events=3, collections_per_event=2, livetime=0.005)
+        yield from bps.prepare(small_frames, info, wait=True)
+        yield from bps.declare_stream(small_frames, name="primary", collect=True)
+        yield from bps.kickoff(small_frames, wait=True)
+        yield from bps.complete(small_frames, wait=True)
+        yield from bps.collect(small_frames, name="primary")
+
+    documents = record(RE)
+    try:
+        RE(fly())
+    finally:
+        RE(bps.mv(small_frames.parameter("exposure"), 10))
+    audit(documents)
+    (descriptor,) = of(documents, "descriptor")
+    assert descriptor["data_keys"]["camera"]["shape"] == [2, 48, 64]
+    (resource,) = of(documents, "stream_resource")
+    (datum,) = of(documents, "stream_datum")
+    assert datum["indices"] == {"start": 0, "stop": 3}
+    assert datum["seq_nums"] == {"start": 1, "stop": 4}
+    assert of(documents, "stop")[0]["num_events"] == {"primary": 3}
+    pixels, _ = frames_in(resource["uri"], resource["parameters"]["dataset"], (0, 6))
+    assert pixels.reshape(3, 2, 48, 64).shape == (3, *descriptor["data_keys"]["camera"]["shape"])
 
 
 def test_a_pause_stops_the_camera_and_resume_redoes_the_point(

@@ -113,9 +113,19 @@ def audit(documents: Documents) -> None:
             unique(document["uid"])
             assert document["run_start"] == run_uid
             assert document["time"] >= last_time, ("stop before the last event", last_time)
-            counted = {descriptors[d]["name"]: len(e) for d, e in events.items()}
-            for descriptor in descriptors.values():
-                counted.setdefault(descriptor["name"], 0)
+            # events per stream: its events, or the rows its stream datums give seq_nums to
+            counted = {
+                d["name"]: max(
+                    [len(events.get(uid, ()))]
+                    + [
+                        datum["seq_nums"]["stop"] - 1
+                        for rows in datums.values()
+                        for datum in rows
+                        if datum["descriptor"] == uid
+                    ]
+                )
+                for uid, d in descriptors.items()
+            }
             assert document.get("num_events", {}) == counted, (document.get("num_events"), counted)
     for descriptor_uid, rows in events.items():
         seq_nums = [s for s, _ in rows]
