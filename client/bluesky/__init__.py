@@ -40,7 +40,7 @@ from bluesky.run_engine import (
     in_bluesky_event_loop,
 )
 
-from .._async import TLS, AsyncBench
+from .._async import TLS, AsyncBench, RetryPolicy
 from .._errors import BenchError
 from .._types import DeviceInfo, ParameterInfo
 from ._camera import BenchCamera
@@ -123,11 +123,16 @@ async def _parameters(bench: AsyncBench, device: str) -> list[ParameterInfo]:
 
 
 async def connect_async(
-    address: str, token: str | None = None, *, tls: TLS = None, timeout: float = 10.0
+    address: str,
+    token: str | None = None,
+    *,
+    tls: TLS = None,
+    timeout: float = 10.0,
+    retry: RetryPolicy | None = None,
 ) -> BenchDevices:
     """:func:`connect` for code already running on the RunEngine's loop (``await`` it)."""
     _check_loop(asyncio.get_running_loop())
-    bench = await AsyncBench.connect(address, token=token, tls=tls, timeout=timeout)
+    bench = await AsyncBench.connect(address, token=token, tls=tls, timeout=timeout, retry=retry)
     try:
         session = await Session.open(bench)
     except BaseException:
@@ -178,20 +183,27 @@ def _blocking(what: str, instead: str) -> None:
 
 
 def connect(
-    address: str, token: str | None = None, *, tls: TLS = None, timeout: float = 10.0
+    address: str,
+    token: str | None = None,
+    *,
+    tls: TLS = None,
+    timeout: float = 10.0,
+    retry: RetryPolicy | None = None,
 ) -> BenchDevices:
     """Build one ophyd-async device per daemon device, keyed by the daemon's device names.
 
     Call it after creating the RunEngine (a notebook cell, a script): the devices are made
     and connected on the RunEngine's event loop. Inside that loop, ``await
     connect_async(...)``. ``token`` is a bearer token of the daemon's tokens file; ``tls``
-    as for :class:`client.Bench`.
+    as for :class:`client.Bench`; ``timeout`` bounds each call to the daemon and ``retry``
+    (:class:`client.RetryPolicy`, default: reconnect for 15 s) how long the devices try to
+    reach a daemon that went away before a plan fails with ``ConnectionLost``.
 
     Error handling: ``ConnectionLost`` / ``Unauthenticated`` as ``Bench.connect``;
     RuntimeError if there is no RunEngine yet or this is called on its loop.
     """
     _blocking("connect()", "await connect_async(...)")
     devices: BenchDevices = call_in_bluesky_event_loop(
-        connect_async(address, token, tls=tls, timeout=timeout)
+        connect_async(address, token, tls=tls, timeout=timeout, retry=retry)
     )
     return devices

@@ -121,7 +121,12 @@ class BenchDevice(Device):
             if info.name in skip:
                 continue
             backend = self._track(ParameterBackend(session, info, address))
-            signal: SignalR[Any] = SignalR(backend) if info.read_only else SignalRW(backend)
+            timeout = session.signal_timeout
+            signal: SignalR[Any] = (
+                SignalR(backend, timeout=timeout)
+                if info.read_only
+                else SignalRW(backend, timeout=timeout)
+            )
             setattr(self, attribute_name(info.name, self), signal)
             self._parameters[info.name] = signal
             if not info.read_only:
@@ -146,7 +151,8 @@ class BenchReadable(StandardReadable, BenchDevice):
         self._staged_at: int | None = None
         with self.add_children_as_readables(StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
             self.value = SignalR(
-                self._track(ReadingBackend(session, info.name, info.units, address, self._epoch))
+                self._track(ReadingBackend(session, info.name, info.units, address, self._epoch)),
+                timeout=session.signal_timeout,
             )
         config = self._add_parameters(session, parameters, address, ())
         self.add_readables(config, StandardReadableFormat.CONFIG_SIGNAL)
@@ -302,8 +308,8 @@ class BenchMotor(StandardReadable, StandardMovable[float], BenchDevice):
             PositionBackend(session, self._axis, has_parameter=position is not None)
         )
         with self.add_children_as_readables(StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
-            self.readback = SignalR(self._readback_backend)
-        self.setpoint = SignalRW(self._setpoint_backend)
+            self.readback = SignalR(self._readback_backend, timeout=session.signal_timeout)
+        self.setpoint = SignalRW(self._setpoint_backend, timeout=session.signal_timeout)
         config = self._add_parameters(session, parameters, address, ("position",))
         self.add_readables(config, StandardReadableFormat.CONFIG_SIGNAL)
         self._parameters["position"] = self.readback

@@ -177,5 +177,23 @@ class FramesProvider(StreamableDataProvider):
             )
             yield "stream_resource", self._bundle.stream_resource_doc
         for rows in self._rows(self._emitted, stop):
-            yield "stream_datum", self._bundle.compose_stream_datum(rows)
+            indices = self._event_indices(rows, collections_per_event)
+            yield "stream_datum", self._bundle.compose_stream_datum(indices)
         self._emitted = stop
+
+    def _event_indices(self, rows: StreamRange, per_event: int) -> StreamRange:
+        """File rows as StreamDatum indices, which count events of ``per_event`` rows each
+        (the data key's shape is ``[per_event, rows, columns]``): ophyd-async's convention,
+        and how Tiled's HDF5 consolidator and the RunEngine's ``num_events`` read them.
+
+        Error handling: FailedPrecondition if the rows do not fall on event boundaries of
+        the file (frames of this detector joining a run at a row that is not a multiple of
+        ``per_event``): no index range could point at them."""
+        if rows["start"] % per_event or rows["stop"] % per_event:
+            raise FailedPrecondition(
+                f"{self.data_key}: {per_event} collections per event need the detector's"
+                f" frames at rows that are multiples of {per_event} in the run file, and"
+                f" they are rows {rows['start']} to {rows['stop']}: use collections_per_event=1"
+                " with a run that already holds other frames"
+            )
+        return StreamRange(start=rows["start"] // per_event, stop=rows["stop"] // per_event)

@@ -27,6 +27,9 @@ from .._errors import Aborted, BenchError, EmergencyStopLatched
 
 T = TypeVar("T")
 
+#: Beyond the client's own bounds, how long ophyd-async lets a signal's read or put take.
+SIGNAL_MARGIN_S = 5.0
+
 logger = logging.getLogger(__name__)
 
 
@@ -71,6 +74,15 @@ class Session:
         if session._watch.done() and not session._first.is_set():
             session._watch.result()  # the stream failed before its first message: say why
         return session
+
+    @property
+    def signal_timeout(self) -> float:
+        """ophyd-async's timeout of every signal of these devices (its default is 10 s): longer
+        than the client's own bounds (a call's deadline, then its reconnect budget), so a
+        daemon that went away or stopped answering fails a read or a put with the client's
+        error naming the daemon and the call (ConnectionLost, DeadlineExceeded), not
+        ophyd-async's bare ``TimeoutError(<source>)`` raised while the client still retries."""
+        return self.bench.timeout + self.bench.retry.budget + SIGNAL_MARGIN_S
 
     @property
     def watching(self) -> bool:

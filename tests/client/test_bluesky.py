@@ -32,7 +32,7 @@ from bluesky.utils import FailedStatus, RunEngineInterrupted
 from event_model import DocumentNames, schema_validators
 from ophyd_async.core import SignalR, SignalRW, TriggerInfo, observe_value
 
-from client import Bench, InvalidArgument
+from client import Bench, ConnectionLost, InvalidArgument, RetryPolicy
 from client.bluesky import (
     BenchCamera,
     BenchDevices,
@@ -43,6 +43,7 @@ from client.bluesky import (
     connect,
     connect_async,
 )
+from tests.actors.documents.consumer import audit
 from tests.run_engine import run_engine
 
 from .conftest import ROOT, Daemon, start_daemon
@@ -499,6 +500,41 @@ def test_a_fly_scan_collects_the_frames_of_one_acquisition(
     RE(bps.mv(small_frames.parameter("exposure"), 10))
 
 
+def test_stream_datum_indices_count_events_of_several_collections(
+    small_frames: BenchCamera,
+    RE: RunEngine,  # noqa: N803
+) -> None:
+    """collections_per_event=2: each event is 2 frames (shape [2, 48, 64]), so 3 events are
+    indices 0 to 3 (6 file rows) and num_events 3, as ophyd-async's detectors say it and as
+    Tiled's HDF5 consolidator reads it (it counted 6 events of 2 frames: 12 from a file of 6)."""
+
+    @bpp.stage_decorator([small_frames])
+    @bpp.run_decorator()
+    def fly() -> Any:
+        info = TriggerInfo(number_of_events=3, collections_per_event=2, livetime=0.005)
+        yield from bps.prepare(small_frames, info, wait=True)
+        yield from bps.declare_stream(small_frames, name="primary", collect=True)
+        yield from bps.kickoff(small_frames, wait=True)
+        yield from bps.complete(small_frames, wait=True)
+        yield from bps.collect(small_frames, name="primary")
+
+    documents = record(RE)
+    try:
+        RE(fly())
+    finally:
+        RE(bps.mv(small_frames.parameter("exposure"), 10))
+    audit(documents)
+    (descriptor,) = of(documents, "descriptor")
+    assert descriptor["data_keys"]["camera"]["shape"] == [2, 48, 64]
+    (resource,) = of(documents, "stream_resource")
+    (datum,) = of(documents, "stream_datum")
+    assert datum["indices"] == {"start": 0, "stop": 3}
+    assert datum["seq_nums"] == {"start": 1, "stop": 4}
+    assert of(documents, "stop")[0]["num_events"] == {"primary": 3}
+    pixels, _ = frames_in(resource["uri"], resource["parameters"]["dataset"], (0, 6))
+    assert pixels.reshape(3, 2, 48, 64).shape == (3, *descriptor["data_keys"]["camera"]["shape"])
+
+
 def test_a_pause_stops_the_camera_and_resume_redoes_the_point(
     small_frames: BenchCamera,
     bench: Bench,
@@ -544,6 +580,32 @@ def test_a_camera_trigger_fails_at_once_on_an_emergency_stop(
     finally:
         bench.reset_emergency_stop("test done")
         RE(bps.mv(small_frames.parameter("exposure"), 10))
+
+
+# -- a daemon that goes away ------------------------------------------------------------------
+
+
+def test_a_daemon_that_goes_away_fails_the_plan_naming_it(
+    tmp_path: Path,
+    RE: RunEngine,  # noqa: N803
+) -> None:
+    """The daemon killed between two plans: the next plan's read fails with the client's
+    ConnectionLost naming the daemon once the reconnect budget is spent — not with
+    ophyd-async's bare ``TimeoutError(<source>)`` (its 10 s signal timeout fired while the
+    client still retried), and not a hang."""
+    gone = start_daemon(tmp_path / "gone")
+    devices = connect(gone.address, retry=RetryPolicy(budget=13.0))  # past ophyd's 10 s
+    try:
+        meter = devices["power_meter"]
+        RE(bp.count([meter], 1))
+        gone.process.kill()
+        gone.process.wait(timeout=10)
+        began = time.monotonic()
+        with pytest.raises(ConnectionLost, match=f"could not reach the daemon at {gone.address}"):
+            RE(bp.count([meter], 1))
+        assert time.monotonic() - began < 60
+    finally:
+        devices.close()
 
 
 # -- docs/bluesky.md --------------------------------------------------------------------------

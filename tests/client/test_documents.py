@@ -12,6 +12,7 @@ import pytest
 from event_model import DocumentNames, RunRouter, schema_validators
 
 from client import Bench, FailedPrecondition, InvalidArgument, NotFound, plans
+from tests.actors.documents.consumer import audit
 
 from .conftest import Daemon
 
@@ -27,9 +28,12 @@ def until_stop(stream: Any, into: Documents) -> Documents:
 
 
 def validate(documents: Documents) -> None:
+    """Each document's schema, and what a third-party consumer checks of the whole stream
+    (tests/actors/documents/consumer.py): order, uids, times, data keys, num_events."""
     assert documents[0][0] == "start" and documents[-1][0] == "stop"
     for name, document in documents:
         schema_validators[DocumentNames[name]].validate(document)
+    audit(documents)
 
 
 def test_live_documents_of_every_run_one_runs_and_the_same_rebuilt(
@@ -60,6 +64,7 @@ def test_live_documents_of_every_run_one_runs_and_the_same_rebuilt(
 
         # one run's stream, from its start (the daemon still has it), ends with its stop
         again = until_stop(bench.documents(run=Path(status.run_path).stem), [])
+        validate(again)
         assert [n for n, _ in again] == [n for n, _ in second]
         # the same run rebuilt from its file: same start, descriptors and stop
         rebuilt = list(bench.run_documents(scan_start["uid"]))

@@ -21,13 +21,14 @@ import trio
 from event_model import DocumentNames, schema_validators
 
 from actors.acquisition import EXECUTOR_NAME, Count, CreatePlan, Line, Plan, Span, WatchPlan
-from actors.documents import PUBLISHER_NAME
+from actors.documents import PUBLISHER_NAME, PublishRun, replay
 from actors.documents.tiled import LEDGER, GetPublishStatus, PublishStatus
 from runtime.config import ConfigError
 from supervisors.bench import Bench
 from tests.run_engine import run_engine
 
 from .conftest import bench_config, small_bench
+from .consumer import audit
 from .tiled_server import API_KEY, TiledServer, read_from_another_process
 
 
@@ -98,7 +99,9 @@ async def test_a_scan_is_published_searchable_and_readable_and_caught_up_after_a
 
         found, nothing = await trio.to_thread.run_sync(
             lambda: read(
-                tiled.url, {"plan_name": "scan", "sample": "quartz", "frame": 3}, {"sample": "no"}
+                tiled.url,
+                {"plan_name": "scan", "sample": "quartz", "frame": 3, "documents": True},
+                {"sample": "no"},
             )
         )
         assert len(found["uids"]) == 1 and nothing["uids"] == []
@@ -111,6 +114,15 @@ async def test_a_scan_is_published_searchable_and_readable_and_caught_up_after_a
             frame = file["entry/instrument/camera/data"][3]
         assert found["frames_shape"] == [5, 1, 32, 48]
         assert found["frame"] == [frame.tolist()]  # read from the daemon's file, over HTTP
+        # run.documents() (the server's JSON-seq exporter, configured as docs/facility.md
+        # says) replays the run as a consumer takes it, frames pointing into the file
+        documents = [(name, document) for name, document in found["documents"]]
+        audit(documents)
+        assert [d["data"]["x"] for n, d in documents if n == "event" and "x" in d["data"]] == (
+            table["x"]
+        )
+        (resource,) = [d for n, d in documents if n == "stream_resource"]
+        assert resource["uri"] == f"file://localhost{path}"
 
         # the server goes away mid-run: the run and the daemon go on, the backlog is counted
         during = Plan(
@@ -145,6 +157,48 @@ async def test_catch_up_at_start_publishes_what_ended_while_no_daemon_published(
         await wait_status(bench, lambda s: s.published == 1 and s.backlog == 0)
     ledger = json.loads((directory / LEDGER).read_text())
     assert Path(offline).name in ledger["servers"][tiled.url]["published"]
+
+
+async def test_publishing_again_is_idempotent_and_a_half_written_run_is_written_whole(
+    tiled: TiledServer, runs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed attempt left half a run in the catalog (no stop): the publisher deletes it and
+    writes the run whole; publishing the run again (a lost ledger, a rescan) writes nothing."""
+    monkeypatch.setenv("BENCHD_TILED_API_KEY", API_KEY)
+    directory = runs_root / "bench-c"
+    async with small_bench(bench_config(directory)) as bench:  # no publisher configured
+        plan = Plan(Count(num=3), read=("peak",), frames=1, metadata_json='{"sample": "half"}')
+        path = await run_plan(bench, plan)
+
+    def write_half() -> str:
+        from bluesky_tiled_plugins import TiledWriter
+        from tiled.client import from_uri
+
+        documents = list(replay(Path(path), origin="benchd://elsewhere"))
+        client = from_uri(tiled.url, api_key=API_KEY)
+        try:
+            writer = TiledWriter(client)
+            for name, document in documents[: len(documents) // 2]:
+                writer(name, document)
+        finally:
+            client.context.close()
+        return str(documents[0][1]["uid"])
+
+    uid = await trio.to_thread.run_sync(write_half)
+    config = bench_config(directory, extra=publishing(directory, tiled.url))
+    async with small_bench(config) as bench:
+        await wait_status(bench, lambda s: s.published == 1 and s.backlog == 0)
+        await bench.system.ref(PUBLISHER_NAME).tell(PublishRun(path, uid))  # once more
+        again = await wait_status(bench, lambda s: s.backlog == 0)
+        assert again.published == 1 and again.failed_runs == 0
+    (found,) = await trio.to_thread.run_sync(
+        lambda: read(tiled.url, {"sample": "half", "documents": True})
+    )
+    assert found["uids"] == [uid] and found["exit_status"] == "success"
+    documents = [(name, document) for name, document in found["documents"]]
+    audit(documents)
+    (stop,) = [d for n, d in documents if n == "stop"]
+    assert stop["num_events"]["primary"] == 3 and stop["num_events"]["camera"] == 3
 
 
 @pytest.fixture

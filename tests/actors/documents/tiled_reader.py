@@ -2,7 +2,7 @@
 metadata, read a stream's table, slice one frame. Prints one JSON object.
 
 Usage: tiled_reader.py URL API_KEY '[{"plan_name": "scan", "sample": "quartz", "frame": 2}, …]'
-(one answer per query, in a JSON list).
+(one answer per query, in a JSON list; ``"documents": true`` adds ``run.documents()``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from tiled.queries import Key
 def main() -> None:
     url, key, raw = sys.argv[1:4]
     catalog = from_uri(url, api_key=key)
-    print(json.dumps([answer(catalog, query) for query in json.loads(raw)]))
+    print(json.dumps([answer(catalog, query) for query in json.loads(raw)], default=plain))
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars and arrays in documents, as JSON."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def answer(catalog: Any, query: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +46,8 @@ def answer(catalog: Any, query: dict[str, Any]) -> dict[str, Any]:
                 for name in table.data_vars
                 if table[name].ndim == 1
             }
+        if query.get("documents"):  # the run's document stream, replayed by the server
+            found["documents"] = [[name, document] for name, document in run.documents()]
         if "frame" in query and "camera" in run:
             frames = run["camera"]["camera"]
             found["frames_shape"] = list(frames.shape)

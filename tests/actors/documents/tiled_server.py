@@ -1,5 +1,7 @@
-"""A real Tiled server on loopback for the publisher's tests (``tiled serve catalog``: a SQLite
-catalog in the test's folder, so it survives a restart), and a reader in another process."""
+"""A real Tiled server on loopback for the publisher's tests (``tiled serve config``: a SQLite
+catalog in the test's folder, so it survives a restart, configured as docs/facility.md's
+``tiled.yml``: bluesky-tiled-plugins' JSON-seq exporter registered, so ``run.documents()``
+works), and a reader in another process."""
 
 from __future__ import annotations
 
@@ -18,6 +20,27 @@ TILED = Path(sys.executable).parent / "tiled"
 READER = Path(__file__).with_name("tiled_reader.py")
 
 
+# The facility configuration of docs/facility.md, on SQLite and DuckDB (JSON strings quote paths).
+CONFIG = """
+authentication:
+  single_user_api_key: "{key}"
+trees:
+  - path: /
+    tree: catalog
+    args:
+      uri: "sqlite:///{catalog}"
+      init_if_not_exists: true
+      writable_storage:
+        - "{data}"
+        - "duckdb:///{tables}"
+      readable_storage:
+        - "{readable}"
+media_types:
+  BlueskyRun:
+    application/json-seq: "bluesky_tiled_plugins.exporters:json_seq_exporter"
+"""
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -25,7 +48,7 @@ def free_port() -> int:
 
 
 class TiledServer:
-    """``tiled serve catalog`` in a subprocess; readable storage: ``readable`` (the runs)."""
+    """``tiled serve config`` in a subprocess; readable storage: ``readable`` (the runs)."""
 
     def __init__(self, directory: Path, readable: Path) -> None:
         self.directory = directory
@@ -34,21 +57,24 @@ class TiledServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = directory / "tiled.log"
-        self._initialised = False
 
     def start(self, timeout: float = 60.0, *, wait: bool = True) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "data").mkdir(exist_ok=True)
+        config = self.directory / "tiled.yml"
+        config.write_text(
+            CONFIG.format(
+                key=API_KEY,
+                catalog=self.directory / "catalog.db",
+                data=self.directory / "data",
+                tables=self.directory / "tables.duckdb",
+                readable=self.readable,
+            )
+        )
         command = [
-            str(TILED), "serve", "catalog", str(self.directory / "catalog.db"),
-            "-w", str(self.directory / "data"),
-            "-w", f"duckdb:///{self.directory / 'tables.duckdb'}",  # event tables
-            "-r", str(self.readable),
-            "--api-key", API_KEY, "--host", "127.0.0.1", "--port", str(self.port),
+            str(TILED), "serve", "config", str(config),
+            "--host", "127.0.0.1", "--port", str(self.port),
         ]  # fmt: skip
-        if not self._initialised:
-            command.append("--init")
-            self._initialised = True
         with self.log.open("a") as sink:
             self.process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
         if wait:
