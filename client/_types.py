@@ -573,7 +573,7 @@ class RunStatus:
     parameter_changes_skipped: int
     error: str
     end_record: dict[str, Any] = field(default_factory=dict)
-    # once ended, the end record's status: completed, stopped, incomplete, e-stopped, disk
+    # once ended, the end record's status: completed, stopped, aborted, incomplete, e-stopped, disk
     # full, write error, failed, crashed ("" while recording)
     outcome: str = ""
     scan_points: int = 0

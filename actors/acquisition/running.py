@@ -412,7 +412,7 @@ class PlanRun:
         match status.outcome:
             case RunOutcome.COMPLETED:
                 raise _RunEnded(PlanState.COMPLETED, why)
-            case RunOutcome.STOPPED | RunOutcome.ESTOPPED:
+            case RunOutcome.STOPPED | RunOutcome.ABORTED | RunOutcome.ESTOPPED:
                 raise _RunEnded(PlanState.STOPPED, why)
         raise _RunEnded(PlanState.ERROR, f"scan failed: its run ended ({status.outcome}): {why}")
 
@@ -759,12 +759,12 @@ class PlanRun:
 
 
 #: How a plan's end names its run's end: the run of a plan that completed is as its data say
-#: (None); stopped and aborted plans stop their runs; a plan in error fails its run. An e-stop
-#: is named by the recorder itself ("e-stopped").
+#: (None); a stopped plan stops its run, an aborted one aborts it; a plan in error fails its
+#: run. An e-stop is named by the recorder itself ("e-stopped").
 _RUN_OUTCOMES: dict[PlanState, RunOutcome | None] = {
     PlanState.COMPLETED: None,
     PlanState.STOPPED: RunOutcome.STOPPED,
-    PlanState.ABORTED: RunOutcome.STOPPED,
+    PlanState.ABORTED: RunOutcome.ABORTED,
     PlanState.ERROR: RunOutcome.FAILED,
 }
 

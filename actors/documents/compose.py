@@ -25,9 +25,10 @@ The streams of a run (data keys use ``_`` for ``.``, as client.bluesky does):
 
 The stop document's ``exit_status`` follows Bluesky's RunEngine: ``success`` when the run did
 what it was asked (completed) or was stopped on request (stopped: like ``RE.stop()``, the data
-up to then are good); ``fail`` for every failure (incomplete, e-stopped, disk full, write
-error, failed, crashed), with the outcome and the end record's reason in ``reason``. (benchd has
-no "abort" outcome of a run: an aborted plan stops its run, and says so in the reason.)
+up to then are good); ``abort`` when its plan was aborted (like ``RE.abort()``: the point in
+flight was cut, the data before it are good); ``fail`` for every failure (incomplete,
+e-stopped, disk full, write error, failed, crashed), with the outcome and the end record's
+reason in ``reason``.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def exit_status(end_record: Mapping[str, Any]) -> tuple[str, str]:
     reason = str(end_record.get("reason", ""))
     if status in SUCCESS:
         return "success", reason if status == "completed" else f"stopped: {reason}"
+    if status == "aborted":
+        return "abort", reason
     error = f" ({end_record['error']})" if end_record.get("error") else ""
     return "fail", f"{status}{error}: {reason}" if reason else f"{status}{error}"
 

@@ -14,6 +14,7 @@ import trio
 
 from actors.acquisition import (
     EXECUTOR_NAME,
+    AbortPlan,
     Count,
     CreatePlan,
     Line,
@@ -32,6 +33,7 @@ from actors.acquisition import (
 )
 from actors.acquisition.suspenders import Condition
 from actors.capabilities import Read
+from actors.documents import exit_status
 from actors.instruments.synthetic import SyntheticReadable
 from actors.pipeline.nexus_file import read_end_record, read_manifest
 from actors.pipeline.recorder import (
@@ -157,6 +159,16 @@ async def test_a_plan_whose_run_fills_the_disk_ends_in_error_with_the_runs_outco
 async def test_an_aborted_or_e_stopped_plan_closes_its_run_with_the_same_story(
     bench: Bench,
 ) -> None:
+    await bench.system.ref("x").ask(SetParameter("velocity", 1.0))
+    slow = Plan(Line((Span("x", 0, 8),), 3), name="cut")
+    aborted = await executor(bench).ask(CreatePlan(slow, "t", True))
+    await wait_event(bench, aborted.id, lambda e: isinstance(e.body, Point))
+    await executor(bench).ask(AbortPlan(aborted.id, "wrong sample"))
+    final = await finish(bench, aborted.id)
+    assert final.state is PlanState.ABORTED and final.error == "wrong sample"
+    record = await agreed(bench, final)
+    assert (record["status"], record["reason"]) == ("aborted", "wrong sample")
+    assert exit_status(record) == ("abort", "wrong sample")  # Bluesky's RE.abort()
     await bench.system.ref("x").ask(SetParameter("velocity", 1.0))
     created = await executor(bench).ask(CreatePlan(Plan(Line((Span("x", 0, 8),), 3)), "t", True))
     await wait_event(bench, created.id, lambda e: isinstance(e.body, Point))

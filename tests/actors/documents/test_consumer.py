@@ -119,7 +119,7 @@ async def test_recordings_and_runs_that_failed_as_a_consumer_takes_them(tmp_path
     assert stops == [
         ("success", "completed"),
         ("success", "completed"),
-        ("success", "stopped"),  # an aborted plan stops its run (the executor's outcome)
+        ("abort", "aborted"),  # an aborted plan aborts its run, as RE.abort() does
         ("fail", "e-stopped"),
         ("fail", "disk full"),
     ]
