@@ -174,6 +174,11 @@ class RunComposer:
                 "manifest": bluesky_keys(self.manifest),
             },
         )
+        scan_id = self.metadata.get("scan_id")
+        if not isinstance(scan_id, int) or isinstance(scan_id, bool):
+            number = _plan_number(self.manifest)
+            if number:  # plan ids are never reused (acquisition/history.py): p7 is scan 7
+                metadata["scan_id"] = number
         estimate = self.metadata.get("estimate")
         if isinstance(estimate, Mapping) and isinstance(estimate.get("points"), int):
             metadata["num_points"] = estimate["points"]
@@ -577,6 +582,16 @@ def bluesky_keys(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [bluesky_keys(v) for v in value]
     return value
+
+
+def _plan_number(manifest: Mapping[str, Any]) -> int:
+    """7 for a run recorded by plan ``p7``; 0 if no plan recorded it."""
+    run = manifest.get("run")
+    recorded_by = run.get("recorded_by") if isinstance(run, Mapping) else None
+    plan_id = recorded_by.get("plan_id") if isinstance(recorded_by, Mapping) else None
+    if isinstance(plan_id, str) and plan_id[:1] == "p" and plan_id[1:].isdigit():
+        return int(plan_id[1:][:18])
+    return 0
 
 
 def _valid_start(metadata: dict[str, Any], uid: str, time: float) -> dict[str, Any]:

@@ -119,7 +119,8 @@ async def test_a_plan_with_frames_and_readings(bench: Bench, tmp_path: Path) -> 
     assert start["detectors"] == ["peak", "camera"]
     assert start["hints"] == {"dimensions": [[["x"], "primary"]]}
     assert start["sample"] == "quartz" and start["op_erator"] == {"na_me": "ada"}
-    assert "scan_id" not in start  # not an integer: refused by the schema, kept in the manifest
+    # not an integer: refused by the schema, kept in the manifest; the plan's number instead
+    assert start["scan_id"] == int(manifest["run"]["recorded_by"]["plan_id"][1:])
     assert start["benchd"]["manifest"]["metadata"]["scan_id"] == "not-an-int"
     assert start["bench"] == "docbench" and start["benchd"]["path"] == path
     assert start["num_points"] == 5
