@@ -38,7 +38,7 @@ import psutil
 import trio
 
 from .builtins import BuiltinError, BuiltinInterrupted
-from .engine import ScriptProblem
+from .engine import PARSE_STACK, ScriptProblem
 from .pool import Worker
 from .protocol import EXIT_MEMORY, ProtocolError, encode
 
@@ -364,7 +364,10 @@ def _apply_limits(pid: int, limits: Limits) -> None:
     used = math.ceil(times.user + times.system)
     cpu = used + limits.cpu_seconds
     resource.prlimit(pid, resource.RLIMIT_CORE, (0, 0))
-    resource.prlimit(pid, resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    # the worker runs the script on a PARSE_STACK thread: that reservation is address space the
+    # script's data must not pay for (touched only as deep as the script nests)
+    space = limits.memory_bytes + PARSE_STACK
+    resource.prlimit(pid, resource.RLIMIT_AS, (space, space))
     resource.prlimit(pid, resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU, then SIGKILL
     os.setpriority(os.PRIO_PROCESS, pid, WORKER_NICE)
 

@@ -102,6 +102,15 @@ async def test_the_pool_starts_warm_and_refills(tmp_path: Path) -> None:
         assert refilled.started == warm.started + 1 and refilled.failed_starts == 0
 
 
+async def test_a_script_may_use_most_of_its_memory_cap(tmp_path: Path) -> None:
+    # The worker runs scripts on a 512 MiB stack (deep nesting): that reservation is address
+    # space on top of the cap, or a 300 MB string failed "memory limit" under a 1 GiB cap.
+    async with scripting_bench(tmp_path) as bench:  # the default cap: 1 GiB
+        runner = bench.system.ref(RUNNER_NAME)
+        status = await run(runner, 'x = "x" * 300000000\nlog(len(x))\n')
+        assert status.state is ExecutionState.COMPLETED, status.error
+
+
 async def test_the_memory_bomb_ends_in_a_memory_limit_while_the_bench_answers(
     tmp_path: Path,
 ) -> None:
