@@ -545,6 +545,7 @@ class PlanExecutor(Actor):
         current = self._current
         if current is not None and not current.status.state.finished:
             current.abort_reason = current.abort_reason or "the daemon is stopping"
+            current.shutdown = current.abort_reason == "the daemon is stopping"
             if current.scope is not None:
                 current.scope.cancel()
             with trio.move_on_after(self.stop_timeout - 5.0):

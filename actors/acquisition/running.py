@@ -150,6 +150,15 @@ class PlanRun:
         if not self.reason:
             self._end(PlanState.ABORTED, self.record.abort_reason or EXECUTOR_STOPPED)
 
+    def _run_outcome(self) -> RunOutcome | None:
+        """The run's end as the plan's names it; a plan aborted because the daemon stops
+        stops its run (a shutdown is a request to stop, as StopRun is, not an abort)."""
+        if self.state is PlanState.ABORTED and (
+            self.record.shutdown or self.reason == EXECUTOR_STOPPED
+        ):
+            return RunOutcome.STOPPED
+        return _RUN_OUTCOMES.get(self.state)
+
     def _end(self, state: PlanState, reason: str, result: dict[str, Any] | None = None) -> None:
         self.state, self.reason = state, reason
         if result is not None:
@@ -254,7 +263,7 @@ class PlanRun:
                     with trio.CancelScope(shield=True):
                         await self._restore()
                         self._flush_status()
-                        run.stop(self._final_reason(), _RUN_OUTCOMES.get(self.state))
+                        run.stop(self._final_reason(), self._run_outcome())
         except SourceRefused as refusal:  # the file was closed with a "failed" end record
             self.failure = refusal
             self._end(PlanState.ERROR, f"scan failed: the run could not start: {refusal}")

@@ -40,8 +40,8 @@ class RunOutcome(enum.StrEnum):
     RUNNING = "running"  # not ended (in the file while recording; left there by a crash)
     COMPLETED = "completed"  # did what it was asked: all its frames, its duration, its scan
     STOPPED = "stopped"  # stopped on request (StopRun, daemon shutdown) before its own end
-    #: its plan was aborted (AbortScan, a script's abort, the daemon stopping mid-plan): the
-    #: point in flight was cut; what is in the file is good (Bluesky's exit_status "abort")
+    #: its plan was aborted (AbortScan, a script's abort): the point in flight was cut; what
+    #: is in the file is good (Bluesky's exit_status "abort")
     ABORTED = "aborted"
     INCOMPLETE = "incomplete"  # ended by itself with frames missing (camera gaps or failure)
     ESTOPPED = "e-stopped"  # an emergency stop happened during the run
