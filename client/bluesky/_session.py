@@ -157,10 +157,11 @@ class Session:
             return False
 
     async def _reason(self) -> str:
-        """The latch's reason: the watch's, else asked (the refusal can beat the event)."""
-        if self.latched and self.reason:
-            return self.reason
+        """The latch's reason, asked of the daemon: the refusal can beat the watch's events,
+        and a watch behind by a reset and a new stop still holds the old stop's reason. The
+        watch's reason only if the daemon cannot be asked."""
         try:
-            return (await self.bench.emergency_stop_state()).reason
+            state = await self.bench.emergency_stop_state()
         except BenchError:
             return self.reason
+        return state.reason or self.reason
