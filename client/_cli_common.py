@@ -1,16 +1,20 @@
 """What every ``benchctl`` command shares: the parser class, output, values, messages.
 
 Error handling: :func:`human_message` turns a client error into the bench's words for people
-(``--json`` keeps the daemon's message and gRPC status as they are).
+(``--json`` keeps the daemon's message and gRPC status as they are), with a "did you mean" for
+a mistyped name; a mistyped command gets one from :class:`Parser`. :class:`Output` keeps what a
+Ctrl-C left behind (a scan or run stopped, a stage stopped) for the last line, and whether the
+daemon had answered, so a daemon that goes away mid-command is not called unreachable.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import re
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 
@@ -24,6 +28,9 @@ _STATUS_PREFIX = re.compile(r"^(?:Status\.)?[A-Z][A-Z_]{3,}:\s+")
 _NEGATIVE_VALUE = re.compile(r"^-(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?:\s*[A-Za-zµμ°%Ω].*)?$")
 
 
+#: "no device named 'x'; devices: a, b" (the daemon's and the client's not-found messages)
+_NOT_FOUND = re.compile(r"^no [\w ]+? '(?P<name>[^']{1,100})'; [\w ]+: (?P<known>.+)$", re.S)
+
 #: tables printed to a pipe are this wide (a terminal's own width otherwise)
 PIPE_WIDTH = 240
 
@@ -34,6 +41,24 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = _NEGATIVE_VALUE
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """A choice not among the allowed (a command, a plan kind, a shell): suggest the
+        nearest, as git does (``devics``: did you mean 'devices'?)."""
+        choices = action.choices
+        if choices is not None and value not in choices:
+            close = suggest(str(value), [str(c) for c in choices])
+            if close:
+                raise argparse.ArgumentError(
+                    action, f"invalid choice: {value!r}; did you mean {close!r}?"
+                )
+        super()._check_value(action, value)
+
+
+def suggest(wanted: str, known: list[str]) -> str | None:
+    """The known name nearest a mistyped one, None when none is near."""
+    close = difflib.get_close_matches(wanted, known, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def parse_value(text: str) -> bool | int | float | str:
@@ -77,6 +102,14 @@ class Output:
         if not self.console.is_terminal:  # a pipe or a file: whole names and paths, for grep
             self.console = Console(highlight=False, soft_wrap=True, width=PIPE_WIDTH)
         self.errors = Console(stderr=True, highlight=False, soft_wrap=True)
+        #: the daemon answered this command once (a later ConnectionLost: it went away)
+        self.connected = False
+        #: what Ctrl-C left behind, said with "interrupted" ("scan p3 stopped at 7 of 20 …")
+        self.interrupted = ""
+        #: what was under way, for a daemon lost mid-command (" during scan p3")
+        self.doing = ""
+        for console in (self.console, self.errors):
+            console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
 
     @property
     def live(self) -> bool:
@@ -96,6 +129,12 @@ class Output:
             self.errors.print(text, markup=False)
 
 
+def _broken_pipe() -> NoReturn:
+    """The reader of our output went away (``benchctl runs | head``): rich's own handler exits
+    1 at once; ``main`` instead ends the command quietly, as any Unix tool."""
+    raise BrokenPipeError
+
+
 def fmt(value: PlainValue, units: str = "") -> str:
     text = f"{value:g}" if isinstance(value, float) else str(value)
     return f"{text} {units}".rstrip()
@@ -106,7 +145,30 @@ def human_message(error: BenchError, address: str) -> str:
     such (with what to check), the daemon's own message otherwise."""
     if isinstance(error, ConnectionLost):
         return _unreachable(error.message, address)
-    return _STATUS_PREFIX.sub("", error.message)
+    message = _STATUS_PREFIX.sub("", error.message)
+    return message + did_you_mean(message)
+
+
+def did_you_mean(message: str) -> str:
+    """``; did you mean 'power_meter'?`` for a not-found message listing what exists."""
+    found = _NOT_FOUND.match(message)
+    if found is None:
+        return ""
+    known = [k.strip() for k in found["known"].split(",")]
+    close = suggest(found["name"], known)
+    if close is None and "." in found["name"]:  # a DEVICE.PARAM named whole: its parameter
+        close = suggest(found["name"].rpartition(".")[2], known)
+    return f"; did you mean {close!r}?" if close else ""
+
+
+def lost_daemon(message: str, address: str, doing: str) -> str:
+    """A daemon that answered and then went away mid-command (stopped, crashed, the network)."""
+    why = "it stopped answering"
+    if "ConnectionRefused" in message or "Connection refused" in message:
+        why = "it went away (connection refused)"
+    budget = re.search(r"for ([\d.]+) s", message)
+    tried = f"; tried {budget.group(1)} s to reconnect" if budget else ""
+    return f"lost the daemon at {address}{doing}: {why}{tried}"
 
 
 def _unreachable(message: str, address: str) -> str:

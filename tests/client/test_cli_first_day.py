@@ -1,0 +1,181 @@
+"""``benchctl`` on a newcomer's first day: what tripped one, each fixed and kept fixed.
+
+A mistyped command or name gets a "did you mean"; a value the parameter cannot take is refused
+in words; ``| head`` ends it quietly; Ctrl-C during a move, a scan or a recording stops it and
+says where it stopped, piped or not; a piped watch says it is watching and prints its table on
+Ctrl-C; a daemon that goes away mid-watch is said as such, with exit 8.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from client import Bench
+
+from .conftest import ROOT, Daemon, start_daemon
+from .test_cli_newcomer import benchctl
+
+
+def _start(daemon: Daemon | str, *args: str) -> subprocess.Popen[str]:
+    """benchctl in the background, its output piped (a script's or a log's view)."""
+    address = daemon if isinstance(daemon, str) else daemon.address
+    return subprocess.Popen(
+        [sys.executable, "-m", "client", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, BENCHD_ADDRESS=address),
+    )
+
+
+def _until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_closed_pipe_ends_benchctl_quietly(process_daemon: Daemon) -> None:
+    """``benchctl devices | head -1``: the reader is gone before benchctl writes; it ends with
+    141 (as a tool killed by SIGPIPE), no traceback, no JSON "UsageError: Broken pipe"."""
+    for args in (["devices"], ["--json", "devices"], ["--json", "watch", "power_meter"],
+                 ["watch", "power_meter", "--duration", "0.5"]):  # fmt: skip
+        process = _start(process_daemon, *args)
+        assert process.stdout is not None
+        process.stdout.close()  # the reader went away (head has printed its lines)
+        assert process.stderr is not None
+        with process.stderr:
+            errors = process.stderr.read()
+        assert process.wait(timeout=30) == 141, (args, errors)
+        assert "Broken pipe" not in errors and "Traceback" not in errors, (args, errors)
+
+
+def test_typos_get_a_did_you_mean(process_daemon: Daemon) -> None:
+    done = benchctl(process_daemon, "devics")
+    assert done.returncode == 2 and "did you mean 'devices'?" in done.stderr
+    done = benchctl(process_daemon, "scan", "lin", "esp300.axis1", "0", "1", "3")
+    assert done.returncode == 2 and "did you mean 'line'?" in done.stderr
+    done = benchctl(process_daemon, "move", "esp300.axs1", "1")
+    assert done.returncode == 4 and "did you mean 'esp300.axis1'?" in done.stderr
+    done = benchctl(process_daemon, "set", "maitai.wavelenght", "900")
+    assert done.returncode == 4 and "did you mean 'wavelength'?" in done.stderr
+    done = benchctl(process_daemon, "--json", "read", "powr_meter")
+    error = json.loads(done.stderr)  # --json keeps the daemon's message as it is
+    assert done.returncode == 4 and error["status"] == "NOT_FOUND"
+    assert "did you mean" not in error["message"]
+    done = benchctl(process_daemon, "runs", "show", "no-such-run")
+    assert done.returncode == 4 and "no run named 'no-such-run'" in done.stderr  # not found
+
+
+def test_a_value_the_parameter_cannot_take_is_refused_in_words(process_daemon: Daemon) -> None:
+    done = benchctl(process_daemon, "set", "maitai.wavelength", "abc")
+    assert done.returncode == 2, done.stderr
+    assert "maitai.wavelength: 'abc' is not a number; give a number in nm" in done.stderr
+    assert "expected float" not in done.stderr
+    done = benchctl(process_daemon, "set", "maitai.shutter", "maybe")
+    assert done.returncode == 2 and "maitai.shutter: 'maybe' is not true or false" in done.stderr
+    assert ok_line(benchctl(process_daemon, "set", "camera.binning", "1x1")) == (
+        "camera.binning = 1x1"
+    )
+
+
+def ok_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    return done.stdout.strip()
+
+
+def test_ctrl_c_stops_a_piped_move_and_says_where(process_daemon: Daemon) -> None:
+    """Before: piped (no progress bar), Ctrl-C only cancelled the wait and the stage went on
+    to its target. Now it stops, and the message says where."""
+    with Bench.connect(process_daemon.address) as bench:
+        axis = bench["esp300.axis1"]
+        start = axis.move_to(0.0)
+        process = _start(process_daemon, "move", "esp300.axis1", "45")
+        _until(lambda: axis.position > start + 0.5, "the stage to move")
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=30)
+        assert process.returncode == 130, errors
+        assert "benchctl: interrupted: esp300.axis1 stopped at " in errors, errors
+        rest = axis.wait_settled()
+        assert rest < 40 and axis.position == rest  # stopped, not on its way to 45
+        assert "Traceback" not in errors
+        axis.move_to(0.0)
+
+
+def test_ctrl_c_during_a_scan_says_where_it_stopped(process_daemon: Daemon) -> None:
+    with Bench.connect(process_daemon.address) as bench:
+        before = {s.id for s in bench.scans.list()}
+        process = _start(process_daemon, "scan", "line", "esp300.axis1", "0", "3mm", "40",
+                         "--read", "peak", "--name", "ctrl-c")  # fmt: skip
+
+        def started() -> bool:
+            return any(s.id not in before and s.points_done >= 1 for s in bench.scans.list())
+
+        _until(started, "the scan's first point")
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=60)
+        assert process.returncode == 130, errors
+        scan = next(s for s in bench.scans.list() if s.id not in before)
+        assert scan.state == "stopped" and scan.points_done < 40
+        assert f"interrupted: scan {scan.id} (line) stopped: {scan.points_done} of 40" in errors
+        assert scan.run_path in errors and "Traceback" not in errors
+        bench["esp300.axis1"].move_to(0.0)
+
+
+def test_ctrl_c_during_a_recording_says_what_the_run_kept(process_daemon: Daemon) -> None:
+    with Bench.connect(process_daemon.address) as bench:
+        process = _start(process_daemon, "record", "ctrl-c-run", "--duration", "60",
+                         "--readings-only")  # fmt: skip
+
+        def recording() -> bool:
+            status = bench.run_status()
+            return status.name == "ctrl-c-run" and status.state == "recording"
+
+        _until(recording, "the run to record")
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=60)
+        assert process.returncode == 130, errors
+        status = bench.run_status()
+        assert status.finished and status.outcome == "stopped"
+        assert "interrupted: run 'ctrl-c-run' stopped: " in errors, errors
+        assert status.path in errors and "Traceback" not in errors
+
+
+def test_a_piped_watch_says_it_watches_and_prints_its_table_on_ctrl_c(
+    process_daemon: Daemon,
+) -> None:
+    """``benchctl watch power_meter > log.txt``: before, nothing was said and Ctrl-C left the
+    file empty."""
+    process = _start(process_daemon, "watch", "power_meter", "esp300.axis1")
+    assert process.stderr is not None
+    note = process.stderr.readline()
+    assert "watching 2 value(s); the table is printed on Ctrl-C" in note
+    process.send_signal(signal.SIGINT)
+    out, errors = process.communicate(timeout=30)
+    assert process.returncode == 0, errors
+    rows = {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
+    assert rows == {"power_meter", "esp300.axis1"} and "Traceback" not in errors
+
+
+def test_a_daemon_gone_mid_watch_is_said_in_words_with_exit_8(tmp_path: Path) -> None:
+    daemon = start_daemon(tmp_path / "daemon")
+    try:
+        process = _start(daemon, "watch", "power_meter", "--wait", "0.3")
+        assert process.stderr is not None
+        assert "watching 1 value(s)" in process.stderr.readline()
+    finally:
+        daemon.stop()
+    out, errors = process.communicate(timeout=30)
+    assert process.returncode == 8, (out, errors)
+    assert f"benchctl: lost the daemon at {daemon.address} during watch" in errors
+    assert "lost the daemon" in out  # the row says it too, in words
+    for python in ("Errno", "ConnectionRefusedError", "StreamValues", "Traceback"):
+        assert python not in out + errors
