@@ -38,6 +38,7 @@ from rich.table import Table
 from . import _completion as completion
 from ._async import AsyncBench, RetryPolicy, default_address
 from ._cli_common import (
+    JSON_ERRORS,
     Output,
     Parser,
     fmt,
@@ -914,6 +915,7 @@ def read_token(args: argparse.Namespace) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     completion.autocomplete(parser)  # a TAB: answers and exits
+    JSON_ERRORS.set("--json" in (sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     if args.command == "completion":
         print(completion.shellcode(args.shell))

@@ -10,10 +10,12 @@ daemon had answered, so a daemon that goes away mid-command is not called unreac
 from __future__ import annotations
 
 import argparse
+import contextvars
 import dataclasses
 import difflib
 import json
 import re
+import sys
 from typing import Any, NoReturn
 
 from rich.console import Console
@@ -35,8 +37,20 @@ _NOT_FOUND = re.compile(r"^no [\w ]+? '(?P<name>[^']{1,100})'; [\w ]+: (?P<known
 PIPE_WIDTH = 240
 
 
+#: the command line asked for --json: a usage error is then JSON on stderr too
+JSON_ERRORS: contextvars.ContextVar[bool] = contextvars.ContextVar("json_errors", default=False)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, where a negative number with a unit (``-5mm``) is a value, not an option."""
+    """argparse, where a negative number with a unit (``-5mm``) is a value, not an option, a
+    mistyped choice gets a "did you mean", and a usage error is JSON when --json was given."""
+
+    def error(self, message: str) -> NoReturn:
+        if JSON_ERRORS.get():
+            record = {"error": "UsageError", "status": "", "message": f"{self.prog}: {message}"}
+            print(json.dumps(record), file=sys.stderr)
+            raise SystemExit(2)
+        super().error(message)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

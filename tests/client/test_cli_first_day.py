@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from client import Bench
 
 from .conftest import ROOT, Daemon, start_daemon
@@ -179,3 +181,31 @@ def test_a_daemon_gone_mid_watch_is_said_in_words_with_exit_8(tmp_path: Path) ->
     assert "lost the daemon" in out  # the row says it too, in words
     for python in ("Errno", "ConnectionRefusedError", "StreamValues", "Traceback"):
         assert python not in out + errors
+
+
+def test_usage_errors_are_json_with_json(process_daemon: Daemon) -> None:
+    """A script parsing stderr as JSON must not get argparse's usage text."""
+    for args in (["--json", "devics"], ["move", "esp300.axis1", "--json"],
+                 ["--json", "move", "esp300.axis1", "1", "--timeout", "soon"]):  # fmt: skip
+        done = benchctl(process_daemon, *args)
+        error = json.loads(done.stderr)
+        assert done.returncode == 2 and error["error"] == "UsageError", args
+    assert (
+        "did you mean 'devices'?"
+        in json.loads(benchctl(process_daemon, "--json", "devics").stderr)["message"]
+    )
+
+
+def test_the_library_takes_values_with_units_as_benchctl_does(process_daemon: Daemon) -> None:
+    """Before: ``axis.move_to("12.5 mm")`` raised ``TypeError: must be real number, not str``."""
+    with Bench.connect(process_daemon.address) as bench:
+        axis = bench["esp300.axis1"]
+        assert axis.move_to("1.25 cm") == 12.5
+        assert axis.move_by("-500um") == 12.0
+        assert bench.parameters.set("maitai.wavelength", "0.92 um").value == 920
+        assert bench.parameters.set("camera.binning", "1x1").value == "1x1"  # text: as typed
+        with pytest.raises(ValueError, match=r"'12\.5 kg' is a mass, the axis is in mm"):
+            axis.move_to("12.5 kg")
+        assert axis.position == 12.0  # refused before anything was sent
+        bench.parameters["maitai.wavelength"] = 800
+        axis.move_to(0)
