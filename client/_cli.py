@@ -771,7 +771,11 @@ def _read_script(path: str) -> str:
 def _script_file(name: str) -> str | None:
     """The source of the file ``name`` names, None if it names no file (a stored script)."""
     path = Path(name)
-    return path.read_text(encoding="utf-8") if path.is_file() else None
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    if "/" in name or name.endswith(".star"):  # a stored script's name has neither
+        raise NotFound(f"no script file {name[:200]!r} (and no stored script can be named so)")
+    return None
 
 
 def _execution_line(e: Execution) -> str:

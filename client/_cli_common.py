@@ -33,6 +33,19 @@ _NEGATIVE_VALUE = re.compile(r"^-(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?:\s*[A-Za
 #: "no device named 'x'; devices: a, b" (the daemon's and the client's not-found messages)
 _NOT_FOUND = re.compile(r"^no [\w ]+? '(?P<name>[^']{1,100})'; [\w ]+: (?P<known>.+)$", re.S)
 
+#: the daemon's words for gRPC clients -> what a benchctl user types instead
+_FOR_BENCHCTL = (
+    # "esp300.axis1: MoveAbsolute is refused: e-stop latched …": a message class's name
+    (re.compile(r"(^|: )[A-Z][a-z]+(?:[A-Z][a-z]+)+ is refused: "), r"\1refused: "),
+    (
+        re.compile(r"reset the emergency stop first$"),
+        "reset the emergency stop first (benchctl reset)",
+    ),
+    (re.compile(r"\(StopRun, or StopScan (\w+)\)"), r"(benchctl stop-run, or benchctl stop \1)"),
+)
+#: a unit typed apart from its number, unquoted: "set maitai.wavelength 800 nm"
+_LONE_UNIT = re.compile(r"^unrecognized arguments: ([A-Za-zµμ°%Ω][\w/*^.°µμ%Ω-]{0,11})$")
+
 #: tables printed to a pipe are this wide (a terminal's own width otherwise)
 PIPE_WIDTH = 240
 
@@ -46,6 +59,11 @@ class Parser(argparse.ArgumentParser):
     mistyped choice gets a "did you mean", and a usage error is JSON when --json was given."""
 
     def error(self, message: str) -> NoReturn:
+        lone = _LONE_UNIT.match(message)
+        if lone:
+            message += (
+                f" (a value with a unit is one word, 12.5{lone[1]}, or quoted: '12.5 {lone[1]}')"
+            )
         if JSON_ERRORS.get():
             record = {"error": "UsageError", "status": "", "message": f"{self.prog}: {message}"}
             print(json.dumps(record), file=sys.stderr)
@@ -160,6 +178,8 @@ def human_message(error: BenchError, address: str) -> str:
     if isinstance(error, ConnectionLost):
         return _unreachable(error.message, address)
     message = _STATUS_PREFIX.sub("", error.message)
+    for pattern, words in _FOR_BENCHCTL:
+        message = pattern.sub(words, message)
     return message + did_you_mean(message)
 
 

@@ -209,3 +209,28 @@ def test_the_library_takes_values_with_units_as_benchctl_does(process_daemon: Da
         assert axis.position == 12.0  # refused before anything was sent
         bench.parameters["maitai.wavelength"] = 800
         axis.move_to(0)
+
+
+def test_the_daemons_grpc_words_are_said_as_benchctl_commands(process_daemon: Daemon) -> None:
+    """Before: "esp300.axis1: MoveAbsolute is refused: …", "stop it (StopRun, or StopScan
+    p13)": names a benchctl user never typed."""
+    done = benchctl(process_daemon, "set", "maitai.wavelength", "800", "nm")
+    assert done.returncode == 2
+    assert "unrecognized arguments: nm (a value with a unit is one word, 12.5nm" in done.stderr
+    ok_line(benchctl(process_daemon, "estop"))
+    try:
+        done = benchctl(process_daemon, "move", "esp300.axis1", "1")
+        assert done.returncode == 5 and "esp300.axis1: refused: e-stop latched" in done.stderr
+        assert "MoveAbsolute" not in done.stderr
+        assert done.stderr.rstrip().endswith("reset the emergency stop first (benchctl reset)")
+    finally:
+        ok_line(benchctl(process_daemon, "reset"))
+    ok_line(benchctl(process_daemon, "record", "busy", "--no-wait", "--readings-only"))
+    try:
+        done = benchctl(process_daemon, "record", "second", "--duration", "1")
+        assert done.returncode == 5, done.stderr
+        assert "(benchctl stop-run, or benchctl stop p" in done.stderr, done.stderr
+    finally:
+        ok_line(benchctl(process_daemon, "stop-run"))
+    done = benchctl(process_daemon, "script", "run", "no/such/file.star")
+    assert done.returncode == 4 and "no script file 'no/such/file.star'" in done.stderr
