@@ -152,6 +152,7 @@ class _Backoff:
         self._target = target
         self._delays = policy.delays()
         self._deadline: float | None = None
+        self._first = 0.0
         self.attempts = 0
 
     async def wait(self, error: BaseException, what: str) -> None:
@@ -159,12 +160,13 @@ class _Backoff:
         now = loop.time()
         if self._deadline is None:
             self._deadline = now + self._policy.budget
+            self._first = now
         self.attempts += 1
         delay = next(self._delays)
-        if now + delay > self._deadline:
+        if now + delay > self._deadline:  # the time it tried, not the budget it had
             raise ConnectionLost(
                 f"{what}: could not reach the daemon at {self._target} for"
-                f" {self._policy.budget:g} s ({self.attempts} attempts; last error:"
+                f" {now - self._first:.1f} s ({self.attempts} attempts; last error:"
                 f" {type(error).__name__}: {error or 'connection lost'})"
             ) from error
         await asyncio.sleep(delay)
