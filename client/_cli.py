@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import os
 import sys
@@ -104,6 +105,8 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         default=default(False),
         help="print machine-readable JSON (errors too, with their gRPC status)",
     )
+    if defaults:
+        group.add_argument("--version", action="version", version=f"benchctl {_version()}")
     group.add_argument(
         "--wait",
         type=seconds,
@@ -111,6 +114,13 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         metavar="SECONDS",
         help="keep trying to reach the daemon this long (default 5)",
     )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("benchd")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def _spread_global_options(parser: argparse.ArgumentParser, seen: set[int]) -> None:
@@ -919,7 +929,11 @@ def read_token(args: argparse.Namespace) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     completion.autocomplete(parser)  # a TAB: answers and exits
-    JSON_ERRORS.set("--json" in (sys.argv[1:] if argv is None else argv))
+    given = sys.argv[1:] if argv is None else list(argv)
+    JSON_ERRORS.set("--json" in given)
+    if not given:  # "benchctl" alone: what it can do, not "COMMAND is required"
+        parser.print_help(sys.stderr)
+        return USAGE_ERROR
     args = parser.parse_args(argv)
     if args.command == "completion":
         print(completion.shellcode(args.shell))

@@ -59,6 +59,11 @@ class Parser(argparse.ArgumentParser):
     mistyped choice gets a "did you mean", and a usage error is JSON when --json was given."""
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments: --"):
+            option = message.split()[2].partition("=")[0]
+            close = suggest(option, sorted(_option_strings(self)))
+            if close:
+                message += f"; did you mean {close}?"
         lone = _LONE_UNIT.match(message)
         if lone:
             message += (
@@ -85,6 +90,17 @@ class Parser(argparse.ArgumentParser):
                     action, f"invalid choice: {value!r}; did you mean {close!r}?"
                 )
         super()._check_value(action, value)
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every --option of the parser and its commands (a typo is reported by the top parser)."""
+    found: set[str] = set()
+    for action in parser._actions:
+        found.update(o for o in action.option_strings if o.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _option_strings(sub)
+    return found
 
 
 def suggest(wanted: str, known: list[str]) -> str | None:

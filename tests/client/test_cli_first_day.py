@@ -256,3 +256,19 @@ def test_an_unreachable_daemon_is_said_with_the_time_really_tried() -> None:
     tried = re.search(r"could not reach the daemon at 127\.0\.0\.1:9 for ([\d.]+) s", message)
     assert tried, message
     assert float(tried.group(1)) == pytest.approx(took, abs=0.1) and took < 2.0
+
+
+def test_benchctl_alone_shows_what_it_can_do_and_options_get_a_did_you_mean() -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "client", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    alone = run()  # before: "error: the following arguments are required: COMMAND"
+    assert alone.returncode == 2 and "record a run and wait for it" in alone.stderr
+    assert "required: COMMAND" not in alone.stderr
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.startswith("benchctl ")
+    typo = run("get", "maitai.wavelength", "--jsn")
+    assert typo.returncode == 2 and "unrecognized arguments: --jsn; did you mean --json?" in (
+        typo.stderr
+    )
