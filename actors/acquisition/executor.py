@@ -549,8 +549,9 @@ class PlanExecutor(Actor):
                 current.scope.cancel()
             with trio.move_on_after(self.stop_timeout - 5.0):
                 await current.done.wait()
-        for record in self._queue:
-            self._remember(record)  # queued plans ended by the stop are finished too
+        for record in list(self._records.values()):  # in the history as ended, not lost
+            if record.status.state in (PlanState.CREATED, PlanState.PENDING):
+                self._end_unstarted(record, PlanState.ABORTED, "the daemon stopped before it ran")
         await self._flush_history()
 
     def release(self) -> None:

@@ -187,7 +187,7 @@ def _parse(raw: bytes, path: Path, number: int) -> dict[str, Any] | None:
             raise ValueError(f"unknown event {str(entry.get('event'))[:40]!r}")
         if not isinstance(entry.get("id"), str) or not plan_number(entry["id"]):
             raise ValueError("no plan id (p1, p2, …)")
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: JSON nested past the stack
         logger.warning("%s line %d skipped: %s", path, number, str(error)[:200])
         return None
     return entry
