@@ -61,6 +61,7 @@ from ._types import (
     Position,
     RunFile,
     RunStatus,
+    ScanStatus,
 )
 from ._units import UnitError, is_quantity, to_number, to_unit
 
@@ -690,7 +691,13 @@ async def _runs(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Non
     found = _find_run(runs, args.run)
     current = await bench.run_status()
     status = current if current.path == found.path else None
-    out.emit({"run": found, "status": status}, _run_summary(found, status))
+    # the scan that made the run, if one did (a plain record is a count plan of its own: no
+    # "scan 1 points" for it)
+    scan = next((s for s in await bench.scans() if s.run_path == found.path), None)
+    if scan is not None and scan.origin == "record":
+        scan = None
+    text = _run_summary(found, status, scan)
+    out.emit({"run": found, "status": status, "scan": scan}, text)
 
 
 def _find_run(runs: list[RunFile], wanted: str) -> RunFile:
@@ -705,11 +712,16 @@ def _find_run(runs: list[RunFile], wanted: str) -> RunFile:
     raise NotFound(f"no run named {wanted!r}; newest runs: {newest}")
 
 
-def _run_summary(run: RunFile, status: RunStatus | None) -> str:
+def _run_summary(run: RunFile, status: RunStatus | None, scan: ScanStatus | None = None) -> str:
     lines = [
         f"run {run.name}",
         f"  outcome   {run.status}" + (f" ({run.reason})" if run.reason else ""),
     ]
+    if scan is not None:
+        total = f" of {scan.points_total}" if scan.points_total else ""
+        lines.append(
+            f"  scan      {scan.id} ({scan.kind}, {scan.origin}): {scan.points_done}{total} points"
+        )
     if status is not None:
         lines.append(
             f"  frames    {status.frames_written} written of {status.frames_expected or '-'}"
@@ -720,8 +732,6 @@ def _run_summary(run: RunFile, status: RunStatus | None) -> str:
             f"  readings  {status.readings_recorded} recorded, {status.readings_lost} lost;"
             f" {status.parameter_changes} parameter changes"
         )
-        if status.scan_points:
-            lines.append(f"  scan      {status.scan_points} points")
         if status.started:
             took = (status.ended or status.started) - status.started
             lines.append(f"  time      {took:.1f} s")

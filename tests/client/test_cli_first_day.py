@@ -272,3 +272,15 @@ def test_benchctl_alone_shows_what_it_can_do_and_options_get_a_did_you_mean() ->
     assert typo.returncode == 2 and "unrecognized arguments: --jsn; did you mean --json?" in (
         typo.stderr
     )
+
+
+def test_runs_show_names_the_scan_of_a_scan_and_none_for_a_record(process_daemon: Daemon) -> None:
+    """Before: a plain ``record`` showed "scan 1 points" (the record's own count plan)."""
+    ok_line(benchctl(process_daemon, "record", "shown-rec", "--frames", "2"))
+    text = ok_line(benchctl(process_daemon, "runs", "show", "shown-rec"))
+    assert "  scan " not in text and "outcome   completed" in text
+    scan = json.loads(ok_line(benchctl(process_daemon, "--json", "scan", "line", "esp300.axis1",
+                                       "0", "0.2", "3", "--read", "peak", "--name", "shown-scan")))  # fmt: skip
+    text = ok_line(benchctl(process_daemon, "runs", "show", "shown-scan"))
+    assert f"  scan      {scan['id']} (line, client local): 3 of 3 points" in text, text
+    ok_line(benchctl(process_daemon, "move", "esp300.axis1", "0"))
