@@ -42,6 +42,7 @@ from ._cli_common import (
     JSON_ERRORS,
     Output,
     Parser,
+    count,
     fmt,
     human_message,
     lost_daemon,
@@ -278,7 +279,7 @@ def _add_run_commands(commands: Any) -> None:
         " the run's --duration) and every reading source streaming while it lasts.",
     )
     record.add_argument("name", help="1-64 of A-Z a-z 0-9 . _ -")
-    record.add_argument("--frames", type=int, default=0, help="camera frames, then end")
+    record.add_argument("--frames", type=count, default=0, help="camera frames, then end")
     record.add_argument("--duration", type=seconds, default=0.0, help="seconds (or 2min), then end")
     record.add_argument(
         "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
@@ -746,6 +747,10 @@ def _run_summary(run: RunFile, status: RunStatus | None, scan: ScanStatus | None
 
 
 async def _record(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
+    if args.frames and args.readings_only:
+        raise UnitError(
+            "record: --frames and --readings-only contradict (--readings-only: no frames)"
+        )
     metadata: dict[str, object] = {}
     for item in args.metadata:
         key, equals, value = item.partition("=")
@@ -973,6 +978,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     except (KeyError, ValueError, OSError) as error:  # a bad DEVICE.PARAM, address, token file
         message = error.args[0] if isinstance(error, KeyError) else str(error)
+        if isinstance(error, OSError) and error.strerror:  # not "[Errno 2] ..." but the file
+            message = f"{error.filename or args.tls}: {error.strerror.lower()}"
+            if error.filename is None and args.tls:
+                message = f"--tls {message} (the daemon's certificate or its CA)"
+            elif args.token_file is not None and error.filename == str(args.token_file):
+                message = f"--token-file {message}"
         _report(out, "UsageError", "", str(message))
         return USAGE_ERROR
     except KeyboardInterrupt:

@@ -42,6 +42,12 @@ _FOR_BENCHCTL = (
         "reset the emergency stop first (benchctl reset)",
     ),
     (re.compile(r"\(StopRun, or StopScan (\w+)\)"), r"(benchctl stop-run, or benchctl stop \1)"),
+    # a move or home that outlived --timeout: the actor's internals, then what to call
+    (re.compile(r" \(actor '[^']*' did not reply to .{0,300}? within [\d.]+ s\)"), ""),
+    (
+        re.compile(r"^'([^']+)'(.*): call StopMotion to stop it(?:, or WaitSettled)?$", re.S),
+        r"'\1'\2: 'benchctl stop \1' stops it",
+    ),
 )
 #: a unit typed apart from its number, unquoted: "set maitai.wavelength 800 nm"
 _LONE_UNIT = re.compile(r"^unrecognized arguments: ([A-Za-zµμ°%Ω][\w/*^.°µμ%Ω-]{0,11})$")
@@ -120,6 +126,18 @@ def parse_value(text: str) -> bool | int | float | str:
         except ValueError:
             pass
     return text
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number, 0 or more (``--frames -3`` said so here, not as
+    protobuf's "Value out of range")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:32]!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: a count cannot be negative")
+    return value
 
 
 def seconds(text: str) -> float:

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from . import plans
 from ._async import AsyncBench
-from ._cli_common import Output, parse_value, seconds
+from ._cli_common import Output, count, parse_value, seconds
 from ._errors import BenchError
 from ._sync import split_parameter
 from ._types import ScanStatus
@@ -68,7 +68,7 @@ def _add_scan_options(parser: argparse.ArgumentParser) -> None:
         metavar="DEVICE",
         help="a Readable read at each point; repeatable",
     )
-    parser.add_argument("--frames", type=int, default=0, help="camera frames per point")
+    parser.add_argument("--frames", type=count, default=0, help="camera frames per point")
     parser.add_argument("--camera", default="", help="the camera (default: the bench's first)")
     parser.add_argument("--settle", type=seconds, default=0.0, help="time before reading (s)")
     parser.add_argument("--dwell", type=seconds, default=0.0, help="time after each point (s)")

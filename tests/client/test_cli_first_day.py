@@ -284,3 +284,29 @@ def test_runs_show_names_the_scan_of_a_scan_and_none_for_a_record(process_daemon
     text = ok_line(benchctl(process_daemon, "runs", "show", "shown-scan"))
     assert f"  scan      {scan['id']} (line, client local): 3 of 3 points" in text, text
     ok_line(benchctl(process_daemon, "move", "esp300.axis1", "0"))
+
+
+def test_option_mistakes_are_said_in_benchctl_words(process_daemon: Daemon) -> None:
+    """Before: "frames= needs record_frames=True", "Value out of range: -3", "call StopMotion
+    to stop it, or WaitSettled", "[Errno 2] No such file or directory" (which file?)."""
+    done = benchctl(process_daemon, "record", "x", "--frames", "3", "--readings-only")
+    assert done.returncode == 2 and "--frames and --readings-only contradict" in done.stderr
+    done = benchctl(process_daemon, "record", "x", "--frames", "-3")
+    assert done.returncode == 2 and "argument --frames: -3: a count cannot be negative" in (
+        done.stderr
+    )
+    done = benchctl(process_daemon, "move", "esp300.axis1", "30", "--timeout", "0.05")
+    try:
+        assert done.returncode == 9, done.stderr
+        assert done.stderr.rstrip().endswith(
+            "the move goes on: 'benchctl stop esp300.axis1' stops it"
+        ), done.stderr
+        assert "StopMotion" not in done.stderr and "MoveAbsolute(" not in done.stderr
+    finally:
+        ok_line(benchctl(process_daemon, "stop", "esp300.axis1"))
+        ok_line(benchctl(process_daemon, "move", "esp300.axis1", "0"))
+    done = benchctl(process_daemon, "--tls", "/no/such.crt", "devices")
+    assert done.returncode == 2 and "--tls /no/such.crt: no such file or directory" in done.stderr
+    done = benchctl(process_daemon, "--token-file", "/no/such.token", "devices")
+    assert done.returncode == 2
+    assert "--token-file /no/such.token: no such file or directory" in done.stderr
