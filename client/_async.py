@@ -104,6 +104,7 @@ from ._types import (
     ZeroState,
     to_value,
 )
+from ._units import is_quantity, to_number, to_unit
 
 R = TypeVar("R")
 
@@ -151,6 +152,7 @@ class _Backoff:
         self._target = target
         self._delays = policy.delays()
         self._deadline: float | None = None
+        self._first = 0.0
         self.attempts = 0
 
     async def wait(self, error: BaseException, what: str) -> None:
@@ -158,12 +160,13 @@ class _Backoff:
         now = loop.time()
         if self._deadline is None:
             self._deadline = now + self._policy.budget
+            self._first = now
         self.attempts += 1
         delay = next(self._delays)
-        if now + delay > self._deadline:
+        if now + delay > self._deadline:  # the time it tried, not the budget it had
             raise ConnectionLost(
                 f"{what}: could not reach the daemon at {self._target} for"
-                f" {self._policy.budget:g} s ({self.attempts} attempts; last error:"
+                f" {now - self._first:.1f} s ({self.attempts} attempts; last error:"
                 f" {type(error).__name__}: {error or 'connection lost'})"
             ) from error
         await asyncio.sleep(delay)
@@ -433,7 +436,16 @@ class AsyncBench:
         return await self._unary(self._hardware.GetParameter, request, ParameterValue.from_pb)
 
     async def set(self, device: str, name: str, value: bool | int | float | str) -> ParameterValue:
-        """Set a parameter; the reply holds the value the hardware now has."""
+        """Set a parameter; the reply holds the value the hardware now has. A number parameter
+        also takes text with a unit (``"0.92 um"`` for a wavelength in nm), converted to its
+        unit; a unit of another kind raises ``UnitError`` (a ``ValueError``) before sending."""
+        if isinstance(value, str) and is_quantity(value):
+            info = next((p for p in await self.parameters(device) if p.name == name), None)
+            if info is not None and info.dtype in ("float", "int"):
+                key = f"{device}.{name}"
+                value = to_number(
+                    to_unit(value, info.units, key, "parameter"), info.dtype, key, info.units, value
+                )
         request = hardware_pb2.SetParameterRequest(device=device, name=name, value=to_value(value))
         return await self._unary(self._hardware.SetParameter, request, ParameterValue.from_pb)
 
@@ -447,12 +459,21 @@ class AsyncBench:
     # -- motion, readings -------------------------------------------------------------------
 
     async def move_to(
-        self, device: str, position: float, *, wait: bool = True, timeout: float | None = None
+        self,
+        device: str,
+        position: float | str,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
     ) -> MoveResult:
-        """Move to ``position`` (device units); with ``wait``, return once settled."""
+        """Move to ``position`` (device units, or text with a unit: ``"12.5 mm"``); with
+        ``wait``, return once settled."""
         timeout = DEFAULT_MOVE_TIMEOUT if timeout is None else timeout
         request = hardware_pb2.MoveAbsoluteRequest(
-            device=device, position=position, wait=wait, timeout_s=timeout
+            device=device,
+            position=await self._amount(device, position),
+            wait=wait,
+            timeout_s=timeout,
         )
         return await self._unary(
             self._hardware.MoveAbsolute,
@@ -462,12 +483,21 @@ class AsyncBench:
         )
 
     async def move_by(
-        self, device: str, distance: float, *, wait: bool = True, timeout: float | None = None
+        self,
+        device: str,
+        distance: float | str,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
     ) -> MoveResult:
-        """Move by ``distance``; never repeated after a connection drop (see the module doc)."""
+        """Move by ``distance`` (``"-500 um"`` too); never repeated after a connection drop
+        (see the module doc)."""
         timeout = DEFAULT_MOVE_TIMEOUT if timeout is None else timeout
         request = hardware_pb2.MoveRelativeRequest(
-            device=device, distance=distance, wait=wait, timeout_s=timeout
+            device=device,
+            distance=await self._amount(device, distance),
+            wait=wait,
+            timeout_s=timeout,
         )
         return await self._unary(
             self._hardware.MoveRelative,
@@ -476,6 +506,16 @@ class AsyncBench:
             timeout=timeout + self.timeout,
             idempotent=False,
         )
+
+    async def _amount(self, device: str, value: float | str) -> float:
+        """A position or distance in the device's unit: a number as it is, text with a unit
+        converted (``UnitError``, a ``ValueError``, for text of another kind or no number)."""
+        if not isinstance(value, str):
+            return value
+        with contextlib.suppress(ValueError):
+            return float(value)
+        info = await self.device(device)
+        return to_unit(value, info.units, device, "axis")
 
     async def position(self, device: str) -> Position:
         request = hardware_pb2.DeviceRequest(device=device)

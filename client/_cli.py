@@ -15,8 +15,9 @@ with the daemon's message and gRPC status with ``--json``), and exits with the e
 1 other, 2 usage (also a value of the wrong unit), 3 invalid argument, 4 not found, 5 refused
 (the e-stop is latched), 6 already exists, 7 unauthenticated / permission denied, 8 unavailable
 or the daemon unreachable, 9 deadline exceeded, 10 aborted, 11 unimplemented, 12 internal
-error, 13 disk space low (a run refused), 130 interrupted (Ctrl-C; a move in flight or a run
-being waited for is stopped first; ``watch`` ends with 0).
+error, 13 disk space low (a run refused), 130 interrupted (Ctrl-C; a move in flight, a scan or
+a run being waited for is stopped first, and the message says where it stopped; ``watch`` ends
+with 0), 141 the output's reader went away (``benchctl runs | head``: quietly, no traceback).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import os
 import sys
@@ -37,16 +39,19 @@ from rich.table import Table
 from . import _completion as completion
 from ._async import AsyncBench, RetryPolicy, default_address
 from ._cli_common import (
+    JSON_ERRORS,
     Output,
     Parser,
+    count,
     fmt,
     human_message,
+    lost_daemon,
     parse_value,
     seconds,
 )
 from ._cli_scan import add_scan_commands, run_scan_command, scan_line
 from ._cli_watch import add_watch_command, watch
-from ._errors import BenchError, FailedPrecondition, Unimplemented
+from ._errors import BenchError, ConnectionLost, FailedPrecondition, NotFound, Unimplemented
 from ._sync import RunProgress, split_parameter
 from ._types import (
     DeviceInfo,
@@ -57,11 +62,14 @@ from ._types import (
     Position,
     RunFile,
     RunStatus,
+    ScanStatus,
 )
 from ._units import UnitError, is_quantity, to_number, to_unit
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
+#: 128 + SIGPIPE: the output's reader went away (``| head``)
+BROKEN_PIPE = 141
 
 
 def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -99,6 +107,8 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         default=default(False),
         help="print machine-readable JSON (errors too, with their gRPC status)",
     )
+    if defaults:
+        group.add_argument("--version", action="version", version=f"benchctl {_version()}")
     group.add_argument(
         "--wait",
         type=seconds,
@@ -106,6 +116,13 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         metavar="SECONDS",
         help="keep trying to reach the daemon this long (default 5)",
     )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("benchd")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def _spread_global_options(parser: argparse.ArgumentParser, seen: set[int]) -> None:
@@ -262,7 +279,7 @@ def _add_run_commands(commands: Any) -> None:
         " the run's --duration) and every reading source streaming while it lasts.",
     )
     record.add_argument("name", help="1-64 of A-Z a-z 0-9 . _ -")
-    record.add_argument("--frames", type=int, default=0, help="camera frames, then end")
+    record.add_argument("--frames", type=count, default=0, help="camera frames, then end")
     record.add_argument("--duration", type=seconds, default=0.0, help="seconds (or 2min), then end")
     record.add_argument(
         "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
@@ -313,16 +330,29 @@ def _services_table(services: list[DeviceInfo]) -> Table:
 
 async def _set_value(bench: AsyncBench, key: str, text: str) -> bool | int | float | str:
     """What to send for ``set KEY TEXT``: a number with a unit converted to the parameter's
-    unit (a text parameter takes the text as it is); anything else as ``parse_value`` reads it."""
-    if not is_quantity(text):
-        return parse_value(text)
+    unit (a text parameter takes the text as it is); anything else as ``parse_value`` reads it.
+    A value the parameter's type cannot take (``abc`` for a wavelength, ``maybe`` for a
+    shutter) is refused here in words, as a wrong unit is (exit 2)."""
     device, name = split_parameter(key)
     info = next((p for p in await bench.parameters(device) if p.name == name), None)
     if info is None:
         await bench.get(device, name)  # the daemon's NotFound, naming the parameters there are
         return parse_value(text)
     if info.dtype not in ("float", "int"):
-        return text  # "4x4", "1 s" for a text parameter: the text itself
+        value = parse_value(text)
+        if info.dtype == "bool" and not isinstance(value, bool):
+            raise UnitError(f"{key}: {text[:64]!r} is not true or false")
+        return text if info.dtype == "str" else value  # "4x4", "1 s", "10": the text itself
+    if not is_quantity(text):
+        value = parse_value(text)
+        if isinstance(value, str | bool):
+            kind = (
+                f"a number in {info.units} (or with a unit: 12.5{info.units})"
+                if info.units
+                else "a number"
+            )
+            raise UnitError(f"{key}: {text[:64]!r} is not a number; give {kind}")
+        return value
     value = to_unit(text, info.units, key, "parameter")
     return to_number(value, info.dtype, key, info.units, text)
 
@@ -343,13 +373,14 @@ async def _move(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Mov
     """Move and wait; on a terminal, with a progress bar fed by the position stream (the move
     starts without waiting so the axis answers position requests, then WaitSettled)."""
     amount = await _position(bench, args.device, args.position)
-    if not out.live:
-        if args.relative:
-            return await bench.move_by(args.device, amount, timeout=args.timeout)
-        return await bench.move_to(args.device, amount, timeout=args.timeout)
-    start = (await bench.position(args.device)).position
-    target = start + amount if args.relative else amount
+    out.doing = f" while {args.device} moved"
     try:
+        if not out.live:  # a pipe, a script: the same Ctrl-C, no bar
+            if args.relative:
+                return await bench.move_by(args.device, amount, timeout=args.timeout)
+            return await bench.move_to(args.device, amount, timeout=args.timeout)
+        start = (await bench.position(args.device)).position
+        target = start + amount if args.relative else amount
         if args.relative:
             await bench.move_by(args.device, amount, wait=False)
         else:
@@ -375,9 +406,18 @@ async def _move(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Mov
         settled = await bench.wait_settled(args.device, timeout=args.timeout)
         return MoveResult(settled.device, settled.position, True, settled.units)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        with contextlib.suppress(BenchError):
-            await bench.stop(args.device)
+        await _stop_stage(bench, args.device, out)  # a cancelled wait alone leaves it moving
         raise
+
+
+async def _stop_stage(bench: AsyncBench, device: str, out: Output) -> None:
+    """Ctrl-C during a move or a home search: stop the stage and say where it rests."""
+    try:
+        where = await bench.stop(device)
+    except BenchError as error:
+        out.interrupted = f"could not stop {device}: {human_message(error, '')}"
+    else:
+        out.interrupted = f"{device} stopped at {fmt(where.position, where.units)}"
 
 
 async def _operation(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
@@ -397,6 +437,7 @@ async def _operation(bench: AsyncBench, args: argparse.Namespace, out: Output) -
 async def _home(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Position:
     """Home and wait; on a terminal, a spinner with the position and the time it takes (the
     daemon streams the search's progress). Ctrl-C stops the axis."""
+    out.doing = f" while {args.device} homed"
     try:
         if not out.live:
             return await bench.home(args.device, timeout=args.timeout)
@@ -416,8 +457,7 @@ async def _home(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Pos
 
             return await bench.home(args.device, timeout=args.timeout, progress=show)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        with contextlib.suppress(BenchError):
-            await bench.stop(args.device)
+        await _stop_stage(bench, args.device, out)
         raise
 
 
@@ -513,6 +553,7 @@ async def run(args: argparse.Namespace, token: str | None, out: Output) -> None:
     async with await AsyncBench.connect(
         args.address, token=token or "", tls=args.tls, retry=retry
     ) as bench:
+        out.connected = True
         handler = HANDLERS.get(args.command)
         if handler is not None:
             await handler(bench, args, out)
@@ -651,7 +692,13 @@ async def _runs(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Non
     found = _find_run(runs, args.run)
     current = await bench.run_status()
     status = current if current.path == found.path else None
-    out.emit({"run": found, "status": status}, _run_summary(found, status))
+    # the scan that made the run, if one did (a plain record is a count plan of its own: no
+    # "scan 1 points" for it)
+    scan = next((s for s in await bench.scans() if s.run_path == found.path), None)
+    if scan is not None and scan.origin == "record":
+        scan = None
+    text = _run_summary(found, status, scan)
+    out.emit({"run": found, "status": status, "scan": scan}, text)
 
 
 def _find_run(runs: list[RunFile], wanted: str) -> RunFile:
@@ -663,14 +710,19 @@ def _find_run(runs: list[RunFile], wanted: str) -> RunFile:
     if named:
         return named[-1]  # the newest of that name
     newest = ", ".join(r.name for r in runs[-5:]) or "none yet"
-    raise FailedPrecondition(f"no run {wanted!r} among the daemon's runs (newest: {newest})")
+    raise NotFound(f"no run named {wanted!r}; newest runs: {newest}")
 
 
-def _run_summary(run: RunFile, status: RunStatus | None) -> str:
+def _run_summary(run: RunFile, status: RunStatus | None, scan: ScanStatus | None = None) -> str:
     lines = [
         f"run {run.name}",
         f"  outcome   {run.status}" + (f" ({run.reason})" if run.reason else ""),
     ]
+    if scan is not None:
+        total = f" of {scan.points_total}" if scan.points_total else ""
+        lines.append(
+            f"  scan      {scan.id} ({scan.kind}, {scan.origin}): {scan.points_done}{total} points"
+        )
     if status is not None:
         lines.append(
             f"  frames    {status.frames_written} written of {status.frames_expected or '-'}"
@@ -681,8 +733,6 @@ def _run_summary(run: RunFile, status: RunStatus | None) -> str:
             f"  readings  {status.readings_recorded} recorded, {status.readings_lost} lost;"
             f" {status.parameter_changes} parameter changes"
         )
-        if status.scan_points:
-            lines.append(f"  scan      {status.scan_points} points")
         if status.started:
             took = (status.ended or status.started) - status.started
             lines.append(f"  time      {took:.1f} s")
@@ -697,6 +747,10 @@ def _run_summary(run: RunFile, status: RunStatus | None) -> str:
 
 
 async def _record(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
+    if args.frames and args.readings_only:
+        raise UnitError(
+            "record: --frames and --readings-only contradict (--readings-only: no frames)"
+        )
     metadata: dict[str, object] = {}
     for item in args.metadata:
         key, equals, value = item.partition("=")
@@ -711,6 +765,7 @@ async def _record(bench: AsyncBench, args: argparse.Namespace, out: Output) -> N
         "readings_only": args.readings_only,
         "wait": not args.no_wait,
     }
+    out.doing = f" during run {args.name!r}"
     try:
         if not args.no_wait and out.live:
             with RunProgress(args.name, args.frames, args.duration) as bar:
@@ -718,8 +773,12 @@ async def _record(bench: AsyncBench, args: argparse.Namespace, out: Output) -> N
         else:
             status = await bench.record(args.name, **options)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        with contextlib.suppress(BenchError):
-            await bench.stop_run("interrupted (benchctl, Ctrl-C)")
+        try:
+            stopped = await bench.stop_run("interrupted (benchctl, Ctrl-C)")
+        except BenchError as error:
+            out.interrupted = f"could not stop run {args.name!r}: {human_message(error, '')}"
+        else:
+            out.interrupted = _run_line(stopped)
         raise
     out.emit(status, _run_line(status))
     if status.state == "failed":
@@ -737,7 +796,11 @@ def _read_script(path: str) -> str:
 def _script_file(name: str) -> str | None:
     """The source of the file ``name`` names, None if it names no file (a stored script)."""
     path = Path(name)
-    return path.read_text(encoding="utf-8") if path.is_file() else None
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    if "/" in name or name.endswith(".star"):  # a stored script's name has neither
+        raise NotFound(f"no script file {name[:200]!r} (and no stored script can be named so)")
+    return None
 
 
 def _execution_line(e: Execution) -> str:
@@ -881,6 +944,11 @@ def read_token(args: argparse.Namespace) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     completion.autocomplete(parser)  # a TAB: answers and exits
+    given = sys.argv[1:] if argv is None else list(argv)
+    JSON_ERRORS.set("--json" in given)
+    if not given:  # "benchctl" alone: what it can do, not "COMMAND is required"
+        parser.print_help(sys.stderr)
+        return USAGE_ERROR
     args = parser.parse_args(argv)
     if args.command == "completion":
         print(completion.shellcode(args.shell))
@@ -892,10 +960,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a plain selector loop whatever event-loop policy is installed (see client._sync)
         with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
             runner.run(run(args, token, out))
+    except BrokenPipeError:
+        return _output_closed()
     except BenchError as error:
         status = error.status.name if error.status else ""
         if out.as_json:
             _report(out, type(error).__name__, status, error.message)
+        elif isinstance(error, ConnectionLost) and out.connected:
+            _report(
+                out, "ConnectionLost", status, lost_daemon(error.message, args.address, out.doing)
+            )
         else:
             _report(out, type(error).__name__, status, human_message(error, args.address))
         return error.exit_code
@@ -904,19 +978,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     except (KeyError, ValueError, OSError) as error:  # a bad DEVICE.PARAM, address, token file
         message = error.args[0] if isinstance(error, KeyError) else str(error)
+        if isinstance(error, OSError) and error.strerror:  # not "[Errno 2] ..." but the file
+            message = f"{error.filename or args.tls}: {error.strerror.lower()}"
+            if error.filename is None and args.tls:
+                message = f"--tls {message} (the daemon's certificate or its CA)"
+            elif args.token_file is not None and error.filename == str(args.token_file):
+                message = f"--token-file {message}"
         _report(out, "UsageError", "", str(message))
         return USAGE_ERROR
     except KeyboardInterrupt:
         if args.command == "watch":
             return 0  # Ctrl-C is how a watch ends
-        _report(out, "Interrupted", "", "interrupted")
+        _report(
+            out, "Interrupted", "", "interrupted" + (f": {out.interrupted}" * bool(out.interrupted))
+        )
         return INTERRUPTED
     return 0
 
 
+def _output_closed() -> int:
+    """Whoever read our output stopped reading (``benchctl runs | head -1``): end quietly, as a
+    Unix tool killed by SIGPIPE would (exit 141), with no traceback when Python flushes stdout
+    at exit."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return BROKEN_PIPE
+
+
 def _report(out: Output, kind: str, status: str, message: str) -> None:
-    if out.as_json:
-        record = {"error": kind, "status": status, "message": message}
-        print(json.dumps(record), file=sys.stderr)
-    else:
-        out.errors.print(f"benchctl: {message}", markup=False)
+    try:
+        if out.as_json:
+            record = {"error": kind, "status": status, "message": message}
+            print(json.dumps(record), file=sys.stderr)
+        else:
+            out.errors.print(f"benchctl: {message}", markup=False)
+    except BrokenPipeError:
+        pass  # stderr closed as well: nobody to tell

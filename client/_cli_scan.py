@@ -26,7 +26,7 @@ from rich.table import Table
 
 from . import plans
 from ._async import AsyncBench
-from ._cli_common import Output, parse_value, seconds
+from ._cli_common import Output, count, parse_value, seconds
 from ._errors import BenchError
 from ._sync import split_parameter
 from ._types import ScanStatus
@@ -68,7 +68,7 @@ def _add_scan_options(parser: argparse.ArgumentParser) -> None:
         metavar="DEVICE",
         help="a Readable read at each point; repeatable",
     )
-    parser.add_argument("--frames", type=int, default=0, help="camera frames per point")
+    parser.add_argument("--frames", type=count, default=0, help="camera frames per point")
     parser.add_argument("--camera", default="", help="the camera (default: the bench's first)")
     parser.add_argument("--settle", type=seconds, default=0.0, help="time before reading (s)")
     parser.add_argument("--dwell", type=seconds, default=0.0, help="time after each point (s)")
@@ -376,6 +376,17 @@ class ScanProgress:
         self._progress.update(self._task, completed=status.points_done, total=total, **fields)
 
 
+async def _print_table(bench: AsyncBench, scan_id: str, out: Output) -> None:
+    data = await bench.scan_table(scan_id)
+    if out.as_json:
+        print(json.dumps(data.to_pylist(), indent=2, default=str))
+        return
+    table = Table(*data.column_names, box=None)
+    for row in data.to_pylist():
+        table.add_row(*(f"{v:g}" if isinstance(v, float) else str(v) for v in row.values()))
+    out.console.print(table)
+
+
 async def run_scan_command(bench: AsyncBench, args: argparse.Namespace, out: Output) -> None:
     match args.kind:
         case "status" | "pause" | "resume":
@@ -396,16 +407,7 @@ async def run_scan_command(bench: AsyncBench, args: argparse.Namespace, out: Out
             out.emit(listed, table)
             return
         case "table":
-            data = await bench.scan_table(args.id)
-            if out.as_json:
-                print(json.dumps(data.to_pylist(), indent=2, default=str))
-            else:
-                table = Table(*data.column_names, box=None)
-                for row in data.to_pylist():
-                    table.add_row(
-                        *(f"{v:g}" if isinstance(v, float) else str(v) for v in row.values())
-                    )
-                out.console.print(table)
+            await _print_table(bench, args.id, out)
             return
     plan = scan_plan(args, converter(await axis_units(bench, scan_axes(args))))
     if args.check:
@@ -425,6 +427,7 @@ async def run_scan_command(bench: AsyncBench, args: argparse.Namespace, out: Out
         out.emit(status, scan_line(status))
         return
     show = not out.as_json and out.errors.is_terminal
+    out.doing = f" during scan {status.id}"
     try:
         if show:
             with ScanProgress(out.errors) as bar:
@@ -436,9 +439,33 @@ async def run_scan_command(bench: AsyncBench, args: argparse.Namespace, out: Out
             async for update in bench.stream_scan(status.id):
                 status = update
     except (KeyboardInterrupt, asyncio.CancelledError):
-        with contextlib.suppress(BenchError):
-            await bench.stop_scan(status.id, reason="interrupted (benchctl, Ctrl-C)")
+        out.interrupted = await _stop_interrupted(bench, status)
+        raise
+    except BenchError:
+        total = f" of {status.points_total}" if status.points_total else ""
+        out.doing = (
+            f" during scan {status.id} (at point {status.points_done}{total}; its run file is"
+            " kept: 'benchctl runs' once the daemon is back)"
+        )
         raise
     out.emit(status, scan_line(status))
     if status.state in ("error", "aborted"):
         raise BenchError(scan_line(status))
+
+
+#: how long Ctrl-C waits for the stopped scan to end at its point (a second Ctrl-C: at once)
+STOP_WAIT = 10.0
+
+
+async def _stop_interrupted(bench: AsyncBench, status: ScanStatus) -> str:
+    """Ctrl-C during a scan: stop it at its next point, wait for it to end, and say where it
+    stopped and where its run file is (a scan left running would move the bench on)."""
+    try:
+        status = await bench.stop_scan(status.id, reason="interrupted (benchctl, Ctrl-C)")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_WAIT):
+                async for update in bench.stream_scan(status.id):
+                    status = update
+    except BenchError as error:
+        return f"could not stop scan {status.id}: {error.message}; 'benchctl stop {status.id}'"
+    return scan_line(status)

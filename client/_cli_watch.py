@@ -11,7 +11,11 @@ On a terminal the table refreshes in place until Ctrl-C (which ends it cleanly, 
 prints one JSON object per update instead (JSON lines), for scripts.
 
 Error handling: an unknown name fails at once with the daemon's message (nothing is watched);
-a stream that fails later shows its error in its row and the others go on.
+a stream that fails later shows its error in its row (in the bench's words) and the others go
+on. When every stream has failed (the daemon went away for longer than the retry budget) the
+watch ends with the first stream's error (exit 8 for a lost daemon), after the last table. A
+reader that closed the pipe (``| head``) ends the watch at once; Ctrl-C prints the last table
+too when the output is not a terminal (``watch ... > log.txt``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +33,8 @@ from rich.table import Table
 
 from . import _completion as completion
 from ._async import AsyncBench
-from ._cli_common import Output, fmt, seconds
-from ._errors import BenchError, NotFound
+from ._cli_common import Output, fmt, human_message, lost_daemon, seconds
+from ._errors import BenchError, ConnectionLost, NotFound
 from ._sync import split_parameter
 from ._types import DeviceInfo, ParameterValue, Position, Reading
 
@@ -136,7 +140,9 @@ async def watch(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Non
                     record = {"name": name, "value": value, "units": units, "time": row.updated}
                     print(json.dumps(record), flush=True)
         except BenchError as error:
-            rows.setdefault(source, Row(source)).note = f"error: {error.message}"
+            failures.append(error)
+            rows.setdefault(source, Row(source)).note = f"error: {_brief(error, args.address)}"
+            raise
 
     async def refresh(live: Live | None) -> None:
         while True:
@@ -144,14 +150,19 @@ async def watch(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Non
                 live.update(_table(rows), refresh=True)
             await asyncio.sleep(1 / REFRESH_PER_SECOND)
 
+    failures: list[BenchError] = []
     live = Live(_table(rows), console=out.console, auto_refresh=False) if out.live else None
     tasks = [asyncio.ensure_future(follow(source, stream)) for source, stream in streams]
     painter = asyncio.ensure_future(refresh(live))
+    out.doing = " during watch"
+    pipe_gone = False
     try:
         if live is not None:
             live.start()
-        # until every stream has ended (a daemon going away for good), --duration, or Ctrl-C
-        await asyncio.wait(tasks, timeout=args.duration or None)
+        else:  # a pipe or a file: say it works, or a silent watch looks hung
+            end = f"after {args.duration:g} s" if args.duration else "on Ctrl-C"
+            out.note(f"benchctl: watching {len(rows)} value(s); the table is printed {end}")
+        pipe_gone = await _until_done(tasks, args.duration)
     finally:
         painter.cancel()
         for task in tasks:
@@ -160,5 +171,34 @@ async def watch(bench: AsyncBench, args: argparse.Namespace, out: Output) -> Non
         if live is not None:
             live.update(_table(rows), refresh=True)
             live.stop()
-    if not out.as_json and live is None:
-        out.console.print(_table(rows))
+        elif not out.as_json and not pipe_gone:
+            out.console.print(_table(rows))
+    if pipe_gone:
+        raise BrokenPipeError
+    if failures and len(failures) == len(tasks):
+        raise failures[0]  # nothing left to watch: say why, with its exit code
+
+
+async def _until_done(tasks: Sequence[asyncio.Future[None]], duration: float) -> bool:
+    """Wait until every stream has ended (a daemon going away for good), ``duration`` (0: no
+    end) or Ctrl-C; True, at once, when the reader of our output went away (``| head``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + duration if duration else None
+    pending = set(tasks)
+    while pending:
+        left = None if deadline is None else deadline - loop.time()
+        if left is not None and left <= 0:
+            break
+        done, pending = await asyncio.wait(pending, timeout=left, return_when="FIRST_COMPLETED")
+        if any(not t.cancelled() and isinstance(t.exception(), BrokenPipeError) for t in done):
+            return True
+        if not done:
+            break  # --duration
+    return False
+
+
+def _brief(error: BenchError, address: str) -> str:
+    """A stream's error for its row: the bench's words (a lost daemon said as such)."""
+    if isinstance(error, ConnectionLost):
+        return lost_daemon(error.message, address, "")
+    return human_message(error, address)

@@ -168,12 +168,12 @@ class Device:
     def info(self) -> DeviceInfo:
         return self._bench._run(self._bench._async.device(self.name))
 
-    def move_to(self, position: float, *, timeout: float | None = None) -> float:
-        """Move to ``position`` (device units), wait until settled, return where it is.
-        Ctrl-C while waiting stops the stage."""
+    def move_to(self, position: float | str, *, timeout: float | None = None) -> float:
+        """Move to ``position`` (device units, or ``"12.5 mm"``), wait until settled, return
+        where it is. Ctrl-C while waiting stops the stage."""
         return self._moving(self._bench._async.move_to(self.name, position, timeout=timeout))
 
-    def move_by(self, distance: float, *, timeout: float | None = None) -> float:
+    def move_by(self, distance: float | str, *, timeout: float | None = None) -> float:
         """Move by ``distance``, wait until settled, return where it is. Ctrl-C stops it."""
         return self._moving(self._bench._async.move_by(self.name, distance, timeout=timeout))
 
@@ -185,7 +185,7 @@ class Device:
                 self.stop()
             raise
 
-    def start_move_to(self, position: float) -> None:
+    def start_move_to(self, position: float | str) -> None:
         """Start a move and return at once (``wait_settled()`` or ``stop()`` it later)."""
         self._bench._run(self._bench._async.move_to(self.name, position, wait=False))
 

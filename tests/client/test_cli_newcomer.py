@@ -191,7 +191,7 @@ def test_record_by_duration_records_frames_and_readings_and_runs_shows_it(
     shown = json.loads(ok(benchctl(process_daemon, "runs", "show", status["path"], "--json")))
     assert shown["run"]["path"] == status["path"]
     done = benchctl(process_daemon, "runs", "show", "never-recorded")
-    assert done.returncode == 5 and "no run 'never-recorded'" in done.stderr
+    assert done.returncode == 4 and "no run named 'never-recorded'" in done.stderr  # not found
 
 
 def test_watch_prints_values_and_json_lines(process_daemon: Daemon) -> None:

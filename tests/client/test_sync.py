@@ -215,7 +215,7 @@ async def test_nobody_there_is_connection_lost_within_the_budget() -> None:
 
     def scenario() -> float:
         started = time.monotonic()
-        with pytest.raises(ConnectionLost, match=f"127.0.0.1:{port} for 0.3 s"):
+        with pytest.raises(ConnectionLost, match=rf"127.0.0.1:{port} for 0\.[0-3] s"):  # tried
             Bench.connect(f"127.0.0.1:{port}", retry=RetryPolicy(budget=0.3))
         return time.monotonic() - started
 
