@@ -2,13 +2,17 @@
 
 Why a piece of its own: a run file must say when each setting changed (a wavelength tuned mid-
 scan, an exposure changed in live view). Observables deliver the latest value to a slow
-subscriber; a version number that jumps means changes came faster than they were observed —
-those are counted as skipped, never hidden. A device that restarts is watched again (its new
-instance numbers its versions afresh).
+subscriber; a version number that jumps to a different value means changes came faster than
+they were observed — those are counted as skipped, never hidden. A driver reports some values
+at every poll whether they changed or not (the power meter's range, ~1000 times a second on
+the simulated bench): a report of the value already recorded is not a change and is not written
+(the run's start value is in the manifest and in the first row). A device that restarts is
+watched again (its new instance numbers its versions afresh).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,6 +32,16 @@ from .nexus_file import ChannelSpec
 from .run_writer import ChannelRow
 
 REWATCH_DELAY = 0.5
+_NOTHING = object()
+
+
+def _same(value: Any, last: Any) -> bool:
+    """The value already recorded (NaN equal to NaN: a reading that stays NaN is no change)."""
+    if last is _NOTHING or type(value) is not type(last):
+        return False
+    if isinstance(value, float) and math.isnan(value) and math.isnan(last):
+        return True
+    return bool(value == last)
 
 
 class ParameterWatch:
@@ -51,6 +65,7 @@ class ParameterWatch:
     async def _watch(self, spec: ChannelSpec) -> None:
         ref = self.system.ref(spec.device)
         last_version = -1
+        last_value: Any = _NOTHING
         while True:
             try:
                 subscription: Subscription[Any] = await ref.ask(WatchParameter(spec.name))
@@ -59,8 +74,11 @@ class ParameterWatch:
                 continue
             try:
                 async for sample in subscription:
+                    if _same(sample.value, last_value):
+                        last_version = sample.version  # reported again, not changed
+                        continue
                     self._note(spec, sample, last_version)
-                    last_version = sample.version
+                    last_version, last_value = sample.version, sample.value
             except ObservableClosed:
                 pass
             last_version = -1  # a new instance numbers its versions afresh

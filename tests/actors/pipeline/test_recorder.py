@@ -151,6 +151,8 @@ async def test_readings_and_parameter_changes_are_recorded_without_loss(tmp_path
         await recorder.ask(StartRun("readings", record_frames=False))
         await trio.sleep(0.3)
         await meter.ask(SetParameter("amplitude", 2.5))
+        for _ in range(5):  # the same value again: a report, not a change, and not recorded
+            await meter.ask(SetParameter("amplitude", 2.5))
         await trio.sleep(0.3)
         final = await recorder.ask(StopRun())
     assert final.state is RunState.COMPLETED
