@@ -239,7 +239,7 @@ async def _dispatch(cell: ActorCell, actor: Actor, message: Message) -> Any:
     if not isinstance(message, KernelRequest):
         return await actor.handle(message)
     if isinstance(message, PARAMETER_REQUESTS):
-        return await actor.parameters.answer(message, latched=cell.latch)
+        return await actor.parameters.answer(message, latched=cell.latch, owner=cell.name)
     if isinstance(message, Ping):
         return "pong"
     if isinstance(message, ResetEmergencyStop):

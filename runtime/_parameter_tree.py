@@ -142,7 +142,9 @@ class ParameterTree(Mapping[str, Parameter[Any]]):
 
     # -- kernel messages ----------------------------------------------------------------------
 
-    async def answer(self, request: ParameterRequest, *, latched: Latch | None) -> object:
+    async def answer(
+        self, request: ParameterRequest, *, latched: Latch | None, owner: str = ""
+    ) -> object:
         match request:
             case ListParameters():
                 return self.infos()
@@ -154,7 +156,8 @@ class ParameterTree(Mapping[str, Parameter[Any]]):
                 # off) is written: a setting changed behind a stopped bench surprises whoever
                 # resets it.
                 if latched is not None and not parameter.makes_safe(parameter.validate(value)):
-                    raise latched_refusal(f"{name}={short_repr(value)}", latched)
+                    where = f"{owner}.{name}" if owner else name  # which device's shutter
+                    raise latched_refusal(f"{where}={short_repr(value)}", latched)
                 return await parameter.set(value, source=source)
             case SnapshotParameters():
                 return self.snapshot()

@@ -82,7 +82,7 @@ async def test_moves_sets_and_records_are_refused_while_latched(client: Client) 
             client.hardware.MoveAbsolute,
             hw.MoveAbsoluteRequest(device="esp300.axis1", position=1.0, wait=True),
         ),
-        "velocity=3.0": (
+        "esp300.axis1.velocity=3.0": (
             client.hardware.SetParameter,
             hw.SetParameterRequest(
                 device="esp300.axis1", name="velocity", value=common_pb2.Value(number=3.0)
