@@ -167,9 +167,12 @@ class EdgeContext:
         try:
             ref = self.system.ref(name)
         except NotFoundError as exc:
+            devices = [n for n in self.device_names() if self.kind(n) == "device"]
+            services = [n for n in self.device_names() if self.kind(n) == "service"]
             raise GRPCError(
                 Status.NOT_FOUND,
-                f"no device named {quote(name)}; devices: {', '.join(self.device_names())}",
+                f"no device named {quote(name)}; devices: {', '.join(devices) or 'none'}"
+                f" (services: {', '.join(services) or 'none'})",
             ) from exc
         if ready and ref.state is not ActorState.RUNNING:
             stats = ref.statistics()

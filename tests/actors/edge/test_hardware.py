@@ -30,6 +30,8 @@ async def test_lists_devices_with_capabilities_units_and_state(client: Client) -
         Status.NOT_FOUND, client.hardware.GetDevice, pb.DeviceRequest(device="nope")
     )
     assert "no device named 'nope'; devices: ell14, " in message
+    devices_part, services_part = message.split(" (services: ")
+    assert "recorder" not in devices_part and "recorder" in services_part  # listed apart
 
 
 async def test_parameters_list_get_set_with_the_right_errors(client: Client) -> None:
