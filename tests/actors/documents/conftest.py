@@ -13,7 +13,8 @@ import pytest
 import trio
 from event_model import DocumentNames, schema_validators
 
-from actors.documents import DOCUMENTS_NAME, FollowDocuments
+from actors.acquisition import EXECUTOR_NAME, AbortPlan, CreatePlan, Plan, WatchPlan
+from actors.documents import DOCUMENTS_NAME, FindRun, FollowDocuments, replay
 from runtime import SetParameter, Source
 from runtime.config import BenchConfig, parse_config
 from supervisors.bench import Bench, open_bench
@@ -163,3 +164,26 @@ def one_run(documents: Documents, uid: str) -> Documents:
         ):
             picked.append((name, document))
     return picked
+
+
+async def run_plan(bench: Bench, plan: Plan, *, abort_after: int = 0) -> str:
+    """Run the plan to its end (aborted once ``abort_after`` points are done); its run file."""
+    executor = bench.system.ref(EXECUTOR_NAME)
+    started = await executor.ask(CreatePlan(plan, "test", start=True))
+    subscription = await executor.ask(WatchPlan(started.id))
+    aborted = False
+    async for sample in subscription:
+        if abort_after and not aborted and sample.value.points_done >= abort_after:
+            await executor.ask(AbortPlan(started.id, "enough"))
+            aborted = True
+        if sample.value.state.finished:
+            return str(sample.value.run_path)
+    raise AssertionError("the executor went away")
+
+
+async def rebuilt(bench: Bench, reference: str) -> Documents:
+    """A run's documents rebuilt from its file (``reference``: a uid or a path)."""
+    found = await bench.system.ref(DOCUMENTS_NAME).ask(FindRun(reference))
+    return await trio.to_thread.run_sync(
+        lambda: list(replay(found.path, origin=found.origin, bench=found.bench))
+    )

@@ -10,11 +10,8 @@ from pathlib import Path
 import trio
 
 from actors.acquisition import (
-    EXECUTOR_NAME,
-    AbortPlan,
     Adaptive,
     Count,
-    CreatePlan,
     Grid,
     GridAxis,
     Line,
@@ -22,37 +19,12 @@ from actors.acquisition import (
     Plan,
     Span,
     Tune,
-    WatchPlan,
 )
-from actors.documents import DOCUMENTS_NAME, FindRun, replay
 from actors.pipeline.recorder import RECORDER_NAME, StartRun, StopRun, wait_run
 from runtime import SetParameter, Source
-from supervisors.bench import Bench
 
-from .conftest import Collector, Documents, bench_config, of, one_run, small_bench
+from .conftest import Collector, bench_config, of, one_run, rebuilt, run_plan, small_bench
 from .consumer import audit
-
-
-async def finish(bench: Bench, plan: Plan, *, abort_after: int = 0) -> str:
-    executor = bench.system.ref(EXECUTOR_NAME)
-    started = await executor.ask(CreatePlan(plan, "test", start=True))
-    subscription = await executor.ask(WatchPlan(started.id))
-    aborted = False
-    async for sample in subscription:
-        if abort_after and not aborted and sample.value.points_done >= abort_after:
-            await executor.ask(AbortPlan(started.id, "enough"))
-            aborted = True
-        if sample.value.state.finished:
-            return str(sample.value.run_path)
-    raise AssertionError("the executor went away")
-
-
-async def rebuilt(bench: Bench, reference: str) -> Documents:
-    found = await bench.system.ref(DOCUMENTS_NAME).ask(FindRun(reference))
-    return await trio.to_thread.run_sync(
-        lambda: list(replay(found.path, origin=found.origin, bench=found.bench))
-    )
-
 
 SECOND_AXIS = '\n[[device]]\nid = "y"\ndriver = "synthetic_motor"\nport = "sim"\n'
 
@@ -74,7 +46,7 @@ async def test_every_plan_kind_as_a_consumer_takes_it(tmp_path: Path) -> None:
     async with small_bench(bench_config(tmp_path / "runs", extra=SECOND_AXIS)) as bench:
         async with trio.open_nursery() as nursery:
             await nursery.start(collector.run, bench)
-            paths = [await finish(bench, plan) for plan in plans]
+            paths = [await run_plan(bench, plan) for plan in plans]
             live = await collector.wait_stops(len(plans))
             nursery.cancel_scope.cancel()
         audited = 0
@@ -99,7 +71,7 @@ async def test_recordings_and_runs_that_failed_as_a_consumer_takes_them(tmp_path
             paths.append((await recorder.ask(quiet)).path)
             await wait_run(recorder)
             counting = Plan(Count(num=50, interval=0.05), read=("peak",), frames=1)
-            paths.append(await finish(bench, counting, abort_after=3))
+            paths.append(await run_plan(bench, counting, abort_after=3))
             paths.append((await recorder.ask(StartRun("incident", duration=60.0))).path)
             await bench.system.emergency_stop("test incident", by="tests")
             await recorder.ask(StopRun("after the incident"))

@@ -19,7 +19,7 @@ import pytest
 import trio
 from event_model import RunRouter
 
-from actors.acquisition import EXECUTOR_NAME, CreatePlan, Line, Plan, Span, WatchPlan
+from actors.acquisition import EXECUTOR_NAME, Line, Plan, Span
 from actors.documents import (
     DOCUMENTS_NAME,
     FindRun,
@@ -45,29 +45,14 @@ from .conftest import (
     bench_config,
     of,
     one_run,
+    rebuilt,
+    run_plan,
     small_bench,
     stream,
     validate,
 )
 
 ORIGIN_PREFIX = "benchd://"
-
-
-async def run_plan(bench: Bench, plan: Plan) -> str:
-    executor = bench.system.ref(EXECUTOR_NAME)
-    started = await executor.ask(CreatePlan(plan, "test", start=True))
-    subscription = await executor.ask(WatchPlan(started.id))
-    async for sample in subscription:
-        if sample.value.state.finished:
-            return str(sample.value.run_path)
-    raise AssertionError("the executor went away")
-
-
-async def rebuilt(bench: Bench, reference: str) -> Documents:
-    found = await bench.system.ref(DOCUMENTS_NAME).ask(FindRun(reference))
-    return await trio.to_thread.run_sync(
-        lambda: list(replay(found.path, origin=found.origin, bench=found.bench))
-    )
 
 
 def same_documents(live: Documents, again: Documents) -> None:
