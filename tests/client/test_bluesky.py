@@ -474,22 +474,27 @@ def test_frames_join_a_run_that_is_already_recording(
     assert all(t >= before for t in times)  # the plan's frames, not the user's
 
 
+def fly(camera: BenchCamera, info: TriggerInfo) -> Any:
+    """A fly scan of the camera alone: prepare, kickoff, complete, collect into "primary"."""
+
+    @bpp.stage_decorator([camera])
+    @bpp.run_decorator()
+    def plan() -> Any:
+        yield from bps.prepare(camera, info, wait=True)
+        yield from bps.declare_stream(camera, name="primary", collect=True)
+        yield from bps.kickoff(camera, wait=True)
+        yield from bps.complete(camera, wait=True)
+        yield from bps.collect(camera, name="primary")
+
+    return plan()
+
+
 def test_a_fly_scan_collects_the_frames_of_one_acquisition(
     small_frames: BenchCamera,
     RE: RunEngine,  # noqa: N803
 ) -> None:
-    @bpp.stage_decorator([small_frames])
-    @bpp.run_decorator()
-    def fly() -> Any:
-        info = TriggerInfo(number_of_events=5, livetime=0.005)
-        yield from bps.prepare(small_frames, info, wait=True)
-        yield from bps.declare_stream(small_frames, name="primary", collect=True)
-        yield from bps.kickoff(small_frames, wait=True)
-        yield from bps.complete(small_frames, wait=True)
-        yield from bps.collect(small_frames, name="primary")
-
     documents = record(RE)
-    RE(fly())
+    RE(fly(small_frames, TriggerInfo(number_of_events=5, livetime=0.005)))
     validate(documents)
     (resource,) = of(documents, "stream_resource")
     (datum,) = of(documents, "stream_datum")
@@ -508,19 +513,14 @@ def test_stream_datum_indices_count_events_of_several_collections(
     indices 0 to 3 (6 file rows) and num_events 3, as ophyd-async's detectors say it and as
     Tiled's HDF5 consolidator reads it (it counted 6 events of 2 frames: 12 from a file of 6)."""
 
-    @bpp.stage_decorator([small_frames])
-    @bpp.run_decorator()
-    def fly() -> Any:
-        info = TriggerInfo(number_of_events=3, collections_per_event=2, livetime=0.005)
-        yield from bps.prepare(small_frames, info, wait=True)
-        yield from bps.declare_stream(small_frames, name="primary", collect=True)
-        yield from bps.kickoff(small_frames, wait=True)
-        yield from bps.complete(small_frames, wait=True)
-        yield from bps.collect(small_frames, name="primary")
-
     documents = record(RE)
     try:
-        RE(fly())
+        RE(
+            fly(
+                small_frames,
+                TriggerInfo(number_of_events=3, collections_per_event=2, livetime=0.005),
+            )
+        )
     finally:
         RE(bps.mv(small_frames.parameter("exposure"), 10))
     audit(documents)
