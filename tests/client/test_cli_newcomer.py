@@ -172,11 +172,16 @@ def test_record_by_duration_records_frames_and_readings_and_runs_shows_it(
     process_daemon: Daemon,
 ) -> None:
     ok(benchctl(process_daemon, "set", "camera.roi", "0,0,128,128"))
+    exposure = ok(benchctl(process_daemon, "--json", "get", "camera.exposure"))
+    # ~25 fps: the simulated camera's 16-frame live buffer then covers ~0.6 s of a busy
+    # machine keeping the daemon from fetching (a small ROI at full rate missed frames)
+    ok(benchctl(process_daemon, "set", "camera.exposure", "40ms"))
     try:
         status = json.loads(ok(benchctl(process_daemon, "--json", "record", "newcomer",
                                         "--duration", "1.5")))  # fmt: skip
     finally:
         ok(benchctl(process_daemon, "set", "camera.roi", "0,0,2048,2048"))
+        ok(benchctl(process_daemon, "set", "camera.exposure", str(json.loads(exposure)["value"])))
     assert status["state"] == "completed"
     assert status["frames_written"] > 0 and status["frames_dropped"] == 0
     assert status["readings_recorded"] > 0
