@@ -498,13 +498,18 @@ class PlanExecutor(Actor):
         path = self.history_path
         if path is None:
             return
+        # shielded: a flush the actor's stop cuts between its append and its rewrite would
+        # leave the file past its bound (and the lines taken but unwritten, lost)
+        with trio.CancelScope(shield=True):
+            await self._write_unwritten(path)
+
+    async def _write_unwritten(self, path: Path) -> None:
         async with self._history_lock:
             lines, self._unwritten = self._unwritten, []
-            if not lines:
-                return
             try:
-                await trio.to_thread.run_sync(history.append, path, lines)
-                self._lines_on_disk += len(lines)
+                if lines:
+                    await trio.to_thread.run_sync(history.append, path, lines)
+                    self._lines_on_disk += len(lines)
                 if self._lines_on_disk > 4 * HISTORY:
                     kept = list(self._ended_lines)
                     await trio.to_thread.run_sync(history.rewrite, path, self._next_number, kept)
