@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..atomic_file import atomic_write
 from .described import plan_from_description
 from .plans import ListScan, Plan
 from .problems import PlanRejected
@@ -242,13 +242,8 @@ def _status(entry: Mapping[str, Any]) -> tuple[PlanStatus | None, str]:
 
 def rewrite(path: Path, next_number: int, ended_lines: Iterable[str]) -> None:
     """Replace the file with a ``next`` line and the given ended lines, atomically (blocking)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(_line({"event": "next", "id": f"p{max(1, next_number)}"}))
-        handle.writelines(ended_lines)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    first = _line({"event": "next", "id": f"p{max(1, next_number)}"})
+    atomic_write(path, first + "".join(ended_lines))
 
 
 def append(path: Path, lines: Iterable[str]) -> None:

@@ -13,14 +13,14 @@ File format (``<name>.json``)::
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runtime import InsufficientResources, NotFoundError, ValidationError
+
+from ..atomic_file import atomic_write, fsync_directory
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FORMAT = 1
@@ -118,29 +118,4 @@ class PresetStore:
         except FileNotFoundError:
             known = ", ".join(self.names()) or "none"
             raise NotFoundError(f"no preset named {name!r}; presets: {known}") from None
-        _fsync_directory(self.directory)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` all at once (tmp + fsync + rename + fsync directory)."""
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        fsync_directory(self.directory)

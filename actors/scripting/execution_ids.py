@@ -14,10 +14,11 @@ on counting and says so: ids are then unique only until the next restart.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import trio
+
+from ..atomic_file import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -99,15 +100,9 @@ def _read(path: Path) -> int:
 
 
 def _write(path: Path, number: int) -> None:
-    """Atomically: a temporary file renamed over the old one, so a crash leaves one or the
-    other, never half a number."""
+    """Atomically (``atomic_write``): a crash leaves the old number or the new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", encoding="ascii") as handle:
-        handle.write(f"{number}\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    atomic_write(path, f"{number}\n")
 
 
 __all__ = ["BLOCK", "IDS_FILE", "ExecutionIds"]
