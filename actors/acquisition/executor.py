@@ -74,7 +74,7 @@ from .events import Ended, EventLog, Table
 from .plans import Plan
 from .problems import PlanRejected
 from .recording import RECORD_ORIGIN, record_plan
-from .running import PlanRun
+from .running import DAEMON_STOPPING, PlanRun
 from .status import PlanCheck, PlanRecord, PlanState, PlanStatus
 from .suspenders import Suspender
 from .validator import DISK, Checked, DescribeCache, cameras, check, survey
@@ -549,8 +549,7 @@ class PlanExecutor(Actor):
     async def on_stop(self) -> None:
         current = self._current
         if current is not None and not current.status.state.finished:
-            current.abort_reason = current.abort_reason or "the daemon is stopping"
-            current.shutdown = current.abort_reason == "the daemon is stopping"
+            current.abort_reason = current.abort_reason or DAEMON_STOPPING
             if current.scope is not None:
                 current.scope.cancel()
             with trio.move_on_after(self.stop_timeout - 5.0):

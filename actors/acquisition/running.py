@@ -69,6 +69,7 @@ logger = logging.getLogger(__name__)
 ACQUISITION_POLL = 0.005  # s between looks at the camera while a point's frames come in
 STATUS_PERIOD = 0.02  # s: the status (points done, positions) is published at most this often
 EXECUTOR_STOPPED = "the plan executor stopped (daemon shutdown)"
+DAEMON_STOPPING = "the daemon is stopping"  # the abort reason the executor gives at its stop
 RESTORE_TIMEOUT = 5.0  # s for each device put back as it was (streaming off, camera stopped)
 
 
@@ -153,9 +154,7 @@ class PlanRun:
     def _run_outcome(self) -> RunOutcome | None:
         """The run's end as the plan's names it; a plan aborted because the daemon stops
         stops its run (a shutdown is a request to stop, as StopRun is, not an abort)."""
-        if self.state is PlanState.ABORTED and (
-            self.record.shutdown or self.reason == EXECUTOR_STOPPED
-        ):
+        if self.state is PlanState.ABORTED and self.reason in (EXECUTOR_STOPPED, DAEMON_STOPPING):
             return RunOutcome.STOPPED
         return _RUN_OUTCOMES.get(self.state)
 

@@ -77,7 +77,6 @@ class PlanRecord:
     def __init__(self, status: PlanStatus, checked: Checked | None) -> None:
         self.checked = checked  # None: restored from the history, never run here
         self.remembered = False  # its end is in the history
-        self.shutdown = False  # aborted because the daemon is stopping (its run: "stopped")
         self.observable: Observable[PlanStatus] = Observable(status)
         self.log = EventLog(status.id)
         self.table: Table | None = None
